@@ -1,0 +1,161 @@
+"""Request bodies in, predictions out, for the content types serve supports.
+
+Requests are rows of numeric features (no label). Responses hold one
+prediction per row: CSV lines, ``{"predictions": [...]}`` for JSON, a value
+per line for JSON Lines, a 1-d array for NumPy.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+CSV = "text/csv"
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+NPY = "application/x-npy"
+SUPPORTED = (CSV, JSON, JSONLINES, NPY)
+ALIASES = {"application/x-jsonlines": JSONLINES, "application/jsonl": JSONLINES}
+
+
+class PayloadError(Exception):
+    """The request cannot be answered; ``status`` is the HTTP status to send."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def media_type(header: str | None) -> str:
+    """``'Text/CSV; charset=utf-8'`` -> ``'text/csv'``."""
+    kind = (header or "").split(";", 1)[0].strip().lower()
+    return ALIASES.get(kind, kind)
+
+
+def request_type(header: str | None) -> str:
+    kind = media_type(header)
+    if kind not in SUPPORTED:
+        shown = repr(header) if header else "none"
+        raise PayloadError(415, f"unsupported Content-Type {shown}; use one of {', '.join(SUPPORTED)}")
+    return kind
+
+
+def response_type(accept: str | None, request_kind: str) -> str:
+    """Pick the response type from *accept*; missing or ``*/*`` means *request_kind*."""
+    if not accept or not accept.strip():
+        return request_kind
+    ranked = []
+    for position, part in enumerate(accept.split(",")):
+        kind, _, params = part.partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranked.append((-quality, position, media_type(kind)))
+    for quality, _, kind in sorted(ranked):
+        if quality == 0:
+            continue
+        if kind in ("*/*", "application/*", "text/*", ""):
+            return request_kind
+        if kind in SUPPORTED:
+            return kind
+    raise PayloadError(406, f"cannot answer with Accept {accept!r}; use one of {', '.join(SUPPORTED)}")
+
+
+def decode(body: bytes, kind: str, n_features: int) -> np.ndarray:
+    """Parse *body* into a 2-d float array of *n_features* columns.
+
+    :raises PayloadError: 400 for empty, malformed or non-finite data and for
+        rows of the wrong width.
+    """
+    if not body.strip():
+        raise PayloadError(400, "the request body is empty")
+    if kind == NPY:
+        rows = _npy_rows(body)
+    else:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError(400, f"the body is not UTF-8 text (byte {exc.start})") from None
+        rows = _csv_rows(text, n_features) if kind == CSV else _json_rows(text, kind)
+    if rows.ndim != 2 or rows.shape[0] == 0:
+        raise PayloadError(400, "expected one or more rows of numbers")
+    if rows.shape[1] != n_features:
+        raise PayloadError(400, f"expected {n_features} features per row, got {rows.shape[1]}")
+    if not np.isfinite(rows).all():
+        row = int(np.argwhere(~np.isfinite(rows))[0][0]) + 1
+        raise PayloadError(400, f"row {row}: features must be finite numbers (no NaN or Inf)")
+    return rows
+
+
+def _csv_rows(text: str, n_features: int) -> np.ndarray:
+    lines = [line for line in text.splitlines() if line.strip()]
+    for number, line in enumerate(lines, start=1):
+        if line.count(",") != n_features - 1:
+            found = line.count(",") + 1
+            raise PayloadError(400, f"row {number}: expected {n_features} features, got {found}")
+    try:
+        values = np.array(",".join(lines).split(","), dtype=np.float64)
+    except ValueError:
+        for number, line in enumerate(lines, start=1):
+            for cell in line.split(","):
+                try:
+                    float(cell)
+                except ValueError:
+                    shown = cell.strip()[:40]
+                    raise PayloadError(400, f"row {number}: {shown!r} is not a number") from None
+        raise PayloadError(400, "the CSV body holds a value that is not a number") from None
+    return values.reshape(len(lines), n_features)
+
+
+def _json_rows(text: str, kind: str) -> np.ndarray:
+    try:
+        if kind == JSON:
+            data = json.loads(text)
+            if isinstance(data, dict):
+                if "instances" not in data:
+                    raise PayloadError(400, 'expected a list of rows or {"instances": [...]}')
+                data = data["instances"]
+        else:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+            data = [row["features"] if isinstance(row, dict) and "features" in row else row
+                    for row in data]
+    except json.JSONDecodeError as exc:
+        raise PayloadError(400, f"malformed JSON: {exc}") from None
+    if isinstance(data, list) and data and not isinstance(data[0], list):
+        data = [data]
+    try:
+        return np.array(data, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise PayloadError(400, "expected rows of numbers, all of the same length") from None
+
+
+def _npy_rows(body: bytes) -> np.ndarray:
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise PayloadError(400, f"not a NumPy .npy array: {exc}") from None
+    if array.dtype.kind not in "biuf":
+        raise PayloadError(400, f"expected a numeric array, got dtype {array.dtype}")
+    rows = array.astype(np.float64)
+    return rows.reshape(1, -1) if rows.ndim == 1 else rows
+
+
+def encode(predictions: np.ndarray, kind: str) -> bytes:
+    """Serialise one prediction per row as *kind*."""
+    values = predictions.tolist()
+    if kind == CSV:
+        return ("\n".join(str(value) for value in values) + "\n").encode()
+    if kind == JSON:
+        return json.dumps({"predictions": values}).encode()
+    if kind == JSONLINES:
+        return ("\n".join(json.dumps(value) for value in values) + "\n").encode()
+    buffer = io.BytesIO()
+    np.save(buffer, predictions, allow_pickle=False)
+    return buffer.getvalue()

@@ -1,0 +1,143 @@
+"""What ``serve`` does: run nginx in front of gunicorn and supervise both.
+
+nginx listens on the port and proxies to gunicorn on a unix socket. Where
+nginx is not installed (or ``SAGEMAKER_USE_NGINX=false``) gunicorn listens
+on the port itself. SIGTERM (or SIGINT) drains in-flight requests and exits
+0; if either process dies on its own, the other is stopped and serve exits
+non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import FrameType
+
+from settings import Settings, SettingsError
+
+PROGRAM_DIR = Path(__file__).resolve().parent
+#: SageMaker kills a serving container 30 s after SIGTERM: drain within that.
+GRACEFUL_SECONDS = 25
+STOP_SECONDS = 28
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    env = dict(os.environ if environ is None else environ)
+    try:
+        settings = Settings.from_env(env)
+    except SettingsError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
+    nginx = shutil.which("nginx") if settings.use_nginx is not False else None
+    if settings.use_nginx and not nginx:
+        print("serve: SAGEMAKER_USE_NGINX is set but nginx is not installed", file=sys.stderr)
+        return 2
+
+    runtime = Path(tempfile.mkdtemp(prefix="serve-"))
+    runtime.chmod(0o755)  # nginx workers must reach the gunicorn socket
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    bind = f"unix:{runtime}/gunicorn.sock" if nginx else f"{settings.address}:{settings.port}"
+    children: dict[str, subprocess.Popen[bytes]] = {
+        "gunicorn": subprocess.Popen(_gunicorn_command(settings, bind), env=env)
+    }
+    if nginx:
+        config = _write_nginx_config(settings, runtime)
+        children["nginx"] = subprocess.Popen([nginx, "-c", str(config), "-p", str(runtime), "-e", "stderr"])
+    where = "nginx" if nginx else "gunicorn"
+    print(f"serve: {where} on {settings.address}:{settings.port}, {settings.workers} worker(s)",
+          file=sys.stderr, flush=True)
+    try:
+        return _supervise(children, lambda: stopping)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _gunicorn_command(settings: Settings, bind: str) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--chdir", str(PROGRAM_DIR),
+        "--bind", bind,
+        "--workers", str(settings.workers),
+        "--worker-class", "gthread",
+        "--threads", str(settings.threads),
+        "--timeout", str(settings.timeout),
+        "--graceful-timeout", str(GRACEFUL_SECONDS),
+        "--keep-alive", "75",
+        "--preload",
+        "--error-logfile", "-",
+        *_optional_flags(),
+        "wsgi:app",
+    ]
+
+
+def _optional_flags() -> list[str]:
+    """Flags only newer gunicorns know: no control socket left in $HOME."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    known = {setting.name for setting in KNOWN_SETTINGS}
+    return ["--no-control-socket"] if "control_socket_disable" in known else []
+
+
+def _write_nginx_config(settings: Settings, runtime: Path) -> Path:
+    text = (PROGRAM_DIR / "nginx.conf").read_text(encoding="utf-8")
+    for name, value in {
+        "RUNTIME": str(runtime),
+        "ADDRESS": settings.address,
+        "PORT": str(settings.port),
+        "MAX_BODY_MB": str(settings.max_payload_mb),
+        "TIMEOUT": str(settings.timeout),
+    }.items():
+        text = text.replace(f"@{name}@", value)
+    for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (runtime / name).mkdir(mode=0o777)
+        (runtime / name).chmod(0o777)
+    path = runtime / "nginx.conf"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _supervise(children: dict[str, subprocess.Popen[bytes]], stopping: Callable[[], bool]) -> int:
+    """Wait until every child has exited; return serve's exit status."""
+    failed = False
+    deadline = 0.0
+    while True:
+        exited = {name: child.returncode for name, child in children.items()
+                  if child.poll() is not None}
+        if not deadline and (stopping() or exited):
+            for name, code in exited.items():
+                print(f"serve: {name} exited with status {code}; stopping", file=sys.stderr)
+                failed = True
+            _drain(children)
+            deadline = time.monotonic() + STOP_SECONDS
+        if len(exited) == len(children):
+            break
+        if deadline and time.monotonic() > deadline:
+            for child in children.values():
+                if child.poll() is None:
+                    child.kill()
+        time.sleep(0.05)
+    statuses = [child.wait() for child in children.values()]
+    return 1 if failed or any(statuses) else 0
+
+
+def _drain(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Ask each child to finish in-flight requests and exit."""
+    graceful = {"nginx": signal.SIGQUIT, "gunicorn": signal.SIGTERM}
+    for name, child in children.items():
+        if child.poll() is None:
+            child.send_signal(graceful[name])

@@ -1,0 +1,100 @@
+"""Serving knobs, read from the environment when the server starts.
+
+=================================  ========================================
+``SAGEMAKER_BIND_TO_PORT``         port to listen on (8080)
+``MODEL_SERVER_WORKERS``           gunicorn workers (the CPU count)
+``MODEL_SERVER_THREADS``           threads per worker (4)
+``MODEL_SERVER_TIMEOUT``           seconds per request (60)
+``SAGEMAKER_MAX_PAYLOAD_IN_MB``    body limit in MiB (6, raised up to 100)
+``SAGEMAKER_USE_NGINX``            ``false`` serves gunicorn on the port directly
+``SERVE_BIND_ADDRESS``             address to listen on (0.0.0.0)
+=================================  ========================================
+
+``SAGEMAKER_MODEL_SERVER_WORKERS`` and ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` are
+accepted too, the names the SageMaker containers use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_PORT = 8080
+DEFAULT_TIMEOUT = 60
+DEFAULT_THREADS = 4
+DEFAULT_PAYLOAD_MB = 6
+MAX_PAYLOAD_MB = 100
+#: SageMaker batch transform: MaxConcurrentTransforms * MaxPayloadInMB <= 100.
+BATCH_BUDGET_MB = 100
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the server cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    port: int
+    address: str
+    workers: int
+    threads: int
+    timeout: int
+    max_payload_mb: int
+    use_nginx: bool | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings; :raises SettingsError: naming the bad variable."""
+        env = os.environ if environ is None else environ
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        payload = _integer(env, ("SAGEMAKER_MAX_PAYLOAD_IN_MB",), DEFAULT_PAYLOAD_MB, 1, 10**6)
+        return cls(
+            port=_integer(env, ("SAGEMAKER_BIND_TO_PORT",), DEFAULT_PORT, 1, 65535),
+            address=env.get("SERVE_BIND_ADDRESS") or "0.0.0.0",
+            workers=_integer(env, ("MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS"),
+                             cpus or 1, 1, 1024),
+            threads=_integer(env, ("MODEL_SERVER_THREADS",), DEFAULT_THREADS, 1, 1024),
+            timeout=_integer(env, ("MODEL_SERVER_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT"),
+                             DEFAULT_TIMEOUT, 1, 3600),
+            max_payload_mb=min(max(payload, DEFAULT_PAYLOAD_MB), MAX_PAYLOAD_MB),
+            use_nginx=_flag(env, "SAGEMAKER_USE_NGINX"),
+        )
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.max_payload_mb * 1024 * 1024
+
+    def execution_parameters(self) -> dict[str, object]:
+        """What ``GET /execution-parameters`` answers for batch transform."""
+        return {
+            "MaxConcurrentTransforms": max(1, min(self.workers, BATCH_BUDGET_MB // self.max_payload_mb)),
+            "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": self.max_payload_mb,
+        }
+
+
+def _integer(env: Mapping[str, str], names: tuple[str, ...], default: int, low: int, high: int) -> int:
+    for name in names:
+        text = env.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+    return default
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool | None:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return None
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {text!r}")

@@ -1,0 +1,79 @@
+"""Every error byoc reports to a user: one line, with its own exit code."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ByocError(Exception):
+    """Base of byoc's errors. The CLI shows ``Error: <message>`` and exits with :attr:`exit_code`."""
+
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        #: More lines shown under the message (a log tail, a hint).
+        self.detail = detail
+
+
+class ConfigError(ByocError):
+    """Bad input from the user: an option, a name, a config file."""
+
+    exit_code = 2
+
+
+class ProjectExistsError(ByocError):
+    """The target directory of ``byoc new`` exists already."""
+
+
+class DockerUnavailableError(ByocError):
+    """No Docker engine answers."""
+
+
+class ImageNotFoundError(ByocError):
+    """The image to run is not in the local engine."""
+
+
+class BuildError(ByocError):
+    """``docker build`` failed; :attr:`detail` holds the tail of its log."""
+
+
+class PushError(ByocError):
+    """The registry refused the image or could not be reached."""
+
+
+class AwsError(ByocError):
+    """An AWS call failed (credentials, permissions, region)."""
+
+
+class ContainerFailedError(ByocError):
+    """A training job exited non-zero."""
+
+    def __init__(self, message: str, *, exit_status: int, failure_reason: str | None,
+                 detail: str = "") -> None:
+        super().__init__(message, detail=detail)
+        self.exit_status = exit_status
+        self.failure_reason = failure_reason
+
+
+class ServeError(ByocError):
+    """A server did not become ready or stopped on its own."""
+
+
+class PortInUseError(ByocError):
+    """The port to publish is taken."""
+
+
+class ArchiveError(ByocError):
+    """A model archive is unsafe or unreadable."""
+
+
+class PredictError(ByocError):
+    """An invocation was refused or answered with an error."""
+
+
+class Interrupted(ByocError):
+    """The user stopped byoc (Ctrl-C or SIGTERM); everything was cleaned up."""
+
+    exit_code = 130

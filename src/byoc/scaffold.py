@@ -1,0 +1,93 @@
+"""``byoc new``: render the project template into a new directory, all or nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import ByocError, ConfigError, ProjectExistsError
+
+#: Lower-case letters, digits and single hyphens, starting with a letter, at most
+#: 63 characters: valid as a SageMaker job or model name and as an ECR repository.
+NAME_PATTERN = re.compile(r"[a-z](?:[a-z0-9]|-(?=[a-z0-9])){0,62}")
+
+
+def template_dir() -> Path:
+    """The cookiecutter template shipped with byoc."""
+    return Path(__file__).resolve().parent / "template"
+
+
+def template_variables(template: Path | None = None) -> dict[str, object]:
+    """The variables of ``cookiecutter.json`` a user may set (``_private`` ones left out)."""
+    path = (template or template_dir()) / "cookiecutter.json"
+    data: dict[str, object] = json.loads(path.read_text(encoding="utf-8"))
+    return {key: value for key, value in data.items() if not key.startswith("_")}
+
+
+def check_name(name: str) -> str:
+    """Return *name* if SageMaker and ECR accept it; :raises ConfigError: otherwise."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"invalid project name {name!r}: use 1-63 lower-case letters, digits and single"
+            " hyphens, starting with a letter and not ending with a hyphen (e.g. churn-model)"
+        )
+    return name
+
+
+def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = True,
+                extra_context: Mapping[str, str] | None = None,
+                template: Path | None = None) -> Path:
+    """Render a new project called *name* under *output_dir* and return its directory.
+
+    The project is rendered into a hidden temporary directory beside the target
+    and renamed into place only when complete, so a failure leaves nothing behind.
+
+    :param no_input: take the template's defaults instead of prompting.
+    :param extra_context: template variables to set (``--set KEY=VALUE``).
+    :raises ConfigError: for a bad name or an unknown or invalid variable.
+    :raises ProjectExistsError: when the target directory exists.
+    """
+    from cookiecutter.exceptions import CookiecutterException
+    from cookiecutter.main import cookiecutter
+
+    check_name(name)
+    template = template or template_dir()
+    context = _check_context(dict(extra_context or {}), template_variables(template))
+    parent = (output_dir or Path.cwd()).resolve()
+    target = parent / name
+    if target.exists():
+        raise ProjectExistsError(f"{target} already exists; choose another name or remove it")
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
+    try:
+        rendered = Path(cookiecutter(str(template), no_input=no_input, output_dir=str(staging),
+                                     extra_context={**context, "project_slug": name}))
+        if rendered.name != name:
+            raise ConfigError(f"the project name was changed to {rendered.name!r} at the prompt;"
+                              f" run `byoc new {rendered.name}` instead")
+        try:
+            rendered.rename(target)  # atomic; fails if the target appeared meanwhile
+        except OSError as exc:
+            raise ProjectExistsError(f"cannot create {target}: {exc.strerror}") from exc
+    except CookiecutterException as exc:
+        raise ByocError(f"cannot render the template: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _check_context(context: dict[str, str], variables: Mapping[str, object]) -> dict[str, str]:
+    for key, value in context.items():
+        if key not in variables or key == "project_slug":
+            settable = ", ".join(k for k in variables if k != "project_slug")
+            raise ConfigError(f"unknown template variable {key!r} (can set: {settable})")
+        choices = variables[key]
+        if isinstance(choices, list) and value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        if key == "program" and not value.isidentifier():
+            raise ConfigError(f"program must be a Python identifier, got {value!r}")
+    return context

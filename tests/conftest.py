@@ -1,0 +1,93 @@
+"""Shared fixtures: an isolated environment per test, Docker when an engine answers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from byoc import images, scaffold
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+#: The base image for test builds: python:3.11-slim-bookworm when it can be had,
+#: else the Debian image .ci/run imports (see ENVIRONMENT in the README).
+BASE_IMAGE_ENV = "BYOC_TEST_BASE_IMAGE"
+REQUIRE_DOCKER_ENV = "BYOC_REQUIRE_DOCKER"
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the real HOME, AWS or Docker config."""
+    home = tmp_path_factory.mktemp("home")
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(home / "docker"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """A client of a live engine; skips without one unless BYOC_REQUIRE_DOCKER=1."""
+    from byoc._docker import docker_client as connect
+    from byoc.errors import DockerUnavailableError
+
+    try:
+        client = connect(os.environ)
+    except DockerUnavailableError as exc:
+        if os.environ.get(REQUIRE_DOCKER_ENV) == "1":
+            pytest.fail(f"{REQUIRE_DOCKER_ENV}=1 but no Docker engine answers: {exc.detail}")
+        pytest.skip(f"no Docker engine answers ({exc.detail.splitlines()[0] if exc.detail else ''})")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: Any) -> str:
+    import docker.errors
+
+    wanted = os.environ.get(BASE_IMAGE_ENV)
+    candidates = [wanted] if wanted else ["python:3.11-slim-bookworm", "byoc-test-base:bookworm"]
+    for name in candidates:
+        try:
+            docker_client.images.get(name)
+            return name
+        except docker.errors.ImageNotFound:
+            continue
+    pytest.fail(f"no base image among {candidates}: run .ci/run or set {BASE_IMAGE_ENV}")
+
+
+def build_project(root: Path, tag: str, base: str) -> str:
+    return images.build(root, tag=tag, build_args={"BASE_IMAGE": base}, network="host",
+                        log=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default template rendered once for the session (do not modify it)."""
+    return scaffold.new_project("iris-classifier", output_dir=tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="session")
+def default_image(docker_client: Any, base_image: str, default_project: Path) -> Iterator[str]:
+    """The default project's image, built once per session and removed afterwards."""
+    tag = f"byoc-test-iris:{uuid.uuid4().hex[:8]}"
+    build_project(default_project, tag, base_image)
+    yield tag
+    docker_client.images.remove(tag, force=True)

@@ -1,0 +1,131 @@
+"""byoc new: rendering, name checks, refusal to overwrite."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from byoc import scaffold
+from byoc.cli import cli
+from byoc.errors import ConfigError, ProjectExistsError
+from byoc.project import Project
+
+
+def test_default_render_is_a_complete_project(tmp_path: Path) -> None:
+    root = scaffold.new_project("churn-model", output_dir=tmp_path)
+    assert root == tmp_path / "churn-model"
+    program = root / "container" / "churn_model"
+    for name in ("train", "serve", "predictor.py", "wsgi.py", "nginx.conf", "model.py"):
+        assert (program / name).is_file(), name
+    for name in ("train", "serve"):
+        assert (program / name).stat().st_mode & stat.S_IXUSR, f"{name} is not executable"
+    config = root / "local_test" / "test_dir" / "input" / "config"
+    assert json.loads((config / "hyperparameters.json").read_text())["criterion"] == '"gini"'
+    assert set(json.loads((config / "inputdataconfig.json").read_text())) == {"training"}
+    project = Project.load(root)
+    assert (project.name, project.program, project.image) == ("churn-model", "churn_model",
+                                                              "churn-model")
+    assert project.repository == "churn-model" and project.region == "us-east-1"
+    dockerfile = (root / "Dockerfile").read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in dockerfile
+    assert "accept-bind-to-port=true" in dockerfile
+    instructions = [line.split()[0] for line in dockerfile.splitlines()
+                    if line.strip() and not line.startswith(("#", " "))]
+    assert "ENTRYPOINT" not in instructions and "tini" not in dockerfile.replace("no tini", "")
+    assert "COPY container/churn_model /opt/program" in dockerfile
+    assert [p.name for p in tmp_path.iterdir()] == ["churn-model"]
+
+
+def test_set_changes_template_variables(tmp_path: Path) -> None:
+    root = scaffold.new_project("churn-model", output_dir=tmp_path,
+                                extra_context={"program": "churn", "aws_region": "eu-west-1",
+                                               "ecr_repository": "team/churn"})
+    project = Project.load(root)
+    assert project.program == "churn" and (root / "container" / "churn" / "train").is_file()
+    assert (project.region, project.repository) == ("eu-west-1", "team/churn")
+
+
+@pytest.mark.parametrize("name", ["Churn", "1model", "churn_model", "churn-", "a--b", "a" * 64, ""])
+def test_invalid_names_are_refused_and_nothing_is_written(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match="invalid project name"):
+        scaffold.new_project(name, output_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_longest_valid_name_is_accepted(tmp_path: Path) -> None:
+    assert scaffold.check_name("a" * 63) == "a" * 63
+
+
+def test_existing_directory_is_never_touched(tmp_path: Path) -> None:
+    (tmp_path / "churn-model").mkdir()
+    (tmp_path / "churn-model" / "mine.txt").write_text("keep me")
+    with pytest.raises(ProjectExistsError, match="already exists"):
+        scaffold.new_project("churn-model", output_dir=tmp_path)
+    assert [p.name for p in (tmp_path / "churn-model").iterdir()] == ["mine.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["churn-model"]
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"nope": "1"}, "unknown template variable 'nope'"),
+    ({"framework": "tensorflow"}, "framework must be one of sklearn"),
+    ({"program": "not-an-identifier"}, "program must be a Python identifier"),
+])
+def test_bad_template_variables_are_refused(tmp_path: Path, settings: dict[str, str],
+                                            message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        scaffold.new_project("churn-model", output_dir=tmp_path, extra_context=settings)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_new_reports_errors_on_stderr_with_exit_codes(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["new", "churn-model", "-o", str(tmp_path), "--no-input"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.strip() == str(tmp_path / "churn-model")
+    again = runner.invoke(cli, ["new", "churn-model", "-o", str(tmp_path), "--no-input"])
+    assert again.exit_code == 1
+    assert again.stderr.startswith(f"Error: {tmp_path / 'churn-model'} already exists")
+    bad = runner.invoke(cli, ["new", "Churn", "-o", str(tmp_path)])
+    assert bad.exit_code == 2 and bad.stderr.startswith("Error: invalid project name 'Churn'")
+    unset = runner.invoke(cli, ["new", "x", "--set", "novalue", "-o", str(tmp_path)])
+    assert unset.exit_code == 2 and "--set takes KEY=VALUE" in unset.stderr
+
+
+def test_prompts_take_answers(tmp_path: Path) -> None:
+    runner = CliRunner()
+    # description, program, framework, region, repository; the name comes from NAME
+    answers = "\n".join(["", "", "my_prog", "1", "eu-central-1", "", ""]) + "\n"
+    result = runner.invoke(cli, ["new", "churn-model", "-o", str(tmp_path)], input=answers)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "churn-model" / "container" / "my_prog" / "train").is_file()
+
+
+def test_plain_cookiecutter_renders_the_same_tree(tmp_path: Path) -> None:
+    via_byoc = scaffold.new_project("iris-classifier", output_dir=tmp_path / "a")
+    subprocess.run([sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path / "b"),
+                    str(scaffold.template_dir())], check=True, capture_output=True)
+    via_plain = tmp_path / "b" / "iris-classifier"
+    files_a = sorted(str(p.relative_to(via_byoc)) for p in via_byoc.rglob("*"))
+    files_b = sorted(str(p.relative_to(via_plain)) for p in via_plain.rglob("*"))
+    assert files_a == files_b
+    for name in files_a:
+        a, b = via_byoc / name, via_plain / name
+        if a.is_file():
+            assert a.read_bytes() == b.read_bytes(), name
+
+
+def test_generated_project_tests_pass(tmp_path: Path) -> None:
+    root = scaffold.new_project("churn-model", output_dir=tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "tests"], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout and "failed" not in result.stdout
