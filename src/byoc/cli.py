@@ -82,6 +82,47 @@ def build(project: Path | None, tag: str | None, build_arg: tuple[str, ...], pla
     click.echo(reference)
 
 
+@cli.command()
+@click.argument("project", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--image", help="Local image to push (default: <image>:latest of byoc.toml, built"
+                               " when missing).")
+@click.option("--repository", help="Repository (default: [aws] repository, else the image name).")
+@click.option("--tag", "-t", help="Tag pushed alongside the digest (default: the git commit, with"
+                                  " -dirty-<time> for a changed tree; a UTC time outside git).")
+@click.option("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile,"
+                               " then [aws] region).")
+@click.option("--profile", help="AWS profile for the credentials.")
+@click.option("--registry", metavar="HOST[:PORT]", help="Push to this OCI registry, not Amazon ECR.")
+@click.option("--username", help="--registry: user to log in as.")
+@click.option("--password-stdin", is_flag=True,
+              help="--registry: read the password from standard input (else from"
+                   " BYOC_REGISTRY_PASSWORD).")
+@click.option("--no-create", is_flag=True, help="Fail if the ECR repository is missing.")
+@click.option("--immutable-tags", is_flag=True, help="Create the ECR repository with immutable tags.")
+@click.option("--scan-on-push/--no-scan-on-push", default=None,
+              help="Scan images a created ECR repository receives (default: on).")
+@click.option("--build-arg", multiple=True, metavar="KEY=VALUE",
+              help="Build argument, when the image has to be built first.")
+def push(project: Path | None, image: str | None, repository: str | None, tag: str | None,
+         region: str | None, profile: str | None, registry: str | None, username: str | None,
+         password_stdin: bool, no_create: bool, immutable_tags: bool, scan_on_push: bool | None,
+         build_arg: tuple[str, ...]) -> None:
+    """Push the image to Amazon ECR (or --registry): build it if needed, create the repository if
+    missing, log in, tag and push. Prints the digest-pinned image URI for SageMaker last."""
+    from . import registry as registry_api
+
+    password = click.get_text_stream("stdin").read().rstrip("\r\n") if password_stdin else None
+    stderr = click.get_text_stream("stderr")
+    result = registry_api.push(
+        registry_api.load_project(project, image=image), image=image, repository=repository,
+        tag=tag, region=region, profile=profile, registry=registry, create=not no_create,
+        immutable_tags=immutable_tags, scan_on_push=scan_on_push, username=username,
+        password=password, build_args=pairs(build_arg, "--build-arg"), log=echo_err,
+        progress=registry_api.TerminalProgress(stderr) if stderr.isatty() else None)
+    echo_err(f"Pushed {result.tagged_uri}")
+    click.echo(result.uri)
+
+
 def main() -> None:
     cli.main(prog_name="byoc")
 
