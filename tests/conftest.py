@@ -42,6 +42,11 @@ def free_port() -> int:
         return port
 
 
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
     """A client of a live engine; skips without one unless BYOC_REQUIRE_DOCKER=1."""

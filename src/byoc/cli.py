@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from . import images, scaffold
-from .errors import ByocError, ConfigError
+from ._cliutil import ByocGroup, echo_err, pairs
+from .cli_local import local_group
 from .project import Project
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ByocGroup(click.Group):
-    """Shows a :class:`ByocError` as ``Error: <message>`` on stderr and exits with its code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ByocError as exc:
-            click.echo(f"Error: {exc.message}", err=True)
-            if exc.detail:
-                click.echo(exc.detail.rstrip(), err=True)
-            ctx.exit(exc.exit_code)
-
-
-def pairs(values: Iterable[str], option: str) -> dict[str, str]:
-    """``("K=V", ...)`` -> ``{"K": "V"}``; :raises ConfigError: for an item without ``=``."""
-    result: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}")
-        result[key] = value
-    return result
-
-
-def echo_err(message: str) -> None:
-    click.echo(message, err=True)
 
 
 @click.group(cls=ByocGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,6 +49,9 @@ def build(project: Path | None, tag: str | None, build_arg: tuple[str, ...], pla
                              build_args=pairs(build_arg, "--build-arg"), platform=platform,
                              no_cache=no_cache, network=network, log=echo_err)
     click.echo(reference)
+
+
+cli.add_command(local_group)
 
 
 @cli.command()

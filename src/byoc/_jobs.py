@@ -1,0 +1,179 @@
+"""A local training job's directory: staging hosts' trees and collecting artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import archive, contract
+from .backends.base import HostSpec
+from .errors import ConfigError
+
+JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+MAX_CHANNELS = 20
+MAX_HYPERPARAMETERS = 100
+LATEST = "latest"
+
+
+def default_job_name(base: str, now: datetime | None = None) -> str:
+    """``<base>-YYYY-MM-DD-HH-MM-SS-mmm``, as the SageMaker SDK names jobs."""
+    now = now or datetime.now(UTC)
+    stamp = now.strftime("%Y-%m-%d-%H-%M-%S-") + f"{now.microsecond // 1000:03d}"
+    return f"{base[: 63 - len(stamp) - 1].rstrip('-')}-{stamp}"
+
+
+def check_job_inputs(job_name: str, channels: Mapping[str, Path],
+                     hyperparameters: Mapping[str, str], env: Mapping[str, str],
+                     distribution: Mapping[str, str], instance_count: int) -> None:
+    """Refuse what CreateTrainingJob would refuse. :raises ConfigError:"""
+    if not JOB_NAME.fullmatch(job_name):
+        raise ConfigError(f"invalid job name {job_name!r}: 1-63 letters, digits and hyphens,"
+                          " starting and ending with a letter or digit")
+    if not 1 <= instance_count <= 20:
+        raise ConfigError(f"--instance-count must be between 1 and 20, got {instance_count}")
+    if not channels:
+        raise ConfigError("no channels: pass --channel NAME=PATH")
+    if len(channels) > MAX_CHANNELS:
+        raise ConfigError(f"{len(channels)} channels; SageMaker allows at most {MAX_CHANNELS}")
+    for name, path in channels.items():
+        if not CHANNEL_NAME.fullmatch(name):
+            raise ConfigError(f"invalid channel name {name!r}: letters, digits, '.', '-', '_'")
+        if not path.exists():
+            raise ConfigError(f"channel {name!r}: {path} does not exist")
+    if len(hyperparameters) > MAX_HYPERPARAMETERS:
+        raise ConfigError(f"{len(hyperparameters)} hyperparameters; SageMaker allows at most 100")
+    for key, value in hyperparameters.items():
+        if not 1 <= len(key) <= 256 or len(value) > 2500:
+            raise ConfigError(f"hyperparameter {key[:40]!r}: keys take 1-256 characters and values"
+                              " at most 2500")
+    for key, value in env.items():
+        if not ENV_NAME.fullmatch(key) or len(value) > 512:
+            raise ConfigError(f"environment variable {key!r}: names are [a-zA-Z_][a-zA-Z0-9_]*"
+                              " and values at most 512 characters")
+    for name, kind in distribution.items():
+        if name not in channels:
+            raise ConfigError(f"--distribution names channel {name!r}, which is not a channel")
+        if kind not in contract.DISTRIBUTIONS:
+            raise ConfigError(f"--distribution {name}={kind}: use FullyReplicated or ShardedByS3Key")
+
+
+def channel_files(source: Path) -> list[Path]:
+    """The files of a channel, sorted by key; a file channel is that one file."""
+    if source.is_file():
+        return [source]
+    return sorted(p for p in source.rglob("*") if p.is_file())
+
+
+def shard(files: Sequence[Path], hosts: Sequence[str]) -> dict[str, list[Path]]:
+    """ShardedByS3Key: deal the files (sorted by key) to the hosts in turn, each file to one host."""
+    dealt: dict[str, list[Path]] = {host: [] for host in hosts}
+    for index, path in enumerate(files):
+        dealt[hosts[index % len(hosts)]].append(path)
+    return dealt
+
+
+def stage_hosts(job_dir: Path, hosts: Sequence[str], channels: Sequence[contract.Channel],
+                sources: Mapping[str, Path], hyperparameters: Mapping[str, str]
+                ) -> tuple[list[HostSpec], list[str]]:
+    """Write every host's /opt/ml tree and choose what each host's channels hold."""
+    specs: list[HostSpec] = []
+    notes: list[str] = []
+    mounts: dict[str, dict[str, Path]] = {host: {} for host in hosts}
+    for channel in channels:
+        source = sources[channel.name].resolve()
+        if channel.distribution == "ShardedByS3Key" or source.is_file():
+            base = source.parent if source.is_file() else source
+            dealt = shard(channel_files(source), hosts) if channel.distribution == "ShardedByS3Key" \
+                else {host: channel_files(source) for host in hosts}
+            for host, files in dealt.items():
+                if not files:
+                    notes.append(f"{host}: channel {channel.name!r} gets no files"
+                                 f" ({len(channel_files(source))} file(s) for {len(hosts)} hosts)")
+                mounts[host][channel.name] = _link_files(
+                    files, base, job_dir / "shards" / host / channel.name)
+        else:
+            for host in hosts:
+                mounts[host][channel.name] = source
+    for host in hosts:
+        root = job_dir / "hosts" / host
+        contract.write_training_config(root, hyperparameters, channels, host=host, hosts=hosts)
+        for channel in channels:
+            contract.OptMl(root).channel(channel.name).mkdir(parents=True, exist_ok=True)
+        specs.append(HostSpec(host=host, root=root, channels=mounts[host]))
+    return specs, notes
+
+
+def _link_files(files: Sequence[Path], base: Path, target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        destination = target / path.relative_to(base)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, destination)
+        except OSError:
+            shutil.copy2(path, destination)
+    return target
+
+
+@dataclass(frozen=True)
+class Collected:
+    model_archive: Path
+    output_archive: Path
+    failure_reason: str | None
+    failed_host: str | None
+    notes: list[str]
+
+
+def collect(job_dir: Path, hosts: Sequence[HostSpec], statuses: Mapping[str, int]) -> Collected:
+    """Pack every host's model and output/data into two flat archives, failed job or not."""
+    trees = [contract.OptMl(host.root) for host in hosts]
+    model_archive = job_dir / "model.tar.gz"
+    output_archive = job_dir / "output.tar.gz"
+    notes = archive.pack([tree.model_dir for tree in trees], model_archive)
+    notes += archive.pack([tree.output_data_dir for tree in trees], output_archive)
+    failed = [host for host in hosts if statuses.get(host.host, -1) != 0]
+    reason = None
+    for host in failed:
+        reason = contract.read_failure(host.root)
+        if reason is not None:
+            shutil.copy2(contract.OptMl(host.root).failure_file, job_dir / "failure")
+            break
+    summary = {"job": job_dir.name, "exit_statuses": dict(statuses), "failure_reason": reason,
+               "model": model_archive.name, "output": output_archive.name}
+    (job_dir / "job.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return Collected(model_archive, output_archive, reason, failed[0].host if failed else None, notes)
+
+
+def record_latest(jobs_dir: Path, job_dir: Path) -> None:
+    (jobs_dir / LATEST).write_text(job_dir.name + "\n", encoding="utf-8")
+
+
+def latest_model(jobs_dir: Path) -> Path | None:
+    pointer = jobs_dir / LATEST
+    if not pointer.is_file():
+        return None
+    archive_path = jobs_dir / pointer.read_text(encoding="utf-8").strip() / "model.tar.gz"
+    return archive_path if archive_path.is_file() else None
+
+
+def remove_tree(path: Path) -> None:
+    """Remove *path*, also where read-only directories are in the way."""
+    def make_writable(function: object, name: str, excinfo: object) -> None:
+        parent = os.path.dirname(name)
+        os.chmod(parent, stat.S_IMODE(os.stat(parent).st_mode) | stat.S_IWUSR | stat.S_IXUSR)
+        if os.path.isdir(name) and not os.path.islink(name):
+            shutil.rmtree(name, onerror=make_writable)
+        else:
+            os.unlink(name)
+
+    if path.exists():
+        shutil.rmtree(path, onerror=make_writable)

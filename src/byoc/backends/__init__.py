@@ -1,0 +1,1 @@
+"""Where containers run: a Docker engine, or plain processes on this machine."""

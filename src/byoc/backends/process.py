@@ -1,0 +1,118 @@
+"""Run a byoc project's ``train`` and ``serve`` as plain processes, no Docker.
+
+Each host gets its own /opt/ml tree, passed as ``SAGEMAKER_BASE_DIR``; channel
+files are copied in and made read-only, so the program cannot change the
+user's data. Hosts are not reachable by name: multi-host jobs run, but
+programs that talk to their peers need the Docker backend.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
+
+
+@dataclass
+class ProcessRun:
+    process: subprocess.Popen[bytes]
+    pump: LogPump
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class ProcessServer(ProcessRun):
+    url: str = ""
+    scratch: list[Path] = field(default_factory=list)
+
+    def log_tail(self) -> str:
+        return self.pump.text()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+        self.process.wait()
+        # the process group may still hold children (nginx, gunicorn workers)
+        self._signal(signal.SIGKILL)
+        self.pump.join()
+
+
+@dataclass(frozen=True)
+class ProcessBackend:
+    """Runs ``container/<program>/train`` and ``serve`` with this Python."""
+
+    program_dir: Path
+    name: str = "process"
+
+    def train(self, spec: TrainSpec, log: LogSink) -> dict[str, int]:
+        runs: dict[str, ProcessRun] = {}
+        try:
+            for host in spec.hosts:
+                _stage_channels(host)
+                env = {**os.environ, **spec.env, "SAGEMAKER_BASE_DIR": str(host.root)}
+                runs[host.host] = self._start("train", env, host.host, log,
+                                              spec.log_dir / f"{host.host}.log")
+            return supervise(runs, spec.grace_seconds)
+        finally:
+            for run in runs.values():
+                if run.poll() is None:
+                    run.kill()
+                run.process.wait()
+                run.pump.join()
+
+    def start_server(self, spec: ServeSpec, log: LogSink) -> ProcessServer:
+        model_dir = spec.root / "model"
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        shutil.copytree(spec.model_dir, model_dir)
+        env = {**os.environ, **spec.env, "SAGEMAKER_BASE_DIR": str(spec.root),
+               "SAGEMAKER_BIND_TO_PORT": str(spec.port), "SERVE_BIND_ADDRESS": "127.0.0.1"}
+        run = self._start("serve", env, "serve", log, None)
+        return ProcessServer(run.process, run.pump, url=f"http://127.0.0.1:{spec.port}")
+
+    def _start(self, program: str, env: Mapping[str, str], host: str, log: LogSink,
+               log_file: Path | None) -> ProcessRun:
+        process = subprocess.Popen(
+            [sys.executable, str(self.program_dir / program)], env=dict(env),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=self.program_dir,
+        )
+        pump = LogPump(host, log, log_file)
+        assert process.stdout is not None
+        descriptor = process.stdout.fileno()
+        pump.start(iter(lambda: os.read(descriptor, 65536), b""))
+        return ProcessRun(process, pump)
+
+
+def _stage_channels(host: HostSpec) -> None:
+    """Copy each channel into the host's tree and make the copy read-only."""
+    for name, source in host.channels.items():
+        target = host.root / "input" / "data" / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target)
+        for path in sorted(target.rglob("*"), reverse=True):
+            path.chmod(stat.S_IMODE(path.stat().st_mode) & ~0o222)
+        target.chmod(0o555)
