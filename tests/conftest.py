@@ -96,3 +96,12 @@ def default_image(docker_client: Any, base_image: str, default_project: Path) ->
     build_project(default_project, tag, base_image)
     yield tag
     docker_client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="session")
+def probe_image(docker_client: Any, base_image: str) -> Iterator[str]:
+    """tests/fixtures/probe built as the image its byoc.toml names."""
+    tag = "byoc-test-probe:latest"
+    build_project(FIXTURES / "probe", tag, base_image)
+    yield tag
+    docker_client.images.remove(tag, force=True)

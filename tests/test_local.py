@@ -22,18 +22,11 @@ from byoc.errors import (
     ServeError,
 )
 from byoc.project import Project
-from conftest import FIXTURES, build_project
+from conftest import FIXTURES
 
 PROBE = FIXTURES / "probe"
 PROBE_IMAGE = "byoc-test-probe:latest"
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
-
-
-@pytest.fixture(scope="session")
-def probe_image(docker_client: Any, base_image: str) -> Any:
-    build_project(PROBE, PROBE_IMAGE, base_image)
-    yield PROBE_IMAGE
-    docker_client.images.remove(PROBE_IMAGE, force=True)
 
 
 @pytest.fixture
