@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 RESERVED_PREFIX = "sagemaker_"
+#: Values are quoted in messages up to this many characters (they may hold 2500).
+SHOWN_CHARS = 40
 
 
 class HyperparameterError(ValueError):
@@ -31,9 +33,9 @@ class Int:
         try:
             number = float(text)
         except ValueError:
-            raise ValueError(f"expected an integer, got {text!r}") from None
+            raise ValueError(f"expected an integer, got {_shown(text)}") from None
         if not math.isfinite(number) or number != int(number):
-            raise ValueError(f"expected an integer, got {text!r}")
+            raise ValueError(f"expected an integer, got {_shown(text)}")
         return _in_range(int(number), self.min, self.max)
 
 
@@ -47,9 +49,9 @@ class Float:
         try:
             number = float(text)
         except ValueError:
-            raise ValueError(f"expected a number, got {text!r}") from None
+            raise ValueError(f"expected a number, got {_shown(text)}") from None
         if not math.isfinite(number):
-            raise ValueError(f"expected a finite number, got {text!r}")
+            raise ValueError(f"expected a finite number, got {_shown(text)}")
         return _in_range(number, self.min, self.max)
 
 
@@ -63,7 +65,7 @@ class Bool:
             return True
         if lowered in ("false", "0", "no"):
             return False
-        raise ValueError(f"expected true or false, got {text!r}")
+        raise ValueError(f"expected true or false, got {_shown(text)}")
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,18 @@ class Choice:
 
     def convert(self, text: str) -> str:
         if text not in self.choices:
-            raise ValueError(f"expected one of {', '.join(self.choices)}; got {text!r}")
+            raise ValueError(f"expected one of {', '.join(self.choices)}; got {_shown(text)}")
         return text
 
 
 Spec = Int | Float | Bool | Choice
+
+
+def _shown(text: str) -> str:
+    """*text* quoted for a message, cut short if long: the reason must stay one short line."""
+    if len(text) <= SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARS]!r}... ({len(text)} characters)"
 
 
 def _in_range(value: Any, low: Any, high: Any) -> Any:

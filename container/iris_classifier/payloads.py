@@ -43,7 +43,11 @@ def request_type(header: str | None) -> str:
 
 
 def response_type(accept: str | None, request_kind: str) -> str:
-    """Pick the response type from *accept*; missing or ``*/*`` means *request_kind*."""
+    """Pick the response type from *accept*; missing or ``*/*`` means *request_kind*.
+
+    ``text/*`` and ``application/*`` mean *request_kind* if it matches, else the
+    first supported type that does.
+    """
     if not accept or not accept.strip():
         return request_kind
     ranked = []
@@ -61,10 +65,15 @@ def response_type(accept: str | None, request_kind: str) -> str:
     for quality, _, kind in sorted(ranked):
         if quality == 0:
             continue
-        if kind in ("*/*", "application/*", "text/*", ""):
+        if kind in ("*/*", ""):
             return request_kind
         if kind in SUPPORTED:
             return kind
+        if kind.endswith("/*"):
+            family = kind[:-1]
+            matching = [option for option in (request_kind, *SUPPORTED) if option.startswith(family)]
+            if matching:
+                return matching[0]
     raise PayloadError(406, f"cannot answer with Accept {accept!r}; use one of {', '.join(SUPPORTED)}")
 
 
@@ -80,7 +89,7 @@ def decode(body: bytes, kind: str, n_features: int) -> np.ndarray:
         rows = _npy_rows(body)
     else:
         try:
-            text = body.decode("utf-8")
+            text = body.decode("utf-8-sig")  # a byte-order mark is not data
         except UnicodeDecodeError as exc:
             raise PayloadError(400, f"the body is not UTF-8 text (byte {exc.start})") from None
         rows = _csv_rows(text, n_features) if kind == CSV else _json_rows(text, kind)
@@ -128,8 +137,10 @@ def _json_rows(text: str, kind: str) -> np.ndarray:
                     for row in data]
     except json.JSONDecodeError as exc:
         raise PayloadError(400, f"malformed JSON: {exc}") from None
-    if isinstance(data, list) and data and not isinstance(data[0], list):
-        data = [data]
+    except RecursionError:
+        raise PayloadError(400, "malformed JSON: nested too deeply") from None
+    if kind == JSON and isinstance(data, list) and data and not isinstance(data[0], list):
+        data = [data]  # one row
     try:
         return np.array(data, dtype=np.float64)
     except (ValueError, TypeError):
@@ -141,6 +152,11 @@ def _npy_rows(body: bytes) -> np.ndarray:
         array = np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise PayloadError(400, f"not a NumPy .npy array: {exc}") from None
+    except MemoryError:  # the header claims a shape far larger than the body
+        raise PayloadError(400, "not a NumPy .npy array: its header claims too many values") from None
+    if not isinstance(array, np.ndarray):  # np.load also opens .npz archives
+        array.close()
+        raise PayloadError(400, "expected a .npy array, got an .npz archive")
     if array.dtype.kind not in "biuf":
         raise PayloadError(400, f"expected a numeric array, got dtype {array.dtype}")
     rows = array.astype(np.float64)

@@ -69,7 +69,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
         try:
             kind = payloads.request_type(request.headers.get("Content-Type"))
             answer = payloads.response_type(request.headers.get("Accept"), kind)
-            rows = payloads.decode(request.get_data(cache=False), kind, loaded.n_features)
+            rows = payloads.decode(_body(settings.max_payload_bytes), kind, loaded.n_features)
         except payloads.PayloadError as exc:
             return _text(exc.status, str(exc))
         predictions = model.predict(loaded.model, rows)
@@ -84,6 +84,15 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
         return _text(413, f"the body is larger than {settings.max_payload_mb} MiB")
 
     return app
+
+
+def _body(limit: int) -> bytes:
+    """The request body; :raises RequestEntityTooLarge: if it is over *limit* bytes."""
+    body = request.get_data(cache=False)
+    # Werkzeug cuts a chunked body (no Content-Length) off at the limit silently.
+    if request.content_length is None and len(body) >= limit:
+        raise RequestEntityTooLarge()
+    return body
 
 
 def _text(status: int, message: str) -> Response:

@@ -41,7 +41,8 @@ def read_labelled_csv(directory: Path, channel: str) -> tuple[np.ndarray, np.nda
     first = ""
     for path in files:
         try:
-            with path.open(newline="", encoding="utf-8") as handle:
+            # utf-8-sig: a byte-order mark (Excel adds one) must not join the first label
+            with path.open(newline="", encoding="utf-8-sig") as handle:
                 for lineno, row in enumerate(csv.reader(handle), start=1):
                     if not any(cell.strip() for cell in row):
                         continue
@@ -78,8 +79,8 @@ def _numbers(row: list[str], where: str) -> list[float]:
         try:
             value = float(cell)
         except ValueError:
-            raise DataError(f"{where}: column {column} is not a number: {cell.strip()!r}") from None
+            raise DataError(f"{where}: column {column} is not a number: {cell.strip()[:40]!r}") from None
         if not math.isfinite(value):
-            raise DataError(f"{where}: column {column} is not a finite number: {cell.strip()!r}")
+            raise DataError(f"{where}: column {column} is not a finite number: {cell.strip()[:40]!r}")
         values.append(value)
     return values

@@ -4,11 +4,14 @@ nginx listens on the port and proxies to gunicorn on a unix socket. Where
 nginx is not installed (or ``SAGEMAKER_USE_NGINX=false``) gunicorn listens
 on the port itself. SIGTERM (or SIGINT) drains in-flight requests and exits
 0; if either process dies on its own, the other is stopped and serve exits
-non-zero.
+non-zero. Workers orphaned by a dying master (nginx workers outlive theirs)
+are adopted and killed, as they would be when serve is a container's PID 1.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -26,6 +29,8 @@ PROGRAM_DIR = Path(__file__).resolve().parent
 #: SageMaker kills a serving container 30 s after SIGTERM: drain within that.
 GRACEFUL_SECONDS = 25
 STOP_SECONDS = 28
+#: prctl(2) option: orphaned descendants are re-parented to this process.
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:
@@ -50,6 +55,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    _adopt_orphans()
 
     bind = f"unix:{runtime}/gunicorn.sock" if nginx else f"{settings.address}:{settings.port}"
     children: dict[str, subprocess.Popen[bytes]] = {
@@ -64,6 +70,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     try:
         return _supervise(children, lambda: stopping)
     finally:
+        _kill_orphans()
         shutil.rmtree(runtime, ignore_errors=True)
 
 
@@ -133,6 +140,21 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]], stopping: Callable[
         time.sleep(0.05)
     statuses = [child.wait() for child in children.values()]
     return 1 if failed or any(statuses) else 0
+
+
+def _adopt_orphans() -> None:
+    """Become the parent of descendants whose parent dies (Linux; elsewhere a no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _kill_orphans() -> None:
+    """Kill and reap the adopted orphans still around once nginx and gunicorn exited."""
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in map(int, children.read_text().split()):
+            with contextlib.suppress(ChildProcessError, ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
 
 
 def _drain(children: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -69,8 +69,13 @@ def run(paths: OptMl) -> None:
     fitted = model.fit(features, labels, params)
     _report(fitted, TRAINING_CHANNEL, features, labels)
     if VALIDATION_CHANNEL in channels:
-        _report(fitted, VALIDATION_CHANNEL,
-                *_read_channel(paths, channels, VALIDATION_CHANNEL, host))
+        checked, expected = _read_channel(paths, channels, VALIDATION_CHANNEL, host)
+        if checked.shape[1] != features.shape[1]:
+            raise TrainingError(
+                f"channel {VALIDATION_CHANNEL!r} has {checked.shape[1]} feature columns,"
+                f" channel {TRAINING_CHANNEL!r} has {features.shape[1]}"
+            )
+        _report(fitted, VALIDATION_CHANNEL, checked, expected)
 
     if host != sorted(hosts)[0]:
         print(f"{host}: not the first host; the model is saved by {sorted(hosts)[0]}")
@@ -96,7 +101,10 @@ def _read_channel(
     if name not in channels:
         listed = ", ".join(sorted(channels)) or "none"
         raise TrainingError(f"channel {name!r} is required but not configured (channels: {listed})")
-    mode = (channels[name] or {}).get("TrainingInputMode", "File")
+    settings = channels[name] or {}
+    if not isinstance(settings, dict):
+        raise TrainingError(f"channel {name!r}: its inputdataconfig.json entry must be a JSON object")
+    mode = settings.get("TrainingInputMode", "File")
     if mode not in SUPPORTED_INPUT_MODES:
         raise TrainingError(f"channel {name!r}: input mode {mode!r} is not supported; use File")
     directory = paths.channel(name)
@@ -132,7 +140,9 @@ def _fail(paths: OptMl, reason: str, detail: str) -> None:
     try:
         paths.output_dir.mkdir(parents=True, exist_ok=True)
         if not paths.failure_file.exists():
-            text = reason[:FAILURE_REASON_LIMIT] + ("\n\n" + detail if detail else "\n")
+            if len(reason) > FAILURE_REASON_LIMIT:  # SageMaker would cut it off unmarked
+                reason = reason[: FAILURE_REASON_LIMIT - 3] + "..."
+            text = reason + ("\n\n" + detail if detail else "\n")
             paths.failure_file.write_text(text, encoding="utf-8")
     except OSError as exc:
         print(f"could not write {paths.failure_file}: {exc}", file=sys.stderr)

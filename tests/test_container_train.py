@@ -1,0 +1,347 @@
+"""The root example's ``train``, run the way SageMaker runs it.
+
+Each test copies ``local_test/test_dir`` to a temp /opt/ml tree, changes what
+it is about, and runs ``container/iris_classifier/train`` as a plain process
+with ``SAGEMAKER_BASE_DIR`` pointing at the tree. A failed job must exit 1 with
+the one-line reason first in ``output/failure`` and nothing in ``model/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import skops.io
+
+from conftest import REPO
+
+PROGRAM_DIR = REPO / "container" / "iris_classifier"
+TEST_DIR = REPO / "local_test" / "test_dir"
+VALID_NAMES = "criterion, max_depth, max_leaf_nodes, min_samples_leaf, random_state"
+#: Keys the SageMaker Python SDK adds to every job's hyperparameters.
+SDK_KEYS = {
+    "sagemaker_program": '"train.py"',
+    "sagemaker_submit_directory": '"s3://bucket/job/source/sourcedir.tar.gz"',
+    "sagemaker_container_log_level": "20",
+    "sagemaker_job_name": '"job-2024-01-01-00-00-00-000"',
+    "sagemaker_region": '"us-east-1"',
+    "sagemaker_s3_output": '"s3://bucket/output"',
+    "sagemaker_made_up_by_a_future_sdk": "1",
+}
+
+
+@pytest.fixture
+def opt_ml(tmp_path: Path) -> Path:
+    """A fresh copy of local_test/test_dir, laid out as SageMaker mounts it."""
+    root = tmp_path / "opt_ml"
+    shutil.copytree(TEST_DIR, root)
+    (root / "model").mkdir()
+    (root / "output" / "data").mkdir(parents=True)
+    return root
+
+
+def config(root: Path, name: str) -> Path:
+    return root / "input" / "config" / f"{name}.json"
+
+
+def write_config(root: Path, name: str, data: Any) -> None:
+    config(root, name).write_text(json.dumps(data), encoding="utf-8")
+
+
+def channel(root: Path, name: str = "training") -> Path:
+    return root / "input" / "data" / name
+
+
+def data_file(root: Path) -> Path:
+    return channel(root) / "iris.csv"
+
+
+def train_env(root: Path) -> dict[str, str]:
+    return {**os.environ, "SAGEMAKER_BASE_DIR": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def run_train(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(PROGRAM_DIR / "train")], env=train_env(root),
+                          capture_output=True, text=True, timeout=120)
+
+
+def model_files(root: Path) -> list[str]:
+    return sorted(path.name for path in (root / "model").iterdir())
+
+
+def assert_failed(root: Path, result: subprocess.CompletedProcess[str], reason: str) -> None:
+    """Exit 1, *reason* as the first line of output/failure, no model."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    failure = root / "output" / "failure"
+    assert failure.read_text(encoding="utf-8").splitlines()[0] == reason
+    assert model_files(root) == []
+    assert reason in result.stderr  # the log says it too
+
+
+def load_model(root: Path) -> Any:
+    path = root / "model" / "model.skops"
+    return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+
+
+def test_a_good_run_writes_the_model_and_prints_the_metric(opt_ml: Path) -> None:
+    result = run_train(opt_ml)
+
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^training:accuracy=(0\.9\d*|1\.0+);$", result.stdout, re.MULTILINE), result.stdout
+    assert model_files(opt_ml) == ["model.skops"]  # and no partial or temp file beside it
+    assert not (opt_ml / "output" / "failure").exists()
+    fitted = load_model(opt_ml)
+    assert (fitted.criterion, fitted.max_depth) == ("gini", 5)  # hyperparameters.json applied
+    assert sorted(fitted.classes_) == ["setosa", "versicolor", "virginica"]
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "reason"),
+    [
+        pytest.param({"max_detph": "3"},
+                     f"unknown hyperparameter 'max_detph' (valid: {VALID_NAMES})", id="unknown"),
+        pytest.param({"max_depth": "0"},
+                     "hyperparameter 'max_depth': must be at least 1, got 0", id="below-range"),
+        pytest.param({"max_depth": "1001"},
+                     "hyperparameter 'max_depth': must be at most 1000, got 1001", id="above-range"),
+        pytest.param({"max_depth": "deep"},
+                     "hyperparameter 'max_depth': expected an integer, got 'deep'", id="wrong-type"),
+        pytest.param({"min_samples_leaf": "2.5"},
+                     "hyperparameter 'min_samples_leaf': expected an integer, got '2.5'",
+                     id="fraction-for-int"),
+        pytest.param({"criterion": "gain"},
+                     "hyperparameter 'criterion': expected one of gini, entropy, log_loss; got 'gain'",
+                     id="bad-choice"),
+        pytest.param({"criterion": '"gain"'},
+                     "hyperparameter 'criterion': expected one of gini, entropy, log_loss; got 'gain'",
+                     id="bad-choice-json-encoded"),
+        pytest.param({"max_depth": "0", "colour": "red"},
+                     f"unknown hyperparameter 'colour' (valid: {VALID_NAMES});"
+                     " hyperparameter 'max_depth': must be at least 1, got 0", id="every-problem-named"),
+    ],
+)
+def test_bad_hyperparameters_fail_with_a_reason(opt_ml: Path, hyperparameters: dict[str, str],
+                                                reason: str) -> None:
+    write_config(opt_ml, "hyperparameters", {**SDK_KEYS, **hyperparameters})
+    assert_failed(opt_ml, run_train(opt_ml), reason)
+
+
+def test_json_encoded_values_are_accepted(opt_ml: Path) -> None:
+    # What the SageMaker Python SDK sends for criterion="entropy", max_depth=3
+    write_config(opt_ml, "hyperparameters", {"criterion": '"entropy"', "max_depth": '"3"',
+                                             "min_samples_leaf": "2"})
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    fitted = load_model(opt_ml)
+    assert (fitted.criterion, fitted.max_depth, fitted.min_samples_leaf) == ("entropy", 3, 2)
+
+
+def test_sagemaker_keys_are_ignored(opt_ml: Path) -> None:
+    write_config(opt_ml, "hyperparameters", SDK_KEYS)
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert model_files(opt_ml) == ["model.skops"]
+
+
+def test_missing_inputdataconfig_is_a_failure(opt_ml: Path) -> None:
+    config(opt_ml, "inputdataconfig").unlink()
+    path = config(opt_ml, "inputdataconfig")
+    assert_failed(opt_ml, run_train(opt_ml), f"{path} is missing: SageMaker writes it for every job")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("not json", "is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+        ('["training"]', "must hold a JSON object, found list"),
+    ],
+)
+def test_unreadable_inputdataconfig_is_a_failure(opt_ml: Path, text: str, problem: str) -> None:
+    path = config(opt_ml, "inputdataconfig")
+    path.write_text(text, encoding="utf-8")
+    assert_failed(opt_ml, run_train(opt_ml), f"{path} {problem}")
+
+
+def test_an_unconfigured_training_channel_is_a_failure(opt_ml: Path) -> None:
+    write_config(opt_ml, "inputdataconfig", {"train": {"TrainingInputMode": "File"}})
+    assert_failed(opt_ml, run_train(opt_ml),
+                  "channel 'training' is required but not configured (channels: train)")
+
+
+def test_a_channel_entry_that_is_not_an_object_is_a_failure(opt_ml: Path) -> None:
+    write_config(opt_ml, "inputdataconfig", {"training": "File"})
+    assert_failed(opt_ml, run_train(opt_ml),
+                  "channel 'training': its inputdataconfig.json entry must be a JSON object")
+
+
+def test_a_missing_channel_directory_is_a_failure(opt_ml: Path) -> None:
+    shutil.rmtree(channel(opt_ml))
+    assert_failed(opt_ml, run_train(opt_ml),
+                  f"channel 'training' has no data: {channel(opt_ml)} does not exist")
+
+
+def test_an_empty_channel_is_a_failure(opt_ml: Path) -> None:
+    data_file(opt_ml).unlink()
+    (channel(opt_ml) / ".hidden.csv").write_text("setosa,1,2,3,4\n")  # hidden files do not count
+    assert_failed(opt_ml, run_train(opt_ml),
+                  f"channel 'training' is empty: no files in {channel(opt_ml)}")
+
+
+def replace_line(path: Path, number: int, text: str) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[number - 1] = text
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_rows_of_differing_width_name_the_file_and_line(opt_ml: Path) -> None:
+    path = data_file(opt_ml)
+    replace_line(path, 7, "setosa,5.4,3.9,1.7")
+    assert_failed(opt_ml, run_train(opt_ml),
+                  f"{path}:7: expected 5 columns (as at {path}:1), found 4")
+
+
+def test_a_non_numeric_feature_names_the_file_line_and_column(opt_ml: Path) -> None:
+    path = data_file(opt_ml)
+    replace_line(path, 12, "setosa,4.8,3.4,n/a,0.2")
+    assert_failed(opt_ml, run_train(opt_ml), f"{path}:12: column 4 is not a number: 'n/a'")
+
+
+def test_a_non_utf8_file_is_a_failure(opt_ml: Path) -> None:
+    path = data_file(opt_ml)
+    good = path.read_bytes()
+    path.write_bytes(good + b"virginica,5.9,3.0,5.1,1.8 \xff\n")
+    assert_failed(opt_ml, run_train(opt_ml),
+                  f"{path}: not UTF-8 text (invalid start byte at byte {len(good) + 26})")
+
+
+def test_a_byte_order_mark_does_not_become_part_of_a_label(opt_ml: Path) -> None:
+    path = data_file(opt_ml)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Excel saves "CSV UTF-8"
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert sorted(load_model(opt_ml).classes_) == ["setosa", "versicolor", "virginica"]
+
+
+def test_pipe_input_mode_is_refused(opt_ml: Path) -> None:
+    write_config(opt_ml, "inputdataconfig", {"training": {"TrainingInputMode": "Pipe"}})
+    assert_failed(opt_ml, run_train(opt_ml),
+                  "channel 'training': input mode 'Pipe' is not supported; use File")
+
+
+def add_validation_channel(root: Path, lines: list[str]) -> None:
+    write_config(root, "inputdataconfig", {
+        "training": {"TrainingInputMode": "File", "ContentType": "text/csv"},
+        "validation": {"TrainingInputMode": "FastFile"},
+    })
+    channel(root, "validation").mkdir()
+    (channel(root, "validation") / "holdout.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_a_validation_channel_is_scored(opt_ml: Path) -> None:
+    add_validation_channel(opt_ml, data_file(opt_ml).read_text().splitlines()[::10])
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^training:accuracy=\d\.\d+;$", result.stdout, re.MULTILINE)
+    assert re.search(r"^validation:accuracy=\d\.\d+;$", result.stdout, re.MULTILINE), result.stdout
+    assert model_files(opt_ml) == ["model.skops"]
+
+
+def test_a_validation_channel_of_another_width_is_a_failure(opt_ml: Path) -> None:
+    add_validation_channel(opt_ml, ["setosa,5.1,3.5,1.4", "virginica,6.3,3.3,6.0"])
+    assert_failed(opt_ml, run_train(opt_ml),
+                  "channel 'validation' has 3 feature columns, channel 'training' has 4")
+
+
+def test_a_long_value_is_cut_short_in_the_reason(opt_ml: Path) -> None:
+    # CreateTrainingJob allows values of 2500 characters; FailureReason shows 1024.
+    write_config(opt_ml, "hyperparameters", {"criterion": "x" * 2500})
+    result = run_train(opt_ml)
+    assert_failed(opt_ml, result, "hyperparameter 'criterion': expected one of gini, entropy,"
+                  f" log_loss; got {'x' * 40!r}... (2500 characters)")
+
+
+def test_a_reason_over_1024_characters_keeps_a_useful_marked_first_line(opt_ml: Path) -> None:
+    # 40 unknown keys of 200 characters: the reason is about 11,000 characters.
+    keys = {f"{n:02d}{'k' * 198}": "1" for n in range(40)}
+    write_config(opt_ml, "hyperparameters", keys)
+    result = run_train(opt_ml)
+
+    assert result.returncode == 1
+    text = (opt_ml / "output" / "failure").read_text(encoding="utf-8")
+    first = text.splitlines()[0]
+    assert len(first) == 1024  # what SageMaker shows, and nothing of it wasted
+    assert first.startswith(f"unknown hyperparameter '00{'k' * 198}' (valid: {VALID_NAMES}); ")
+    assert first.endswith("...")  # says it was cut
+    assert model_files(opt_ml) == []
+
+
+def test_an_existing_failure_file_is_not_overwritten(opt_ml: Path) -> None:
+    failure = opt_ml / "output" / "failure"
+    failure.write_text("the platform's own reason\n")
+    write_config(opt_ml, "hyperparameters", {"max_depth": "deep"})
+    result = run_train(opt_ml)
+    assert result.returncode == 1
+    assert failure.read_text() == "the platform's own reason\n"
+    assert "hyperparameter 'max_depth': expected an integer" in result.stderr
+
+
+@pytest.mark.parametrize(("host", "saves"), [("algo-1", True), ("algo-2", False)])
+def test_only_the_first_host_saves_the_model(opt_ml: Path, host: str, saves: bool) -> None:
+    hosts = ["algo-1", "algo-2"]
+    write_config(opt_ml, "resourceconfig", {
+        "current_host": host, "hosts": hosts, "network_interface_name": "eth0",
+        "current_group_name": "homogeneousCluster", "current_instance_type": "ml.m5.large",
+        "instance_groups": [{"instance_group_name": "homogeneousCluster",
+                             "instance_type": "ml.m5.large", "hosts": hosts}],
+    })
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "training:accuracy=" in result.stdout  # every host trains
+    assert model_files(opt_ml) == (["model.skops"] if saves else [])
+    assert not (opt_ml / "output" / "failure").exists()
+
+
+def write_big_csv(path: Path, rows: int) -> None:
+    generator = random.Random(0)
+    labels = ["setosa", "versicolor", "virginica"]
+    with path.open("w", encoding="utf-8") as handle:
+        for _ in range(rows):
+            handle.write(f"{generator.choice(labels)},{generator.uniform(4, 8):.1f},"
+                         f"{generator.uniform(2, 4.5):.1f},{generator.uniform(1, 7):.1f},"
+                         f"{generator.uniform(0.1, 2.5):.1f}\n")
+
+
+def test_sigterm_while_training_stops_with_143_and_a_reason(opt_ml: Path) -> None:
+    # 400,000 rows take this CSV reader over a second: time to be stopped while reading.
+    write_big_csv(channel(opt_ml) / "big.csv", 400_000)
+    process = subprocess.Popen([sys.executable, str(PROGRAM_DIR / "train")], env=train_env(opt_ml),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # printed just before the channel is read
+        assert first.startswith("algo-1: hosts algo-1;"), first
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    assert process.returncode == 143, err
+    assert time.monotonic() - started < 10
+    assert "training:accuracy=" not in out  # it really was stopped before the end
+    reason = (opt_ml / "output" / "failure").read_text().splitlines()[0]
+    assert reason == "Training stopped: SIGTERM received before training finished"
+    assert model_files(opt_ml) == []
