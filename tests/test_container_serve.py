@@ -505,7 +505,7 @@ def test_without_a_model_ping_is_503_and_serve_stays_up(tmp_path: Path, launch: 
 def test_a_corrupt_model_file_makes_ping_503(tmp_path: Path, launch: Callable[..., Serve],
                                              trained_model: Path) -> None:
     root = make_tree(tmp_path, trained_model)
-    model_file = root / "model" / "model.skops"
+    model_file = root / "model" / "model.npz"
     model_file.write_bytes(model_file.read_bytes()[:500])
     serve = launch(root, "nginx" if HAS_NGINX else "gunicorn")
     serve.wait_until(lambda answer: b"cannot load the model" in answer.content)

@@ -8,6 +8,7 @@ the one-line reason first in ``output/failure`` and nothing in ``model/``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import skops.io
 
 from conftest import REPO
 
@@ -89,8 +89,17 @@ def assert_failed(root: Path, result: subprocess.CompletedProcess[str], reason: 
 
 
 def load_model(root: Path) -> Any:
-    path = root / "model" / "model.skops"
-    return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    """The saved model, read by the container's own model module."""
+    sys.path.insert(0, str(PROGRAM_DIR))  # model.py imports hyperparameters.py beside it
+    try:
+        spec = importlib.util.spec_from_file_location("iris_model", PROGRAM_DIR / "model.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(PROGRAM_DIR))
+    return module.load(root / "model")
 
 
 def test_a_good_run_writes_the_model_and_prints_the_metric(opt_ml: Path) -> None:
@@ -98,11 +107,11 @@ def test_a_good_run_writes_the_model_and_prints_the_metric(opt_ml: Path) -> None
 
     assert result.returncode == 0, result.stderr
     assert re.search(r"^training:accuracy=(0\.9\d*|1\.0+);$", result.stdout, re.MULTILINE), result.stdout
-    assert model_files(opt_ml) == ["model.skops"]  # and no partial or temp file beside it
+    assert model_files(opt_ml) == ["model.npz"]  # and no partial or temp file beside it
     assert not (opt_ml / "output" / "failure").exists()
     fitted = load_model(opt_ml)
-    assert (fitted.criterion, fitted.max_depth) == ("gini", 5)  # hyperparameters.json applied
-    assert sorted(fitted.classes_) == ["setosa", "versicolor", "virginica"]
+    assert (fitted.params["criterion"], fitted.params["max_depth"]) == ("gini", 5)  # applied
+    assert sorted(fitted.classes) == ["setosa", "versicolor", "virginica"]
 
 
 @pytest.mark.parametrize(
@@ -143,14 +152,15 @@ def test_json_encoded_values_are_accepted(opt_ml: Path) -> None:
     result = run_train(opt_ml)
     assert result.returncode == 0, result.stderr
     fitted = load_model(opt_ml)
-    assert (fitted.criterion, fitted.max_depth, fitted.min_samples_leaf) == ("entropy", 3, 2)
+    assert (fitted.params["criterion"], fitted.params["max_depth"],
+            fitted.params["min_samples_leaf"]) == ("entropy", 3, 2)
 
 
 def test_sagemaker_keys_are_ignored(opt_ml: Path) -> None:
     write_config(opt_ml, "hyperparameters", SDK_KEYS)
     result = run_train(opt_ml)
     assert result.returncode == 0, result.stderr
-    assert model_files(opt_ml) == ["model.skops"]
+    assert model_files(opt_ml) == ["model.npz"]
 
 
 def test_missing_inputdataconfig_is_a_failure(opt_ml: Path) -> None:
@@ -229,7 +239,7 @@ def test_a_byte_order_mark_does_not_become_part_of_a_label(opt_ml: Path) -> None
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Excel saves "CSV UTF-8"
     result = run_train(opt_ml)
     assert result.returncode == 0, result.stderr
-    assert sorted(load_model(opt_ml).classes_) == ["setosa", "versicolor", "virginica"]
+    assert sorted(load_model(opt_ml).classes) == ["setosa", "versicolor", "virginica"]
 
 
 def test_pipe_input_mode_is_refused(opt_ml: Path) -> None:
@@ -253,7 +263,7 @@ def test_a_validation_channel_is_scored(opt_ml: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert re.search(r"^training:accuracy=\d\.\d+;$", result.stdout, re.MULTILINE)
     assert re.search(r"^validation:accuracy=\d\.\d+;$", result.stdout, re.MULTILINE), result.stdout
-    assert model_files(opt_ml) == ["model.skops"]
+    assert model_files(opt_ml) == ["model.npz"]
 
 
 def test_a_validation_channel_of_another_width_is_a_failure(opt_ml: Path) -> None:
@@ -307,7 +317,7 @@ def test_only_the_first_host_saves_the_model(opt_ml: Path, host: str, saves: boo
     result = run_train(opt_ml)
     assert result.returncode == 0, result.stderr
     assert "training:accuracy=" in result.stdout  # every host trains
-    assert model_files(opt_ml) == (["model.skops"] if saves else [])
+    assert model_files(opt_ml) == (["model.npz"] if saves else [])
     assert not (opt_ml / "output" / "failure").exists()
 
 

@@ -90,7 +90,7 @@ def test_generated_train_runs_on_a_tree_written_by_contract(tmp_path: Path) -> N
     result = _train(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "training:accuracy=" in result.stdout
-    assert (tree.model_dir / "model.skops").is_file()
+    assert (tree.model_dir / "model.npz").is_file()
     assert contract.read_failure(tmp_path) is None
 
 

@@ -107,7 +107,7 @@ def test_new_train_serve_predict_as_processes(tmp_path: Path,
     model = Path(trained.stdout.strip())
     assert model.parent.parent == project / ".byoc" / "jobs" and model.name == "model.tar.gz"
     with tarfile.open(model) as tar:
-        assert tar.getnames() == ["model.skops"]
+        assert tar.getnames() == ["model.npz"]
     assert "algo-1 | training:accuracy=" in trained.stderr
     _serve_and_predict(project, "process", background)
 
@@ -126,7 +126,7 @@ def test_new_build_train_serve_predict_on_docker(tmp_path: Path, base_image: str
         assert "Successfully tagged" in built.stderr
         trained = _byoc("local", "train", str(project), "--backend", "docker")
         assert trained.exit_code == 0, trained.output
-        assert "algo-1 | algo-1: model saved to /opt/ml/model/model.skops" in trained.stderr
+        assert "algo-1 | algo-1: model saved to /opt/ml/model/model.npz" in trained.stderr
         _serve_and_predict(project, "docker", background)
         assert _left_behind(docker_client) == []
     finally:

@@ -3,16 +3,21 @@
 This is the one module to change for another model. It declares the
 hyperparameters it accepts and how to fit, save, load and predict; ``train``
 and ``serve`` do everything else.
+
+Training uses scikit-learn. The fitted tree is saved as plain arrays in
+``model.npz`` (loaded without pickle, so a model file cannot run code), and
+serving walks those arrays with numpy: the server never imports scikit-learn,
+which keeps its start fast and its workers small.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io
-from sklearn.tree import DecisionTreeClassifier
 
 from hyperparameters import Choice, Int, Spec
 
@@ -24,34 +29,81 @@ HYPERPARAMETERS: dict[str, Spec] = {
     "random_state": Int(default=0, min=0),
 }
 
-#: The file written into /opt/ml/model. skops files load without pickle.
-MODEL_FILE = "model.skops"
-#: The only non-builtin type the saved tree needs; anything else is refused on load.
-TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+#: The file written into /opt/ml/model.
+MODEL_FILE = "model.npz"
+LEAF = -1
 
 
-def fit(features: np.ndarray, labels: np.ndarray, params: dict[str, Any]) -> Any:
+@dataclass(frozen=True)
+class Tree:
+    """A fitted decision tree as arrays, one entry per node."""
+
+    left: np.ndarray  # child node ids, LEAF at leaves
+    right: np.ndarray
+    feature: np.ndarray  # feature tested at the node
+    threshold: np.ndarray  # go left when feature value <= threshold
+    leaf_class: np.ndarray  # index into classes of the node's majority class
+    classes: np.ndarray
+    depth: int
+    params: dict[str, Any]
+
+    @property
+    def n_features(self) -> int:
+        return int(self.params["n_features"])
+
+
+def fit(features: np.ndarray, labels: np.ndarray, params: dict[str, Any]) -> Tree:
     """Train a classifier on *features* and *labels* with typed *params*."""
-    model = DecisionTreeClassifier(**params)
-    model.fit(features, labels)
-    return model
+    from sklearn.tree import DecisionTreeClassifier
+
+    estimator = DecisionTreeClassifier(**params).fit(features, labels)
+    tree = estimator.tree_
+    return Tree(
+        left=tree.children_left.astype(np.int32),
+        right=tree.children_right.astype(np.int32),
+        feature=np.maximum(tree.feature, 0).astype(np.int32),
+        threshold=tree.threshold.astype(np.float64),
+        leaf_class=tree.value[:, 0, :].argmax(axis=1).astype(np.int32),
+        classes=np.asarray(estimator.classes_),
+        depth=int(estimator.get_depth()),
+        params={**params, "n_features": int(estimator.n_features_in_)},
+    )
 
 
-def save(model: Any, path: Path) -> None:
+def save(model: Tree, path: Path) -> None:
     """Write *model* to the file *path*."""
-    skops.io.dump(model, path)
+    with path.open("wb") as handle:
+        np.savez(handle, left=model.left, right=model.right, feature=model.feature,
+                 threshold=model.threshold, leaf_class=model.leaf_class,
+                 classes=model.classes.astype(str), depth=np.int64(model.depth),
+                 params=np.str_(json.dumps(model.params)))
 
 
-def load(model_dir: Path) -> Any:
+def load(model_dir: Path) -> Tree:
     """Load the model that :func:`save` wrote into *model_dir*."""
-    return skops.io.load(model_dir / MODEL_FILE, trusted=TRUSTED_TYPES)
+    with np.load(model_dir / MODEL_FILE, allow_pickle=False) as data:
+        return Tree(left=data["left"], right=data["right"], feature=data["feature"],
+                    threshold=data["threshold"], leaf_class=data["leaf_class"],
+                    classes=data["classes"], depth=int(data["depth"]),
+                    params=json.loads(str(data["params"])))
 
 
-def n_features(model: Any) -> int:
+def n_features(model: Tree) -> int:
     """How many feature columns the model expects per row."""
-    return int(model.n_features_in_)
+    return model.n_features
 
 
-def predict(model: Any, features: np.ndarray) -> np.ndarray:
-    """Predict one label per row of *features*."""
-    return np.asarray(model.predict(features))
+def predict(model: Tree, features: np.ndarray) -> np.ndarray:
+    """Predict one label per row of *features*, exactly as scikit-learn would."""
+    # scikit-learn compares float32 feature values with float64 thresholds
+    values = features.astype(np.float32).astype(np.float64)
+    rows = np.arange(len(values))
+    node = np.zeros(len(values), dtype=np.int32)
+    for _ in range(model.depth):
+        left = model.left[node]
+        inner = left != LEAF
+        if not inner.any():
+            break
+        go_left = values[rows, model.feature[node]] <= model.threshold[node]
+        node = np.where(inner, np.where(go_left, left, model.right[node]), node)
+    return model.classes[model.leaf_class[node]]

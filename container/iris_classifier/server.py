@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -63,7 +64,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     }
     if nginx:
         config = _write_nginx_config(settings, runtime)
-        children["nginx"] = subprocess.Popen([nginx, "-c", str(config), "-p", str(runtime), "-e", "stderr"])
+        children["nginx"] = subprocess.Popen([nginx, "-c", str(config), "-p", str(runtime), "-e", "stderr"],
+                                             stderr=subprocess.PIPE)
+        _relay_nginx_log(children["nginx"], runtime / "gunicorn.sock")
     where = "nginx" if nginx else "gunicorn"
     print(f"serve: {where} on {settings.address}:{settings.port}, {settings.workers} worker(s)",
           file=sys.stderr, flush=True)
@@ -100,6 +103,23 @@ def _optional_flags() -> list[str]:
     return ["--no-control-socket"] if "control_socket_disable" in known else []
 
 
+def _relay_nginx_log(nginx: subprocess.Popen[bytes], socket_path: Path) -> None:
+    """Copy nginx's log to stderr, less its complaints that gunicorn is not up yet.
+
+    Until gunicorn has loaded the model its socket does not exist; nginx then
+    answers /ping with 503 (as it should) but also logs each failed connect.
+    """
+    def relay() -> None:
+        assert nginx.stderr is not None
+        for line in nginx.stderr:
+            if b"No such file or directory" in line and not socket_path.exists():
+                continue
+            sys.stderr.buffer.write(line)
+            sys.stderr.buffer.flush()
+
+    threading.Thread(target=relay, daemon=True).start()
+
+
 def _write_nginx_config(settings: Settings, runtime: Path) -> Path:
     text = (PROGRAM_DIR / "nginx.conf").read_text(encoding="utf-8")
     for name, value in {
@@ -125,9 +145,14 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]], stopping: Callable[
     while True:
         exited = {name: child.returncode for name, child in children.items()
                   if child.poll() is not None}
+        if exited and not stopping():
+            # A signal sent to the whole process group (a terminal's Ctrl-C, `timeout`)
+            # can end a child a moment before serve's own handler has run.
+            time.sleep(0.2)
         if not deadline and (stopping() or exited):
-            for name, code in exited.items():
-                print(f"serve: {name} exited with status {code}; stopping", file=sys.stderr)
+            if not stopping():
+                for name, code in exited.items():
+                    print(f"serve: {name} exited with status {code}; stopping", file=sys.stderr)
                 failed = True
             _drain(children)
             deadline = time.monotonic() + STOP_SECONDS

@@ -7,7 +7,7 @@ def test_training_writes_the_model_and_prints_metrics(opt_ml):
     result = run_train(opt_ml)
     assert result.returncode == 0, result.stderr
     assert "training:accuracy=" in result.stdout
-    assert [p.name for p in (opt_ml / "model").iterdir()] == ["model.skops"]
+    assert [p.name for p in (opt_ml / "model").iterdir()] == ["model.npz"]
     assert not (opt_ml / "output" / "failure").exists()
 
 
