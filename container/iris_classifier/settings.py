@@ -3,7 +3,8 @@
 =================================  ========================================
 ``SAGEMAKER_BIND_TO_PORT``         port to listen on (8080)
 ``MODEL_SERVER_WORKERS``           gunicorn workers (the CPU count)
-``MODEL_SERVER_THREADS``           threads per worker (4)
+``MODEL_SERVER_WORKER_CLASS``      ``gevent`` (default), ``gthread`` or ``sync``
+``MODEL_SERVER_THREADS``           threads per gthread worker (4)
 ``MODEL_SERVER_TIMEOUT``           seconds per request (60)
 ``SAGEMAKER_MAX_PAYLOAD_IN_MB``    body limit in MiB (6, raised up to 100)
 ``SAGEMAKER_USE_NGINX``            ``false`` serves gunicorn on the port directly
@@ -24,6 +25,8 @@ DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT = 60
 DEFAULT_THREADS = 4
 DEFAULT_PAYLOAD_MB = 6
+#: gevent first: a worker keeps answering /ping while requests wait on I/O or sleep.
+WORKER_CLASSES = ("gevent", "gthread", "sync")
 MAX_PAYLOAD_MB = 100
 #: SageMaker batch transform: MaxConcurrentTransforms * MaxPayloadInMB <= 100.
 BATCH_BUDGET_MB = 100
@@ -38,6 +41,7 @@ class Settings:
     port: int
     address: str
     workers: int
+    worker_class: str
     threads: int
     timeout: int
     max_payload_mb: int
@@ -54,6 +58,7 @@ class Settings:
             address=env.get("SERVE_BIND_ADDRESS") or "0.0.0.0",
             workers=_integer(env, ("MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS"),
                              cpus or 1, 1, 1024),
+            worker_class=_choice(env, "MODEL_SERVER_WORKER_CLASS", WORKER_CLASSES),
             threads=_integer(env, ("MODEL_SERVER_THREADS",), DEFAULT_THREADS, 1, 1024),
             timeout=_integer(env, ("MODEL_SERVER_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT"),
                              DEFAULT_TIMEOUT, 1, 3600),
@@ -87,6 +92,13 @@ def _integer(env: Mapping[str, str], names: tuple[str, ...], default: int, low: 
             raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
         return value
     return default
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    text = env.get(name, "").strip().lower() or choices[0]
+    if text not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {text!r}")
+    return text
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import os
 import shutil
 import signal
@@ -83,8 +84,7 @@ def _gunicorn_command(settings: Settings, bind: str) -> list[str]:
         "--chdir", str(PROGRAM_DIR),
         "--bind", bind,
         "--workers", str(settings.workers),
-        "--worker-class", "gthread",
-        "--threads", str(settings.threads),
+        *_worker_flags(settings),
         "--timeout", str(settings.timeout),
         "--graceful-timeout", str(GRACEFUL_SECONDS),
         "--keep-alive", "75",
@@ -93,6 +93,16 @@ def _gunicorn_command(settings: Settings, bind: str) -> list[str]:
         *_optional_flags(),
         "wsgi:app",
     ]
+
+
+def _worker_flags(settings: Settings) -> list[str]:
+    worker_class = settings.worker_class
+    if worker_class == "gevent" and importlib.util.find_spec("gevent") is None:
+        print("serve: gevent is not installed; using gthread workers", file=sys.stderr)
+        worker_class = "gthread"
+    if worker_class == "gthread":
+        return ["--worker-class", "gthread", "--threads", str(settings.threads)]
+    return ["--worker-class", worker_class]
 
 
 def _optional_flags() -> list[str]:
