@@ -77,3 +77,9 @@ class Interrupted(ByocError):
     """The user stopped byoc (Ctrl-C or SIGTERM); everything was cleaned up."""
 
     exit_code = 130
+
+
+class CannotValidateError(ByocError):
+    """``byoc validate`` could not put the image through its checks (no engine, no image)."""
+
+    exit_code = 2

@@ -1,0 +1,311 @@
+"""``byoc validate``: put any BYOC image through SageMaker's container contract, check by check.
+
+:func:`validate` runs the image as SageMaker would (``docker run IMAGE train``
+with no network, then ``docker run IMAGE serve`` with the model it made) and
+returns a :class:`Report` of :class:`Check` results. Each check cites its
+section of the contract (CONTRACT.md A1, B2, ...). A failed check means the
+image breaks a rule, a warning flags a pitfall, and a skipped check could not
+be judged. Every container and temp directory is removed afterwards, also on
+failure and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from . import _checks_serve, _checks_train, _jobs, archive, contract, invoke
+from . import local as harness
+from ._checks_common import (
+    FAIL,
+    PASS,
+    RESULTS,
+    SKIPPED,
+    WARN,
+    Check,
+    ImageFacts,
+    Say,
+    Session,
+    human_size,
+)
+from ._checks_serve import ServeInputs
+from ._checks_train import TrainInputs
+from ._docker import docker_client
+from .backends.base import LogSink
+from .errors import (
+    ArchiveError,
+    CannotValidateError,
+    ConfigError,
+    DockerUnavailableError,
+    Interrupted,
+)
+from .project import Project
+
+__all__ = ["Check", "Report", "validate", "FAIL", "PASS", "SKIPPED", "WARN", "RESULTS"]
+
+TRAIN_GRACE = harness.TRAIN_GRACE
+SERVE_GRACE = harness.SERVE_GRACE
+STARTUP_TIMEOUT = harness.DEFAULT_STARTUP_TIMEOUT
+TRAIN_TIMEOUT = 1800.0
+PLATFORM = "linux/amd64"
+ROOT_USERS = ("", "root", "0", "0:0", "root:root")
+PAYLOAD_GLOB = "payload.*"
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every check's outcome for one image."""
+
+    image: str
+    checks: tuple[Check, ...]
+    seconds: float = 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        found = Counter(check.result for check in self.checks)
+        return {result: found.get(result, 0) for result in RESULTS}
+
+    @property
+    def failed(self) -> bool:
+        return any(check.result == FAIL for check in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed, 1 when a check failed."""
+        return 1 if self.failed else 0
+
+    def check(self, name: str) -> Check:
+        """The check called *name*. :raises KeyError: when there is none."""
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
+
+    def to_json(self) -> str:
+        data = {"image": self.image, "result": FAIL if self.failed else PASS,
+                "counts": self.counts, "seconds": round(self.seconds, 1),
+                "checks": [asdict(check) for check in self.checks]}
+        return json.dumps(data, indent=2) + "\n"
+
+    def to_junit(self) -> str:
+        """JUnit XML: one test case per check; warnings pass with a note in system-out."""
+        counts = self.counts
+        totals = {"tests": str(len(self.checks)), "failures": str(counts[FAIL]), "errors": "0",
+                  "skipped": str(counts[SKIPPED]), "time": f"{self.seconds:.1f}"}
+        suites = ET.Element("testsuites", {"name": "byoc validate", **totals})
+        suite = ET.SubElement(suites, "testsuite", {"name": f"byoc validate {self.image}", **totals})
+        for check in self.checks:
+            case = ET.SubElement(suite, "testcase", name=f"{check.name} ({check.rule or '-'})",
+                                 classname=f"byoc.validate.{check.name.split('.')[0]}")
+            text = "\n".join(part for part in (check.saw, _fix_line(check), check.detail) if part)
+            if check.result == FAIL:
+                failure = ET.SubElement(case, "failure", message=_xml(check.saw),
+                                        type=check.rule or "check")
+                failure.text = _xml(text)
+            elif check.result == SKIPPED:
+                ET.SubElement(case, "skipped", message=_xml(check.saw))
+            else:
+                out = ET.SubElement(case, "system-out")
+                out.text = _xml(("warning: " if check.result == WARN else "") + text)
+        ET.indent(suites)
+        return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _fix_line(check: Check) -> str:
+    return f"fix: {check.fix}" if check.fix else ""
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("", text)
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What a byoc project's ``local_test`` offers as inputs."""
+
+    channels: dict[str, Path]
+    hyperparameters: dict[str, Any]
+    content_types: dict[str, str]
+    payload: Path | None
+    model: Path | None
+
+    @classmethod
+    def of(cls, project: Project | None) -> Defaults:
+        if project is None:
+            return cls({}, {}, {}, None, None)
+        channels, hyperparameters, types = harness.project_defaults(project)
+        payloads = sorted((project.root / "local_test").glob(PAYLOAD_GLOB))
+        return cls(channels, hyperparameters, types, payloads[0] if payloads else None,
+                   _jobs.latest_model(project.jobs_dir))
+
+
+def validate(image: str, *, project: Project | None = None,
+             channels: Mapping[str, Path] | None = None,
+             hyperparameters: Mapping[str, Any] | None = None,
+             content_types: Mapping[str, str] | None = None,
+             payload: Path | None = None, content_type: str | None = None,
+             model: Path | None = None, train: bool = True, serve: bool = True,
+             bad_hyperparameter: tuple[str, str] | None = None,
+             train_grace: float = TRAIN_GRACE, serve_grace: float = SERVE_GRACE,
+             startup_timeout: float = STARTUP_TIMEOUT, train_timeout: float = TRAIN_TIMEOUT,
+             say: Say = _quiet, container_log: LogSink | None = None,
+             environ: Mapping[str, str] | None = None) -> Report:
+    """Run *image* through the contract's checks and report each one.
+
+    Channels, hyperparameters (merged under *hyperparameters*), content types
+    and the payload default to *project*'s ``local_test``. Serving uses the
+    model the training run wrote, or *model* (a directory or model.tar.gz),
+    or with ``train=False`` the project's last local job's model.
+
+    :param train_grace: seconds from SIGTERM to SIGKILL for train (SageMaker: 120).
+    :param serve_grace: the same for serve (SageMaker: 30).
+    :param startup_timeout: how long /ping may take to answer 200.
+    :param train_timeout: how long one training run may take.
+    :raises ConfigError: for a missing or unusable input; nothing was started.
+    :raises CannotValidateError: when no engine answers or the image is not there.
+    :raises Interrupted: on Ctrl-C or SIGTERM, after everything was removed.
+    """
+    if not train and not serve:
+        raise ConfigError("nothing to check: --train-only and --serve-only exclude each other")
+    defaults = Defaults.of(project)
+    train_inputs = _train_inputs(defaults, channels, hyperparameters, content_types,
+                                 bad_hyperparameter, train_grace, train_timeout) if train else None
+    serve_inputs: ServeInputs | None = None
+    if serve:
+        sample, kind = _payload(defaults, payload, content_type)
+        if not train:
+            model = model or defaults.model
+            if model is None:
+                raise ConfigError("serving alone needs a model: pass --model (a model.tar.gz or a"
+                                  " directory), or check training too")
+        if model is not None and not model.exists():
+            raise ConfigError(f"--model {model} does not exist")
+        model = model.resolve() if model is not None else None  # a bind mount needs a full path
+        serve_inputs = ServeInputs(model_dir=model, payload=sample, content_type=kind,
+                                   grace=serve_grace, startup_timeout=startup_timeout)
+    try:
+        client = docker_client(environ)
+    except DockerUnavailableError as exc:
+        raise CannotValidateError(f"cannot validate {image}: no Docker engine answers; start one",
+                                  detail=exc.detail) from exc
+    try:
+        facts = _inspect(client, image)
+        started = time.monotonic()
+        session = Session(client, image, say, container_log)
+        try:
+            with harness._sigterm_interrupts():
+                checks = _run(session, facts, train_inputs, serve_inputs)
+        except KeyboardInterrupt:
+            raise Interrupted("validation interrupted: every container it started was removed"
+                              ) from None
+        finally:
+            session.close()
+    finally:
+        client.close()
+    return Report(image, tuple(checks), time.monotonic() - started)
+
+
+def _run(session: Session, facts: ImageFacts, train_inputs: TrainInputs | None,
+         serve_inputs: ServeInputs | None) -> list[Check]:
+    import docker.errors
+
+    checks = _image_checks(facts)
+    try:
+        if train_inputs is not None:
+            outcome = _checks_train.run_checks(session, facts, train_inputs)
+            checks += outcome.checks
+            if serve_inputs is not None and serve_inputs.model_dir is None:
+                no_model = "training wrote no model to serve; fix training or pass --model"
+                serve_inputs = replace(serve_inputs, model_dir=outcome.model_dir, no_model=no_model)
+        if serve_inputs is not None:
+            if serve_inputs.model_dir is not None and serve_inputs.model_dir.is_file():
+                serve_inputs = replace(serve_inputs,
+                                       model_dir=_extract(session, serve_inputs.model_dir))
+            checks += _checks_serve.run_checks(session, facts, serve_inputs)
+    except docker.errors.APIError as exc:
+        raise CannotValidateError(f"Docker failed during the checks: {exc.explanation or exc}"
+                                  ) from exc
+    return checks
+
+
+def _extract(session: Session, model: Path) -> Path:
+    target = session.scratch / "model"
+    try:
+        archive.extract(model, target)
+    except ArchiveError as exc:
+        raise ConfigError(f"--model {model}: {exc.message}") from exc
+    return target
+
+
+def _inspect(client: Any, image: str) -> ImageFacts:
+    import docker.errors
+
+    try:
+        return ImageFacts.inspect(client.images.get(image), image)
+    except docker.errors.ImageNotFound:
+        raise CannotValidateError(f"image {image} is not in the local Docker engine; build it (byoc"
+                                  " build) or pull it first") from None
+    except docker.errors.APIError as exc:
+        raise CannotValidateError(f"cannot inspect {image}: {exc.explanation or exc}") from exc
+
+
+def _train_inputs(defaults: Defaults, channels: Mapping[str, Path] | None,
+                  hyperparameters: Mapping[str, Any] | None, content_types: Mapping[str, str] | None,
+                  bad: tuple[str, str] | None, grace: float, timeout: float) -> TrainInputs:
+    sources = dict(channels) if channels else dict(defaults.channels)
+    if not sources:
+        raise ConfigError("checking training needs channels: pass --channel NAME=PATH (or run inside"
+                          " a byoc project, whose local_test/test_dir/input/data has them), or"
+                          " --serve-only")
+    merged = {**defaults.hyperparameters, **(hyperparameters or {})}
+    hps, _ = contract.stringify_hyperparameters(merged)
+    _jobs.check_job_inputs("byoc-validate", sources, hps, {}, {}, 1)
+    if bad is not None and not bad[0]:
+        raise ConfigError("--bad-hyperparameter takes KEY=VALUE")
+    return TrainInputs(channels=sources, hyperparameters=hps,
+                       content_types={**defaults.content_types, **(content_types or {})},
+                       bad_hyperparameter=bad, grace=grace, timeout=timeout)
+
+
+def _payload(defaults: Defaults, payload: Path | None, content_type: str | None) -> tuple[Path, str]:
+    sample = payload or defaults.payload
+    if sample is None:
+        raise ConfigError("checking serving needs a sample request: pass --payload FILE"
+                          " --content-type TYPE (or run inside a byoc project with"
+                          " local_test/payload.*), or --train-only")
+    if not sample.is_file():
+        raise ConfigError(f"--payload {sample} is not a file")
+    if sample.stat().st_size > invoke.MAX_BODY:
+        raise ConfigError(f"--payload {sample} is over 6 MiB, more than SageMaker sends")
+    return sample, content_type or invoke.guess_content_type(sample)
+
+
+def _image_checks(facts: ImageFacts) -> list[Check]:
+    platform = f"{facts.os}/{facts.architecture}"
+    checks = [
+        Check("image.platform", "D", PASS, platform) if platform == PLATFORM else
+        Check("image.platform", "D", FAIL, platform,
+              fix="Build for linux/amd64 (docker build --platform linux/amd64): SageMaker's training"
+                  " and most hosting instances are x86_64."),
+        Check("image.size", "", PASS, f"{human_size(facts.size)} uncompressed"),
+    ]
+    if facts.user in ROOT_USERS:
+        checks.append(Check("image.user", "A1", PASS, "runs as root"))
+    else:
+        checks.append(Check(
+            "image.user", "A1", WARN, f"runs as USER {facts.user}",
+            fix="SageMaker expects containers to run as root; a non-root user often meets"
+                " 'Permission denied' on /opt/ml (model, output, checkpoints) or on train itself."))
+    return checks
