@@ -155,3 +155,8 @@ def predict(file: Path | None, url: str, content_type: str | None, accept: str |
     answer = invoke.predict(url, body, kind, accept)
     sys.stdout.buffer.write(answer.body)
     sys.stdout.flush()
+
+
+from . import cli_bench  # noqa: E402  (it takes this module's options)
+
+local_group.add_command(cli_bench.bench_command)

@@ -43,6 +43,10 @@ class PushError(ByocError):
     """The registry refused the image or could not be reached."""
 
 
+class BenchError(ByocError):
+    """``byoc local bench`` could not measure: the load generator or the server failed."""
+
+
 class AwsError(ByocError):
     """An AWS call failed (credentials, permissions, region)."""
 

@@ -226,8 +226,10 @@ def resolve_model(model: Path | None, project: Project | None) -> Path:
 def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
           env: Mapping[str, str] | None = None, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
           grace_seconds: float = SERVE_GRACE, log: LogSink | None = None,
-          say: Say = _quiet) -> Iterator[RunningServer]:
+          say: Say = _quiet, ready_interval: float = 0.25) -> Iterator[RunningServer]:
     """Serve *model* (a ``model.tar.gz`` or a directory) and yield once ``/ping`` answers 200.
+
+    ``/ping`` is polled every *ready_interval* seconds.
 
     :raises ArchiveError: for an unsafe archive (nothing is extracted).
     :raises PortInUseError: when the port is taken.
@@ -249,7 +251,7 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
         say(f"waiting for {server.url}/ping (up to {startup_timeout:.0f} s)")
         with _sigterm_interrupts():
             try:
-                wait_until_ready(server, startup_timeout)
+                wait_until_ready(server, startup_timeout, ready_interval)
                 yield RunningServer(server.url, server)
             except KeyboardInterrupt:
                 raise Interrupted("server stopped") from None
