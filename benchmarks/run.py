@@ -45,6 +45,16 @@ def _payloads(project: Project, scratch: Path) -> dict[str, Path]:
     return {"one": one, "many": many}
 
 
+def _commit(root: Path) -> str | None:
+    def git(*words: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *words], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    return head + ("-dirty" if git("status", "--porcelain", "--", "container") else "") if head \
+        else None
+
+
 def _median(runs: list[dict[str, Any]], pick: Callable[[dict[str, Any]], Any]) -> float | None:
     values = [value for run in runs if (value := pick(run)) is not None]
     return statistics.median(values) if values else None
@@ -121,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-starts", type=int, default=3)
     parser.add_argument("--generator", default="auto", choices=("auto", "wrk", "builtin"))
     parser.add_argument("--out", type=Path, default=Path("bench-results.json"))
+    parser.add_argument("--commit", help="the commit measured (default: PROJECT's git HEAD, with"
+                                         " -dirty when container/ has changes)")
     args = parser.parse_args(argv)
 
     project = Project.load(args.project)
@@ -135,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         _say("no trained model: training one on local_test first")
         model = local.train(backend=backend, project=project, say=_say).model_archive
     duration = bench.parse_duration(args.duration)
-    commit = subprocess.run(["git", "-C", str(project.root), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True, check=False).stdout.strip() or None
+    commit = args.commit or _commit(project.root)
 
     def run(payload: Path, env: dict[str, str] | None = None, cold_starts: int = 1) -> dict[str, Any]:
         result = bench.bench(backend=backend, model=model, payload=payload, content_type="text/csv",
