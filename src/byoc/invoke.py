@@ -50,7 +50,8 @@ def predict(url: str, body: bytes, content_type: str, accept: str | None = None,
             return Prediction(response.status, response.headers.get("Content-Type", ""),
                               response.read())
     except urllib.error.HTTPError as exc:
-        text = exc.read(2000).decode("utf-8", errors="replace").strip()
+        with exc:  # close its socket now: the exception outlives this frame as __context__
+            text = exc.read(2000).decode("utf-8", errors="replace").strip()
         raise PredictError(f"HTTP {exc.code} from {url}: {text}") from None
     except TimeoutError:
         raise PredictError(f"no answer from {url} within {timeout:.0f} s") from None

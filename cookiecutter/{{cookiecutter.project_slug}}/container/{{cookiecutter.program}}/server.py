@@ -30,6 +30,7 @@ from settings import Settings, SettingsError
 PROGRAM_DIR = Path(__file__).resolve().parent
 #: SageMaker kills a serving container 30 s after SIGTERM: drain within that.
 GRACEFUL_SECONDS = 25
+KEEP_ALIVE_SECONDS = 5
 STOP_SECONDS = 28
 #: prctl(2) option: orphaned descendants are re-parented to this process.
 PR_SET_CHILD_SUBREAPER = 36
@@ -87,7 +88,9 @@ def _gunicorn_command(settings: Settings, bind: str) -> list[str]:
         *_worker_flags(settings),
         "--timeout", str(settings.timeout),
         "--graceful-timeout", str(GRACEFUL_SECONDS),
-        "--keep-alive", "75",
+        # idle upstream connections close after 5 s (nginx lets them go after 4 s, so it
+        # never reuses one gunicorn is closing), and so cannot hold up a drain
+        "--keep-alive", str(KEEP_ALIVE_SECONDS),
         "--preload",
         "--error-logfile", "-",
         *_optional_flags(),
