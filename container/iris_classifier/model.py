@@ -13,7 +13,7 @@ which keeps its start fast and its workers small.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,13 @@ class Tree:
     classes: np.ndarray
     depth: int
     params: dict[str, Any]
+    #: The same arrays as Python lists, for walking a few rows without numpy's per-call cost.
+    lists: tuple[list[Any], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        lists = tuple(array.tolist() for array in (self.left, self.right, self.feature,
+                                                   self.threshold, self.leaf_class))
+        object.__setattr__(self, "lists", lists)
 
     @property
     def n_features(self) -> int:
@@ -93,10 +100,23 @@ def n_features(model: Tree) -> int:
     return model.n_features
 
 
+#: Up to this many rows are walked in Python; more, with numpy (measured crossover).
+SMALL_BATCH = 64
+
+
 def predict(model: Tree, features: np.ndarray) -> np.ndarray:
     """Predict one label per row of *features*, exactly as scikit-learn would."""
     # scikit-learn compares float32 feature values with float64 thresholds
     values = features.astype(np.float32).astype(np.float64)
+    if len(values) <= SMALL_BATCH:
+        left, right, feature, threshold, leaf_class = model.lists
+        found = []
+        for row in values.tolist():
+            node = 0
+            while left[node] != LEAF:
+                node = left[node] if row[feature[node]] <= threshold[node] else right[node]
+            found.append(leaf_class[node])
+        return model.classes[found]
     rows = np.arange(len(values))
     node = np.zeros(len(values), dtype=np.int32)
     for _ in range(model.depth):
