@@ -369,3 +369,31 @@ def test_image_name_gives_the_default_repository(tmp_path: Path, tiny_image: str
     assert registry._repository_of("registry.example:5000/team/app:1") == "team/app"
     assert registry._repository_of("team/app@sha256:abc") == "team/app"
 
+
+
+@docker
+def test_make_push_in_a_fresh_project(moto_url: str, local_registry: Any, default_image: str,
+                                      docker_client: Any, tmp_path: Path) -> None:
+    """`byoc new`, then `make push`: repository created in moto, image in the registry."""
+    import sys
+
+    from byoc import scaffold
+
+    name = f"app-{uuid.uuid4().hex[:8]}"
+    project = scaffold.new_project(name, output_dir=tmp_path)
+    docker_client.images.get(default_image).tag(name, "latest")  # what `make build` makes
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing",
+           registry.ECR_REGISTRY_OVERRIDE_ENV: local_registry.host}
+    try:
+        done = subprocess.run(["make", "push", f"BYOC={sys.executable} -m byoc"], cwd=project,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        ecr_host = f"{servers.MOTO_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
+        assert f"Created ECR repository {ecr_host}/{name}" in done.stderr
+        pushed = next(line for line in done.stderr.splitlines() if line.startswith("Pushed "))
+        digest, _ = local_registry.manifest(name, pushed.rsplit(":", 1)[1], servers.MOTO_ECR_USER)
+        assert done.stdout.strip().splitlines()[-1] == f"{local_registry.host}/{name}@{digest}"
+        assert_no_trace_of(servers.MOTO_ECR_PASSWORD, done.stdout, done.stderr)
+    finally:
+        docker_client.images.remove(f"{name}:latest", force=True)
