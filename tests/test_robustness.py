@@ -61,6 +61,14 @@ class Served:
         gunicorn = {int(row[1]): int(row[2]) for row in rows if "gunicorn" in row[-1]}
         return sorted(pid for pid, parent in gunicorn.items() if parent in gunicorn)
 
+    def booted_workers(self, count: int = 2, timeout: float = 30) -> list[int]:
+        """The workers once all *count* are up (/ping can answer before the last boots)."""
+        deadline = time.monotonic() + timeout
+        while len(workers := self.gunicorn_workers()) != count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(workers) == count, workers
+        return workers
+
     def post(self, body: bytes, content_type: str = "text/csv", timeout: float = 30,
              **headers: str) -> requests.Response:
         return requests.post(f"{self.url}/invocations", data=body, timeout=timeout,
@@ -145,7 +153,7 @@ BAD_INPUTS = [
 def test_bad_input_under_load_is_a_4xx_and_breaks_nothing(serve: Any, default_image: str,
                                                           tmp_path: Path) -> None:
     served = serve(default_image)
-    workers = served.gunicorn_workers()
+    workers = served.booted_workers()
     result: list[_load.LoadResult] = []
     load = threading.Thread(target=lambda: result.append(_load_for(served, tmp_path, 8, 8)))
     load.start()
@@ -167,7 +175,7 @@ def test_bad_input_under_load_is_a_4xx_and_breaks_nothing(serve: Any, default_im
 def test_a_killed_worker_is_replaced_while_service_continues(serve: Any, default_image: str,
                                                              tmp_path: Path) -> None:
     served = serve(default_image)
-    victim = served.gunicorn_workers()[0]
+    victim = served.booted_workers()[0]
     pings: list[int] = []
     stop = threading.Event()
 
@@ -224,7 +232,7 @@ def test_an_invocation_slower_than_the_timeout_gets_504_and_others_do_not(
 
 def test_a_worker_stuck_past_the_timeout_is_replaced(serve: Any, faulty_image: str) -> None:
     served = serve(faulty_image, MODEL_SERVER_TIMEOUT="2", FAULT_SECONDS="8")
-    workers = served.gunicorn_workers()
+    workers = served.booted_workers()
     assert served.post(BUSY).status_code == 504
     deadline = time.monotonic() + 20
     while served.gunicorn_workers() == workers and time.monotonic() < deadline:
