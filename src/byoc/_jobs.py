@@ -7,7 +7,8 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,13 +168,20 @@ def latest_model(jobs_dir: Path) -> Path | None:
 
 def remove_tree(path: Path) -> None:
     """Remove *path*, also where read-only directories are in the way."""
-    def make_writable(function: object, name: str, excinfo: object) -> None:
+    def make_writable(function: object, name: str, error: object) -> None:
         parent = os.path.dirname(name)
         os.chmod(parent, stat.S_IMODE(os.stat(parent).st_mode) | stat.S_IWUSR | stat.S_IXUSR)
         if os.path.isdir(name) and not os.path.islink(name):
-            shutil.rmtree(name, onerror=make_writable)
+            _rmtree(Path(name), make_writable)
         else:
             os.unlink(name)
 
     if path.exists():
-        shutil.rmtree(path, onerror=make_writable)
+        _rmtree(path, make_writable)
+
+
+def _rmtree(path: Path, handler: Callable[[object, str, object], None]) -> None:
+    if sys.version_info >= (3, 12):  # onerror is deprecated there
+        shutil.rmtree(path, onexc=handler)
+    else:
+        shutil.rmtree(path, onerror=handler)
