@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import local
 from ._checks_common import (
     BIND_TO_PORT_LABEL,
     FAIL,
@@ -28,7 +29,7 @@ from ._checks_common import (
     last_lines,
     start_error,
 )
-from ._serve_probe import HostProber, Prober, describe, free_port, open_sidecar
+from ._serve_probe import HostProber, Prober, describe, open_sidecar
 
 PORT = 8080
 #: The port given in SAGEMAKER_BIND_TO_PORT by the bind-to-port check.
@@ -155,7 +156,7 @@ def _serve(session: Session, inputs: ServeInputs, network: str, env: dict[str, s
     import docker.errors
 
     served = Served(network)
-    published = {PORT: free_port(), BIND_PORT: free_port()} if publish else {}
+    published = {PORT: local.free_port(), BIND_PORT: local.free_port()} if publish else {}
     assert inputs.model_dir is not None
     container = session.create(
         "serve", command=["serve"], environment=env, network_mode=network,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import tarfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -86,13 +85,6 @@ class HostProber:
             if key in mapped:
                 mapped[key] = self._map(mapped[key])
         return mapped
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def open_sidecar(session: Session, server: Started, payload: Path) -> SidecarProber | None:

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -250,7 +249,7 @@ def bench(*, backend: Backend, model: Path, payload: Path, content_type: str,
     rows = count_rows(body, content_type)
     env = dict(env or {})
     timed = _TimedBackend(backend)
-    chosen_port = port or _free_port()
+    chosen_port = port or local.free_port()
     serve_args: dict[str, Any] = {"model": model, "port": chosen_port, "env": env,
                                   "startup_timeout": startup_timeout, "ready_interval": READY_INTERVAL,
                                   "grace_seconds": grace_seconds}
@@ -284,7 +283,7 @@ def bench(*, backend: Backend, model: Path, payload: Path, content_type: str,
     for restart in range(2, cold_starts + 1):
         say(f"cold start {restart}/{cold_starts}")
         # a fresh port: the last one may hold TIME_WAIT connections, which keep it from binding
-        with local.serve(backend=timed, **{**serve_args, "port": _free_port()}):
+        with local.serve(backend=timed, **{**serve_args, "port": local.free_port()}):
             samples.append(time.monotonic() - timed.started)
     target = getattr(backend, "image", None) or str(getattr(backend, "program_dir", ""))
     return BenchResult(
@@ -298,14 +297,10 @@ def bench(*, backend: Backend, model: Path, payload: Path, content_type: str,
 
 def _check_payload(url: str, body: bytes, content_type: str) -> None:
     """One invocation; :raises PredictError: if it is refused."""
-    refused = ""
     try:
         invoke.predict(url, body, content_type)
     except PredictError as exc:
-        refused = exc.message
-    # raised out here, not chained: the refused answer (and its open socket) is let go now
-    if refused:
-        raise PredictError(f"the server refuses the payload: {refused}")
+        raise PredictError(f"the server refuses the payload: {exc.message}") from None
 
 
 def _compute_ceiling(backend: Backend, server: Server, model: Path, payload: Path,
@@ -381,10 +376,3 @@ def _level(concurrency: int, invocations: Run, ping: Run, compute: ComputeCeilin
 
 def _divide(value: float | None, by: float | None) -> float | None:
     return value / by if value is not None and by else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -211,6 +211,14 @@ def check_port_free(port: int) -> None:
                                  ) from exc
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def resolve_model(model: Path | None, project: Project | None) -> Path:
     if model is not None:
         if not model.exists():
