@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from byoc import bench, images, local
-from byoc._cliutil import pairs
+from byoc.cli.options import pairs
 from byoc.errors import ConfigError
 from byoc.project import Project
 

@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from byoc import bench, local
-from byoc._procstats import cpu_delta, cpu_seconds, memory, tree_pids
 from byoc.backends.process import ProcessBackend
+from byoc.bench.procstats import cpu_delta, cpu_seconds, memory, tree_pids
 from byoc.cli import cli
 from byoc.errors import PredictError
 from byoc.project import Project

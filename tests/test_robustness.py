@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 import requests
 
-from byoc import _load, _procstats, images, local
+from byoc import images, local
 from byoc.backends.docker import DockerBackend
+from byoc.bench import load as _load
+from byoc.bench import procstats as _procstats
 from byoc.project import Project
 from conftest import FIXTURES, free_port
 

@@ -21,13 +21,13 @@ import pytest
 from click.testing import CliRunner
 
 from byoc import images
-from byoc._checks_common import FAIL, PASS, SKIPPED, WARN, Check, ImageFacts
-from byoc._checks_train import _outside
 from byoc.cli import cli
-from byoc.cli_validate import format_report
+from byoc.cli.validate import format_report
 from byoc.errors import ConfigError, Interrupted
 from byoc.project import Project
 from byoc.validate import Report, validate
+from byoc.validate.common import FAIL, PASS, SKIPPED, WARN, Check, ImageFacts
+from byoc.validate.train import _outside
 from conftest import FIXTURES, build_project
 
 HERE = FIXTURES / "validate"

@@ -21,8 +21,8 @@ import tarfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import _probe
-from ._checks_common import Session, Started
+from . import probe as _probe
+from .common import Session, Started
 
 PROBE_DIR = "byoc-validate"
 HOLDER = ("import sys, time\nif sys.version_info < (3, 7):\n    sys.exit(3)\n"

@@ -21,9 +21,21 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import _checks_serve, _checks_train, _jobs, archive, contract, invoke
-from . import local as harness
-from ._checks_common import (
+from .. import _jobs, archive, contract, invoke
+from .. import local as harness
+from .._docker import docker_client
+from ..backends.base import LogSink
+from ..errors import (
+    ArchiveError,
+    CannotValidateError,
+    ConfigError,
+    DockerUnavailableError,
+    Interrupted,
+)
+from ..project import Project
+from . import serve as _checks_serve
+from . import train as _checks_train
+from .common import (
     FAIL,
     PASS,
     RESULTS,
@@ -35,18 +47,8 @@ from ._checks_common import (
     Session,
     human_size,
 )
-from ._checks_serve import ServeInputs
-from ._checks_train import TrainInputs
-from ._docker import docker_client
-from .backends.base import LogSink
-from .errors import (
-    ArchiveError,
-    CannotValidateError,
-    ConfigError,
-    DockerUnavailableError,
-    Interrupted,
-)
-from .project import Project
+from .serve import ServeInputs
+from .train import TrainInputs
 
 __all__ = ["Check", "Report", "validate", "FAIL", "PASS", "SKIPPED", "WARN", "RESULTS"]
 

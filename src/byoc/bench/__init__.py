@@ -33,15 +33,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _compute, _procstats, invoke, local
-from ._benchreport import render as render
-from ._compute import ComputeCeiling as ComputeCeiling
-from ._load import LoadResult as LoadResult
-from ._load import LoadSpec, pick_generator, run_load
-from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec
-from .backends.docker import ContainerServer
-from .backends.process import ProcessBackend, ProcessServer
-from .errors import ConfigError, PredictError, ServeError
+from .. import invoke, local
+from ..backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec
+from ..backends.docker import ContainerServer
+from ..backends.process import ProcessBackend, ProcessServer
+from ..errors import ConfigError, PredictError, ServeError
+from . import compute as _compute
+from . import procstats as _procstats
+from .compute import ComputeCeiling as ComputeCeiling
+from .load import LoadResult as LoadResult
+from .load import LoadSpec, pick_generator, run_load
+from .report import render as render
 
 Say = Callable[[str], None]
 DEFAULT_CONCURRENCY = (1, 8, 32)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from . import bench as bench_api
-from . import invoke
-from . import local as harness
-from ._cliutil import echo_err, pairs
-from ._load import GENERATORS, pick_generator
-from .cli_local import BACKEND, ENV, IMAGE, PROJECT, _project
-from .errors import ConfigError
+from .. import bench as bench_api
+from .. import invoke
+from .. import local as harness
+from ..bench.load import GENERATORS, pick_generator
+from ..errors import ConfigError
+from .local import BACKEND, ENV, IMAGE, PROJECT, _project
+from .options import echo_err, pairs
 
 PAYLOAD = Path("local_test") / "payload.csv"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from . import invoke
-from . import local as harness
-from ._cliutil import echo_err, pairs
-from .errors import ConfigError, Interrupted, ServeError
-from .project import Project
+from .. import invoke
+from .. import local as harness
+from ..errors import ConfigError, Interrupted, ServeError
+from ..project import Project
+from .options import echo_err, pairs
 
 PROJECT = click.argument("project", required=False,
                          type=click.Path(file_okay=False, exists=True, path_type=Path))
@@ -157,6 +157,6 @@ def predict(file: Path | None, url: str, content_type: str | None, accept: str |
     sys.stdout.flush()
 
 
-from . import cli_bench  # noqa: E402  (it takes this module's options)
+from . import bench as cli_bench  # noqa: E402  (it takes this module's options)
 
 local_group.add_command(cli_bench.bench_command)

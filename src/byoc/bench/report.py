@@ -5,7 +5,7 @@ from __future__ import annotations
 import typing as t
 
 if t.TYPE_CHECKING:
-    from .bench import BenchResult, Run
+    from . import BenchResult, Run
 
 MIB = 1024 * 1024
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from . import validate as api
-from ._cliutil import echo_err, pairs
-from .errors import ConfigError
-from .project import Project
+from .. import validate as api
+from ..errors import ConfigError
+from ..project import Project
+from .options import echo_err, pairs
 
 RESULT_SHOWN = {api.PASS: "pass", api.FAIL: "FAIL", api.WARN: "warn", api.SKIPPED: "skipped"}
 

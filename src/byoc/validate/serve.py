@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import local
-from ._checks_common import (
+from .. import local
+from .common import (
     BIND_TO_PORT_LABEL,
     FAIL,
     PASS,
@@ -29,7 +29,7 @@ from ._checks_common import (
     last_lines,
     start_error,
 )
-from ._serve_probe import HostProber, Prober, describe, open_sidecar
+from .sidecar import HostProber, Prober, describe, open_sidecar
 
 PORT = 8080
 #: The port given in SAGEMAKER_BIND_TO_PORT by the bind-to-port check.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import archive
+from .. import archive
 
 MARK = "BYOC_COMPUTE "
 CONTAINER_PROGRAM = "/opt/program"

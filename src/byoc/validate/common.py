@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import _jobs
-from .backends.base import LogPump, LogSink
-from .backends.docker import ContainerRun
-from .errors import CannotValidateError
+from .. import _jobs
+from ..backends.base import LogPump, LogSink
+from ..backends.docker import ContainerRun
+from ..errors import CannotValidateError
 
 PASS = "pass"
 FAIL = "fail"

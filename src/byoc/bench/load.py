@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BenchError, ConfigError
+from ..errors import BenchError, ConfigError
 
 GENERATORS = ("auto", "wrk", "builtin")
 MARK = "BYOC_LOAD "

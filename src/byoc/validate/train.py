@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import _jobs, contract
-from ._checks_common import (
+from .. import _jobs, contract
+from .common import (
     FAIL,
     PASS,
     SKIPPED,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from . import images, scaffold
-from ._cliutil import ByocGroup, echo_err, pairs
-from .cli_local import local_group
-from .cli_validate import validate_command
-from .project import Project
+from .. import images, scaffold
+from ..project import Project
+from .local import local_group
+from .options import ByocGroup, echo_err, pairs
+from .validate import validate_command
 
 
 @click.group(cls=ByocGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,7 +83,7 @@ def push(project: Path | None, image: str | None, repository: str | None, tag: s
          build_arg: tuple[str, ...]) -> None:
     """Push the image to Amazon ECR (or --registry): build it if needed, create the repository if
     missing, log in, tag and push. Prints the digest-pinned image URI for SageMaker last."""
-    from . import registry as registry_api
+    from .. import registry as registry_api
 
     password = click.get_text_stream("stdin").read().rstrip("\r\n") if password_stdin else None
     stderr = click.get_text_stream("stderr")

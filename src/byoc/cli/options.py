@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .errors import ByocError, ConfigError
+from ..errors import ByocError, ConfigError
 
 
 class ByocGroup(click.Group):
