@@ -16,13 +16,13 @@ from pathlib import Path
 from . import archive, contract
 from .backends.base import HostSpec
 from .errors import ConfigError
+from .project import LATEST
 
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 MAX_CHANNELS = 20
 MAX_HYPERPARAMETERS = 100
-LATEST = "latest"
 
 
 def default_job_name(base: str, now: datetime | None = None) -> str:
@@ -156,14 +156,6 @@ def collect(job_dir: Path, hosts: Sequence[HostSpec], statuses: Mapping[str, int
 
 def record_latest(jobs_dir: Path, job_dir: Path) -> None:
     (jobs_dir / LATEST).write_text(job_dir.name + "\n", encoding="utf-8")
-
-
-def latest_model(jobs_dir: Path) -> Path | None:
-    pointer = jobs_dir / LATEST
-    if not pointer.is_file():
-        return None
-    archive_path = jobs_dir / pointer.read_text(encoding="utf-8").strip() / "model.tar.gz"
-    return archive_path if archive_path.is_file() else None
 
 
 def remove_tree(path: Path) -> None:

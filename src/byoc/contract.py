@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
 
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 CONTAINER_ROOT = "/opt/ml"
@@ -96,6 +99,15 @@ class Channel:
             entry = {"ContentType": self.content_type, **entry}
         return entry
 
+    @classmethod
+    def from_config(cls, name: str, entry: Mapping[str, Any]) -> Channel:
+        """The channel *name* as ``inputdataconfig.json`` describes it (see :meth:`config`)."""
+        content_type = entry.get("ContentType")
+        return cls(name, content_type=str(content_type) if content_type else None,
+                   input_mode=str(entry.get("TrainingInputMode", "File")),
+                   distribution=str(entry.get("S3DistributionType", "FullyReplicated")),
+                   record_wrapper=str(entry.get("RecordWrapperType", "None")))
+
 
 def host_names(count: int) -> list[str]:
     """``algo-1`` .. ``algo-N``, sorted as SageMaker sorts them."""
@@ -147,6 +159,32 @@ def write_training_config(root: Path, hyperparameters: Mapping[str, str],
     return tree
 
 
+@dataclass(frozen=True)
+class TrainingConfig:
+    """One host's config files as :func:`read_training_config` finds them."""
+
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    channels: dict[str, Channel] = field(default_factory=dict)
+    resource: dict[str, Any] = field(default_factory=dict)
+
+
+def read_training_config(root: Path) -> TrainingConfig:
+    """Read what :func:`write_training_config` writes under *root*; a missing file reads as empty.
+
+    Hyperparameter values are returned as the file holds them (a hand-written
+    ``local_test`` file may hold numbers; :func:`stringify_hyperparameters` makes
+    them what SageMaker sends).
+
+    :raises ConfigError: for a file that is not a JSON object.
+    """
+    tree = OptMl(root)
+    channels = {name: Channel.from_config(name, entry)
+                for name, entry in _read_json(tree.inputdataconfig_json).items()
+                if isinstance(entry, Mapping)}
+    return TrainingConfig(_read_json(tree.hyperparameters_json), channels,
+                          _read_json(tree.resourceconfig_json))
+
+
 def read_failure(root: Path) -> str | None:
     """The FailureReason SageMaker would show: the first 1024 characters of ``output/failure``."""
     path = OptMl(root).failure_file
@@ -158,3 +196,15 @@ def read_failure(root: Path) -> str | None:
 def _write_json(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    return data

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import socket
 import tempfile
@@ -22,7 +21,7 @@ from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec, stop_
 from .backends.docker import DockerBackend
 from .backends.process import ProcessBackend
 from .errors import ConfigError, ContainerFailedError, Interrupted, ServeError
-from .project import Project
+from .project import LocalInputs, Project
 
 Say = Callable[[str], None]
 BACKENDS = ("auto", "docker", "process")
@@ -101,19 +100,6 @@ class TrainResult:
         return all(status == 0 for status in self.exit_statuses.values())
 
 
-def project_defaults(project: Project) -> tuple[dict[str, Path], dict[str, Any], dict[str, str]]:
-    """Channels, hyperparameters and content types from ``local_test/test_dir``."""
-    tree = contract.OptMl(project.test_dir)
-    channels = {p.name: p for p in sorted(tree.data_dir.glob("*")) if p.is_dir()} \
-        if tree.data_dir.is_dir() else {}
-    hyperparameters = _read_json(tree.hyperparameters_json) if tree.hyperparameters_json.exists() \
-        else {}
-    config = _read_json(tree.inputdataconfig_json) if tree.inputdataconfig_json.exists() else {}
-    types = {name: str(entry["ContentType"]) for name, entry in config.items()
-             if isinstance(entry, dict) and entry.get("ContentType")}
-    return channels, hyperparameters, types
-
-
 def train(*, backend: Backend, project: Project | None = None,
           channels: Mapping[str, Path] | None = None,
           hyperparameters: Mapping[str, Any] | None = None,
@@ -132,11 +118,11 @@ def train(*, backend: Backend, project: Project | None = None,
     :raises ContainerFailedError: when a host exited non-zero (artifacts are collected first).
     :raises Interrupted: on Ctrl-C or SIGTERM, after every container is removed.
     """
-    default_channels, default_hps, default_types = project_defaults(project) if project else ({}, {}, {})
-    sources = dict(channels if channels is not None else default_channels)
+    defaults = project.local_inputs() if project else LocalInputs({}, {}, {})
+    sources = dict(channels if channels is not None else defaults.channels)
     hps, notes = contract.stringify_hyperparameters(
-        hyperparameters if hyperparameters is not None else default_hps)
-    types = {**default_types, **(content_types or {})}
+        hyperparameters if hyperparameters is not None else defaults.hyperparameters)
+    types = {**defaults.content_types, **(content_types or {})}
     distribution = dict(distribution or {})
     env = dict(env or {})
     base = project.name if project else "byoc-job"
@@ -220,11 +206,15 @@ def free_port() -> int:
 
 
 def resolve_model(model: Path | None, project: Project | None) -> Path:
+    """*model* when given, else the project's latest model.
+
+    :raises ConfigError: when *model* does not exist or there is no model to default to.
+    """
     if model is not None:
         if not model.exists():
             raise ConfigError(f"--model {model} does not exist")
         return model
-    found = _jobs.latest_model(project.jobs_dir) if project else None
+    found = project.latest_model if project else None
     if found is None:
         raise ConfigError("no model to serve: train one with `byoc local train`, or pass --model")
     return found
@@ -293,12 +283,3 @@ def wait_until_ready(server: Server, timeout: float, interval: float = 0.25) -> 
                              detail=server.log_tail())
         time.sleep(interval)
 
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object")
-    return data

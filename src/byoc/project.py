@@ -5,10 +5,25 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, overload
 
+from . import contract
 from .errors import ConfigError
 
 CONFIG_FILE = "byoc.toml"
+#: In ``.byoc/jobs``: the name of the last local training job that succeeded.
+LATEST = "latest"
+#: Sample request bodies in ``local_test``; the first by name is the project's payload.
+PAYLOAD_GLOB = "payload.*"
+
+
+@dataclass(frozen=True)
+class LocalInputs:
+    """What a project's ``local_test/test_dir`` offers a training job."""
+
+    channels: dict[str, Path]
+    hyperparameters: dict[str, Any]
+    content_types: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -41,11 +56,51 @@ class Project:
     def jobs_dir(self) -> Path:
         return self.state_dir / "jobs"
 
-    @classmethod
-    def load(cls, path: Path | None = None) -> Project:
-        """Find ``byoc.toml`` in *path* (default: the current directory) or its parents.
+    def local_inputs(self) -> LocalInputs:
+        """Channels (the directories of ``input/data``), hyperparameters and content types.
 
-        :raises ConfigError: when there is none or it cannot be read.
+        :raises ConfigError: for a config file that is not a JSON object.
+        """
+        tree = contract.OptMl(self.test_dir)
+        channels = {p.name: p for p in sorted(tree.data_dir.glob("*")) if p.is_dir()} \
+            if tree.data_dir.is_dir() else {}
+        config = contract.read_training_config(self.test_dir)
+        types = {name: channel.content_type for name, channel in config.channels.items()
+                 if channel.content_type}
+        return LocalInputs(channels, config.hyperparameters, types)
+
+    @property
+    def payload(self) -> Path | None:
+        """``local_test/payload.*`` (the first by name): the sample request body."""
+        found = sorted((self.root / "local_test").glob(PAYLOAD_GLOB))
+        return found[0] if found else None
+
+    @property
+    def latest_model(self) -> Path | None:
+        """The ``model.tar.gz`` of the last local training job that succeeded, if any."""
+        pointer = self.jobs_dir / LATEST
+        if not pointer.is_file():
+            return None
+        archive_path = self.jobs_dir / pointer.read_text(encoding="utf-8").strip() / "model.tar.gz"
+        return archive_path if archive_path.is_file() else None
+
+    @overload
+    @classmethod
+    def find(cls, path: Path | None = None, *, required: Literal[True] = True) -> Project: ...
+
+    @overload
+    @classmethod
+    def find(cls, path: Path | None = None, *, required: bool) -> Project | None: ...
+
+    @classmethod
+    def find(cls, path: Path | None = None, *, required: bool = True) -> Project | None:
+        """The project whose ``byoc.toml`` is in *path* (default: the current directory) or a parent.
+
+        This is byoc's one rule for "which project". A *path* given must lead to a
+        project; without one, ``required=False`` makes being outside a project fine
+        (None). A ``byoc.toml`` that is found but cannot be read is always an error.
+
+        :raises ConfigError: when a required project is missing or its ``byoc.toml`` is bad.
         """
         start = (path or Path.cwd()).resolve()
         if path is not None and not start.is_dir():
@@ -53,8 +108,15 @@ class Project:
         for directory in (start, *start.parents):
             if (directory / CONFIG_FILE).is_file():
                 return cls.from_file(directory / CONFIG_FILE)
+        if not required and path is None:
+            return None
         raise ConfigError(f"no {CONFIG_FILE} in {start} or its parents: not a byoc project"
                           " (create one with `byoc new NAME`)")
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Project:
+        """:meth:`find` with the project required."""
+        return cls.find(path)
 
     @classmethod
     def from_file(cls, path: Path) -> Project:

@@ -31,7 +31,7 @@ from . import _ecr, images
 from ._docker import docker_client
 from ._ecr import RegistryAuth as RegistryAuth
 from .errors import ConfigError, ImageNotFoundError, PushError
-from .project import CONFIG_FILE, Project
+from .project import Project
 
 Log = Callable[[str], None]
 
@@ -89,11 +89,7 @@ def load_project(path: Path | None, *, image: str | None = None) -> Project | No
 
     :raises ConfigError: when a project is needed and not found, or its ``byoc.toml`` is bad.
     """
-    if path is None and image is not None:
-        cwd = Path.cwd().resolve()
-        if not any((directory / CONFIG_FILE).is_file() for directory in (cwd, *cwd.parents)):
-            return None
-    return Project.load(path)
+    return Project.find(path, required=image is None)
 
 
 def push(project: Project | None = None, *, image: str | None = None,

@@ -9,6 +9,7 @@ import click
 
 from .. import images, scaffold
 from ..project import Project
+from .bench import bench_command
 from .local import local_group
 from .options import ByocGroup, echo_err, pairs
 from .validate import validate_command
@@ -53,10 +54,6 @@ def build(project: Path | None, tag: str | None, build_arg: tuple[str, ...], pla
     click.echo(reference)
 
 
-cli.add_command(local_group)
-cli.add_command(validate_command)
-
-
 @cli.command()
 @click.argument("project", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--image", help="Local image to push (default: <image>:latest of byoc.toml, built"
@@ -96,6 +93,12 @@ def push(project: Path | None, image: str | None, repository: str | None, tag: s
         progress=registry_api.TerminalProgress(stderr) if stderr.isatty() else None)
     echo_err(f"Pushed {result.tagged_uri}")
     click.echo(result.uri)
+
+
+# Every command is registered here, and only here.
+local_group.add_command(bench_command)
+cli.add_command(local_group)
+cli.add_command(validate_command)
 
 
 def main() -> None:

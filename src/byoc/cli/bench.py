@@ -12,10 +12,8 @@ from .. import invoke
 from .. import local as harness
 from ..bench.load import GENERATORS, pick_generator
 from ..errors import ConfigError
-from .local import BACKEND, ENV, IMAGE, PROJECT, _project
-from .options import echo_err, pairs
-
-PAYLOAD = Path("local_test") / "payload.csv"
+from ..project import Project
+from .options import BACKEND, ENV, IMAGE, PROJECT, echo_err, pairs
 
 
 @click.command(name="bench")
@@ -23,7 +21,7 @@ PAYLOAD = Path("local_test") / "payload.csv"
 @IMAGE
 @BACKEND
 @click.option("--payload", type=click.Path(dir_okay=False, path_type=Path),
-              help=f"Body of every invocation (default: the project's {PAYLOAD}).")
+              help="Body of every invocation (default: the project's local_test/payload.*).")
 @click.option("--content-type", help="Content-Type of the payload (default: from its suffix).")
 @click.option("--concurrency", default="1,8,32", show_default=True,
               help="Open connections of each run, comma-separated: one table row each.")
@@ -44,7 +42,7 @@ PAYLOAD = Path("local_test") / "payload.csv"
 @ENV
 @click.option("--startup-timeout", default=harness.DEFAULT_STARTUP_TIMEOUT, show_default=True,
               type=float, help="Seconds to wait for /ping to answer 200.")
-def _bench(project: Path | None, image: str | None, backend: str, payload: Path | None,
+def bench_command(project: Path | None, image: str | None, backend: str, payload: Path | None,
                   content_type: str | None, concurrency: str, duration: str, model: Path | None,
                   json_file: Path | None, generator: str, cold_starts: int, warmup: int, port: int,
                   env: tuple[str, ...], startup_timeout: float) -> None:
@@ -57,11 +55,12 @@ def _bench(project: Path | None, image: str | None, backend: str, payload: Path 
     pick_generator(generator)
     if json_file is not None and not json_file.resolve().parent.is_dir():
         raise ConfigError(f"cannot write {json_file}: {json_file.parent} is not a directory")
-    loaded = _project(project, image)
+    loaded = Project.find(project, required=image is None)
     if payload is None:
-        if loaded is None:
-            raise ConfigError("pass --payload: there is no project to take local_test/payload.csv from")
-        payload = loaded.root / PAYLOAD
+        payload = loaded.payload if loaded else None
+        if payload is None:
+            raise ConfigError("pass --payload: there is no project with a local_test/payload.* to"
+                              " take it from")
     if not payload.is_file():
         raise ConfigError(f"the payload {payload} is not a file")
     kind = content_type or invoke.guess_content_type(payload)
@@ -80,6 +79,3 @@ def _bench(project: Path | None, image: str | None, backend: str, payload: Path 
             raise ConfigError(f"cannot write {json_file}: {exc.strerror or exc}") from exc
         echo_err(f"wrote {json_file}")
 
-
-#: Registered onto ``byoc local`` by :mod:`byoc.cli_local` (annotated: the two modules import each other).
-bench_command: click.Command = _bench

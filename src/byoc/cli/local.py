@@ -13,30 +13,7 @@ from .. import invoke
 from .. import local as harness
 from ..errors import ConfigError, Interrupted, ServeError
 from ..project import Project
-from .options import echo_err, pairs
-
-PROJECT = click.argument("project", required=False,
-                         type=click.Path(file_okay=False, exists=True, path_type=Path))
-IMAGE = click.option("--image", help="Run this image instead of the project's (needs Docker).")
-BACKEND = click.option("--backend", type=click.Choice(harness.BACKENDS), default="auto",
-                       show_default=True,
-                       help="docker, process (the project's programs on this machine) or auto.")
-ENV = click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
-                   help="Environment variable for the container. Repeatable.")
-
-
-def _project(path: Path | None, image: str | None) -> Project | None:
-    """The project at *path* (or around the current directory); optional with --image."""
-    try:
-        return Project.load(path)
-    except ConfigError:
-        if image is not None and path is None:
-            return None
-        raise
-
-
-def _log_line(host: str, line: str) -> None:
-    click.echo(f"{host} | {line}", err=True)
+from .options import BACKEND, ENV, IMAGE, PROJECT, echo_err, log_line, pairs
 
 
 @click.group(name="local")
@@ -71,7 +48,7 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
           hyperparameters_file: Path | None, instance_count: int, distribution: tuple[str, ...],
           env: tuple[str, ...], output_dir: Path | None, job_name: str | None, grace: float) -> None:
     """Run a training job against local channels; print the model archive's path."""
-    loaded = _project(project, image)
+    loaded = Project.find(project, required=image is None)
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
     channels = {name: Path(path) for name, path in pairs(channel, "--channel").items()} or None
     hyperparameters: dict[str, object] | None = None
@@ -84,14 +61,14 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
             raise ConfigError(f"{hyperparameters_file} must hold a JSON object")
     if hyperparameter:
         base = hyperparameters if hyperparameters is not None else (
-            harness.project_defaults(loaded)[1] if loaded else {})
+            loaded.local_inputs().hyperparameters if loaded else {})
         hyperparameters = {**base, **pairs(hyperparameter, "--hyperparameter")}
     result = harness.train(
         backend=chosen, project=loaded, channels=channels, hyperparameters=hyperparameters,
         content_types=pairs(content_types, "--content-type"),
         distribution=pairs(distribution, "--distribution"), instance_count=instance_count,
         env=pairs(env, "--env"), output_dir=output_dir, job_name=job_name,
-        grace_seconds=grace, log=_log_line, say=echo_err)
+        grace_seconds=grace, log=log_line, say=echo_err)
     for note in result.notes:
         echo_err(f"note: {note}")
     echo_err(f"training job {result.job_name} completed; output: {result.output_archive}")
@@ -114,13 +91,13 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
 def serve(project: Path | None, image: str | None, backend: str, model: Path | None, port: int,
           env: tuple[str, ...], startup_timeout: float, grace: float) -> None:
     """Serve a model on 127.0.0.1 until Ctrl-C."""
-    loaded = _project(project, image)
+    loaded = Project.find(project, required=image is None)
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
     model_path = harness.resolve_model(model, loaded)
     echo_err(f"model: {model_path}")
     try:
         with harness.serve(backend=chosen, model=model_path, port=port, env=pairs(env, "--env"),
-                           startup_timeout=startup_timeout, grace_seconds=grace, log=_log_line,
+                           startup_timeout=startup_timeout, grace_seconds=grace, log=log_line,
                            say=echo_err) as running:
             echo_err(f"ready: POST {running.url}/invocations (Ctrl-C to stop)")
             click.echo(running.url)
@@ -156,7 +133,3 @@ def predict(file: Path | None, url: str, content_type: str | None, accept: str |
     sys.stdout.buffer.write(answer.body)
     sys.stdout.flush()
 
-
-from . import bench as cli_bench  # noqa: E402  (it takes this module's options)
-
-local_group.add_command(cli_bench.bench_command)

@@ -1,13 +1,24 @@
-"""Pieces the CLI modules share: error display and KEY=VALUE options."""
+"""Pieces the CLI modules share: error display, KEY=VALUE pairs and the common options."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import click
 
+from .. import local
 from ..errors import ByocError, ConfigError
+
+PROJECT = click.argument("project", required=False,
+                         type=click.Path(file_okay=False, exists=True, path_type=Path))
+IMAGE = click.option("--image", help="Run this image instead of the project's (needs Docker).")
+BACKEND = click.option("--backend", type=click.Choice(local.BACKENDS), default="auto",
+                       show_default=True,
+                       help="docker, process (the project's programs on this machine) or auto.")
+ENV = click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
+                   help="Environment variable for the container. Repeatable.")
 
 
 class ByocGroup(click.Group):
@@ -36,3 +47,8 @@ def pairs(values: Iterable[str], option: str) -> dict[str, str]:
 
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
+
+
+def log_line(source: str, line: str) -> None:
+    """Show one line of a container's (or host's) log on stderr, prefixed with its name."""
+    click.echo(f"{source} | {line}", err=True)

@@ -11,20 +11,9 @@ import click
 from .. import validate as api
 from ..errors import ConfigError
 from ..project import Project
-from .options import echo_err, pairs
+from .options import echo_err, log_line, pairs
 
 RESULT_SHOWN = {api.PASS: "pass", api.FAIL: "FAIL", api.WARN: "warn", api.SKIPPED: "skipped"}
-
-
-def _project() -> Project | None:
-    try:
-        return Project.load(None)
-    except ConfigError:
-        return None
-
-
-def _log_line(name: str, line: str) -> None:
-    click.echo(f"{name} | {line}", err=True)
 
 
 def format_report(report: api.Report, width: int | None = None) -> str:
@@ -105,12 +94,12 @@ def validate_command(image: str, channel: tuple[str, ...], hyperparameter: tuple
         bad = next(iter(pairs([bad_hyperparameter], "--bad-hyperparameter").items()))
     channels = {name: Path(path) for name, path in pairs(channel, "--channel").items()}
     report = api.validate(
-        image, project=_project(), channels=channels or None,
+        image, project=Project.find(required=False), channels=channels or None,
         hyperparameters=pairs(hyperparameter, "--hyperparameter"), payload=payload,
         content_type=content_type, model=model, train=not serve_only, serve=not train_only,
         bad_hyperparameter=bad, train_grace=train_grace, serve_grace=serve_grace,
         startup_timeout=startup_timeout, train_timeout=train_timeout, say=echo_err,
-        container_log=_log_line if verbose else None)
+        container_log=log_line if verbose else None)
     for path, text in ((json_file, report.to_json()), (junit_file, report.to_junit())):
         if path is not None:
             try:

@@ -58,7 +58,6 @@ STARTUP_TIMEOUT = harness.DEFAULT_STARTUP_TIMEOUT
 TRAIN_TIMEOUT = 1800.0
 PLATFORM = "linux/amd64"
 ROOT_USERS = ("", "root", "0", "0:0", "root:root")
-PAYLOAD_GLOB = "payload.*"
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -147,10 +146,9 @@ class Defaults:
     def of(cls, project: Project | None) -> Defaults:
         if project is None:
             return cls({}, {}, {}, None, None)
-        channels, hyperparameters, types = harness.project_defaults(project)
-        payloads = sorted((project.root / "local_test").glob(PAYLOAD_GLOB))
-        return cls(channels, hyperparameters, types, payloads[0] if payloads else None,
-                   _jobs.latest_model(project.jobs_dir))
+        inputs = project.local_inputs()
+        return cls(inputs.channels, inputs.hyperparameters, inputs.content_types, project.payload,
+                   project.latest_model)
 
 
 def validate(image: str, *, project: Project | None = None,
