@@ -22,7 +22,6 @@ from click.testing import CliRunner
 
 from byoc import images
 from byoc.cli import cli
-from byoc.cli.validate import format_report
 from byoc.errors import ConfigError, Interrupted
 from byoc.project import Project
 from byoc.validate import Report, validate
@@ -111,7 +110,7 @@ def test_the_default_template_passes_every_check(default_image: str, default_pro
     assert {check.name for check in report.checks} == ALL_CHECKS
     not_passed = _not_passed(report)
     # train.sigterm is skipped when the template's tiny job ends before SIGTERM could be sent
-    assert not_passed in ({}, {"train.sigterm": SKIPPED}), format_report(report)
+    assert not_passed in ({}, {"train.sigterm": SKIPPED}), report.to_text()
     assert report.exit_code == 0
     assert "FailureReason" in report.check("train.failure").saw
     assert "--network none" in report.check("serve.no_network").saw
@@ -123,7 +122,7 @@ def test_the_fixture_base_passes_every_check(validate_images: dict[str, str],
     """The control for the broken cases: what they break works here."""
     report = validate(validate_images["common"], channels=CHANNELS,
                       hyperparameters={"epochs": "2"}, payload=PAYLOAD, **FAST)
-    assert _not_passed(report) == {}, format_report(report)
+    assert _not_passed(report) == {}, report.to_text()
     assert report.check("train.sigterm").saw.startswith("exit 143")
     assert "FailureReason 'stopped by SIGTERM'" in report.check("train.sigterm").saw
 
@@ -136,7 +135,7 @@ def test_a_broken_image_fails_exactly_its_check(case: str, validate_images: dict
     report = validate(validate_images[case], channels=CHANNELS, hyperparameters={"epochs": "2"},
                       payload=PAYLOAD, model=MODEL if serve else None, train=train, serve=serve,
                       **FAST)
-    assert _failed(report) == set(expected), format_report(report)
+    assert _failed(report) == set(expected), report.to_text()
     assert report.exit_code == 1
     for name, (rule, words) in expected.items():
         check = report.check(name)
@@ -150,7 +149,7 @@ def test_without_python_the_server_is_probed_over_a_published_port(
         validate_images: dict[str, str], nothing_left_behind: None) -> None:
     report = validate(validate_images["python_off_path"], payload=PAYLOAD, model=MODEL, train=False,
                       **FAST)
-    assert _not_passed(report) == {"serve.no_network": SKIPPED}, format_report(report)
+    assert _not_passed(report) == {"serve.no_network": SKIPPED}, report.to_text()
     assert "no Python" in report.check("serve.no_network").saw
     assert report.check("serve.bind_to_port").saw.startswith("SAGEMAKER_BIND_TO_PORT=8180: /ping 200")
 
@@ -295,7 +294,7 @@ def test_report_renders_as_json_junit_and_a_table() -> None:
     assert failure is not None and failure.get("type") == "A6"
     assert failure.text == "exit 1, but no /opt/ml/output/failure\nfix: write it\nlog [31mred[0m" \
                            " <tail> & more"
-    table = format_report(report, width=80)
+    table = report.to_text(width=80)
     assert "train.failure       FAIL     A6    exit 1, but no /opt/ml/output/failure" in table
     assert "fix: add the label" in table
     assert table.endswith("img:1: 1 passed, 1 failed, 1 warned, 1 skipped in 12 s")

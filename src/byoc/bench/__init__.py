@@ -5,7 +5,7 @@ concurrency drives the same load (connections, duration) against
 ``POST /invocations`` with the payload and against ``GET /ping``: the same
 nginx -> gunicorn -> Flask stack doing no work, the *stack ceiling*. It also
 times parse + predict + serialise of the payload in a loop with no HTTP, the
-*compute ceiling* (see :mod:`byoc._compute`). Every figure is measured in one
+*compute ceiling* (see :mod:`byoc.bench.compute`). Every figure is measured in one
 run on the same cores, so the ratios between them are what to compare across
 machines; absolute figures are samples of a noisy machine.
 
@@ -26,10 +26,8 @@ import json
 import os
 import platform
 import re
-import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +36,18 @@ from ..backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec
 from ..backends.docker import ContainerServer
 from ..backends.process import ProcessBackend, ProcessServer
 from ..errors import ConfigError, PredictError, ServeError
-from . import compute as _compute
-from . import procstats as _procstats
+from . import compute, procstats
 from .compute import ComputeCeiling as ComputeCeiling
 from .load import LoadResult as LoadResult
 from .load import LoadSpec, pick_generator, run_load
 from .report import render as render
+from .result import SCHEMA as SCHEMA
+from .result import BenchResult as BenchResult
+from .result import ColdStart as ColdStart
+from .result import Level as Level
+from .result import Ratio as Ratio
+from .result import Run as Run
+from .result import ServerUsage as ServerUsage
 
 Say = Callable[[str], None]
 DEFAULT_CONCURRENCY = (1, 8, 32)
@@ -54,97 +58,10 @@ COMPUTE_SECONDS = 10.0
 READY_INTERVAL = 0.02
 #: Seconds between SIGTERM and SIGKILL when stopping the server: a bench needs no graceful drain.
 STOP_GRACE = 5.0
-SCHEMA = 1
 
 
 def _quiet(message: str) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class ServerUsage:
-    """What the server's processes used during one load run."""
-
-    #: CPU seconds (user + system) of all the server's processes over the run.
-    cpu_s: float
-    #: cpu_s over the run's duration: 1.0 is one core busy all the time.
-    cpu_cores: float
-    cpu_ms_per_request: float | None
-    processes: int
-    #: Sum of VmRSS after the run: a page shared by forked workers counts once per process.
-    rss_bytes: int
-    #: Sum of PSS after the run: shared pages divided among their sharers (None if unreadable).
-    pss_bytes: int | None
-    #: docker-proxy, which relays the published port on this machine (None without one).
-    proxy_cpu_cores: float | None = None
-
-
-@dataclass(frozen=True)
-class Run:
-    target: str
-    load: LoadResult
-    server: ServerUsage
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """A figure divided by the same figure of a ceiling (None where a ceiling is missing)."""
-
-    stack: float | None
-    compute: float | None
-
-
-@dataclass(frozen=True)
-class Level:
-    """The results at one concurrency."""
-
-    concurrency: int
-    invocations: Run
-    ping: Run
-    rows_per_s: float | None
-    #: requests/s, p50 latency and server CPU per request against both ceilings.
-    ratios: dict[str, Ratio]
-
-
-@dataclass(frozen=True)
-class ColdStart:
-    """Seconds from starting the server (container or process) to the first 200 from /ping."""
-
-    samples: list[float]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-
-@dataclass(frozen=True)
-class BenchResult:
-    date: str
-    backend: str
-    target: str
-    model: str
-    payload: str
-    content_type: str
-    payload_bytes: int
-    rows_per_request: int | None
-    duration_s: int
-    generator: str
-    cpus: int
-    machine: str
-    env: dict[str, str]
-    cold_start: ColdStart
-    compute: ComputeCeiling
-    levels: list[Level]
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict of everything measured (``schema`` 1)."""
-        data = {"schema": SCHEMA, **asdict(self)}
-        data["cold_start"]["median_s"] = self.cold_start.median
-        for level, raw in zip(self.levels, data["levels"], strict=True):
-            for run, key in ((level.invocations, "invocations"), (level.ping, "ping")):
-                raw[key]["load"]["socket_errors"] = run.load.socket_errors
-        return data
 
 
 def parse_duration(text: str) -> int:
@@ -262,7 +179,7 @@ def bench(*, backend: Backend, model: Path, payload: Path, content_type: str,
         samples = [time.monotonic() - timed.started]
         say(f"ready after {samples[0]:.2f} s; checking the payload once")
         _check_payload(running.url, body, content_type)
-        compute = _compute_ceiling(backend, running.server, model, payload, content_type,
+        ceiling = _compute_ceiling(backend, running.server, model, payload, content_type,
                                    compute_seconds or min(float(duration), COMPUTE_SECONDS), rows, say)
         watch = _Watch(running.server, chosen_port if isinstance(running.server, ContainerServer)
                        else None)
@@ -281,7 +198,7 @@ def bench(*, backend: Backend, model: Path, payload: Path, content_type: str,
                                                            content_type))):
                 say(f"[{number}/{len(concurrency)}] concurrency {level}: {target} for {duration} s")
                 runs[target] = watch.measure(target, functools.partial(run_load, spec, generator))
-            levels.append(_level(level, runs["/invocations"], runs["/ping"], compute, rows))
+            levels.append(_level(level, runs["/invocations"], runs["/ping"], ceiling, rows))
     for restart in range(2, cold_starts + 1):
         say(f"cold start {restart}/{cold_starts}")
         # a fresh port: the last one may hold TIME_WAIT connections, which keep it from binding
@@ -294,7 +211,7 @@ def bench(*, backend: Backend, model: Path, payload: Path, content_type: str,
         content_type=content_type, payload_bytes=len(body), rows_per_request=rows,
         duration_s=duration, generator=generator, cpus=os.cpu_count() or 1, env=env,
         machine=f"{platform.system()} {platform.machine()}", cold_start=ColdStart(samples),
-        compute=compute, levels=levels, notes=notes)
+        compute=ceiling, levels=levels, notes=notes)
 
 
 def _check_payload(url: str, body: bytes, content_type: str) -> None:
@@ -309,9 +226,9 @@ def _compute_ceiling(backend: Backend, server: Server, model: Path, payload: Pat
                      content_type: str, seconds: float, rows: int | None, say: Say) -> ComputeCeiling:
     say(f"compute ceiling: parse + predict + serialise in a loop for {seconds:g} s")
     if isinstance(server, ContainerServer):
-        result = _compute.in_container(server.container, payload, content_type, seconds, rows)
+        result = compute.in_container(server.container, payload, content_type, seconds, rows)
     elif isinstance(backend, ProcessBackend):
-        result = _compute.in_process(backend.program_dir, model, payload, content_type, seconds, rows)
+        result = compute.in_process(backend.program_dir, model, payload, content_type, seconds, rows)
     else:
         result = ComputeCeiling(False, f"not measurable on the {backend.name} backend")
     if not result.available:
@@ -324,7 +241,7 @@ class _Watch:
 
     def __init__(self, server: Server, published_port: int | None) -> None:
         self.server = server
-        self.proxy_pids = _procstats.find(["docker-proxy", "-host-port", str(published_port)]) \
+        self.proxy_pids = procstats.find(["docker-proxy", "-host-port", str(published_port)]) \
             if published_port else []
 
     def pids(self) -> list[int]:
@@ -339,19 +256,19 @@ class _Watch:
             except (docker.errors.APIError, ValueError, KeyError):  # no `ps` on the engine's host
                 container.reload()
                 root = int(container.attrs.get("State", {}).get("Pid") or 0)
-                return _procstats.tree_pids(root) if root else []
+                return procstats.tree_pids(root) if root else []
         if isinstance(self.server, ProcessServer):
-            return _procstats.tree_pids(self.server.process.pid)
+            return procstats.tree_pids(self.server.process.pid)
         return []
 
     def measure(self, target: str, drive: Callable[[], LoadResult]) -> Run:
-        before = _procstats.cpu_seconds(self.pids())
-        proxy_before = _procstats.cpu_seconds(self.proxy_pids)
+        before = procstats.cpu_seconds(self.pids())
+        proxy_before = procstats.cpu_seconds(self.proxy_pids)
         load = drive()
         pids = self.pids()
-        used = _procstats.cpu_delta(before, _procstats.cpu_seconds(pids))
-        proxy = _procstats.cpu_delta(proxy_before, _procstats.cpu_seconds(self.proxy_pids))
-        memory = _procstats.memory(pids)
+        used = procstats.cpu_delta(before, procstats.cpu_seconds(pids))
+        proxy = procstats.cpu_delta(proxy_before, procstats.cpu_seconds(self.proxy_pids))
+        memory = procstats.memory(pids)
         if (status := self.server.poll()) is not None:
             raise ServeError(f"the server exited with status {status} during the {target} run",
                              detail=self.server.log_tail())

@@ -131,7 +131,7 @@ def run_load(spec: LoadSpec, generator: str) -> LoadResult:
                        "--timeout", f"{spec.timeout}s", "-s", str(script), spec.url, "--",
                        str(spec.body_file or ""), spec.content_type or ""]
         else:
-            command = [sys.executable, "-m", "byoc._load", json.dumps({
+            command = [sys.executable, "-m", "byoc.bench.load", json.dumps({
                 "url": spec.url, "concurrency": spec.concurrency, "duration": spec.duration,
                 "body_file": str(spec.body_file) if spec.body_file else None,
                 "content_type": spec.content_type, "timeout": spec.timeout})]
@@ -177,7 +177,7 @@ def _run(command: list[str], scratch: Path) -> tuple[int, float, str]:
             log.read_text(encoding="utf-8", errors="replace"))
 
 
-# ---- the built-in generator, run as `python -m byoc._load SPEC` ----
+# ---- the built-in generator, run as `python -m byoc.bench.load SPEC` ----
 
 @dataclass
 class _Tally:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import typing as t
-
-if t.TYPE_CHECKING:
-    from . import BenchResult, Run
+from .result import BenchResult, Run
 
 MIB = 1024 * 1024
 

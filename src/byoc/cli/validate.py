@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 from pathlib import Path
 
 import click
@@ -12,30 +11,6 @@ from .. import validate as api
 from ..errors import ConfigError
 from ..project import Project
 from .options import echo_err, log_line, pairs
-
-RESULT_SHOWN = {api.PASS: "pass", api.FAIL: "FAIL", api.WARN: "warn", api.SKIPPED: "skipped"}
-
-
-def format_report(report: api.Report, width: int | None = None) -> str:
-    """The checks as a table: check, result, rule, what it saw; a fix under each failure and warning."""
-    width = width or shutil.get_terminal_size((120, 24)).columns
-    name_width = max(len("CHECK"), *(len(check.name) for check in report.checks))
-    lead = name_width + 2 + 7 + 2 + 4 + 2
-    wrap = max(40, width - lead)
-    lines = [f"{'CHECK':<{name_width}}  {'RESULT':<7}  {'RULE':<4}  SAW"]
-    for check in report.checks:
-        saw = textwrap.wrap(check.saw, wrap) or [""]
-        lines.append(f"{check.name:<{name_width}}  {RESULT_SHOWN[check.result]:<7}  "
-                     f"{check.rule or '-':<4}  {saw[0]}")
-        lines += [" " * lead + more for more in saw[1:]]
-        if check.fix and check.result in (api.FAIL, api.WARN):
-            lines += [" " * lead + part for part in textwrap.wrap(f"fix: {check.fix}", wrap)]
-    counts = report.counts
-    lines.append("")
-    lines.append(f"{report.image}: {counts[api.PASS]} passed, {counts[api.FAIL]} failed,"
-                 f" {counts[api.WARN]} warned, {counts[api.SKIPPED]} skipped"
-                 f" in {report.seconds:.0f} s")
-    return "\n".join(lines)
 
 
 @click.command(name="validate")
@@ -106,6 +81,7 @@ def validate_command(image: str, channel: tuple[str, ...], hyperparameter: tuple
                 path.write_text(text, encoding="utf-8")
             except OSError as exc:
                 raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
-    click.echo(format_report(report))
+    width = shutil.get_terminal_size((120, 24)).columns
+    click.echo(report.to_text(width))
     if report.failed:
         raise click.exceptions.Exit(report.exit_code)

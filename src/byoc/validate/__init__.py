@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -33,8 +34,8 @@ from ..errors import (
     Interrupted,
 )
 from ..project import Project
-from . import serve as _checks_serve
-from . import train as _checks_train
+from . import serve as serve_checks
+from . import train as train_checks
 from .common import (
     FAIL,
     PASS,
@@ -58,6 +59,7 @@ STARTUP_TIMEOUT = harness.DEFAULT_STARTUP_TIMEOUT
 TRAIN_TIMEOUT = 1800.0
 PLATFORM = "linux/amd64"
 ROOT_USERS = ("", "root", "0", "0:0", "root:root")
+RESULT_SHOWN = {PASS: "pass", FAIL: "FAIL", WARN: "warn", SKIPPED: "skipped"}
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -89,6 +91,26 @@ class Report:
             if check.name == name:
                 return check
         raise KeyError(name)
+
+    def to_text(self, width: int = 120) -> str:
+        """The checks as a table *width* columns wide: check, result, rule, what it saw; a fix
+        under each failure and warning; the counts last."""
+        name_width = max(len("CHECK"), *(len(check.name) for check in self.checks))
+        lead = name_width + 2 + 7 + 2 + 4 + 2
+        wrap = max(40, width - lead)
+        lines = [f"{'CHECK':<{name_width}}  {'RESULT':<7}  {'RULE':<4}  SAW"]
+        for check in self.checks:
+            saw = textwrap.wrap(check.saw, wrap) or [""]
+            lines.append(f"{check.name:<{name_width}}  {RESULT_SHOWN[check.result]:<7}  "
+                         f"{check.rule or '-':<4}  {saw[0]}")
+            lines += [" " * lead + more for more in saw[1:]]
+            if check.fix and check.result in (FAIL, WARN):
+                lines += [" " * lead + part for part in textwrap.wrap(f"fix: {check.fix}", wrap)]
+        counts = self.counts
+        lines.append("")
+        lines.append(f"{self.image}: {counts[PASS]} passed, {counts[FAIL]} failed,"
+                     f" {counts[WARN]} warned, {counts[SKIPPED]} skipped in {self.seconds:.0f} s")
+        return "\n".join(lines)
 
     def to_json(self) -> str:
         data = {"image": self.image, "result": FAIL if self.failed else PASS,
@@ -224,7 +246,7 @@ def _run(session: Session, facts: ImageFacts, train_inputs: TrainInputs | None,
     checks = _image_checks(facts)
     try:
         if train_inputs is not None:
-            outcome = _checks_train.run_checks(session, facts, train_inputs)
+            outcome = train_checks.run_checks(session, facts, train_inputs)
             checks += outcome.checks
             if serve_inputs is not None and serve_inputs.model_dir is None:
                 no_model = "training wrote no model to serve; fix training or pass --model"
@@ -233,7 +255,7 @@ def _run(session: Session, facts: ImageFacts, train_inputs: TrainInputs | None,
             if serve_inputs.model_dir is not None and serve_inputs.model_dir.is_file():
                 serve_inputs = replace(serve_inputs,
                                        model_dir=_extract(session, serve_inputs.model_dir))
-            checks += _checks_serve.run_checks(session, facts, serve_inputs)
+            checks += serve_checks.run_checks(session, facts, serve_inputs)
     except docker.errors.APIError as exc:
         raise CannotValidateError(f"Docker failed during the checks: {exc.explanation or exc}"
                                   ) from exc

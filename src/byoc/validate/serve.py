@@ -2,7 +2,7 @@
 
 The model is mounted read-only at /opt/ml/model. The server runs with
 ``--network none`` and is probed from a container that shares its network
-namespace (see :mod:`byoc._serve_probe`). If it exits without a network, it
+namespace (see :mod:`byoc.validate.sidecar`). If it exits without a network, it
 is started once more on the bridge network, to tell "needs the network" from
 "fails". A second server, started with ``SAGEMAKER_BIND_TO_PORT``, checks
 that the variable is honoured.

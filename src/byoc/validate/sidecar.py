@@ -3,7 +3,7 @@
 A server without a network cannot publish a port. byoc starts a second
 container from the image under test, which shares the server's network
 namespace (``network_mode="container:<server>"``), and runs
-:mod:`byoc._probe` in it with ``docker exec <python> -c SOURCE REQUEST``. The
+:mod:`byoc.validate.probe` in it with ``docker exec <python> -c SOURCE REQUEST``. The
 probe measures every request next to the server. The image needs a Python >=
 3.7 for this. The sidecar never writes to the server's filesystem, and the
 server's process table does not change.
@@ -21,7 +21,7 @@ import tarfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import probe as _probe
+from . import probe
 from .common import Session, Started
 
 PROBE_DIR = "byoc-validate"
@@ -34,7 +34,7 @@ class Prober(Protocol):
     payload_path: str
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Run one probe request (see :func:`byoc._probe.run`)."""
+        """Run one probe request (see :func:`byoc.validate.probe.run`)."""
 
 
 class SidecarProber:
@@ -44,7 +44,7 @@ class SidecarProber:
         self.container = container
         self.python = python
         self.payload_path = f"/{PROBE_DIR}/payload"
-        self._source = Path(_probe.__file__).read_text(encoding="utf-8")
+        self._source = Path(probe.__file__).read_text(encoding="utf-8")
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
         import docker.errors
@@ -72,7 +72,7 @@ class HostProber:
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
         if request.get("op") == "listening":  # this host's sockets say nothing of the container's
             return {"error": "cannot list the container's sockets from the host"}
-        return _probe.run(self._map(request))
+        return probe.run(self._map(request))
 
     def _map(self, request: dict[str, Any]) -> dict[str, Any]:
         mapped = dict(request)
