@@ -1,9 +1,12 @@
 """The SageMaker container contract, written and read by byoc.
 
-One module owns the /opt/ml layout: the local harness writes a job's tree
-with it, ``byoc local train`` reports with it and the tests assert with it.
-(The generated container has its own small copy, ``optml.py``, because it
-never imports byoc; a test checks that the two agree.)
+This module owns every SageMaker fact byoc relies on: the /opt/ml layout, the
+environment names, the limits of an endpoint (port, payload size, timeouts,
+platform) and the environment of a training job. The local harness writes a
+job's tree with it, ``byoc local train`` reports with it, ``byoc validate``
+checks against it and the tests assert with it. No other byoc module spells
+these values. (The generated container has its own small copy, ``optml.py``,
+because it never imports byoc; a test checks that the two agree.)
 """
 
 from __future__ import annotations
@@ -16,8 +19,32 @@ from typing import Any
 
 from .errors import ConfigError
 
-BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
+#: Where SageMaker mounts the tree in the container.
 CONTAINER_ROOT = "/opt/ml"
+#: Moves the tree elsewhere (the training toolkit's name): the process backend runs with it.
+BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
+#: Set by SageMaker when the container must listen on another port than :data:`PORT`.
+BIND_TO_PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
+#: The port an inference container listens on for /ping and /invocations.
+PORT = 8080
+#: The only platform SageMaker runs.
+PLATFORM = "linux/amd64"
+#: The largest request body an endpoint accepts (6 MiB).
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+#: Seconds an endpoint waits for an answer from /invocations.
+INVOCATION_TIMEOUT = 60.0
+#: Seconds a /ping health check may take.
+PING_TIMEOUT = 2.0
+#: Seconds /ping may take to answer 200 after the container starts
+#: (ContainerStartupHealthCheckTimeoutInSeconds, at most 3600; byoc waits 4 minutes).
+STARTUP_TIMEOUT = 240.0
+#: Seconds from SIGTERM to SIGKILL when a training job is stopped.
+TRAIN_STOP_GRACE = 120.0
+#: Seconds from SIGTERM to SIGKILL when an endpoint's container is stopped.
+SERVE_STOP_GRACE = 30.0
+#: The account in the ARNs of local jobs (there is no real one).
+LOCAL_ACCOUNT = "000000000000"
+DEFAULT_REGION = "us-east-1"
 FAILURE_REASON_LIMIT = 1024
 INPUT_MODES = ("File", "FastFile", "Pipe")
 DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
@@ -80,6 +107,21 @@ class OptMl:
         for path in (self.config_dir, self.data_dir, self.model_dir, self.output_data_dir,
                      self.checkpoints_dir):
             path.mkdir(parents=True, exist_ok=True)
+
+
+#: The tree as the container sees it (for messages and mount targets: use ``.as_posix()``).
+IN_CONTAINER = OptMl(Path(CONTAINER_ROOT))
+
+
+def container_channel(name: str) -> str:
+    """Where the channel *name* is mounted in the container."""
+    return IN_CONTAINER.channel(name).as_posix()
+
+
+def job_env(job_name: str, region: str = DEFAULT_REGION) -> dict[str, str]:
+    """The environment SageMaker gives a training job's containers."""
+    return {"TRAINING_JOB_NAME": job_name, "AWS_REGION": region,
+            "TRAINING_JOB_ARN": f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:training-job/{job_name}"}
 
 
 @dataclass(frozen=True)

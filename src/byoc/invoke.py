@@ -7,11 +7,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import contract
 from .errors import ConfigError, PredictError
 
-#: InvokeEndpoint's body limit (BodyBlob max 6291456 bytes).
-MAX_BODY = 6 * 1024 * 1024
-INVOCATION_TIMEOUT = 60.0
+#: InvokeEndpoint's body limit.
+MAX_BODY = contract.MAX_PAYLOAD_BYTES
+INVOCATION_TIMEOUT = contract.INVOCATION_TIMEOUT
 CONTENT_TYPES = {".csv": "text/csv", ".json": "application/json", ".jsonl": "application/jsonlines",
                  ".jsonlines": "application/jsonlines", ".npy": "application/x-npy"}
 

@@ -25,13 +25,12 @@ from .project import LocalInputs, Project
 
 Say = Callable[[str], None]
 BACKENDS = ("auto", "docker", "process")
-DEFAULT_PORT = 8080
+DEFAULT_PORT = contract.PORT
 #: SageMaker's ping window at endpoint creation (ContainerStartupHealthCheckTimeoutInSeconds).
-DEFAULT_STARTUP_TIMEOUT = 240.0
-PING_TIMEOUT = 2.0
-TRAIN_GRACE = 120.0
-SERVE_GRACE = 30.0
-ACCOUNT = "000000000000"
+DEFAULT_STARTUP_TIMEOUT = contract.STARTUP_TIMEOUT
+PING_TIMEOUT = contract.PING_TIMEOUT
+TRAIN_GRACE = contract.TRAIN_STOP_GRACE
+SERVE_GRACE = contract.SERVE_STOP_GRACE
 
 
 def _quiet(message: str) -> None:
@@ -139,9 +138,8 @@ def train(*, backend: Backend, project: Project | None = None,
     channel_specs = [contract.Channel(name, content_type=types.get(name),
                                       distribution=distribution.get(name, "FullyReplicated"))
                      for name in sorted(sources)]
-    region = region or (project.region if project else None) or "us-east-1"
-    job_env = {**env, "TRAINING_JOB_NAME": job_name, "AWS_REGION": region,
-               "TRAINING_JOB_ARN": f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{job_name}"}
+    region = region or (project.region if project else None) or contract.DEFAULT_REGION
+    job_env = {**env, **contract.job_env(job_name, region)}
     job_dir.mkdir(parents=True)
     say(f"job {job_name}: {len(hosts)} host(s) on {backend.name}; artifacts in {job_dir}")
     statuses: dict[str, int] = {}
@@ -169,7 +167,7 @@ def train(*, backend: Backend, project: Project | None = None,
                          statuses, collected.failure_reason, notes + collected.notes)
     if not result.succeeded:
         failed = collected.failed_host or "?"
-        reason = collected.failure_reason or f"{failed} wrote no /opt/ml/output/failure"
+        reason = collected.failure_reason or f"{failed} wrote no {contract.IN_CONTAINER.failure_file}"
         raise ContainerFailedError(
             f"training job {job_name} failed: {failed} exited with status {statuses.get(failed)}:"
             f" {reason.splitlines()[0] if reason else ''}",

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import _ecr, images
+from . import _ecr, contract, images
 from ._docker import docker_client
 from ._ecr import RegistryAuth as RegistryAuth
 from .errors import ConfigError, ImageNotFoundError, PushError
@@ -41,7 +41,7 @@ ECR_REGISTRY_OVERRIDE_ENV = "BYOC_ECR_REGISTRY_OVERRIDE"
 REGISTRY_PASSWORD_ENV = "BYOC_REGISTRY_PASSWORD"
 TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 HOST_PATTERN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]+)?")
-SAGEMAKER_PLATFORM = "linux/amd64"
+SAGEMAKER_PLATFORM = contract.PLATFORM
 AUTH_ERROR = re.compile(r"no basic auth credentials|unauthorized|authentication required", re.I)
 
 

@@ -12,14 +12,28 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .. import contract
 from .._docker import docker_client
 from ..errors import DockerUnavailableError, ImageNotFoundError, PortInUseError, ServeError
-from .base import LogPump, LogSink, ServeSpec, TrainSpec, supervise
+from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
 
-CONTAINER_ROOT = "/opt/ml"
 LABEL = "com.byoc.job"
+
+
+def host_volumes(host: HostSpec) -> dict[str, dict[str, str]]:
+    """Docker volumes for one training host: its tree read-write, each channel read-only."""
+    volumes = {str(host.root): {"bind": contract.CONTAINER_ROOT, "mode": "rw"}}
+    for channel, source in host.channels.items():
+        volumes[str(source)] = {"bind": contract.container_channel(channel), "mode": "ro"}
+    return volumes
+
+
+def model_volume(model_dir: Path) -> dict[str, dict[str, str]]:
+    """The Docker volume that mounts *model_dir* read-only where serve reads the model."""
+    return {str(model_dir): {"bind": contract.IN_CONTAINER.model_dir.as_posix(), "mode": "ro"}}
 
 
 @dataclass
@@ -111,10 +125,7 @@ class DockerBackend:
         runs: dict[str, ContainerRun] = {}
         try:
             for host in spec.hosts:
-                volumes = {str(host.root): {"bind": CONTAINER_ROOT, "mode": "rw"}}
-                for channel, source in host.channels.items():
-                    volumes[str(source)] = {"bind": f"{CONTAINER_ROOT}/input/data/{channel}",
-                                            "mode": "ro"}
+                volumes = host_volumes(host)
                 container = client.containers.create(
                     self.image, command=["train"], name=f"byoc-{spec.job_name}-{host.host}-{suffix}",
                     hostname=host.host, environment=dict(spec.env), volumes=volumes,
@@ -146,8 +157,8 @@ class DockerBackend:
         try:
             container = client.containers.create(
                 self.image, command=["serve"], name=name, environment=dict(spec.env),
-                volumes={str(spec.model_dir): {"bind": f"{CONTAINER_ROOT}/model", "mode": "ro"}},
-                ports={"8080/tcp": ("127.0.0.1", spec.port)}, labels={LABEL: name},
+                volumes=model_volume(spec.model_dir),
+                ports={f"{contract.PORT}/tcp": ("127.0.0.1", spec.port)}, labels={LABEL: name},
             )
         except docker.errors.APIError as exc:
             raise ServeError(f"Docker refused to create the server: {exc.explanation or exc}") from exc

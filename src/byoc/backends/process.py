@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import contract
 from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
 
 
@@ -71,7 +72,7 @@ class ProcessBackend:
         try:
             for host in spec.hosts:
                 _stage_channels(host)
-                env = {**os.environ, **spec.env, "SAGEMAKER_BASE_DIR": str(host.root)}
+                env = {**os.environ, **spec.env, contract.BASE_DIR_ENV: str(host.root)}
                 runs[host.host] = self._start("train", env, host.host, log,
                                               spec.log_dir / f"{host.host}.log")
             return supervise(runs, spec.grace_seconds)
@@ -87,8 +88,8 @@ class ProcessBackend:
         if model_dir.exists():
             shutil.rmtree(model_dir)
         shutil.copytree(spec.model_dir, model_dir)
-        env = {**os.environ, **spec.env, "SAGEMAKER_BASE_DIR": str(spec.root),
-               "SAGEMAKER_BIND_TO_PORT": str(spec.port), "SERVE_BIND_ADDRESS": "127.0.0.1"}
+        env = {**os.environ, **spec.env, contract.BASE_DIR_ENV: str(spec.root),
+               contract.BIND_TO_PORT_ENV: str(spec.port), "SERVE_BIND_ADDRESS": "127.0.0.1"}
         run = self._start("serve", env, "serve", log, None)
         return ProcessServer(run.process, run.pump, url=f"http://127.0.0.1:{spec.port}")
 

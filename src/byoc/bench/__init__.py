@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import invoke, local
+from .. import contract, invoke, local
 from ..backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec
 from ..backends.docker import ContainerServer
 from ..backends.process import ProcessBackend, ProcessServer
@@ -162,9 +162,9 @@ def bench(*, backend: Backend, model: Path, payload: Path, content_type: str,
         raise ConfigError(f"cannot read the payload {payload}: {exc.strerror or exc}") from exc
     if not body.strip():
         raise ConfigError(f"the payload {payload} is empty")
-    if len(body) > invoke.MAX_BODY:
+    if len(body) > contract.MAX_PAYLOAD_BYTES:
         raise ConfigError(f"the payload {payload} is {len(body)} bytes; SageMaker accepts at most"
-                          f" {invoke.MAX_BODY} (6 MiB) per invocation")
+                          f" {contract.MAX_PAYLOAD_BYTES} (6 MiB) per invocation")
     rows = count_rows(body, content_type)
     env = dict(env or {})
     timed = _TimedBackend(backend)

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import archive
+from .. import archive, contract
 
 MARK = "BYOC_COMPUTE "
 CONTAINER_PROGRAM = "/opt/program"
-CONTAINER_MODEL = "/opt/ml/model"
+CONTAINER_MODEL = contract.IN_CONTAINER.model_dir.as_posix()
 CONTAINER_PAYLOAD = "/tmp/byoc-bench-payload"
 
 SCRIPT = r"""

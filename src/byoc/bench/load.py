@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import contract
 from ..errors import BenchError, ConfigError
 
 GENERATORS = ("auto", "wrk", "builtin")
 MARK = "BYOC_LOAD "
 #: Per-request timeout: SageMaker's invocation timeout.
-REQUEST_TIMEOUT = 60
+REQUEST_TIMEOUT = int(contract.INVOCATION_TIMEOUT)
 
 WRK_SCRIPT = r"""-- written by byoc local bench: POST a file's bytes (args: FILE TYPE), or GET
 function init(args)

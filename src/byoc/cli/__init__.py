@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .. import images, scaffold
+from .. import contract, images, scaffold
 from ..project import Project
 from .bench import bench_command
 from .local import local_group
@@ -41,7 +41,7 @@ def new(name: str, output_dir: Path, no_input: bool, settings: tuple[str, ...]) 
 @click.argument("project", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--tag", "-t", help="Image reference to build (default: <image>:latest from byoc.toml).")
 @click.option("--build-arg", multiple=True, metavar="KEY=VALUE", help="Docker build argument.")
-@click.option("--platform", help="Target platform; SageMaker runs linux/amd64.")
+@click.option("--platform", help=f"Target platform; SageMaker runs {contract.PLATFORM}.")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
 @click.option("--network", help="Network for RUN steps (e.g. host).")
 def build(project: Path | None, tag: str | None, build_arg: tuple[str, ...], platform: str | None,

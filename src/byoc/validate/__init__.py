@@ -57,7 +57,7 @@ TRAIN_GRACE = harness.TRAIN_GRACE
 SERVE_GRACE = harness.SERVE_GRACE
 STARTUP_TIMEOUT = harness.DEFAULT_STARTUP_TIMEOUT
 TRAIN_TIMEOUT = 1800.0
-PLATFORM = "linux/amd64"
+PLATFORM = contract.PLATFORM
 ROOT_USERS = ("", "root", "0", "0:0", "root:root")
 RESULT_SHOWN = {PASS: "pass", FAIL: "FAIL", WARN: "warn", SKIPPED: "skipped"}
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -309,7 +309,7 @@ def _payload(defaults: Defaults, payload: Path | None, content_type: str | None)
                           " local_test/payload.*), or --train-only")
     if not sample.is_file():
         raise ConfigError(f"--payload {sample} is not a file")
-    if sample.stat().st_size > invoke.MAX_BODY:
+    if sample.stat().st_size > contract.MAX_PAYLOAD_BYTES:
         raise ConfigError(f"--payload {sample} is over 6 MiB, more than SageMaker sends")
     return sample, content_type or invoke.guess_content_type(sample)
 
@@ -319,7 +319,7 @@ def _image_checks(facts: ImageFacts) -> list[Check]:
     checks = [
         Check("image.platform", "D", PASS, platform) if platform == PLATFORM else
         Check("image.platform", "D", FAIL, platform,
-              fix="Build for linux/amd64 (docker build --platform linux/amd64): SageMaker's training"
+              fix=f"Build for {PLATFORM} (docker build --platform {PLATFORM}): SageMaker's training"
                   " and most hosting instances are x86_64."),
         Check("image.size", "", PASS, f"{human_size(facts.size)} uncompressed"),
     ]
@@ -329,5 +329,6 @@ def _image_checks(facts: ImageFacts) -> list[Check]:
         checks.append(Check(
             "image.user", "A1", WARN, f"runs as USER {facts.user}",
             fix="SageMaker expects containers to run as root; a non-root user often meets"
-                " 'Permission denied' on /opt/ml (model, output, checkpoints) or on train itself."))
+                f" 'Permission denied' on {contract.CONTAINER_ROOT} (model, output, checkpoints) or on train"
+                " itself."))
     return checks

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import local
+from .. import contract, local
+from ..backends.docker import model_volume
 from .common import (
     BIND_TO_PORT_LABEL,
     FAIL,
+    NOT_FOUND_STATUSES,
     PASS,
     SKIPPED,
     WARN,
@@ -31,14 +33,12 @@ from .common import (
 )
 from .sidecar import HostProber, Prober, describe, open_sidecar
 
-PORT = 8080
+PORT = contract.PORT
 #: The port given in SAGEMAKER_BIND_TO_PORT by the bind-to-port check.
 BIND_PORT = 8180
-PING_TIMEOUT = 2.0
-#: Exit statuses of a command that could not be found or run.
-NOT_FOUND_STATUSES = (126, 127)
-INVOCATION_TIMEOUT = 60.0
-MAX_BODY = 6 * 1024 * 1024
+PING_TIMEOUT = contract.PING_TIMEOUT
+INVOCATION_TIMEOUT = contract.INVOCATION_TIMEOUT
+MAX_BODY = contract.MAX_PAYLOAD_BYTES
 IDLE_PINGS = 5
 LOAD = {"workers": 4, "seconds": 4.0, "warmup": 0.5, "interval": 0.25}
 UNKNOWN_CONTENT_TYPE = "application/x-byoc-validate-unsupported"
@@ -160,7 +160,7 @@ def _serve(session: Session, inputs: ServeInputs, network: str, env: dict[str, s
     assert inputs.model_dir is not None
     container = session.create(
         "serve", command=["serve"], environment=env, network_mode=network,
-        volumes={str(inputs.model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},
+        volumes=model_volume(inputs.model_dir),
         ports={f"{inner}/tcp": ("127.0.0.1", outer) for inner, outer in published.items()})
     try:
         served.server = session.start(container, "serve")
@@ -229,7 +229,7 @@ def _command_check(facts: ImageFacts, served: Served) -> Check:
     if served.exited is not None:
         log = served.log()
         if "Read-only file system" in log:
-            fix += " /opt/ml/model is mounted read-only: write anything else to /tmp."
+            fix += f" {contract.IN_CONTAINER.model_dir} is mounted read-only: write anything else to /tmp."
         return Check("serve.command", "B1", FAIL,
                      f"{how}: exit {served.exited} after {served.seconds:.1f} s, before /ping answered"
                      f" 200 ({last_lines(log)})", fix=fix, detail=log)
@@ -406,7 +406,7 @@ def _bind_to_port_check(session: Session, facts: ImageFacts, inputs: ServeInputs
     session.say(f"serve: again with SAGEMAKER_BIND_TO_PORT={BIND_PORT}")
     labelled = facts.labels.get(BIND_TO_PORT_LABEL, "").lower() == "true"
     label = f"LABEL {BIND_TO_PORT_LABEL}=true"
-    served = _serve(session, inputs, network, {"SAGEMAKER_BIND_TO_PORT": str(BIND_PORT)},
+    served = _serve(session, inputs, network, {contract.BIND_TO_PORT_ENV: str(BIND_PORT)},
                     publish=publish, port=BIND_PORT, other_port=PORT)
     _stop_quietly(served)
     honoured = served.ready

@@ -20,8 +20,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import _jobs, contract
+from ..backends.docker import host_volumes
 from .common import (
     FAIL,
+    NOT_FOUND_STATUSES,
     PASS,
     SKIPPED,
     WARN,
@@ -41,9 +43,15 @@ BAD_VALUE = "byoc-validate: not a valid value"
 SETTLE_SECONDS = 10.0
 #: Changes ``docker diff`` may show outside /opt/ml that do not matter.
 IGNORED_PREFIXES = ("/tmp", "/var/tmp", "/run", "/var/run", "/dev", "/proc", "/sys", "/var/cache",
-                    "/opt/ml")
+                    contract.CONTAINER_ROOT)
 IGNORED_PARTS = (".cache", "__pycache__")
-NOT_FOUND_STATUSES = (126, 127)
+#: The container's paths, for messages.
+ROOT = contract.CONTAINER_ROOT
+MODEL = contract.IN_CONTAINER.model_dir.as_posix()
+FAILURE = contract.IN_CONTAINER.failure_file.as_posix()
+OUTPUT = contract.IN_CONTAINER.output_dir.as_posix()
+DATA = contract.IN_CONTAINER.data_dir.as_posix()
+OUTPUT_DATA = contract.IN_CONTAINER.output_data_dir.as_posix()
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,7 @@ def run_checks(session: Session, facts: ImageFacts, inputs: TrainInputs) -> Trai
                 f"{main.exit_text()} with --network none ({_why(main)}); exit 0 with a network",
                 fix="train must not need the network: SageMaker runs jobs with EnableNetworkIsolation"
                     " and in VPCs without internet. Bake dependencies into the image and read data"
-                    " from /opt/ml/input/data.", detail=main.log))
+                    f" from {DATA}.", detail=main.log))
             main = retry
         else:
             checks.append(Check("train.no_network", "A1", SKIPPED,
@@ -144,12 +152,9 @@ def _launch(session: Session, inputs: TrainInputs, hyperparameters: Mapping[str,
                 for name in sorted(inputs.channels)]
     specs, _ = _jobs.stage_hosts(job, ["algo-1"], channels, inputs.channels, hyperparameters)
     host = specs[0]
-    volumes = {str(host.root): {"bind": contract.CONTAINER_ROOT, "mode": "rw"}}
-    for name, source in host.channels.items():
-        volumes[str(source)] = {"bind": f"{contract.CONTAINER_ROOT}/input/data/{name}", "mode": "ro"}
+    volumes = host_volumes(host)
     job_name = f"byoc-validate-{session.id}"
-    env = {"TRAINING_JOB_NAME": job_name, "AWS_REGION": "us-east-1",
-           "TRAINING_JOB_ARN": f"arn:aws:sagemaker:us-east-1:000000000000:training-job/{job_name}"}
+    env = contract.job_env(job_name)
     container = session.create("train", command=["train"], hostname=host.host, environment=env,
                                volumes=volumes, network_mode=network)
     run = TrainRun(contract.OptMl(host.root), network)
@@ -192,7 +197,7 @@ def _command_check(facts: ImageFacts, run: TrainRun) -> tuple[Check, bool]:
                      fix=fix, detail=run.log), False
     silent = not run.wrote_anything() and (run.timed_out or run.status != 0)
     if facts.entrypoint and silent:
-        saw = (f"{how}: {run.exit_text()} without writing anything under /opt/ml: `train` did not"
+        saw = (f"{how}: {run.exit_text()} without writing anything under {ROOT}: `train` did not"
                " run, or died before it could say why" + (f"; {problem}" if problem else ""))
         return Check("train.command", "A1", FAIL, saw, fix=fix, detail=run.log), False
     if problem:
@@ -213,7 +218,7 @@ def _succeeds_check(run: TrainRun) -> Check:
     fix = "Make train succeed on these channels (its log is below)."
     if "Read-only file system" in run.log:
         fix += (" The channels are mounted read-only (as in FastFile mode): write to /tmp or"
-                " /opt/ml/output/data instead.")
+                f" {OUTPUT_DATA} instead.")
     if run.timed_out:
         fix = ("Training must end by itself; validate it on small channels, or raise"
                " --train-timeout.")
@@ -233,11 +238,11 @@ def _model_check(run: TrainRun) -> Check:
         shown = ", ".join(f"{p.relative_to(run.tree.model_dir)} ({human_size(p.stat().st_size)})"
                           for p in files[:3])
         more = f" and {len(files) - 3} more" if len(files) > 3 else ""
-        return Check("train.model", "A2", PASS, f"/opt/ml/model holds {shown}{more}")
+        return Check("train.model", "A2", PASS, f"{MODEL} holds {shown}{more}")
     elsewhere = _outside(run.diff or [])
     where = f"; it wrote {', '.join(elsewhere[:3])}" if elsewhere else ""
-    return Check("train.model", "A2", FAIL, f"exit 0 but /opt/ml/model is empty{where}",
-                 fix="Save the trained model under /opt/ml/model: SageMaker uploads only that"
+    return Check("train.model", "A2", FAIL, f"exit 0 but {MODEL} is empty{where}",
+                 fix=f"Save the trained model under {MODEL}: SageMaker uploads only that"
                      " directory, as model.tar.gz, and serving finds it there.")
 
 
@@ -245,11 +250,11 @@ def _writes_check(run: TrainRun) -> Check:
     paths = _outside(run.diff or [])
     if not paths:
         return Check("train.writes", "A2", PASS,
-                     "nothing written outside /opt/ml (docker diff, ignoring /tmp and caches)")
+                     f"nothing written outside {ROOT} (docker diff, ignoring /tmp and caches)")
     shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
-    return Check("train.writes", "A2", WARN, f"wrote outside /opt/ml: {shown}",
-                 fix="Files outside /opt/ml/model and /opt/ml/output are lost when the job ends:"
-                     " write artifacts to /opt/ml/model, other output to /opt/ml/output/data.")
+    return Check("train.writes", "A2", WARN, f"wrote outside {ROOT}: {shown}",
+                 fix=f"Files outside {MODEL} and {OUTPUT} are lost when the job ends:"
+                     f" write artifacts to {MODEL}, other output to {OUTPUT_DATA}.")
 
 
 def _outside(diff: list[dict[str, Any]]) -> list[str]:
@@ -262,7 +267,7 @@ def _outside(diff: list[dict[str, Any]]) -> list[str]:
             continue
         if any(part in IGNORED_PARTS for part in pure.parts) or pure.suffix == ".pyc":
             continue
-        if "/opt/ml".startswith(path + "/") or path == "/":
+        if ROOT.startswith(path + "/") or path == "/":
             continue  # a parent of the /opt/ml mount point
         following = paths[index + 1] if index + 1 < len(paths) else ""
         if following.startswith(path + "/"):
@@ -299,15 +304,15 @@ def _failure_check(session: Session, inputs: TrainInputs, network: str) -> Check
         misplaced = _misplaced_failure_files(run)
         found = f"; found {', '.join(misplaced)}" if misplaced else ""
         return Check("train.failure", "A6", FAIL,
-                     f"with {given}: exit {run.status}, but no /opt/ml/output/failure{found}",
-                     fix="On failure write the reason, key line first, to /opt/ml/output/failure"
+                     f"with {given}: exit {run.status}, but no {FAILURE}{found}",
+                     fix=f"On failure write the reason, key line first, to {FAILURE}"
                          " (its first 1024 characters become FailureReason), then exit non-zero.",
                      detail=run.log)
     line = reason.splitlines()[0].strip() if reason.strip() else ""
     if not line or line.startswith("Traceback"):
         shown = "the failure file is empty" if not reason.strip() else f"its first line is {line!r}"
         return Check("train.failure", "A6", WARN, f"with {given}: exit {run.status}; {shown}",
-                     fix="Put the reason on the first line of /opt/ml/output/failure (a traceback"
+                     fix=f"Put the reason on the first line of {FAILURE} (a traceback"
                          " may follow): only the first 1024 characters reach FailureReason.",
                      detail=reason)
     return Check("train.failure", "A6", PASS, f"with {given}: exit {run.status}; FailureReason"
@@ -315,7 +320,7 @@ def _failure_check(session: Session, inputs: TrainInputs, network: str) -> Check
 
 
 def _misplaced_failure_files(run: TrainRun) -> list[str]:
-    found = [f"/opt/ml/{p.relative_to(run.tree.root).as_posix()}"
+    found = [f"{ROOT}/{p.relative_to(run.tree.root).as_posix()}"
              for p in run.tree.root.rglob("*failure*") if p.is_file()]
     found += [path for path in _outside(run.diff or []) if "failure" in PurePosixPath(path).name]
     return sorted(set(found))
@@ -345,5 +350,5 @@ def _sigterm_check(session: Session, inputs: TrainInputs, network: str) -> Check
                  " it needed SIGKILL",
                  fix="SageMaker stops a job with SIGTERM and kills it 120 s later. Let PID 1 be your"
                      " program (exec form, `exec` in scripts) and handle SIGTERM: save what you can,"
-                     " write /opt/ml/output/failure, exit. A PID 1 without a handler ignores it.",
+                     f" write {FAILURE}, exit. A PID 1 without a handler ignores it.",
                  detail=started.log_tail())

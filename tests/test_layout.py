@@ -1,0 +1,178 @@
+"""The library's shape: contract facts in one module, imports in one direction, no cycles.
+
+Read from the source with :mod:`ast`, so a violation names the file and line.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import byoc
+
+SRC = Path(byoc.__file__).resolve().parent
+#: SageMaker facts that only contract.py may spell (substrings of string literals).
+CONTRACT_STRINGS = ("/opt/ml", "linux/amd64")
+#: ... and whole literals.
+CONTRACT_VALUES: tuple[object, ...] = ("SAGEMAKER_BASE_DIR", "SAGEMAKER_BIND_TO_PORT", 8080,
+                                       6 * 1024 * 1024)
+#: The layers, lowest first: a module may import its own layer or a lower one, never a higher.
+LAYERS = [
+    {"byoc.errors", "byoc.contract", "byoc.archive"},
+    {"byoc.project", "byoc._docker", "byoc._ecr", "byoc.invoke", "byoc._jobs", "byoc.backends"},
+    {"byoc.local", "byoc.images", "byoc.scaffold", "byoc.registry"},
+    {"byoc.validate", "byoc.bench"},
+    {"byoc.cli", "byoc.__main__", "byoc"},
+]
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(SRC.rglob("*.py")):
+        relative = path.relative_to(SRC)
+        if relative.parts[0] == "template":  # the container template mirrors the contract itself
+            continue
+        parts = ["byoc", *relative.with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _is_package(name: str) -> bool:
+    return MODULES[name].name == "__init__.py"
+
+
+def _docstrings(tree: ast.Module) -> set[int]:
+    ids = set()
+    for node in [tree, *ast.walk(tree)]:
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                ids.add(id(body[0].value))
+    return ids
+
+
+def _literals(path: Path) -> Iterator[tuple[int, object]]:
+    """Every constant in *path* that is not a docstring (f-string parts included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = _docstrings(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and id(node) not in docstrings:
+            yield node.lineno, node.value
+        elif isinstance(node, ast.BinOp) and all(
+                isinstance(part, ast.BinOp | ast.Constant | ast.operator) for part in ast.walk(node)):
+            # a product of numbers such as 6 * 1024 * 1024, folded
+            yield node.lineno, eval(compile(ast.Expression(node), str(path), "eval"))
+
+
+def _imports(name: str) -> set[str]:
+    """The byoc modules *name* imports, anywhere in it (functions and TYPE_CHECKING included)."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    package = name if _is_package(name) else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            for alias in node.names:
+                child = f"{module}.{alias.name}"
+                found.add(child if child in MODULES else module)
+    return {module for module in found if module in MODULES and module != name}
+
+
+GRAPH = {name: _imports(name) for name in MODULES}
+
+
+def _layer(name: str) -> int:
+    for index, layer in enumerate(LAYERS):
+        if any(name == top or name.startswith(top + ".") for top in layer if top != "byoc"):
+            return index
+        if name in layer:
+            return index
+    raise AssertionError(f"{name} is in no layer of tests/test_layout.py: add it")
+
+
+def _leaks(path: Path) -> list[str]:
+    found = sorted(_literals(path), key=lambda item: item[0])
+    return [f"{path.name}:{line}: {value!r}" for line, value in found
+            if isinstance(value, str) and any(fact in value for fact in CONTRACT_STRINGS)
+            or (value in CONTRACT_VALUES and not isinstance(value, bool))]
+
+
+def test_the_contract_facts_live_only_in_contract_py() -> None:
+    leaks = [leak for name, path in MODULES.items() if name != "byoc.contract" for leak in _leaks(path)]
+    assert leaks == [], "use byoc.contract instead of spelling these:\n" + "\n".join(leaks)
+
+
+def test_the_check_sees_a_leak_but_not_a_docstring(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text('"""Docs may say /opt/ml."""\n\n\ndef f() -> str:\n    """Or /opt/ml."""\n'
+                      '    return f"{1}/opt/ml/model"\n\n\nPORT = 8080\nLIMIT = 6 * 1024 * 1024\n',
+                      encoding="utf-8")
+    assert _leaks(module) == ["module.py:6: '/opt/ml/model'", "module.py:9: 8080",
+                              "module.py:10: 6291456"]
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[str]:
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        path.append(name)
+        for target in sorted(graph[name]):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join(path[path.index(target):] + [target]))
+            elif target not in state:
+                visit(target)
+        path.pop()
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    assert _cycles(GRAPH) == []
+
+
+def test_a_cycle_is_seen() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == ["a -> b -> c -> a"]
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_point_down(name: str) -> None:
+    layer = _layer(name)
+    upward = sorted(target for target in GRAPH[name] if _layer(target) > layer)
+    assert upward == [], f"{name} (layer {layer}) imports from a higher layer"
+
+
+def test_features_do_not_import_each_other() -> None:
+    for one, other in (("byoc.validate", "byoc.bench"), ("byoc.bench", "byoc.validate")):
+        for name in MODULES:
+            if name == one or name.startswith(one + "."):
+                assert not any(t == other or t.startswith(other + ".") for t in GRAPH[name]), name
+
+
+def test_the_graph_sees_relative_imports() -> None:
+    assert "byoc.bench.result" in GRAPH["byoc.bench.report"]
+    assert "byoc.cli.options" in GRAPH["byoc.cli.local"]
+    assert "byoc.local" in GRAPH["byoc.cli.local"]
+    assert "byoc.contract" in GRAPH["byoc.backends.process"]
