@@ -1,4 +1,4 @@
-"""The one place byoc opens a Docker client."""
+"""The one place byoc opens a Docker client and turns Docker's errors into text."""
 
 from __future__ import annotations
 
@@ -35,3 +35,20 @@ def docker_available(environ: Mapping[str, str] | None = None) -> bool:
     except DockerUnavailableError:
         return False
     return True
+
+
+def explain(exc: BaseException) -> str:
+    """A Docker SDK error in one line: the engine's explanation when it gave one."""
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc).strip()
+
+
+def stream_error(chunk: Mapping[str, Any]) -> str:
+    """The error of one chunk of a build or push stream ('' when it reports none).
+
+    The engine reports a failed step or push in the stream, with HTTP status 200.
+    """
+    if "error" in chunk or "errorDetail" in chunk:
+        detail = chunk.get("errorDetail") or {}
+        return str(chunk.get("error") or detail.get("message") or "unknown error").strip()
+    return ""

@@ -6,9 +6,8 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
-from ._docker import docker_client
+from ._docker import docker_client, explain, stream_error
 from .errors import BuildError, ConfigError
 
 Log = Callable[[str], None]
@@ -39,7 +38,7 @@ def build(context: Path, *, tag: str, build_args: Mapping[str, str] | None = Non
                                   platform=platform, nocache=no_cache, network_mode=network,
                                   rm=True, forcerm=True, decode=True)
         for chunk in stream:
-            error = _error_of(chunk)
+            error = stream_error(chunk)
             if error:
                 raise BuildError(f"build failed at {step or 'the first step'}: {error}",
                                  detail="\n".join(tail))
@@ -52,15 +51,8 @@ def build(context: Path, *, tag: str, build_args: Mapping[str, str] | None = Non
                 tail.append(line)
                 log(line)
     except docker.errors.APIError as exc:
-        raise BuildError(f"build failed: {exc.explanation or exc}", detail="\n".join(tail)) from exc
+        raise BuildError(f"build failed: {explain(exc)}", detail="\n".join(tail)) from exc
     return tag
-
-
-def _error_of(chunk: Mapping[str, Any]) -> str:
-    if "error" in chunk or "errorDetail" in chunk:
-        detail = chunk.get("errorDetail") or {}
-        return str(chunk.get("error") or detail.get("message") or "unknown error").strip()
-    return ""
 
 
 def image_exists(reference: str, environ: Mapping[str, str] | None = None) -> bool:

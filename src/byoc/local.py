@@ -68,7 +68,7 @@ def choose_backend(kind: str, project: Project | None, image: str | None,
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def sigterm_interrupts() -> Iterator[None]:
     """Treat SIGTERM to byoc like Ctrl-C, so cleanup runs."""
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -152,7 +152,7 @@ def train(*, backend: Backend, project: Project | None = None,
         sink = log or (lambda host, line: None)
         interrupted = False
         try:
-            with _sigterm_interrupts():
+            with sigterm_interrupts():
                 statuses = backend.train(spec, sink)
         except KeyboardInterrupt:
             interrupted = True
@@ -245,7 +245,7 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
         spec.root.mkdir()
         server = backend.start_server(spec, log or (lambda host, line: None))
         say(f"waiting for {server.url}/ping (up to {startup_timeout:.0f} s)")
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             try:
                 wait_until_ready(server, startup_timeout, ready_interval)
                 yield RunningServer(server.url, server)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import _ecr, contract, images
-from ._docker import docker_client
+from ._docker import docker_client, explain, stream_error
 from ._ecr import RegistryAuth as RegistryAuth
 from .errors import ConfigError, ImageNotFoundError, PushError
 from .project import Project
@@ -241,7 +241,7 @@ def _image_present(client: Any, reference: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
     except docker.errors.APIError as exc:
-        raise PushError(f"cannot inspect image {reference}: {exc.explanation or exc}") from exc
+        raise PushError(f"cannot inspect image {reference}: {explain(exc)}") from exc
     return True
 
 
@@ -291,7 +291,7 @@ def push_image(image: str, *, registry: str, repository: str, tag: str,
             if not existed:
                 _untag(client, reference)
     except docker.errors.APIError as exc:
-        raise PushError(f"push of {target}:{tag} failed: {exc.explanation or exc}") from exc
+        raise PushError(f"push of {target}:{tag} failed: {explain(exc)}") from exc
     finally:
         if own:
             client.close()
@@ -305,7 +305,7 @@ def _login(client: Any, auth: RegistryAuth) -> None:
         client.api.login(auth.username, auth.password, registry=auth.registry, reauth=True)
     except docker.errors.APIError as exc:
         raise PushError(f"login to {auth.registry} as {auth.username} failed:"
-                        f" {exc.explanation or exc}") from exc
+                        f" {explain(exc)}") from exc
 
 
 def _untag(client: Any, reference: str) -> None:
@@ -325,7 +325,7 @@ def _stream_push(client: Any, target: str, tag: str, auth: RegistryAuth | None, 
     stream = client.api.push(target, tag=tag, stream=True, decode=True,
                              auth_config=auth.auth_config() if auth else None)
     for chunk in stream:
-        error = images._error_of(chunk)
+        error = stream_error(chunk)
         if error:
             hint = ("; log in with --username and a password (--password-stdin or"
                     f" {REGISTRY_PASSWORD_ENV})") if auth is None and AUTH_ERROR.search(error) else ""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import contract
-from .._docker import docker_client
+from .._docker import docker_client, explain
 from ..errors import DockerUnavailableError, ImageNotFoundError, PortInUseError, ServeError
 from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
 
@@ -140,7 +140,7 @@ class DockerBackend:
                 run.pump.start(run.container.logs(stream=True, follow=True))
             return supervise(runs, spec.grace_seconds)
         except docker.errors.APIError as exc:
-            raise DockerUnavailableError(f"Docker refused the job: {exc.explanation or exc}") from exc
+            raise DockerUnavailableError(f"Docker refused the job: {explain(exc)}") from exc
         finally:
             for run in runs.values():
                 run.remove()
@@ -161,13 +161,13 @@ class DockerBackend:
                 ports={f"{contract.PORT}/tcp": ("127.0.0.1", spec.port)}, labels={LABEL: name},
             )
         except docker.errors.APIError as exc:
-            raise ServeError(f"Docker refused to create the server: {exc.explanation or exc}") from exc
+            raise ServeError(f"Docker refused to create the server: {explain(exc)}") from exc
         server = ContainerServer(container, LogPump("serve", log), url=f"http://127.0.0.1:{spec.port}")
         try:
             container.start()
         except docker.errors.APIError as exc:
             server.remove()
-            text = str(exc.explanation or exc)
+            text = explain(exc)
             if "address already in use" in text or "port is already allocated" in text:
                 raise PortInUseError(f"port {spec.port} on 127.0.0.1 is in use; pick another with"
                                      " --port") from exc

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import archive, contract
+from .._docker import explain
 
 MARK = "BYOC_COMPUTE "
 CONTAINER_PROGRAM = "/opt/program"
@@ -104,7 +105,7 @@ def in_container(container: Any, payload: Path, content_type: str, seconds: floa
             ["python3", "-c", SCRIPT, CONTAINER_PROGRAM, CONTAINER_MODEL, CONTAINER_PAYLOAD,
              content_type, str(seconds)])
     except docker.errors.APIError as exc:
-        return ComputeCeiling(False, f"cannot run it in the container: {exc.explanation or exc}")
+        return ComputeCeiling(False, f"cannot run it in the container: {explain(exc)}")
     return _parse(int(status or 0), bytes(output or b"").decode("utf-8", "replace"), rows)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import _jobs, archive, contract, invoke
 from .. import local as harness
-from .._docker import docker_client
+from .._docker import docker_client, explain
 from ..backends.base import LogSink
 from ..errors import (
     ArchiveError,
@@ -227,7 +227,7 @@ def validate(image: str, *, project: Project | None = None,
         started = time.monotonic()
         session = Session(client, image, say, container_log)
         try:
-            with harness._sigterm_interrupts():
+            with harness.sigterm_interrupts():
                 checks = _run(session, facts, train_inputs, serve_inputs)
         except KeyboardInterrupt:
             raise Interrupted("validation interrupted: every container it started was removed"
@@ -257,7 +257,7 @@ def _run(session: Session, facts: ImageFacts, train_inputs: TrainInputs | None,
                                        model_dir=_extract(session, serve_inputs.model_dir))
             checks += serve_checks.run_checks(session, facts, serve_inputs)
     except docker.errors.APIError as exc:
-        raise CannotValidateError(f"Docker failed during the checks: {exc.explanation or exc}"
+        raise CannotValidateError(f"Docker failed during the checks: {explain(exc)}"
                                   ) from exc
     return checks
 
@@ -280,7 +280,7 @@ def _inspect(client: Any, image: str) -> ImageFacts:
         raise CannotValidateError(f"image {image} is not in the local Docker engine; build it (byoc"
                                   " build) or pull it first") from None
     except docker.errors.APIError as exc:
-        raise CannotValidateError(f"cannot inspect {image}: {exc.explanation or exc}") from exc
+        raise CannotValidateError(f"cannot inspect {image}: {explain(exc)}") from exc
 
 
 def _train_inputs(defaults: Defaults, channels: Mapping[str, Path] | None,

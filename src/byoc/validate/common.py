@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import _jobs
+from .._docker import explain
 from ..backends.base import LogPump, LogSink
 from ..backends.docker import ContainerRun
 from ..errors import CannotValidateError
@@ -163,7 +164,7 @@ class Session:
                                                       **kwargs)
         except docker.errors.APIError as exc:
             raise CannotValidateError(f"Docker refused to create the {role} container:"
-                                   f" {exc.explanation or exc}") from exc
+                                   f" {explain(exc)}") from exc
         self._containers.append(container)
         return container
 
@@ -195,12 +196,6 @@ class Session:
             _jobs.remove_tree(self.scratch)
         except OSError as exc:  # e.g. files a container wrote as root, when byoc is not root
             self.say(f"warning: could not remove {self.scratch}: {exc}")
-
-
-def start_error(exc: Exception) -> str:
-    """The engine's words for a container that could not start (e.g. no such executable)."""
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc).strip()
 
 
 def human_size(size: float) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import contract, local
+from .._docker import explain
 from ..backends.docker import model_volume
 from .common import (
     BIND_TO_PORT_LABEL,
@@ -29,7 +30,6 @@ from .common import (
     Session,
     Started,
     last_lines,
-    start_error,
 )
 from .sidecar import HostProber, Prober, describe, open_sidecar
 
@@ -165,7 +165,7 @@ def _serve(session: Session, inputs: ServeInputs, network: str, env: dict[str, s
     try:
         served.server = session.start(container, "serve")
     except docker.errors.APIError as exc:
-        served.start_error = start_error(exc)
+        served.start_error = explain(exc)
         return served
     if publish:
         served.prober = HostProber(published, inputs.payload)

@@ -21,6 +21,7 @@ import tarfile
 from pathlib import Path
 from typing import Any, Protocol
 
+from .._docker import explain
 from . import probe
 from .common import Session, Started
 
@@ -53,7 +54,7 @@ class SidecarProber:
             result = self.container.exec_run([self.python, "-c", self._source, json.dumps(request)],
                                              stdout=True, stderr=True)
         except docker.errors.APIError as exc:
-            return {"error": f"the probe could not run: {exc.explanation or exc}"}
+            return {"error": f"the probe could not run: {explain(exc)}"}
         text = result.output.decode("utf-8", errors="replace").strip()
         try:
             answer = json.loads(text.splitlines()[-1])
@@ -100,7 +101,7 @@ def open_sidecar(session: Session, server: Started, payload: Path) -> SidecarPro
         try:
             container.start()
         except docker.errors.APIError as exc:
-            text = str(exc.explanation or exc)
+            text = explain(exc)
             if "not found" in text or "no such file" in text.lower():
                 continue
             raise

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import _jobs, contract
+from .._docker import explain
 from ..backends.docker import host_volumes
 from .common import (
     FAIL,
@@ -34,7 +35,6 @@ from .common import (
     first_line,
     human_size,
     last_lines,
-    start_error,
 )
 
 #: The value given to a hyperparameter the image should refuse.
@@ -163,7 +163,7 @@ def _launch(session: Session, inputs: TrainInputs, hyperparameters: Mapping[str,
     try:
         return run, session.start(container, "train")
     except docker.errors.APIError as exc:
-        run.start_error = start_error(exc)
+        run.start_error = explain(exc)
         return run, None
 
 
