@@ -1,4 +1,5 @@
-"""The library's shape: contract facts in one module, imports in one direction, no cycles.
+"""The library's shape: contract facts in one module, imports in one direction, no cycles,
+no printing outside the CLI.
 
 Read from the source with :mod:`ast`, so a violation names the file and line.
 """
@@ -21,7 +22,7 @@ CONTRACT_VALUES: tuple[object, ...] = ("SAGEMAKER_BASE_DIR", "SAGEMAKER_BIND_TO_
                                        6 * 1024 * 1024)
 #: The layers, lowest first: a module may import its own layer or a lower one, never a higher.
 LAYERS = [
-    {"byoc.errors", "byoc.contract", "byoc.archive"},
+    {"byoc.errors", "byoc.contract", "byoc.archive", "byoc.say"},
     {"byoc.project", "byoc._docker", "byoc._ecr", "byoc.invoke", "byoc._jobs", "byoc.backends"},
     {"byoc.local", "byoc.images", "byoc.scaffold", "byoc.registry"},
     {"byoc.validate", "byoc.bench"},
@@ -176,3 +177,34 @@ def test_the_graph_sees_relative_imports() -> None:
     assert "byoc.cli.options" in GRAPH["byoc.cli.local"]
     assert "byoc.local" in GRAPH["byoc.cli.local"]
     assert "byoc.contract" in GRAPH["byoc.backends.process"]
+
+
+def _prints(path: Path) -> list[str]:
+    """Calls of print() or sys.stdout/stderr.write outside a ``main`` (a module run as a program)."""
+    found = []
+
+    def visit(node: ast.AST, in_main: bool) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            in_main = in_main or node.name == "main"
+        if isinstance(node, ast.Call) and not in_main:
+            called = ast.unparse(node.func)
+            if called == "print" or called in ("sys.stdout.write", "sys.stderr.write"):
+                found.append(f"{path.name}:{node.lineno}: {called}")
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_main)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), False)
+    return found
+
+
+def test_the_library_does_not_print() -> None:
+    printing = [line for name, path in MODULES.items()
+                if not (name == "byoc.cli" or name.startswith("byoc.cli.")) for line in _prints(path)]
+    assert printing == [], "take a say/log callback (byoc.say.Say) instead"
+
+
+def test_the_print_check_sees_a_print(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text("import sys\n\n\ndef f() -> None:\n    print('x')\n    sys.stderr.write('y')\n\n\n"
+                      "def main() -> None:\n    print('the program speaks')\n", encoding="utf-8")
+    assert _prints(module) == ["module.py:5: print", "module.py:6: sys.stderr.write"]

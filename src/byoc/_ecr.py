@@ -12,13 +12,12 @@ import base64
 import binascii
 import fnmatch
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import AwsError, ConfigError
-
-Log = Callable[[str], None]
+from .say import Say, quiet
 
 #: The environment variables that name a region, in the order they are read.
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")
@@ -205,7 +204,7 @@ def caller_account(aws: Any, region: str) -> str:
 
 def ensure_repository(ecr: Any, name: str, *, account: str, region: str, create: bool = True,
                       immutable_tags: bool = False, scan_on_push: bool = True,
-                      log: Log = print) -> EcrRepository:
+                      log: Say = quiet) -> EcrRepository:
     """Find the repository *name*, or create it (scan-on-push, tag immutability as asked).
 
     An existing repository is used as it is.
@@ -293,7 +292,7 @@ class EcrTarget:
 
 def prepare(name: str, *, tag: str, region: str | None = None, profile: str | None = None,
             project_region: str | None = None, create: bool = True, immutable_tags: bool = False,
-            scan_on_push: bool = True, log: Log = print,
+            scan_on_push: bool = True, log: Say = quiet,
             environ: Mapping[str, str] | None = None) -> EcrTarget:
     """Resolve the region and account, find or create the repository *name*, refuse a tag an
     immutable repository holds already, and get a login token.

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from ._docker import docker_client, explain, stream_error
 from .errors import BuildError, ConfigError
+from .say import Say, quiet
 
-Log = Callable[[str], None]
 TAIL_LINES = 25
 TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
 
 
 def build(context: Path, *, tag: str, build_args: Mapping[str, str] | None = None,
           platform: str | None = None, no_cache: bool = False, network: str | None = None,
-          log: Log = print, environ: Mapping[str, str] | None = None) -> str:
+          log: Say = quiet, environ: Mapping[str, str] | None = None) -> str:
     """Build the Dockerfile in *context* as *tag*, streaming the log to *log*.
 
     :returns: the image reference (*tag*).

@@ -9,7 +9,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -22,8 +22,9 @@ from .backends.docker import DockerBackend
 from .backends.process import ProcessBackend
 from .errors import ConfigError, ContainerFailedError, Interrupted, ServeError
 from .project import LocalInputs, Project
+from .say import Say as Say
+from .say import quiet
 
-Say = Callable[[str], None]
 BACKENDS = ("auto", "docker", "process")
 DEFAULT_PORT = contract.PORT
 #: SageMaker's ping window at endpoint creation (ContainerStartupHealthCheckTimeoutInSeconds).
@@ -33,12 +34,8 @@ TRAIN_GRACE = contract.TRAIN_STOP_GRACE
 SERVE_GRACE = contract.SERVE_STOP_GRACE
 
 
-def _quiet(message: str) -> None:
-    pass
-
-
 def choose_backend(kind: str, project: Project | None, image: str | None,
-                   say: Say = _quiet, environ: Mapping[str, str] | None = None) -> Backend:
+                   say: Say = quiet, environ: Mapping[str, str] | None = None) -> Backend:
     """The backend *kind* names; ``auto`` is Docker when an engine answers, else processes.
 
     :raises ConfigError: when the process backend is asked for an image byoc did not make.
@@ -107,7 +104,7 @@ def train(*, backend: Backend, project: Project | None = None,
           env: Mapping[str, str] | None = None, output_dir: Path | None = None,
           job_name: str | None = None, region: str | None = None,
           grace_seconds: float = TRAIN_GRACE, log: LogSink | None = None,
-          say: Say = _quiet) -> TrainResult:
+          say: Say = quiet) -> TrainResult:
     """Run one training job; return its result even when it failed.
 
     Channels, hyperparameters and content types default to the project's
@@ -222,7 +219,7 @@ def resolve_model(model: Path | None, project: Project | None) -> Path:
 def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
           env: Mapping[str, str] | None = None, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
           grace_seconds: float = SERVE_GRACE, log: LogSink | None = None,
-          say: Say = _quiet, ready_interval: float = 0.25) -> Iterator[RunningServer]:
+          say: Say = quiet, ready_interval: float = 0.25) -> Iterator[RunningServer]:
     """Serve *model* (a ``model.tar.gz`` or a directory) and yield once ``/ping`` answers 200.
 
     ``/ping`` is polled every *ready_interval* seconds.

@@ -20,7 +20,6 @@ import os
 import platform as platform_module
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,8 +31,7 @@ from ._docker import docker_client, explain, stream_error
 from ._ecr import RegistryAuth as RegistryAuth
 from .errors import ConfigError, ImageNotFoundError, PushError
 from .project import Project
-
-Log = Callable[[str], None]
+from .say import Say, quiet
 
 #: Redirects an ECR push to another registry host (tests, mirrors); see the module docstring.
 ECR_REGISTRY_OVERRIDE_ENV = "BYOC_ECR_REGISTRY_OVERRIDE"
@@ -78,10 +76,6 @@ class LayerProgress:
 Progress = Callable[[LayerProgress], None]
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
-
-
 def load_project(path: Path | None, *, image: str | None = None) -> Project | None:
     """The project to push: the one at *path*, else the one around the current directory.
 
@@ -97,7 +91,7 @@ def push(project: Project | None = None, *, image: str | None = None,
          profile: str | None = None, registry: str | None = None, create: bool = True,
          immutable_tags: bool = False, scan_on_push: bool | None = None,
          username: str | None = None, password: str | None = None,
-         build_args: Mapping[str, str] | None = None, log: Log = _stderr,
+         build_args: Mapping[str, str] | None = None, log: Say = quiet,
          progress: Progress | None = None, environ: Mapping[str, str] | None = None) -> PushResult:
     """Push *image* (default: the project's ``<image>:latest``, built when missing) to Amazon ECR,
     or to *registry* when given, and return where it went.
@@ -255,7 +249,7 @@ def platform_warning(image_platform: str, host_machine: str | None = None) -> st
 
 
 def push_image(image: str, *, registry: str, repository: str, tag: str,
-               auth: RegistryAuth | None = None, log: Log = _stderr,
+               auth: RegistryAuth | None = None, log: Say = quiet,
                progress: Progress | None = None, client: Any = None,
                environ: Mapping[str, str] | None = None) -> PushResult:
     """The docker half: push the local *image* as ``<registry>/<repository>:<tag>``.
@@ -317,7 +311,7 @@ def _untag(client: Any, reference: str) -> None:
         pass  # best effort: the push result does not depend on it
 
 
-def _stream_push(client: Any, target: str, tag: str, auth: RegistryAuth | None, log: Log,
+def _stream_push(client: Any, target: str, tag: str, auth: RegistryAuth | None, log: Say,
                  progress: Progress | None) -> str:
     """Push and follow the stream; :returns: the digest. :raises PushError: on an error entry."""
     states: dict[str, str] = {}

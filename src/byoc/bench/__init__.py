@@ -36,6 +36,7 @@ from ..backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec
 from ..backends.docker import ContainerServer
 from ..backends.process import ProcessBackend, ProcessServer
 from ..errors import ConfigError, PredictError, ServeError
+from ..say import Say, quiet
 from . import compute, procstats
 from .compute import ComputeCeiling as ComputeCeiling
 from .load import LoadResult as LoadResult
@@ -49,7 +50,6 @@ from .result import Ratio as Ratio
 from .result import Run as Run
 from .result import ServerUsage as ServerUsage
 
-Say = Callable[[str], None]
 DEFAULT_CONCURRENCY = (1, 8, 32)
 DEFAULT_DURATION = 30
 #: Seconds the compute loop runs at most (it settles fast; a longer run tells nothing new).
@@ -58,10 +58,6 @@ COMPUTE_SECONDS = 10.0
 READY_INTERVAL = 0.02
 #: Seconds between SIGTERM and SIGKILL when stopping the server: a bench needs no graceful drain.
 STOP_GRACE = 5.0
-
-
-def _quiet(message: str) -> None:
-    pass
 
 
 def parse_duration(text: str) -> int:
@@ -138,7 +134,7 @@ def bench(*, backend: Backend, model: Path, payload: Path, content_type: str,
           generator: str = "auto", port: int | None = None, env: Mapping[str, str] | None = None,
           cold_starts: int = 1, warmup: int = 2, compute_seconds: float | None = None,
           startup_timeout: float = local.DEFAULT_STARTUP_TIMEOUT, grace_seconds: float = STOP_GRACE,
-          say: Say = _quiet) -> BenchResult:
+          say: Say = quiet) -> BenchResult:
     """Serve *model* and measure it under load; see the module docstring.
 
     :param concurrency: open connections of each load run, one level each.

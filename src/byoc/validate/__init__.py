@@ -34,6 +34,7 @@ from ..errors import (
     Interrupted,
 )
 from ..project import Project
+from ..say import Say, quiet
 from . import serve as serve_checks
 from . import train as train_checks
 from .common import (
@@ -44,7 +45,6 @@ from .common import (
     WARN,
     Check,
     ImageFacts,
-    Say,
     Session,
     human_size,
 )
@@ -150,10 +150,6 @@ def _xml(text: str) -> str:
     return _NOT_XML.sub("", text)
 
 
-def _quiet(message: str) -> None:
-    pass
-
-
 @dataclass(frozen=True)
 class Defaults:
     """What a byoc project's ``local_test`` offers as inputs."""
@@ -182,7 +178,7 @@ def validate(image: str, *, project: Project | None = None,
              bad_hyperparameter: tuple[str, str] | None = None,
              train_grace: float = TRAIN_GRACE, serve_grace: float = SERVE_GRACE,
              startup_timeout: float = STARTUP_TIMEOUT, train_timeout: float = TRAIN_TIMEOUT,
-             say: Say = _quiet, container_log: LogSink | None = None,
+             say: Say = quiet, container_log: LogSink | None = None,
              environ: Mapping[str, str] | None = None) -> Report:
     """Run *image* through the contract's checks and report each one.
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,6 +18,7 @@ from .._docker import explain
 from ..backends.base import LogPump, LogSink
 from ..backends.docker import ContainerRun
 from ..errors import CannotValidateError
+from ..say import Say
 
 PASS = "pass"
 FAIL = "fail"
@@ -32,7 +32,6 @@ BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
 NOT_FOUND_STATUSES = (126, 127)
 INIT_PROGRAMS = ("tini", "tini-static")
 
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
