@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,14 +10,8 @@ from typing import Any
 
 import pytest
 
-from byoc import images, scaffold
-
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-#: The base image for test builds: python:3.11-slim-bookworm when it can be had,
-#: else the Debian image .ci/run imports (see ENVIRONMENT in the README).
-BASE_IMAGE_ENV = "BYOC_TEST_BASE_IMAGE"
-REQUIRE_DOCKER_ENV = "BYOC_REQUIRE_DOCKER"
+from byoc import scaffold
+from helpers import BASE_IMAGE_ENV, FIXTURES, REQUIRE_DOCKER_ENV, build_project, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -33,13 +26,6 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
     monkeypatch.setenv("DOCKER_CONFIG", str(home / "docker"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -76,11 +62,6 @@ def base_image(docker_client: Any) -> str:
         except docker.errors.ImageNotFound:
             continue
     pytest.fail(f"no base image among {candidates}: run .ci/run or set {BASE_IMAGE_ENV}")
-
-
-def build_project(root: Path, tag: str, base: str) -> str:
-    return images.build(root, tag=tag, build_args={"BASE_IMAGE": base}, network="host",
-                        log=lambda line: None)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from byoc.bench.procstats import cpu_delta, cpu_seconds, memory, tree_pids
 from byoc.cli import cli
 from byoc.errors import PredictError
 from byoc.project import Project
-from conftest import free_port
+from helpers import free_port
 
 ROW = b"5.1,3.5,1.4,0.2\n"
 

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import REPO, free_port
+from helpers import REPO, free_port
 
 PROGRAM_DIR = REPO / "container" / "iris_classifier"
 TEST_DIR = REPO / "local_test" / "test_dir"

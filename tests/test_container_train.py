@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 PROGRAM_DIR = REPO / "container" / "iris_classifier"
 TEST_DIR = REPO / "local_test" / "test_dir"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from byoc import contract
-from conftest import REPO
+from helpers import REPO
 
 PROGRAM = REPO / "container" / "iris_classifier"
 IRIS = REPO / "local_test" / "test_dir" / "input" / "data" / "training"

@@ -28,7 +28,7 @@ from byoc import _ecr
 from byoc.cli import cli
 from byoc.errors import AwsError, ConfigError
 from byoc.project import Project
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 
 def load_servers() -> ModuleType:

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from byoc.cli import cli
-from conftest import FIXTURES, REPO, free_port
+from helpers import FIXTURES, REPO, free_port
 
 BYOC = [sys.executable, "-m", "byoc"]
 LABELS = ["setosa", "setosa", "versicolor", "versicolor", "virginica", "virginica"]

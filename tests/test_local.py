@@ -22,7 +22,7 @@ from byoc.errors import (
     ServeError,
 )
 from byoc.project import Project
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 PROBE = FIXTURES / "probe"
 PROBE_IMAGE = "byoc-test-probe:latest"

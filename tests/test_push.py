@@ -28,7 +28,7 @@ from test_ecr import load_servers
 from byoc import registry
 from byoc.cli import cli
 from byoc.errors import ImageNotFoundError
-from conftest import REQUIRE_DOCKER_ENV, free_port
+from helpers import REQUIRE_DOCKER_ENV, free_port
 
 docker = pytest.mark.docker
 servers = load_servers()

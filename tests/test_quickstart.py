@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from byoc.cli import cli
-from conftest import FIXTURES, REPO
+from helpers import FIXTURES, REPO
 
 
 def test_quickstart_scaffolds_trains_serves_and_predicts(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from byoc.backends.docker import DockerBackend
 from byoc.bench import load as _load
 from byoc.bench import procstats as _procstats
 from byoc.project import Project
-from conftest import FIXTURES, free_port
+from helpers import FIXTURES, free_port
 
 pytestmark = pytest.mark.docker
 ROW = b"5.1,3.5,1.4,0.2\n"

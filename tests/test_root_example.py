@@ -6,7 +6,7 @@ import filecmp
 import importlib.util
 from pathlib import Path
 
-from conftest import REPO
+from helpers import REPO
 
 spec = importlib.util.spec_from_file_location("sync_root", REPO / "tools" / "sync_root.py")
 assert spec and spec.loader

@@ -27,7 +27,7 @@ from byoc.project import Project
 from byoc.validate import Report, validate
 from byoc.validate.common import FAIL, PASS, SKIPPED, WARN, Check, ImageFacts
 from byoc.validate.train import _outside
-from conftest import FIXTURES, build_project
+from helpers import FIXTURES, build_project
 
 HERE = FIXTURES / "validate"
 CHANNELS = {"training": HERE / "data" / "training"}

@@ -1,0 +1,20 @@
+"""What several test modules share besides fixtures: paths, the Docker switch, a build helper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from byoc import images
+from byoc.local import free_port as free_port
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+#: The base image for test builds: python:3.11-slim-bookworm when it can be had,
+#: else the Debian image .ci/run imports (see ENVIRONMENT in the README).
+BASE_IMAGE_ENV = "BYOC_TEST_BASE_IMAGE"
+REQUIRE_DOCKER_ENV = "BYOC_REQUIRE_DOCKER"
+
+
+def build_project(root: Path, tag: str, base: str) -> str:
+    """Build the project at *root* as *tag* on the base image *base*, quietly."""
+    return images.build(root, tag=tag, build_args={"BASE_IMAGE": base}, network="host")
