@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from byoc import contract
+import pytest
+
+from byoc import contract, local, scaffold
+from byoc.errors import ConfigError
+from byoc.project import Project
 from helpers import REPO
 
 PROGRAM = REPO / "container" / "iris_classifier"
@@ -104,3 +108,72 @@ def test_generated_train_failure_is_read_back_by_contract(tmp_path: Path) -> Non
     assert reason is not None
     assert reason.splitlines()[0] == "hyperparameter 'max_depth': must be at least 1, got 0"
     assert list(tree.model_dir.iterdir()) == []
+
+
+def test_the_reader_returns_what_the_writer_wrote(tmp_path: Path) -> None:
+    channels = [contract.Channel("train", content_type="text/csv"),
+                contract.Channel("validation", input_mode="Pipe", distribution="ShardedByS3Key")]
+    contract.write_training_config(tmp_path, {"epochs": "10"}, channels, host="algo-2",
+                                   hosts=["algo-2", "algo-1"])
+    config = contract.read_training_config(tmp_path)
+    assert config.hyperparameters == {"epochs": "10"}
+    assert config.channels == {channel.name: channel for channel in channels}
+    assert config.resource["current_host"] == "algo-2"
+    assert config.resource["hosts"] == ["algo-1", "algo-2"]
+
+
+def test_the_reader_takes_a_missing_file_as_empty_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    assert contract.read_training_config(tmp_path) == contract.TrainingConfig()
+    tree = contract.OptMl(tmp_path)
+    tree.config_dir.mkdir(parents=True)
+    tree.hyperparameters_json.write_text('["not", "an", "object"]')
+    with pytest.raises(ConfigError, match="hyperparameters.json must hold a JSON object"):
+        contract.read_training_config(tmp_path)
+    tree.hyperparameters_json.write_text("{broken")
+    with pytest.raises(ConfigError, match="cannot read .*hyperparameters.json"):
+        contract.read_training_config(tmp_path)
+    with pytest.raises(ConfigError, match="not a file"):
+        contract.read_hyperparameters(tmp_path / "missing.json")
+
+
+def test_job_env_and_container_paths_are_sagemakers() -> None:
+    env = contract.job_env("job-1", "eu-west-1")
+    assert env == {"TRAINING_JOB_NAME": "job-1", "AWS_REGION": "eu-west-1",
+                   "TRAINING_JOB_ARN": "arn:aws:sagemaker:eu-west-1:000000000000:training-job/job-1"}
+    assert contract.container_channel("train") == "/opt/ml/input/data/train"
+    assert contract.IN_CONTAINER.model_dir.as_posix() == "/opt/ml/model"
+
+
+def test_hyperparameters_come_from_a_file_or_the_project_with_overrides_on_top(tmp_path: Path) -> None:
+    project = Project.find(scaffold.new_project("hp-project", output_dir=tmp_path))
+    defaults = project.local_inputs().hyperparameters
+    assert defaults, "the template's local_test has hyperparameters"
+    assert local.hyperparameters_of(project) is None  # train takes the project's
+    assert local.hyperparameters_of(project, overrides={"x": "1"}) == {**defaults, "x": "1"}
+    given = tmp_path / "hp.json"
+    given.write_text('{"a": 1}')
+    assert local.hyperparameters_of(project, given) == {"a": 1}
+    assert local.hyperparameters_of(None, given, {"b": "2"}) == {"a": 1, "b": "2"}
+    assert local.hyperparameters_of(None, overrides={"b": "2"}) == {"b": "2"}
+    given.write_text("[1]")
+    with pytest.raises(ConfigError, match="must hold a JSON object"):
+        local.hyperparameters_of(project, given)
+
+
+def test_project_find_is_the_one_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Project.find(required=False) is None
+    with pytest.raises(ConfigError, match="not a byoc project"):
+        Project.find()
+    with pytest.raises(ConfigError, match="not a byoc project"):
+        Project.find(tmp_path, required=False)  # a path given must lead to a project
+    root = scaffold.new_project("found", output_dir=tmp_path)
+    (root / "container").mkdir(exist_ok=True)
+    monkeypatch.chdir(root / "container")
+    found = Project.find(required=False)
+    assert found is not None and found.root == root
+    assert found.payload == root / "local_test" / "payload.csv"
+    assert found.latest_model is None
+    (root / "byoc.toml").write_text("[project\nbroken")
+    with pytest.raises(ConfigError, match="cannot read"):
+        Project.find(required=False)  # a bad byoc.toml is never taken for no project

@@ -27,6 +27,7 @@ from test_ecr import load_servers
 
 from byoc import registry
 from byoc.cli import cli
+from byoc.cli.progress import TerminalProgress
 from byoc.errors import ImageNotFoundError
 from helpers import REQUIRE_DOCKER_ENV, free_port
 
@@ -349,7 +350,7 @@ def test_default_tag_is_traceable(tmp_path: Path) -> None:
 
 def test_terminal_progress_redraws_each_layer_in_place() -> None:
     out = io.StringIO()
-    draw = registry.TerminalProgress(out)
+    draw = TerminalProgress(out)
     draw(registry.LayerProgress("aaa", "Preparing"))
     draw(registry.LayerProgress("bbb", "Preparing"))
     draw(registry.LayerProgress("aaa", "Pushing", "[==>   ] 1MB/3MB"))

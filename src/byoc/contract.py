@@ -227,6 +227,16 @@ def read_training_config(root: Path) -> TrainingConfig:
                           _read_json(tree.resourceconfig_json))
 
 
+def read_hyperparameters(path: Path) -> dict[str, Any]:
+    """A ``hyperparameters.json`` file anywhere: a JSON object (values as the file holds them).
+
+    :raises ConfigError: when it is missing, unreadable or not a JSON object.
+    """
+    if not path.is_file():
+        raise ConfigError(f"cannot read {path}: not a file")
+    return _read_json(path)
+
+
 def read_failure(root: Path) -> str | None:
     """The FailureReason SageMaker would show: the first 1024 characters of ``output/failure``."""
     path = OptMl(root).failure_file

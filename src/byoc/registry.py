@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from . import _ecr, contract, images
 from ._docker import docker_client, explain, stream_error
@@ -342,23 +342,3 @@ def _stream_push(client: Any, target: str, tag: str, auth: RegistryAuth | None, 
         raise PushError(f"push of {target}:{tag} ended without a digest from the registry")
     return digest
 
-
-class TerminalProgress:
-    """Draws one line per layer and redraws it in place as the push goes (for a terminal)."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._rows: dict[str, int] = {}
-
-    def __call__(self, event: LayerProgress) -> None:
-        text = f"{event.layer}: {event.status} {event.bar}".rstrip()
-        row = self._rows.get(event.layer)
-        if row is None:
-            self._rows[event.layer] = len(self._rows)
-            self._stream.write(text + "\n")
-        else:
-            up = len(self._rows) - row
-            self._stream.write(f"\x1b[{up}A\r\x1b[2K{text}\n")
-            if up > 1:
-                self._stream.write(f"\x1b[{up - 1}B")
-        self._stream.flush()

@@ -12,6 +12,7 @@ from ..project import Project
 from .bench import bench_command
 from .local import local_group
 from .options import ByocGroup, echo_err, pairs
+from .progress import TerminalProgress
 from .validate import validate_command
 
 
@@ -90,7 +91,7 @@ def push(project: Path | None, image: str | None, repository: str | None, tag: s
         tag=tag, region=region, profile=profile, registry=registry, create=not no_create,
         immutable_tags=immutable_tags, scan_on_push=scan_on_push, username=username,
         password=password, build_args=pairs(build_arg, "--build-arg"), log=echo_err,
-        progress=registry_api.TerminalProgress(stderr) if stderr.isatty() else None)
+        progress=TerminalProgress(stderr) if stderr.isatty() else None)
     echo_err(f"Pushed {result.tagged_uri}")
     click.echo(result.uri)
 

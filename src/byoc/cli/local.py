@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -51,18 +50,8 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
     loaded = Project.find(project, required=image is None)
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
     channels = {name: Path(path) for name, path in pairs(channel, "--channel").items()} or None
-    hyperparameters: dict[str, object] | None = None
-    if hyperparameters_file is not None:
-        try:
-            hyperparameters = json.loads(hyperparameters_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read {hyperparameters_file}: {exc}") from exc
-        if not isinstance(hyperparameters, dict):
-            raise ConfigError(f"{hyperparameters_file} must hold a JSON object")
-    if hyperparameter:
-        base = hyperparameters if hyperparameters is not None else (
-            loaded.local_inputs().hyperparameters if loaded else {})
-        hyperparameters = {**base, **pairs(hyperparameter, "--hyperparameter")}
+    hyperparameters = harness.hyperparameters_of(loaded, hyperparameters_file,
+                                                 pairs(hyperparameter, "--hyperparameter"))
     result = harness.train(
         backend=chosen, project=loaded, channels=channels, hyperparameters=hyperparameters,
         content_types=pairs(content_types, "--content-type"),
