@@ -292,4 +292,3 @@ def wait_until_ready(server: Server, timeout: float, interval: float = 0.25) -> 
             raise ServeError(f"/ping did not answer 200 within {timeout:.0f} s (last: {last})",
                              detail=server.log_tail())
         time.sleep(interval)
-

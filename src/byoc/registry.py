@@ -341,4 +341,3 @@ def _stream_push(client: Any, target: str, tag: str, auth: RegistryAuth | None, 
     if not digest:
         raise PushError(f"push of {target}:{tag} ended without a digest from the registry")
     return digest
-

@@ -78,4 +78,3 @@ def bench_command(project: Path | None, image: str | None, backend: str, payload
         except OSError as exc:
             raise ConfigError(f"cannot write {json_file}: {exc.strerror or exc}") from exc
         echo_err(f"wrote {json_file}")
-

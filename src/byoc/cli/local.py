@@ -121,4 +121,3 @@ def predict(file: Path | None, url: str, content_type: str | None, accept: str |
     answer = invoke.predict(url, body, kind, accept)
     sys.stdout.buffer.write(answer.body)
     sys.stdout.flush()
-
