@@ -33,6 +33,8 @@ GENERATORS = ("auto", "wrk", "builtin")
 MARK = "BYOC_LOAD "
 #: Per-request timeout: SageMaker's invocation timeout.
 REQUEST_TIMEOUT = int(contract.INVOCATION_TIMEOUT)
+#: Runs the built-in generator in its own process (not ``-m``: the package imports this module).
+RUN_BUILTIN = "import sys; from byoc.bench.load import main; sys.exit(main(sys.argv[1:]))"
 
 WRK_SCRIPT = r"""-- written by byoc local bench: POST a file's bytes (args: FILE TYPE), or GET
 function init(args)
@@ -132,7 +134,7 @@ def run_load(spec: LoadSpec, generator: str) -> LoadResult:
                        "--timeout", f"{spec.timeout}s", "-s", str(script), spec.url, "--",
                        str(spec.body_file or ""), spec.content_type or ""]
         else:
-            command = [sys.executable, "-m", "byoc.bench.load", json.dumps({
+            command = [sys.executable, "-c", RUN_BUILTIN, json.dumps({
                 "url": spec.url, "concurrency": spec.concurrency, "duration": spec.duration,
                 "body_file": str(spec.body_file) if spec.body_file else None,
                 "content_type": spec.content_type, "timeout": spec.timeout})]
@@ -178,7 +180,7 @@ def _run(command: list[str], scratch: Path) -> tuple[int, float, str]:
             log.read_text(encoding="utf-8", errors="replace"))
 
 
-# ---- the built-in generator, run as `python -m byoc.bench.load SPEC` ----
+# ---- the built-in generator, run as `python -c RUN_BUILTIN SPEC` ----
 
 @dataclass
 class _Tally:
