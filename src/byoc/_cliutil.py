@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -32,6 +33,17 @@ def pairs(values: Iterable[str], option: str) -> dict[str, str]:
             raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}")
         result[key] = value
     return result
+
+
+def channel_paths(values: Iterable[str]) -> dict[str, Path] | None:
+    """``--channel NAME=PATH`` options; None when there are none. :raises ConfigError: for an
+    empty PATH (it would mean the current directory)."""
+    channels: dict[str, Path] = {}
+    for name, path in pairs(values, "--channel").items():
+        if not path.strip():
+            raise ConfigError(f"--channel {name}= has an empty path; give the channel's directory")
+        channels[name] = Path(path)
+    return channels or None
 
 
 def echo_err(message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -85,8 +86,8 @@ def push(project: Path | None, image: str | None, repository: str | None, tag: s
     missing, log in, tag and push. Prints the digest-pinned image URI for SageMaker last."""
     from . import registry as registry_api
 
-    password = click.get_text_stream("stdin").read().rstrip("\r\n") if password_stdin else None
-    stderr = click.get_text_stream("stderr")
+    password = sys.stdin.read().rstrip("\r\n") if password_stdin else None
+    stderr = sys.stderr
     result = registry_api.push(
         registry_api.load_project(project, image=image), image=image, repository=repository,
         tag=tag, region=region, profile=profile, registry=registry, create=not no_create,

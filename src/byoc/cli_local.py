@@ -11,7 +11,7 @@ import click
 
 from . import invoke
 from . import local as harness
-from ._cliutil import echo_err, pairs
+from ._cliutil import channel_paths, echo_err, pairs
 from .errors import ConfigError, Interrupted, ServeError
 from .project import Project
 
@@ -73,7 +73,7 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
     """Run a training job against local channels; print the model archive's path."""
     loaded = _project(project, image)
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
-    channels = {name: Path(path) for name, path in pairs(channel, "--channel").items()} or None
+    channels = channel_paths(channel)
     hyperparameters: dict[str, object] | None = None
     if hyperparameters_file is not None:
         try:
@@ -139,8 +139,13 @@ def serve(project: Path | None, image: str | None, backend: str, model: Path | N
               help="Where the server listens.")
 @click.option("--content-type", help="Content-Type of the body (default: from the file's suffix).")
 @click.option("--accept", help="Accept header: the response type wanted.")
-def predict(file: Path | None, url: str, content_type: str | None, accept: str | None) -> None:
+@click.option("--max-payload", type=float, metavar="MB",
+              help=f"Largest body to send, in MiB (default: ${invoke.MAX_PAYLOAD_ENV} when set, as"
+                   " the server reads it, else InvokeEndpoint's 6).")
+def predict(file: Path | None, url: str, content_type: str | None, accept: str | None,
+            max_payload: float | None) -> None:
     """POST FILE (or - for stdin) to /invocations and print the answer."""
+    limit = invoke.max_body(max_payload)
     if file is None:
         raise ConfigError("pass a payload FILE, or - to read standard input")
     if str(file) == "-":
@@ -152,7 +157,7 @@ def predict(file: Path | None, url: str, content_type: str | None, accept: str |
         except OSError as exc:
             raise ConfigError(f"cannot read {file}: {exc.strerror}") from exc
         kind = content_type or invoke.guess_content_type(file)
-    answer = invoke.predict(url, body, kind, accept)
+    answer = invoke.predict(url, body, kind, accept, limit=limit)
     sys.stdout.buffer.write(answer.body)
     sys.stdout.flush()
 

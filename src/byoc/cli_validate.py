@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import validate as api
-from ._cliutil import echo_err, pairs
+from ._cliutil import channel_paths, echo_err, pairs
 from .errors import ConfigError
 from .project import Project
 
@@ -103,9 +103,9 @@ def validate_command(image: str, channel: tuple[str, ...], hyperparameter: tuple
     bad = None
     if bad_hyperparameter is not None:
         bad = next(iter(pairs([bad_hyperparameter], "--bad-hyperparameter").items()))
-    channels = {name: Path(path) for name, path in pairs(channel, "--channel").items()}
+    channels = channel_paths(channel)
     report = api.validate(
-        image, project=_project(), channels=channels or None,
+        image, project=_project(), channels=channels,
         hyperparameters=pairs(hyperparameter, "--hyperparameter"), payload=payload,
         content_type=content_type, model=model, train=not serve_only, serve=not train_only,
         bad_hyperparameter=bad, train_grace=train_grace, serve_grace=serve_grace,

@@ -30,6 +30,10 @@ DEFAULT_PORT = 8080
 #: SageMaker's ping window at endpoint creation (ContainerStartupHealthCheckTimeoutInSeconds).
 DEFAULT_STARTUP_TIMEOUT = 240.0
 PING_TIMEOUT = 2.0
+#: A server that cannot load its model answers /ping 503 with this header set to ``failed``
+#: (and its reason as plain text); ``loading`` while it loads.
+LOAD_STATUS_HEADER = "X-Model-Load-Status"
+LOAD_FAILED = "failed"
 TRAIN_GRACE = 120.0
 SERVE_GRACE = 30.0
 ACCOUNT = "000000000000"
@@ -146,6 +150,10 @@ def train(*, backend: Backend, project: Project | None = None,
     job_dir = jobs_dir.resolve() / job_name
     if job_dir.exists():
         raise ConfigError(f"{job_dir} exists already; pick another --job-name")
+    protected = {"the job output directory": jobs_dir}
+    if project is not None:
+        protected["the project's .byoc/"] = project.state_dir
+    _jobs.check_channel_sources(sources, protected)
     for note in notes:
         say(f"warning: {note}")
 
@@ -200,10 +208,16 @@ class RunningServer:
 
 
 def check_port_free(port: int) -> None:
-    """:raises PortInUseError: when something listens on 127.0.0.1:*port*."""
+    """:raises PortInUseError: when something listens on 127.0.0.1:*port*.
+
+    The probe binds with ``SO_REUSEADDR``, as servers do, so connections of a stopped server
+    still in TIME-WAIT do not count: only a listener (or a socket bound without that option)
+    makes the port busy.
+    """
     from .errors import PortInUseError
 
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -271,7 +285,15 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
 
 
 def wait_until_ready(server: Server, timeout: float, interval: float = 0.25) -> None:
-    """Poll ``GET /ping`` (2 s per check) until it answers 200."""
+    """Poll ``GET /ping`` (2 s per check) until it answers 200.
+
+    A server that is still loading its model gets the whole *timeout*; one that answers
+    ``/ping`` with ``X-Model-Load-Status: failed`` has given up, and its reason (the body's
+    first line) is reported at once, as is a server that exits.
+
+    :raises ServeError: when the server exits, says the model failed to load, or is not ready
+        within *timeout*.
+    """
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     while True:
@@ -285,7 +307,13 @@ def wait_until_ready(server: Server, timeout: float, interval: float = 0.25) -> 
                     return
                 last = f"HTTP {response.status}"
         except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}: {exc.read(200).decode(errors='replace').strip()}"
+            with exc:
+                text = exc.read(2000).decode(errors="replace").strip()
+            if exc.headers.get(LOAD_STATUS_HEADER, "").strip().lower() == LOAD_FAILED:
+                reason = text.splitlines()[0] if text else f"HTTP {exc.code} with no reason given"
+                raise ServeError(f"the server cannot load the model: {reason}",
+                                 detail=server.log_tail()) from None
+            last = f"HTTP {exc.code}: {text[:200]}"
         except (urllib.error.URLError, OSError) as exc:
             last = str(getattr(exc, "reason", exc))
         if time.monotonic() > deadline:
