@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .errors import ByocError, ConfigError
+from .errors import ByocError, ConfigError, Interrupted
 
 
 class ByocGroup(click.Group):
@@ -22,6 +22,9 @@ class ByocGroup(click.Group):
             if exc.detail:
                 click.echo(exc.detail.rstrip(), err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(Interrupted.exit_code)
 
 
 def pairs(values: Iterable[str], option: str) -> dict[str, str]:

@@ -129,8 +129,9 @@ def serve(project: Path | None, image: str | None, backend: str, model: Path | N
                 time.sleep(0.5)
             raise ServeError(f"the server exited with status {status}",
                              detail=running.server.log_tail())
-    except Interrupted:
+    except Interrupted as exc:
         echo_err("stopped; the server and its files are removed")
+        raise click.exceptions.Exit(exc.exit_code) from None
 
 
 @local_group.command()

@@ -21,7 +21,7 @@ from ._docker import docker_available
 from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec, stop_all
 from .backends.docker import DockerBackend
 from .backends.process import ProcessBackend
-from .errors import ConfigError, ContainerFailedError, Interrupted, ServeError
+from .errors import ConfigError, ContainerFailedError, Interrupted, ServeError, Terminated
 from .project import Project
 
 Say = Callable[[str], None]
@@ -73,11 +73,20 @@ def choose_backend(kind: str, project: Project | None, image: str | None,
     return DockerBackend(image, environ)
 
 
+class SigTerm(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so the same cleanup runs."""
+
+
+def interrupted(message: str, cause: BaseException) -> Interrupted:
+    """The error to raise after *cause* (Ctrl-C or SIGTERM) stopped byoc: exit 130 or 143."""
+    return Terminated(message) if isinstance(cause, SigTerm) else Interrupted(message)
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """Treat SIGTERM to byoc like Ctrl-C, so cleanup runs."""
+    """Treat SIGTERM to byoc like Ctrl-C (as :class:`SigTerm`), so cleanup runs."""
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        raise SigTerm
 
     try:
         previous = signal.signal(signal.SIGTERM, raise_interrupt)
@@ -164,6 +173,8 @@ def train(*, backend: Backend, project: Project | None = None,
     region = region or (project.region if project else None) or "us-east-1"
     job_env = {**env, "TRAINING_JOB_NAME": job_name, "AWS_REGION": region,
                "TRAINING_JOB_ARN": f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{job_name}"}
+    if isinstance(backend, DockerBackend):
+        backend.client  # noqa: B018  (an engine and the image, before anything is written)
     job_dir.mkdir(parents=True)
     say(f"job {job_name}: {len(hosts)} host(s) on {backend.name}; artifacts in {job_dir}")
     statuses: dict[str, int] = {}
@@ -172,18 +183,18 @@ def train(*, backend: Backend, project: Project | None = None,
         notes += staged_notes
         for note in staged_notes:
             say(f"warning: {note}")
-        spec = TrainSpec(job_name, specs, job_env, job_dir / "logs", grace_seconds)
+        spec = TrainSpec(job_name, specs, job_env, job_dir / "logs", grace_seconds, notify=say)
         sink = log or (lambda host, line: None)
-        interrupted = False
+        stopped_by: KeyboardInterrupt | None = None
         try:
             with _sigterm_interrupts():
                 statuses = backend.train(spec, sink)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:
+            stopped_by = exc
         collected = _jobs.collect(job_dir, specs, statuses)
-        if interrupted:
-            raise Interrupted(f"training job {job_name} interrupted: every host was stopped and"
-                              f" removed; what they wrote is in {job_dir}")
+        if stopped_by is not None:
+            raise interrupted(f"training job {job_name} interrupted: every host was stopped and"
+                              f" removed; what they wrote is in {job_dir}", stopped_by)
     finally:
         _jobs.remove_tree(job_dir / "hosts")
         _jobs.remove_tree(job_dir / "shards")
@@ -275,11 +286,11 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
             try:
                 wait_until_ready(server, startup_timeout, ready_interval)
                 yield RunningServer(server.url, server)
-            except KeyboardInterrupt:
-                raise Interrupted("server stopped") from None
+            except KeyboardInterrupt as exc:
+                raise interrupted("server stopped", exc) from None
     finally:
         if server is not None:
-            stop_all({"serve": server}, grace_seconds)
+            stop_all({"serve": server}, grace_seconds, say=say)
             server.close()
         _jobs.remove_tree(scratch)
 

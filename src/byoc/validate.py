@@ -44,7 +44,6 @@ from .errors import (
     CannotValidateError,
     ConfigError,
     DockerUnavailableError,
-    Interrupted,
 )
 from .project import Project
 
@@ -207,9 +206,9 @@ def validate(image: str, *, project: Project | None = None,
         try:
             with harness._sigterm_interrupts():
                 checks = _run(session, facts, train_inputs, serve_inputs)
-        except KeyboardInterrupt:
-            raise Interrupted("validation interrupted: every container it started was removed"
-                              ) from None
+        except KeyboardInterrupt as exc:
+            raise harness.interrupted("validation interrupted: every container it started was"
+                                      " removed", exc) from None
         finally:
             session.close()
     finally:
