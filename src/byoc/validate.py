@@ -3,8 +3,8 @@
 :func:`validate` runs the image as SageMaker would (``docker run IMAGE train``
 with no network, then ``docker run IMAGE serve`` with the model it made) and
 returns a :class:`Report` of :class:`Check` results. Each check cites its
-section of the contract (CONTRACT.md A1, B2, ...). A failed check means the
-image breaks a rule, a warning flags a pitfall, and a skipped check could not
+section of SageMaker's container contract (A1, B2, ... as the README lists
+them). A failed check means the image breaks a rule, a warning flags a pitfall, and a skipped check could not
 be judged. Every container and temp directory is removed afterwards, also on
 failure and Ctrl-C.
 """
