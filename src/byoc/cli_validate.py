@@ -91,8 +91,9 @@ def validate_command(image: str, channel: tuple[str, ...], hyperparameter: tuple
     run IMAGE serve` with the model it wrote, and prints one line per check:
     pass, fail, warn or skipped, what it saw, the rule of SageMaker's container
     contract it enforces (A1 start and stop, A2 paths, A6 exit status and failure
-    file, B1 serve start and stop, B2 HTTP) and for a failure what to change. Exit 0: nothing failed; 1: a check failed;
-    2: it could not run (bad input, no Docker engine, no such image).
+    file, B1 serve start and stop, B2 HTTP) and for a failure what to change.
+    Exit 0: nothing failed; 1: a check failed; 2: it could not run (bad input,
+    no Docker engine, no such image).
 
     The server runs with --network none and is probed from a second container
     made from IMAGE that shares its network namespace, so IMAGE needs a python3

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import _jobs, archive, contract
+from . import _jobs, archive, contract, images
 from ._docker import docker_available
 from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec, stop_all
 from .backends.docker import DockerBackend
@@ -47,7 +47,11 @@ def choose_backend(kind: str, project: Project | None, image: str | None,
                    say: Say = _quiet, environ: Mapping[str, str] | None = None) -> Backend:
     """The backend *kind* names; ``auto`` is Docker when an engine answers, else processes.
 
+    On Docker without *image*, the project's ``<image>:latest`` is built when missing and rebuilt
+    when the project changed since it was built (:func:`byoc.images.ensure_current`).
+
     :raises ConfigError: when the process backend is asked for an image byoc did not make.
+    :raises BuildError: when that build fails.
     """
     if kind not in BACKENDS:
         raise ConfigError(f"unknown backend {kind!r}; use auto, docker or process")
@@ -70,6 +74,9 @@ def choose_backend(kind: str, project: Project | None, image: str | None,
         if project is None:
             raise ConfigError("pass --image, or run inside a byoc project")
         image = f"{project.image}:latest"
+        # the project's image must be what the project is now: built when missing, rebuilt
+        # when the project changed since (an --image is run as it is)
+        images.ensure_current(project.root, image, log=say, environ=environ)
     return DockerBackend(image, environ)
 
 
