@@ -65,11 +65,12 @@ def predict(url: str, body: bytes, content_type: str, accept: str | None = None,
         (status and body in the message), no answer, or a timeout.
     """
     if len(body) > limit:
-        hint = (" (6 MiB) per invocation; a local server with a higher"
-                f" {MAX_PAYLOAD_ENV} takes --max-payload MB" if limit == MAX_BODY else
-                f" ({limit / 1024 / 1024:g} MiB); raise --max-payload or {MAX_PAYLOAD_ENV}")
-        what = "SageMaker accepts" if limit == MAX_BODY else "the limit is"
-        raise PredictError(f"the body is {len(body)} bytes; {what} at most {limit}{hint}")
+        if limit == MAX_BODY:
+            raise PredictError(f"the body is {len(body)} bytes; SageMaker accepts at most {MAX_BODY}"
+                               " (6 MiB) per invocation (for a local server with a higher"
+                               f" {MAX_PAYLOAD_ENV}, pass --max-payload MB)")
+        raise PredictError(f"the body is {len(body)} bytes, over the limit of {limit} bytes"
+                           f" ({limit / 1024 / 1024:g} MiB, from --max-payload or {MAX_PAYLOAD_ENV})")
     headers = {"Content-Type": content_type}
     if accept:
         headers["Accept"] = accept

@@ -166,9 +166,8 @@ def train(*, backend: Backend, project: Project | None = None,
     job_dir = jobs_dir.resolve() / job_name
     if job_dir.exists():
         raise ConfigError(f"{job_dir} exists already; pick another --job-name")
-    protected = {"the job output directory": jobs_dir}
-    if project is not None:
-        protected["the project's .byoc/"] = project.state_dir
+    protected = {"the project's .byoc/": project.state_dir} if project is not None else {}
+    protected["the job output directory"] = jobs_dir
     _jobs.check_channel_sources(sources, protected)
     for note in notes:
         say(f"warning: {note}")
