@@ -34,6 +34,8 @@ CONTEXT_LABEL = "com.byoc.context"
 SOURCE_LABEL = "com.byoc.source"
 #: JSON of the build options (``args``, ``network``, ``platform``) to rebuild it the same way.
 OPTIONS_LABEL = "com.byoc.build"
+#: byoc's state directory in a project (see :attr:`byoc.project.Project.state_dir`).
+STATE_DIR = ".byoc"
 
 
 def _dockerignore(context: Path) -> list[str]:
@@ -46,10 +48,13 @@ def _dockerignore(context: Path) -> list[str]:
 
 
 def context_files(context: Path) -> list[str]:
-    """The files of the build context Docker receives, relative and sorted."""
+    """The files of the build context Docker receives, relative and sorted; byoc's own state
+    (``.byoc/``: local jobs and their artifacts) is left out, so training never makes an image
+    stale."""
     from docker.utils.build import exclude_paths
 
-    return sorted(exclude_paths(str(context), _dockerignore(context), dockerfile="Dockerfile"))
+    found = exclude_paths(str(context), _dockerignore(context), dockerfile="Dockerfile")
+    return sorted(name for name in found if name.split(os.sep, 1)[0] != STATE_DIR)
 
 
 def context_hash(context: Path) -> str:
