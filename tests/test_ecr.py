@@ -395,3 +395,53 @@ def test_importing_byoc_does_not_import_boto3_or_docker() -> None:
     code = "import sys, byoc.cli, byoc.registry; print(sorted({'boto3', 'docker'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def test_an_endpoint_that_never_answers_fails_soon_in_one_line(
+        silent_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", silent_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    started = time.monotonic()
+    result = run(str(write_project(tmp_path / "p", region="us-east-1")), "--tag", "v1")
+    elapsed = time.monotonic() - started
+    bound = _ecr.MAX_ATTEMPTS * (_ecr.READ_TIMEOUT + _ecr.CONNECT_TIMEOUT) + 10
+    assert elapsed < bound, f"{elapsed:.0f} s"
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"Contacting AWS STS at {silent_endpoint} for the account of the credentials"
+    assert error_of(result).startswith("Error: cannot reach AWS for sts:GetCallerIdentity: Read"
+                                       " timeout on endpoint URL")
+    assert len(lines) == 2 and "Traceback" not in result.output

@@ -329,7 +329,7 @@ def client_config() -> Any:
     from botocore.config import Config
 
     return Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
-                  retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"})
+                  retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"})
 
 
 def _client(aws: Any, service: str, region: str) -> Any:
