@@ -17,7 +17,9 @@ from .project import Project
 
 PROJECT = click.argument("project", required=False,
                          type=click.Path(file_okay=False, exists=True, path_type=Path))
-IMAGE = click.option("--image", help="Run this image instead of the project's (needs Docker).")
+IMAGE = click.option("--image", help="Run this image as it is instead of the project's (needs"
+                                    " Docker). The project's is built when missing or older than"
+                                    " the project.")
 BACKEND = click.option("--backend", type=click.Choice(harness.BACKENDS), default="auto",
                        show_default=True,
                        help="docker, process (the project's programs on this machine) or auto.")
