@@ -283,3 +283,25 @@ def test_predict_follows_the_servers_payload_limit(echo_server: str, tmp_path: P
     assert too_small.exit_code == 1 and "over the limit of 7340032 bytes (7 MiB" in too_small.stderr
     bad = CliRunner().invoke(cli, [*args, "--max-payload", "0"])
     assert bad.exit_code == 2 and "--max-payload must be a positive number" in bad.stderr
+
+
+def test_local_train_exits_143_on_sigterm_after_stopping_the_job(probe: Project) -> None:
+    process = subprocess.Popen(
+        [*BYOC, "local", "train", str(probe.root), "--backend", "process", "--job-name", "term",
+         "--hyperparameter", "sleep=120", "--grace", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert process.stdout is not None
+        seen = ""
+        deadline = time.monotonic() + 60
+        while "probe algo-1 starting" not in seen and time.monotonic() < deadline:
+            seen += process.stdout.readline()
+        os.kill(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 143, seen + output
+    assert "Error: training job term interrupted" in output and "Traceback" not in output
+    assert (probe.jobs_dir / "term" / "job.json").is_file()
