@@ -320,6 +320,16 @@ def run(*args: str, input: str | None = None) -> Any:
     return CliRunner().invoke(cli, ["push", *args], input=input)
 
 
+def error_of(result: Any) -> str:
+    """The one ``Error:`` line on stderr, after the lines saying what is contacted (a detail may
+    follow it)."""
+    lines = result.stderr.splitlines()
+    errors = [index for index, line in enumerate(lines) if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    assert all(line.startswith("Contacting ") for line in lines[:errors[0]]), result.stderr
+    return lines[errors[0]]
+
+
 def test_cli_no_credentials_is_one_line(moto_url: str, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
@@ -327,8 +337,8 @@ def test_cli_no_credentials_is_one_line(moto_url: str, tmp_path: Path,
     result = run(str(write_project(tmp_path / "p", region="us-east-1")), "--tag", "v1")
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr.startswith("Error: no AWS credentials found:")
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert error_of(result).startswith("Error: no AWS credentials found:")
+    assert "Traceback" not in result.output
 
 
 def test_cli_no_region(aws: str, tmp_path: Path) -> None:
@@ -342,8 +352,8 @@ def test_cli_access_denied_names_the_call(aws: str, tmp_path: Path) -> None:
     with as_user(aws, key):
         result = run(str(write_project(tmp_path / "p", region="us-east-1")), "--tag", "v1")
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: access denied calling ecr:CreateRepository: the AWS"
-                                    " identity in use needs the ecr:CreateRepository permission")
+    assert error_of(result).startswith("Error: access denied calling ecr:CreateRepository: the AWS"
+                                       " identity in use needs the ecr:CreateRepository permission")
     assert "Traceback" not in result.output
 
 
@@ -385,3 +395,53 @@ def test_importing_byoc_does_not_import_boto3_or_docker() -> None:
     code = "import sys, byoc.cli, byoc.registry; print(sorted({'boto3', 'docker'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def test_an_endpoint_that_never_answers_fails_soon_in_one_line(
+        silent_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", silent_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    started = time.monotonic()
+    result = run(str(write_project(tmp_path / "p", region="us-east-1")), "--tag", "v1")
+    elapsed = time.monotonic() - started
+    bound = _ecr.MAX_ATTEMPTS * (_ecr.READ_TIMEOUT + _ecr.CONNECT_TIMEOUT) + 10
+    assert elapsed < bound, f"{elapsed:.0f} s"
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"Contacting AWS STS at {silent_endpoint} for the account of the credentials"
+    assert error_of(result).startswith("Error: cannot reach AWS for sts:GetCallerIdentity: Read"
+                                       " timeout on endpoint URL")
+    assert len(lines) == 2 and "Traceback" not in result.output

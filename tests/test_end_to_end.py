@@ -94,7 +94,7 @@ def _serve_and_predict(project: Path, backend: str, background: list[Background]
     bad = _byoc("local", "predict", "-", "--content-type", "text/csv", "--url", url)
     assert bad.exit_code == 1
     assert bad.stderr.startswith(f"Error: HTTP 400 from {url}: the request body is empty")
-    assert server.interrupt() == 0, server.output()
+    assert server.interrupt() == 130, server.output()  # Ctrl-C
     assert "stopped; the server and its files are removed" in server.output()
 
 
@@ -237,7 +237,7 @@ def test_make_targets_from_the_repository_root(tmp_path: Path, base_image: str,
                                     f"http://127.0.0.1:{port}"], cwd=root, capture_output=True,
                                    text=True, timeout=60)
         assert predicted.stdout.split() == LABELS, predicted.stderr
-        assert server.interrupt() == 0
+        assert server.interrupt() == 130  # Ctrl-C
         assert _left_behind(docker_client) == []
     finally:
         docker_client.images.remove(f"{tag}:latest", force=True)

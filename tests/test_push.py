@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 from test_ecr import load_servers
 
-from byoc import registry
+from byoc import images, registry
 from byoc.cli import cli
 from byoc.cli.progress import TerminalProgress
 from byoc.errors import ImageNotFoundError
@@ -279,7 +279,8 @@ def test_missing_image_is_built_first_with_build_args(docker_client: Any, local_
         assert result.exit_code == 0, result.output
         assert f"Image {image}:latest is missing: building it" in result.stderr
         labels = docker_client.images.get(f"{image}:latest").labels
-        assert labels == {"built-by": "byoc push"}
+        assert labels["built-by"] == "byoc push"
+        assert labels[images.CONTEXT_LABEL] == images.context_hash(tmp_path)
         digest, _ = local_registry.manifest(image, "t1", USER)  # repository: the image name
         assert result.stdout.strip().endswith(f"{local_registry.host}/{image}@{digest}")
     finally:

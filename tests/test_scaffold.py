@@ -98,13 +98,56 @@ def test_cli_new_reports_errors_on_stderr_with_exit_codes(tmp_path: Path) -> Non
     assert unset.exit_code == 2 and "--set takes KEY=VALUE" in unset.stderr
 
 
-def test_prompts_take_answers(tmp_path: Path) -> None:
+def test_prompts_take_answers_and_never_ask_the_name(tmp_path: Path) -> None:
     runner = CliRunner()
     # description, program, framework, region, repository; the name comes from NAME
-    answers = "\n".join(["", "", "my_prog", "1", "eu-central-1", "", ""]) + "\n"
+    answers = "\n".join(["", "my_prog", "", "eu-central-1", ""]) + "\n"
     result = runner.invoke(cli, ["new", "churn-model", "-o", str(tmp_path)], input=answers)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "churn-model" / "container" / "my_prog" / "train").is_file()
+    asked = [line.split(" [")[0] for line in result.stdout.splitlines() if line.endswith(": ")
+             or "]: " in line]
+    assert asked == ["Description", "Program directory (a Python identifier)", "Framework",
+                     "AWS region", "ECR repository"]
+    assert "iris-classifier" not in result.output and "project_slug" not in result.output
+    assert 'region = "eu-central-1"' in (tmp_path / "churn-model" / "byoc.toml").read_text()
+
+
+def test_prompts_skip_what_set_gives(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["new", "churn-model", "-o", str(tmp_path), "--set",
+                                      "program=given", "--set", "aws_region=eu-west-1"],
+                                input="\n\n\n")
+    assert result.exit_code == 0, result.output
+    assert "Program directory" not in result.output and "AWS region" not in result.output
+    assert (tmp_path / "churn-model" / "container" / "given").is_dir()
+
+
+@pytest.mark.parametrize(("answers", "message"), [
+    (["", "not-valid"], "Error: program must be a Python identifier, got 'not-valid'"),
+    (["", "", "tensorflow"], "Error: framework must be one of sklearn; got 'tensorflow'"),
+    (["", "", "", "mars-1"], "Error: aws_region must be an AWS region name"),
+    (["", "", "", "", "Bad Repo"], "Error: ecr_repository must be a valid ECR repository name"),
+])
+def test_a_bad_answer_stops_at_once_with_exit_2(tmp_path: Path, answers: list[str],
+                                                message: str) -> None:
+    # the answer after the bad one would be valid: it must not be read
+    result = CliRunner().invoke(cli, ["new", "churn-model", "-o", str(tmp_path / "out")],
+                                input="\n".join([*answers, "", "", "", "", ""]) + "\n")
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert result.stdout.count(": ") == len(answers)  # the prompts up to the bad answer only
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_answer_on_a_terminal_is_asked_again() -> None:
+    variables = scaffold.template_variables()
+    with CliRunner().isolation(input="\nnot-valid\nfine_name\n\n\n\n") as streams:
+        answers = scaffold.ask("churn-model", {}, variables, interactive=True)
+    shown = streams[0].getvalue().decode() + streams[1].getvalue().decode()
+    assert answers["program"] == "fine_name"
+    assert "Error: program must be a Python identifier, got 'not-valid'" in shown
+    assert shown.count("Program directory (a Python identifier)") == 2
 
 
 def test_plain_cookiecutter_renders_the_same_tree(tmp_path: Path) -> None:

@@ -8,9 +8,12 @@ from typing import Any
 from .errors import DockerUnavailableError
 
 
-def docker_client(environ: Mapping[str, str] | None = None, *, timeout: int = 600) -> Any:
+def docker_client(environ: Mapping[str, str] | None = None, *, timeout: int = 600,
+                  alternative: str = "") -> Any:
     """A connected ``docker.DockerClient``.
 
+    :param alternative: what the user may do instead, added to the error (e.g. ``use --backend
+        process`` where there is such an option).
     :raises DockerUnavailableError: when the SDK is missing or no engine answers.
     """
     try:
@@ -24,7 +27,7 @@ def docker_client(environ: Mapping[str, str] | None = None, *, timeout: int = 60
         client.ping()
     except docker.errors.DockerException as exc:
         raise DockerUnavailableError(
-            "no Docker engine answers; start one (or use --backend process)",
+            "no Docker engine answers; start one" + (f" (or {alternative})" if alternative else ""),
             detail=str(exc)) from exc
     return client
 

@@ -34,6 +34,11 @@ DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "Unauthorized
                           "Forbidden"})
 NO_CREDENTIALS = ("no AWS credentials found: pass --profile or set AWS_PROFILE, run `aws configure`"
                   " (or `aws sso login`), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+#: AWS calls byoc makes are quick ones: a silent endpoint fails within about
+#: MAX_ATTEMPTS * (CONNECT_TIMEOUT or READ_TIMEOUT) seconds, not botocore's 60 s per read.
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 10
+MAX_ATTEMPTS = 2
 #: What to do when a call is refused, for the calls where there is more to say.
 DENIED_HINTS = {"CreateRepository": " (or create the repository yourself and pass --no-create)"}
 
@@ -166,7 +171,8 @@ def lookup(client: Any, service: str, operation: str, *, missing: frozenset[str]
         raise AwsError(f"cannot get AWS credentials: {exc}") from exc
     except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
             bx.ConnectionClosedError) as exc:
-        raise AwsError(f"cannot reach AWS for {name}: {exc}") from exc
+        raise AwsError(f"cannot reach AWS for {name}: {exc} (no answer after {MAX_ATTEMPTS}"
+                       " attempts; check the network, a proxy, AWS_ENDPOINT_URL)") from exc
     except bx.BotoCoreError as exc:
         raise AwsError(f"{name} failed: {exc}") from exc
     return result
@@ -196,9 +202,12 @@ def _message_of(text: str) -> str:
     return (found.group(1) if found else text).strip()
 
 
-def caller_account(aws: Any, region: str) -> str:
+def caller_account(aws: Any, region: str, log: Say | None = None) -> str:
     """The account of the credentials in use (``sts:GetCallerIdentity``)."""
-    identity = call(_client(aws, "sts", region), "sts", "GetCallerIdentity")
+    sts = _client(aws, "sts", region)
+    if log is not None:
+        log(f"Contacting AWS STS at {sts.meta.endpoint_url} for the account of the credentials")
+    identity = call(sts, "sts", "GetCallerIdentity")
     return str(identity["Account"])
 
 
@@ -303,8 +312,9 @@ def prepare(name: str, *, tag: str, region: str | None = None, profile: str | No
     """
     region = resolve_region(region, profile=profile, project_region=project_region, environ=environ)
     aws = session(profile, region)
-    account = caller_account(aws, region)
+    account = caller_account(aws, region, log)
     ecr = _client(aws, "ecr", region)
+    log(f"Contacting Amazon ECR at {ecr.meta.endpoint_url} for repository {name}")
     repository = ensure_repository(ecr, name, account=account, region=region, create=create,
                                    immutable_tags=immutable_tags, scan_on_push=scan_on_push, log=log)
     if repository.tag_is_immutable(tag) and tag_exists(ecr, repository, tag):
@@ -313,10 +323,18 @@ def prepare(name: str, *, tag: str, region: str | None = None, profile: str | No
     return EcrTarget(repository=repository, auth=authorization(ecr))
 
 
+def client_config() -> Any:
+    """Short timeouts and few retries: see :data:`CONNECT_TIMEOUT`."""
+    from botocore.config import Config
+
+    return Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+                  retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"})
+
+
 def _client(aws: Any, service: str, region: str) -> Any:
     import botocore.exceptions
 
     try:
-        return aws.client(service, region_name=region)
+        return aws.client(service, region_name=region, config=client_config())
     except botocore.exceptions.BotoCoreError as exc:
         raise AwsError(f"cannot make an AWS {service} client: {exc}") from exc

@@ -67,6 +67,21 @@ def check_job_inputs(job_name: str, channels: Mapping[str, Path],
             raise ConfigError(f"--distribution {name}={kind}: use FullyReplicated or ShardedByS3Key")
 
 
+def check_channel_sources(channels: Mapping[str, Path], protected: Mapping[str, Path]) -> None:
+    """Refuse a channel that is, or contains, one of the *protected* directories (by what they
+    are, e.g. ``{"the project's .byoc/": path}``): a job would read its own output as input.
+
+    :raises ConfigError:
+    """
+    for name, path in channels.items():
+        source = path.resolve()
+        for what, directory in protected.items():
+            target = directory.resolve()
+            if target == source or source in target.parents:
+                raise ConfigError(f"channel {name!r}: {path} contains {what} ({target}); pass a"
+                                  " directory of input data only")
+
+
 def channel_files(source: Path) -> list[Path]:
     """The files of a channel, sorted by key; a file channel is that one file."""
     if source.is_file():

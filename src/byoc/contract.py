@@ -31,6 +31,8 @@ PORT = 8080
 PLATFORM = "linux/amd64"
 #: The largest request body an endpoint accepts (6 MiB).
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+#: The serving container's own body limit in MiB (SageMaker sets it for batch transform).
+MAX_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
 #: Seconds an endpoint waits for an answer from /invocations.
 INVOCATION_TIMEOUT = 60.0
 #: Seconds a /ping health check may take.

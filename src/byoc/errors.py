@@ -83,6 +83,12 @@ class Interrupted(ByocError):
     exit_code = 130
 
 
+class Terminated(Interrupted):
+    """byoc got SIGTERM; everything was cleaned up. Exits 143 (128 + SIGTERM), as is customary."""
+
+    exit_code = 143
+
+
 class CannotValidateError(ByocError):
     """``byoc validate`` could not put the image through its checks (no engine, no image)."""
 

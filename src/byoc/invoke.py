@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import contract
 from .errors import ConfigError, PredictError
 
-#: InvokeEndpoint's body limit.
+#: InvokeEndpoint's body limit (BodyBlob max 6291456 bytes).
 MAX_BODY = contract.MAX_PAYLOAD_BYTES
+#: The serving container's own body limit, in MiB, when set (the generated nginx follows it).
+MAX_PAYLOAD_ENV = contract.MAX_PAYLOAD_ENV
 INVOCATION_TIMEOUT = contract.INVOCATION_TIMEOUT
 CONTENT_TYPES = {".csv": "text/csv", ".json": "application/json", ".jsonl": "application/jsonlines",
                  ".jsonlines": "application/jsonlines", ".npy": "application/x-npy"}
@@ -31,16 +35,43 @@ def guess_content_type(path: Path | None) -> str:
     return kind
 
 
+def max_body(megabytes: float | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """The body limit in bytes: *megabytes* MiB when given, else the server's own setting
+    ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` when set, else InvokeEndpoint's 6 MiB.
+
+    :raises ConfigError: for a limit that is not a positive number of MiB.
+    """
+    env = os.environ if environ is None else environ
+    source = "--max-payload"
+    if megabytes is None and env.get(MAX_PAYLOAD_ENV, "").strip():
+        source = MAX_PAYLOAD_ENV
+        try:
+            megabytes = float(env[MAX_PAYLOAD_ENV])
+        except ValueError:
+            raise ConfigError(f"{MAX_PAYLOAD_ENV}={env[MAX_PAYLOAD_ENV]!r} is not a number of MiB"
+                              ) from None
+    if megabytes is None:
+        return MAX_BODY
+    if not megabytes > 0:
+        raise ConfigError(f"{source} must be a positive number of MiB, got {megabytes:g}")
+    return int(megabytes * 1024 * 1024)
+
+
 def predict(url: str, body: bytes, content_type: str, accept: str | None = None,
-            timeout: float = INVOCATION_TIMEOUT) -> Prediction:
+            timeout: float = INVOCATION_TIMEOUT, limit: int = MAX_BODY) -> Prediction:
     """POST *body* to ``<url>/invocations``.
 
-    :raises PredictError: for a body over 6 MiB (not sent), a non-2xx answer
+    :param limit: the largest body sent, in bytes (see :func:`max_body`).
+    :raises PredictError: for a body over *limit* (not sent), a non-2xx answer
         (status and body in the message), no answer, or a timeout.
     """
-    if len(body) > MAX_BODY:
-        raise PredictError(f"the body is {len(body)} bytes; SageMaker accepts at most {MAX_BODY}"
-                           " (6 MiB) per invocation")
+    if len(body) > limit:
+        if limit == MAX_BODY:
+            raise PredictError(f"the body is {len(body)} bytes; SageMaker accepts at most {MAX_BODY}"
+                               " (6 MiB) per invocation (for a local server with a higher"
+                               f" {MAX_PAYLOAD_ENV}, pass --max-payload MB)")
+        raise PredictError(f"the body is {len(body)} bytes, over the limit of {limit} bytes"
+                           f" ({limit / 1024 / 1024:g} MiB, from --max-payload or {MAX_PAYLOAD_ENV})")
     headers = {"Content-Type": content_type}
     if accept:
         headers["Accept"] = accept

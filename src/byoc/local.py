@@ -15,12 +15,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import _jobs, archive, contract
+from . import _jobs, archive, contract, images
 from ._docker import docker_available
 from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec, stop_all
 from .backends.docker import DockerBackend
 from .backends.process import ProcessBackend
-from .errors import ConfigError, ContainerFailedError, Interrupted, ServeError
+from .errors import ConfigError, ContainerFailedError, Interrupted, ServeError, Terminated
 from .project import LocalInputs, Project
 from .say import Say as Say
 from .say import quiet
@@ -32,13 +32,21 @@ DEFAULT_STARTUP_TIMEOUT = contract.STARTUP_TIMEOUT
 PING_TIMEOUT = contract.PING_TIMEOUT
 TRAIN_GRACE = contract.TRAIN_STOP_GRACE
 SERVE_GRACE = contract.SERVE_STOP_GRACE
+#: A server that cannot load its model answers /ping 503 with this header set to ``failed``
+#: (and its reason as plain text); ``loading`` while it loads.
+LOAD_STATUS_HEADER = "X-Model-Load-Status"
+LOAD_FAILED = "failed"
 
 
 def choose_backend(kind: str, project: Project | None, image: str | None,
                    say: Say = quiet, environ: Mapping[str, str] | None = None) -> Backend:
     """The backend *kind* names; ``auto`` is Docker when an engine answers, else processes.
 
+    On Docker without *image*, the project's ``<image>:latest`` is built when missing and rebuilt
+    when the project changed since it was built (:func:`byoc.images.ensure_current`).
+
     :raises ConfigError: when the process backend is asked for an image byoc did not make.
+    :raises BuildError: when that build fails.
     """
     if kind not in BACKENDS:
         raise ConfigError(f"unknown backend {kind!r}; use auto, docker or process")
@@ -61,14 +69,26 @@ def choose_backend(kind: str, project: Project | None, image: str | None,
         if project is None:
             raise ConfigError("pass --image, or run inside a byoc project")
         image = f"{project.image}:latest"
+        # the project's image must be what the project is now: built when missing, rebuilt
+        # when the project changed since (an --image is run as it is)
+        images.ensure_current(project.root, image, log=say, environ=environ)
     return DockerBackend(image, environ)
+
+
+class SigTerm(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so the same cleanup runs."""
+
+
+def interrupted(message: str, cause: BaseException) -> Interrupted:
+    """The error to raise after *cause* (Ctrl-C or SIGTERM) stopped byoc: exit 130 or 143."""
+    return Terminated(message) if isinstance(cause, SigTerm) else Interrupted(message)
 
 
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """Treat SIGTERM to byoc like Ctrl-C, so cleanup runs."""
+    """Treat SIGTERM to byoc like Ctrl-C (as :class:`SigTerm`), so cleanup runs."""
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        raise SigTerm
 
     try:
         previous = signal.signal(signal.SIGTERM, raise_interrupt)
@@ -143,6 +163,9 @@ def train(*, backend: Backend, project: Project | None = None,
     job_dir = jobs_dir.resolve() / job_name
     if job_dir.exists():
         raise ConfigError(f"{job_dir} exists already; pick another --job-name")
+    protected = {"the project's .byoc/": project.state_dir} if project is not None else {}
+    protected["the job output directory"] = jobs_dir
+    _jobs.check_channel_sources(sources, protected)
     for note in notes:
         say(f"warning: {note}")
 
@@ -152,6 +175,8 @@ def train(*, backend: Backend, project: Project | None = None,
                      for name in sorted(sources)]
     region = region or (project.region if project else None) or contract.DEFAULT_REGION
     job_env = {**env, **contract.job_env(job_name, region)}
+    if isinstance(backend, DockerBackend):
+        backend.client  # noqa: B018  (an engine and the image, before anything is written)
     job_dir.mkdir(parents=True)
     say(f"job {job_name}: {len(hosts)} host(s) on {backend.name}; artifacts in {job_dir}")
     statuses: dict[str, int] = {}
@@ -160,18 +185,18 @@ def train(*, backend: Backend, project: Project | None = None,
         notes += staged_notes
         for note in staged_notes:
             say(f"warning: {note}")
-        spec = TrainSpec(job_name, specs, job_env, job_dir / "logs", grace_seconds)
+        spec = TrainSpec(job_name, specs, job_env, job_dir / "logs", grace_seconds, notify=say)
         sink = log or (lambda host, line: None)
-        interrupted = False
+        stopped_by: KeyboardInterrupt | None = None
         try:
             with sigterm_interrupts():
                 statuses = backend.train(spec, sink)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:
+            stopped_by = exc
         collected = _jobs.collect(job_dir, specs, statuses)
-        if interrupted:
-            raise Interrupted(f"training job {job_name} interrupted: every host was stopped and"
-                              f" removed; what they wrote is in {job_dir}")
+        if stopped_by is not None:
+            raise interrupted(f"training job {job_name} interrupted: every host was stopped and"
+                              f" removed; what they wrote is in {job_dir}", stopped_by)
     finally:
         _jobs.remove_tree(job_dir / "hosts")
         _jobs.remove_tree(job_dir / "shards")
@@ -196,10 +221,16 @@ class RunningServer:
 
 
 def check_port_free(port: int) -> None:
-    """:raises PortInUseError: when something listens on 127.0.0.1:*port*."""
+    """:raises PortInUseError: when something listens on 127.0.0.1:*port*.
+
+    The probe binds with ``SO_REUSEADDR``, as servers do, so connections of a stopped server
+    still in TIME-WAIT do not count: only a listener (or a socket bound without that option)
+    makes the port busy.
+    """
     from .errors import PortInUseError
 
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -261,17 +292,25 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
             try:
                 wait_until_ready(server, startup_timeout, ready_interval)
                 yield RunningServer(server.url, server)
-            except KeyboardInterrupt:
-                raise Interrupted("server stopped") from None
+            except KeyboardInterrupt as exc:
+                raise interrupted("server stopped", exc) from None
     finally:
         if server is not None:
-            stop_all({"serve": server}, grace_seconds)
+            stop_all({"serve": server}, grace_seconds, say=say)
             server.close()
         _jobs.remove_tree(scratch)
 
 
 def wait_until_ready(server: Server, timeout: float, interval: float = 0.25) -> None:
-    """Poll ``GET /ping`` (2 s per check) until it answers 200."""
+    """Poll ``GET /ping`` (2 s per check) until it answers 200.
+
+    A server that is still loading its model gets the whole *timeout*; one that answers
+    ``/ping`` with ``X-Model-Load-Status: failed`` has given up, and its reason (the body's
+    first line) is reported at once, as is a server that exits.
+
+    :raises ServeError: when the server exits, says the model failed to load, or is not ready
+        within *timeout*.
+    """
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     while True:
@@ -285,7 +324,13 @@ def wait_until_ready(server: Server, timeout: float, interval: float = 0.25) -> 
                     return
                 last = f"HTTP {response.status}"
         except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}: {exc.read(200).decode(errors='replace').strip()}"
+            with exc:
+                text = exc.read(2000).decode(errors="replace").strip()
+            if exc.headers.get(LOAD_STATUS_HEADER, "").strip().lower() == LOAD_FAILED:
+                reason = text.splitlines()[0] if text else f"HTTP {exc.code} with no reason given"
+                raise ServeError(f"the server cannot load the model: {reason}",
+                                 detail=server.log_tail()) from None
+            last = f"HTTP {exc.code}: {text[:200]}"
         except (urllib.error.URLError, OSError) as exc:
             last = str(getattr(exc, "reason", exc))
         if time.monotonic() > deadline:

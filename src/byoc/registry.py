@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import platform as platform_module
 import re
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -121,12 +120,15 @@ def push(project: Project | None = None, *, image: str | None = None,
     if project is not None:
         local = image or f"{project.image}:latest"
         name = repository or project.repository or project.image
-        tag = tag or default_tag(project.root)
     elif image is not None:
         local, name = image, repository or _repository_of(image)
-        tag = tag or default_tag(Path.cwd())
     else:
         raise ConfigError("nothing to push: give a project directory or --image")
+    ready = False
+    if tag is None:  # the tag names what the image was built from: settle the image first
+        tag = source_tag(_prepare_image(project, local, explicit=image is not None,
+                                        build_args=build_args, log=log, environ=env), log=log)
+        ready = True
     if not TAG_PATTERN.fullmatch(tag):
         raise ConfigError(f"invalid tag {tag!r}: letters, digits, _ . - (at most 128, not first . -)")
     if tag == "latest":
@@ -145,14 +147,11 @@ def push(project: Project | None = None, *, image: str | None = None,
             auth = RegistryAuth(registry=host, username=auth.username, password=auth.password)
     else:
         host = registry
+    if not ready:
+        _prepare_image(project, local, explicit=image is not None, build_args=build_args, log=log,
+                       environ=env)
     client = docker_client(env)
     try:
-        if not _image_present(client, local):
-            if project is None:
-                raise ImageNotFoundError(f"image {local} is not in the local engine: build it"
-                                         " first (byoc build), or run from the project directory")
-            log(f"Image {local} is missing: building it")
-            images.build(project.root, tag=local, build_args=build_args, log=log, environ=env)
         return push_image(local, registry=host, repository=name, tag=tag, auth=auth, log=log,
                           progress=progress, client=client)
     finally:
@@ -210,33 +209,69 @@ def default_tag(root: Path, *, now: datetime | None = None) -> str:
     """A traceable tag: the git commit of *root* (``<sha>-dirty-<time>`` when the tree under
     *root* has changes, so two different dirty states never share a tag), else the UTC time.
     """
+    return tag_of_source(images.git_source(root), now=now)
+
+
+def tag_of_source(source: str, *, now: datetime | None = None) -> str:
+    """The tag for an image built from *source* (:data:`byoc.images.SOURCE_LABEL`: ``<sha>``,
+    ``<sha>-dirty`` or ""): ``<sha>``, ``<sha>-dirty-<time>``, or the UTC time."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    commit = _git(root, "rev-parse", "--short=12", "HEAD")
-    if not commit:
+    if not source:
         return stamp
-    status = _git(root, "status", "--porcelain", "--", ".")
-    return f"{commit}-dirty-{stamp}" if status else commit
+    return f"{source}-{stamp}" if source.endswith("-dirty") else source
 
 
-def _git(root: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                              check=False, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
+@dataclass(frozen=True)
+class _Prepared:
+    """The image to push: whether it is the project as it is now, else what it says of itself."""
+
+    reference: str
+    root: Path | None
+    current: bool
+    recorded: images.Provenance | None = None
 
 
-def _image_present(client: Any, reference: str) -> bool:
-    import docker.errors
+def _prepare_image(project: Project | None, local: str, *, explicit: bool,
+                   build_args: Mapping[str, str] | None, log: Say,
+                   environ: Mapping[str, str]) -> _Prepared:
+    """Make sure *local* is there to push: the project's own image is built when missing and
+    rebuilt when the project changed since; an ``--image`` is pushed as it is.
 
-    try:
-        client.api.inspect_image(reference)
-    except docker.errors.ImageNotFound:
-        return False
-    except docker.errors.APIError as exc:
-        raise PushError(f"cannot inspect image {reference}: {explain(exc)}") from exc
-    return True
+    :raises ImageNotFoundError: an ``--image`` missing outside a project.
+    :raises BuildError: the build failed.
+    """
+    found = images.provenance(local, environ)
+    if project is not None and (not explicit or not found.present):
+        digest = images.ensure_current(project.root, local, build_args=build_args, log=log,
+                                       environ=environ)
+        return _Prepared(local, project.root, current=bool(digest),
+                         recorded=None if digest else found)
+    if not found.present:
+        raise ImageNotFoundError(f"image {local} is not in the local engine: build it"
+                                 " first (byoc build), or run from the project directory")
+    if project is not None and found.matches(images.context_hash(project.root)):
+        return _Prepared(local, project.root, current=True)
+    return _Prepared(local, None, current=False, recorded=found)
+
+
+def source_tag(prepared: _Prepared, *, log: Say = quiet, now: datetime | None = None) -> str:
+    """The default tag: what the image was really built from (see :func:`tag_of_source`).
+
+    The project's tree names it when the image is the project as it is now; otherwise the
+    image's own :data:`byoc.images.SOURCE_LABEL` does, and without one only the time is used.
+    """
+    if prepared.current and prepared.root is not None:
+        return default_tag(prepared.root, now=now)
+    recorded = prepared.recorded
+    if recorded is None or not recorded.context:
+        tag = tag_of_source("", now=now)
+        log(f"warning: image {prepared.reference} does not say what it was built from: tagging it"
+            f" {tag} (the time), not with a commit")
+        return tag
+    tag = tag_of_source(recorded.source, now=now)
+    log(f"Image {prepared.reference} is not the project as it is now: tagging it {tag}, after what"
+        " it was built from")
+    return tag
 
 
 def platform_warning(image_platform: str, host_machine: str | None = None) -> str | None:

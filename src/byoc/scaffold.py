@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import ByocError, ConfigError, ProjectExistsError
 
@@ -56,19 +58,19 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
 
     check_name(name)
     template = template or template_dir()
-    context = _check_context(dict(extra_context or {}), template_variables(template))
+    variables = template_variables(template)
+    context = _check_context(dict(extra_context or {}), variables)
     parent = (output_dir or Path.cwd()).resolve()
     target = parent / name
     if target.exists():
         raise ProjectExistsError(f"{target} already exists; choose another name or remove it")
+    if not no_input:
+        context = ask(name, context, variables)
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
     try:
-        rendered = Path(cookiecutter(str(template), no_input=no_input, output_dir=str(staging),
+        rendered = Path(cookiecutter(str(template), no_input=True, output_dir=str(staging),
                                      extra_context={**context, "project_slug": name}))
-        if rendered.name != name:
-            raise ConfigError(f"the project name was changed to {rendered.name!r} at the prompt;"
-                              f" run `byoc new {rendered.name}` instead")
         try:
             rendered.rename(target)  # atomic; fails if the target appeared meanwhile
         except OSError as exc:
@@ -85,9 +87,71 @@ def _check_context(context: dict[str, str], variables: Mapping[str, object]) -> 
         if key not in variables or key == "project_slug":
             settable = ", ".join(k for k in variables if k != "project_slug")
             raise ConfigError(f"unknown template variable {key!r} (can set: {settable})")
-        choices = variables[key]
-        if isinstance(choices, list) and value not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
-        if key == "program" and not value.isidentifier():
-            raise ConfigError(f"program must be a Python identifier, got {value!r}")
+        check_value(key, value, variables)
     return context
+
+
+def check_value(key: str, value: str, variables: Mapping[str, object]) -> str:
+    """Return *value* if the template variable *key* may take it; :raises ConfigError: otherwise."""
+    from ._ecr import REGION_PATTERN, REPOSITORY_PATTERN
+
+    choices = variables.get(key)
+    if isinstance(choices, list) and value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+    if key == "program" and not (value.isidentifier() and value.isascii()):
+        raise ConfigError(f"program must be a Python identifier, got {value!r}")
+    if key == "aws_region" and not REGION_PATTERN.fullmatch(value):
+        raise ConfigError(f"aws_region must be an AWS region name (e.g. us-east-1), got {value!r}")
+    if key == "ecr_repository" and not (REPOSITORY_PATTERN.fullmatch(value)
+                                        and 2 <= len(value) <= 256):
+        raise ConfigError(f"ecr_repository must be a valid ECR repository name (lower-case letters,"
+                          f" digits and . _ - /, 2 to 256 characters), got {value!r}")
+    return value
+
+
+#: What is asked for each variable; the others are asked by their name.
+QUESTIONS = {"description": "Description", "program": "Program directory (a Python identifier)",
+             "framework": "Framework", "aws_region": "AWS region",
+             "ecr_repository": "ECR repository"}
+
+
+def ask(name: str, given: Mapping[str, str], variables: Mapping[str, object],
+        prompt: Callable[..., Any] | None = None, interactive: bool | None = None) -> dict[str, str]:
+    """Ask for every template variable not in *given* (NAME is never asked: it is the slug).
+
+    Each answer is checked as soon as it is given: on a terminal a bad answer is asked again;
+    otherwise (answers piped in) it is an error.
+
+    :param prompt: ``click.prompt`` or a stand-in.
+    :raises ConfigError: for a bad answer when not *interactive*.
+    """
+    import click
+    from cookiecutter.environment import StrictEnvironment
+    from cookiecutter.prompt import render_variable
+
+    prompt = prompt or click.prompt
+    if interactive is None:
+        interactive = sys.stdin.isatty()
+    environment = StrictEnvironment(context={})
+    context: dict[str, Any] = {**variables, **given, "project_slug": name}
+    answers = dict(given)
+    for key, raw in variables.items():
+        if key == "project_slug" or key in given:
+            continue
+        choices = [str(choice) for choice in raw] if isinstance(raw, list) else None
+        default = choices[0] if choices else str(render_variable(environment, raw, context))
+
+        def convert(value: str, key: str = key) -> str:
+            try:
+                return check_value(key, value.strip(), variables)
+            except ConfigError as exc:
+                if interactive:
+                    raise click.BadParameter(exc.message) from None
+                raise
+
+        text = QUESTIONS.get(key, key)
+        if choices and len(choices) > 1:
+            text += f" ({', '.join(choices)})"
+        answer = prompt(text, default=default, value_proc=convert, show_default=True)
+        answers[key] = context[key] = answer
+    return answers

@@ -30,6 +30,8 @@ class TrainSpec:
     env: Mapping[str, str]
     log_dir: Path
     grace_seconds: float = 120.0
+    #: Tells the user what stopping is waiting for (see :func:`stop_all`).
+    notify: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,12 +129,13 @@ class LogPump:
         self.sink(self.host, line)
 
 
-def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2) -> dict[str, int]:
+def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2,
+              say: Callable[[str], None] | None = None) -> dict[str, int]:
     """Wait for every run to exit; when one fails, stop the others.
 
     On any exception (KeyboardInterrupt included) every run still going is
-    stopped, SIGTERM first and SIGKILL after *grace_seconds*, and the
-    exception propagates.
+    stopped, SIGTERM first and SIGKILL after *grace_seconds* (see :func:`stop_all`),
+    and the exception propagates.
     """
     try:
         while True:
@@ -140,23 +143,44 @@ def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2) 
             if all(status is not None for status in statuses.values()):
                 return {host: int(status) for host, status in statuses.items() if status is not None}
             if any(status not in (None, 0) for status in statuses.values()):
-                stop_all(runs, grace_seconds)
+                stop_all(runs, grace_seconds, say=say)
             time.sleep(poll)
     except BaseException:
-        stop_all(runs, grace_seconds)
+        stop_all(runs, grace_seconds, say=say)
         raise
 
 
-def stop_all(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.1) -> None:
-    """SIGTERM every run still going; SIGKILL what is left after *grace_seconds*."""
+#: A run still going this long after SIGTERM makes :func:`stop_all` say what it waits for.
+QUIET_STOP_SECONDS = 1.0
+
+
+def stop_all(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.1,
+             say: Callable[[str], None] | None = None) -> None:
+    """SIGTERM every run still going; SIGKILL what is left after *grace_seconds*.
+
+    When a run outlives SIGTERM by :data:`QUIET_STOP_SECONDS`, *say* is told
+    ``stopping; waiting up to N s; Ctrl-C again to kill``; a Ctrl-C (or SIGTERM
+    raised as KeyboardInterrupt) while waiting kills what is left at once.
+    """
     running = [run for run in runs.values() if run.poll() is None]
     for run in running:
         run.terminate()
-    deadline = time.monotonic() + grace_seconds
-    while any(run.poll() is None for run in running):
-        if time.monotonic() > deadline:
-            for run in running:
-                if run.poll() is None:
-                    run.kill()
-            break
-        time.sleep(poll)
+    sent = time.monotonic()
+    deadline = sent + grace_seconds
+    told = say is None
+    try:
+        while any(run.poll() is None for run in running):
+            now = time.monotonic()
+            if now > deadline:
+                break
+            if not told and now - sent >= QUIET_STOP_SECONDS:
+                told = True
+                assert say is not None
+                say(f"stopping; waiting up to {max(0.0, deadline - now):.0f} s; Ctrl-C again to kill")
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        if say is not None:
+            say("killing")
+    for run in running:
+        if run.poll() is None:
+            run.kill()

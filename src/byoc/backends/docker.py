@@ -101,7 +101,7 @@ class DockerBackend:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = docker_client(self.environ)
+            self._client = docker_client(self.environ, alternative="use --backend process")
             self._check_image()
         return self._client
 
@@ -138,7 +138,7 @@ class DockerBackend:
             for run in runs.values():
                 run.container.start()
                 run.pump.start(run.container.logs(stream=True, follow=True))
-            return supervise(runs, spec.grace_seconds)
+            return supervise(runs, spec.grace_seconds, say=spec.notify)
         except docker.errors.APIError as exc:
             raise DockerUnavailableError(f"Docker refused the job: {explain(exc)}") from exc
         finally:

@@ -42,7 +42,8 @@ def new(name: str, output_dir: Path, no_input: bool, settings: tuple[str, ...]) 
 @click.argument("project", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--tag", "-t", help="Image reference to build (default: <image>:latest from byoc.toml).")
 @click.option("--build-arg", multiple=True, metavar="KEY=VALUE", help="Docker build argument.")
-@click.option("--platform", help=f"Target platform; SageMaker runs {contract.PLATFORM}.")
+@click.option("--platform", help=f"Target platform; SageMaker runs {contract.PLATFORM}. Another than"
+                                 " the engine's own needs docker buildx (BuildKit).")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
 @click.option("--network", help="Network for RUN steps (e.g. host).")
 def build(project: Path | None, tag: str | None, build_arg: tuple[str, ...], platform: str | None,
@@ -57,11 +58,12 @@ def build(project: Path | None, tag: str | None, build_arg: tuple[str, ...], pla
 
 @cli.command()
 @click.argument("project", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--image", help="Local image to push (default: <image>:latest of byoc.toml, built"
-                               " when missing).")
+@click.option("--image", help="Local image to push as it is (default: <image>:latest of byoc.toml,"
+                               " built when missing or older than the project).")
 @click.option("--repository", help="Repository (default: [aws] repository, else the image name).")
-@click.option("--tag", "-t", help="Tag pushed alongside the digest (default: the git commit, with"
-                                  " -dirty-<time> for a changed tree; a UTC time outside git).")
+@click.option("--tag", "-t", help="Tag pushed alongside the digest (default: the git commit the"
+                                  " image was built from, with -dirty-<time> for a changed tree; a"
+                                  " UTC time when that is unknown).")
 @click.option("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile,"
                                " then [aws] region).")
 @click.option("--profile", help="AWS profile for the credentials.")

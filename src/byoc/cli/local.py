@@ -12,7 +12,7 @@ from .. import invoke
 from .. import local as harness
 from ..errors import ConfigError, Interrupted, ServeError
 from ..project import Project
-from .options import BACKEND, ENV, IMAGE, PROJECT, echo_err, log_line, pairs
+from .options import BACKEND, ENV, IMAGE, PROJECT, channel_paths, echo_err, log_line, pairs
 
 
 @click.group(name="local")
@@ -49,7 +49,7 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
     """Run a training job against local channels; print the model archive's path."""
     loaded = Project.find(project, required=image is None)
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
-    channels = {name: Path(path) for name, path in pairs(channel, "--channel").items()} or None
+    channels = channel_paths(channel)
     hyperparameters = harness.hyperparameters_of(loaded, hyperparameters_file,
                                                  pairs(hyperparameter, "--hyperparameter"))
     result = harness.train(
@@ -95,8 +95,9 @@ def serve(project: Path | None, image: str | None, backend: str, model: Path | N
                 time.sleep(0.5)
             raise ServeError(f"the server exited with status {status}",
                              detail=running.server.log_tail())
-    except Interrupted:
+    except Interrupted as exc:
         echo_err("stopped; the server and its files are removed")
+        raise click.exceptions.Exit(exc.exit_code) from None
 
 
 @local_group.command()
@@ -105,8 +106,13 @@ def serve(project: Path | None, image: str | None, backend: str, model: Path | N
               help="Where the server listens.")
 @click.option("--content-type", help="Content-Type of the body (default: from the file's suffix).")
 @click.option("--accept", help="Accept header: the response type wanted.")
-def predict(file: Path | None, url: str, content_type: str | None, accept: str | None) -> None:
+@click.option("--max-payload", type=float, metavar="MB",
+              help=f"Largest body to send, in MiB (default: ${invoke.MAX_PAYLOAD_ENV} when set, as"
+                   " the server reads it, else InvokeEndpoint's 6).")
+def predict(file: Path | None, url: str, content_type: str | None, accept: str | None,
+            max_payload: float | None) -> None:
     """POST FILE (or - for stdin) to /invocations and print the answer."""
+    limit = invoke.max_body(max_payload)
     if file is None:
         raise ConfigError("pass a payload FILE, or - to read standard input")
     if str(file) == "-":
@@ -118,6 +124,6 @@ def predict(file: Path | None, url: str, content_type: str | None, accept: str |
         except OSError as exc:
             raise ConfigError(f"cannot read {file}: {exc.strerror}") from exc
         kind = content_type or invoke.guess_content_type(file)
-    answer = invoke.predict(url, body, kind, accept)
+    answer = invoke.predict(url, body, kind, accept, limit=limit)
     sys.stdout.buffer.write(answer.body)
     sys.stdout.flush()

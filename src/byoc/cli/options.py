@@ -9,11 +9,13 @@ from typing import Any
 import click
 
 from .. import local
-from ..errors import ByocError, ConfigError
+from ..errors import ByocError, ConfigError, Interrupted
 
 PROJECT = click.argument("project", required=False,
                          type=click.Path(file_okay=False, exists=True, path_type=Path))
-IMAGE = click.option("--image", help="Run this image instead of the project's (needs Docker).")
+IMAGE = click.option("--image", help="Run this image as it is instead of the project's (needs"
+                                    " Docker). The project's is built when missing or older than"
+                                    " the project.")
 BACKEND = click.option("--backend", type=click.Choice(local.BACKENDS), default="auto",
                        show_default=True,
                        help="docker, process (the project's programs on this machine) or auto.")
@@ -32,6 +34,9 @@ class ByocGroup(click.Group):
             if exc.detail:
                 click.echo(exc.detail.rstrip(), err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(Interrupted.exit_code)
 
 
 def pairs(values: Iterable[str], option: str) -> dict[str, str]:
@@ -43,6 +48,17 @@ def pairs(values: Iterable[str], option: str) -> dict[str, str]:
             raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}")
         result[key] = value
     return result
+
+
+def channel_paths(values: Iterable[str]) -> dict[str, Path] | None:
+    """``--channel NAME=PATH`` options; None when there are none. :raises ConfigError: for an
+    empty PATH (it would mean the current directory)."""
+    channels: dict[str, Path] = {}
+    for name, path in pairs(values, "--channel").items():
+        if not path.strip():
+            raise ConfigError(f"--channel {name}= has an empty path; give the channel's directory")
+        channels[name] = Path(path)
+    return channels or None
 
 
 def echo_err(message: str) -> None:

@@ -10,7 +10,7 @@ import click
 from .. import validate as api
 from ..errors import ConfigError
 from ..project import Project
-from .options import echo_err, log_line, pairs
+from .options import channel_paths, echo_err, log_line, pairs
 
 
 @click.command(name="validate")
@@ -53,9 +53,11 @@ def validate_command(image: str, channel: tuple[str, ...], hyperparameter: tuple
 
     Runs `docker run IMAGE train` on the channels with no network, then `docker
     run IMAGE serve` with the model it wrote, and prints one line per check:
-    pass, fail, warn or skipped, what it saw, the rule (CONTRACT.md section) and
-    for a failure what to change. Exit 0: nothing failed; 1: a check failed;
-    2: it could not run (bad input, no Docker engine, no such image).
+    pass, fail, warn or skipped, what it saw, the rule of SageMaker's container
+    contract it enforces (A1 start and stop, A2 paths, A6 exit status and failure
+    file, B1 serve start and stop, B2 HTTP) and for a failure what to change.
+    Exit 0: nothing failed; 1: a check failed; 2: it could not run (bad input,
+    no Docker engine, no such image).
 
     The server runs with --network none and is probed from a second container
     made from IMAGE that shares its network namespace, so IMAGE needs a python3
@@ -67,9 +69,9 @@ def validate_command(image: str, channel: tuple[str, ...], hyperparameter: tuple
     bad = None
     if bad_hyperparameter is not None:
         bad = next(iter(pairs([bad_hyperparameter], "--bad-hyperparameter").items()))
-    channels = {name: Path(path) for name, path in pairs(channel, "--channel").items()}
+    channels = channel_paths(channel)
     report = api.validate(
-        image, project=Project.find(required=False), channels=channels or None,
+        image, project=Project.find(required=False), channels=channels,
         hyperparameters=pairs(hyperparameter, "--hyperparameter"), payload=payload,
         content_type=content_type, model=model, train=not serve_only, serve=not train_only,
         bad_hyperparameter=bad, train_grace=train_grace, serve_grace=serve_grace,

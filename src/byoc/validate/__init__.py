@@ -3,8 +3,8 @@
 :func:`validate` runs the image as SageMaker would (``docker run IMAGE train``
 with no network, then ``docker run IMAGE serve`` with the model it made) and
 returns a :class:`Report` of :class:`Check` results. Each check cites its
-section of the contract (CONTRACT.md A1, B2, ...). A failed check means the
-image breaks a rule, a warning flags a pitfall, and a skipped check could not
+section of SageMaker's container contract (A1, B2, ... as the README lists
+them). A failed check means the image breaks a rule, a warning flags a pitfall, and a skipped check could not
 be judged. Every container and temp directory is removed afterwards, also on
 failure and Ctrl-C.
 """
@@ -31,7 +31,6 @@ from ..errors import (
     CannotValidateError,
     ConfigError,
     DockerUnavailableError,
-    Interrupted,
 )
 from ..project import Project
 from ..say import Say, quiet
@@ -225,9 +224,9 @@ def validate(image: str, *, project: Project | None = None,
         try:
             with harness.sigterm_interrupts():
                 checks = _run(session, facts, train_inputs, serve_inputs)
-        except KeyboardInterrupt:
-            raise Interrupted("validation interrupted: every container it started was removed"
-                              ) from None
+        except KeyboardInterrupt as exc:
+            raise harness.interrupted("validation interrupted: every container it started was"
+                                      " removed", exc) from None
         finally:
             session.close()
     finally:

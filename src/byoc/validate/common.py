@@ -39,7 +39,7 @@ class Check:
     """One check's outcome.
 
     :param name: e.g. ``train.failure``.
-    :param rule: the CONTRACT.md section it enforces, e.g. ``A6``.
+    :param rule: the section of the container contract it enforces, e.g. ``A6``.
     :param result: ``pass``, ``fail``, ``warn`` or ``skipped``.
     :param saw: what the check observed, in a line.
     :param fix: for a failure or warning, what to change.
@@ -99,6 +99,8 @@ class Started:
 
     run: ContainerRun
     started_at: float
+    #: Whether :meth:`stop`'s SIGTERM reached a running container (None: not sent yet).
+    term_delivered: bool | None = None
 
     @property
     def container(self) -> Any:
@@ -116,8 +118,14 @@ class Started:
 
     def stop(self, grace: float) -> tuple[bool, float, int | None]:
         """SIGTERM, then SIGKILL after *grace*: (stopped without SIGKILL, seconds, status)."""
+        import docker.errors
+
         sent = time.monotonic()
-        self.run.terminate()
+        try:
+            self.container.kill(signal="SIGTERM")
+            self.term_delivered = True
+        except docker.errors.APIError:  # 409: it is not running (any more)
+            self.term_delivered = False
         status = self.wait(grace, interval=0.1)
         seconds = time.monotonic() - sent
         if status is not None:

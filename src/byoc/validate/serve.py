@@ -301,6 +301,21 @@ def _invoke(prober: Prober, inputs: ServeInputs, content_type: str,
                         "body": body, "timeout": INVOCATION_TIMEOUT})
 
 
+#: What to change when an invocation never answers: the usual cause is a model loaded before the
+#: server forks its workers, whose library started threads (they do not survive fork).
+NO_ANSWER_FIX = (
+    "An invocation that never answers (or a proxy's 504) is most often a model loaded in the server's"
+    " master process before it forks its workers (gunicorn --preload; the template's"
+    " MODEL_SERVER_PRELOAD setting): libraries that start threads when they load (XGBoost, OpenMP in"
+    " PyTorch, ...) deadlock in the forked workers. Load the model after fork, in each worker, unless"
+    " the model is known to be fork-safe.")
+
+
+def _unanswered(answer: dict[str, Any]) -> bool:
+    """No HTTP answer at all, or a gateway timeout from a proxy in front of the model."""
+    return "status" not in answer or int(answer.get("status", 0)) in (0, 504)
+
+
 def _ok(answer: dict[str, Any]) -> bool:
     return 200 <= int(answer.get("status", 0)) < 300
 
@@ -317,8 +332,9 @@ def _http_checks(prober: Prober, inputs: ServeInputs) -> dict[str, Check]:
     else:
         checks["serve.invocations"] = Check(
             "serve.invocations", "B2", FAIL, f"{describe(plain)} for {inputs.payload.name} as {kind}",
-            fix="POST /invocations must answer the sample payload with 2xx within 60 s (check"
-                " --payload and --content-type).")
+            fix=NO_ANSWER_FIX if _unanswered(plain) else
+            "POST /invocations must answer the sample payload with 2xx within 60 s (check"
+            " --payload and --content-type).")
 
     if not _ok(plain):
         checks["serve.headers"] = Check("serve.headers", "B2", SKIPPED,
@@ -346,12 +362,21 @@ def _http_checks(prober: Prober, inputs: ServeInputs) -> dict[str, Check]:
             fix="Answer a content type you cannot read with a 4xx (415), not a 5xx: a 5xx says the"
                 " model is broken, a 4xx that the request is.")
 
+    if _unanswered(plain):
+        checks["serve.large_body"] = Check(
+            "serve.large_body", "B2", SKIPPED,
+            "the sample invocation got no answer, so the body size cannot be told apart; see"
+            " serve.invocations")
+        checks["serve.ping_under_load"] = _load_check(prober, inputs)
+        return checks
     big = _invoke(prober, inputs, kind, size=MAX_BODY)
     status = int(big.get("status", 0))
     saw = f"{describe(big)} for a {MAX_BODY}-byte (6 MiB) body"
     limit_fix = ("Accept bodies up to 6 MiB, InvokeEndpoint's limit: raise nginx client_max_body_size"
                  " (the SageMaker example's 5m is too small) and your framework's limit.")
-    if 200 <= status < 300:
+    if _unanswered(big):
+        checks["serve.large_body"] = Check("serve.large_body", "B2", FAIL, saw, fix=NO_ANSWER_FIX)
+    elif 200 <= status < 300:
         checks["serve.large_body"] = Check("serve.large_body", "B2", PASS, saw)
     elif status == 413 or not status or status >= 500:
         checks["serve.large_body"] = Check("serve.large_body", "B2", FAIL, saw, fix=limit_fix)
@@ -392,6 +417,9 @@ def _sigterm_check(served: Served, grace: float) -> Check:
     if served.server is None or served.server.poll() is not None:
         return Check("serve.sigterm", "B1", SKIPPED, "the server is not running")
     stopped, seconds, status = served.server.stop(grace)
+    if not served.server.term_delivered:
+        return Check("serve.sigterm", "B1", SKIPPED,
+                     f"the server exited (status {status}) before SIGTERM reached it")
     if stopped:
         return Check("serve.sigterm", "B1", PASS, f"exit {status} {seconds:.1f} s after SIGTERM")
     return Check("serve.sigterm", "B1", FAIL,

@@ -340,6 +340,10 @@ def _sigterm_check(session: Session, inputs: TrainInputs, network: str) -> Check
                      f"train finished (exit {status}) before SIGTERM could be sent; give it"
                      " channels that take longer to check this")
     stopped, seconds, status = started.stop(inputs.grace)
+    if not started.term_delivered:
+        return Check("train.sigterm", "A1", SKIPPED,
+                     f"train finished (exit {status}) before SIGTERM reached it; give it"
+                     " channels that take longer to check this")
     if stopped:
         reason = first_line(run.failure)
         noted = f"; FailureReason {reason!r}" if reason else ""
