@@ -90,6 +90,8 @@ def stage_hosts(job_dir: Path, hosts: Sequence[str], channels: Sequence[contract
     notes: list[str] = []
     mounts: dict[str, dict[str, Path]] = {host: {} for host in hosts}
     for channel in channels:
+        if channel.input_mode == "Pipe":
+            continue  # streamed into FIFOs instead (byoc.inputs.pipe)
         source = sources[channel.name].resolve()
         if channel.distribution == "ShardedByS3Key" or source.is_file():
             base = source.parent if source.is_file() else source
@@ -108,7 +110,8 @@ def stage_hosts(job_dir: Path, hosts: Sequence[str], channels: Sequence[contract
         root = job_dir / "hosts" / host
         contract.write_training_config(root, hyperparameters, channels, host=host, hosts=hosts)
         for channel in channels:
-            contract.OptMl(root).channel(channel.name).mkdir(parents=True, exist_ok=True)
+            if channel.input_mode != "Pipe":  # Pipe mode has FIFOs and no directory
+                contract.OptMl(root).channel(channel.name).mkdir(parents=True, exist_ok=True)
         specs.append(HostSpec(host=host, root=root, channels=mounts[host]))
     return specs, notes
 

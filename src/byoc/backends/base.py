@@ -30,6 +30,8 @@ class TrainSpec:
     env: Mapping[str, str]
     log_dir: Path
     grace_seconds: float = 120.0
+    #: Told the host and its status when a host fails and the others are being stopped.
+    on_host_failure: Callable[[str, int], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,9 @@ class LogPump:
         self.sink(self.host, line)
 
 
-def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2) -> dict[str, int]:
-    """Wait for every run to exit; when one fails, stop the others.
+def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2,
+              on_failure: Callable[[str, int], None] | None = None) -> dict[str, int]:
+    """Wait for every run to exit; when one fails, stop the others (*on_failure* is told first).
 
     On any exception (KeyboardInterrupt included) every run still going is
     stopped, SIGTERM first and SIGKILL after *grace_seconds*, and the
@@ -139,7 +142,10 @@ def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2) 
             statuses = {host: run.poll() for host, run in runs.items()}
             if all(status is not None for status in statuses.values()):
                 return {host: int(status) for host, status in statuses.items() if status is not None}
-            if any(status not in (None, 0) for status in statuses.values()):
+            failed = [(host, status) for host, status in statuses.items() if status not in (None, 0)]
+            if failed:
+                if on_failure is not None and any(status is None for status in statuses.values()):
+                    on_failure(*failed[0])
                 stop_all(runs, grace_seconds)
             time.sleep(poll)
     except BaseException:

@@ -1,8 +1,10 @@
 """Run any image on a Docker engine, as SageMaker would.
 
-Training: one container per host, named by host (``algo-1`` ..) on a private
-bridge network, the host's tree bind-mounted at /opt/ml and each channel
-mounted read-only over it. Serving: ``serve`` with the model mounted
+Training: one container per host on a private bridge network, in the network
+namespace of a placeholder that holds the host's name (``algo-1`` ..) until
+the job ends; /opt/ml/input/config, /opt/ml/input/data, each channel,
+/opt/ml/model, /opt/ml/output and /opt/ml/checkpoints bind-mounted one by one,
+as SageMaker mounts them. Serving: ``serve`` with the model mounted
 read-only and port 8080 published on 127.0.0.1 only. Every container and
 network is removed afterwards, also on failure and interrupt.
 """
@@ -14,12 +16,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import contract
 from .._docker import docker_client
 from ..errors import DockerUnavailableError, ImageNotFoundError, PortInUseError, ServeError
-from .base import LogPump, LogSink, ServeSpec, TrainSpec, supervise
+from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
+from .placeholder import placeholder_command
 
 CONTAINER_ROOT = "/opt/ml"
 LABEL = "com.byoc.job"
+
+
+def training_mounts(host: HostSpec) -> list[Any]:
+    """The binds SageMaker makes, each on its own: config and channels read-only, the data
+    directory (where Pipe FIFOs live) read-only, model, output and checkpoints writable.
+    Nothing else under /opt/ml is covered, so what the image keeps there stays visible."""
+    from docker.types import Mount
+
+    tree = contract.OptMl(host.root)
+    binds = [(tree.config_dir, "input/config", True), (tree.data_dir, "input/data", True),
+             (tree.model_dir, "model", False), (tree.output_dir, "output", False),
+             (tree.checkpoints_dir, "checkpoints", False)]
+    binds += [(source, f"input/data/{name}", True) for name, source in sorted(host.channels.items())]
+    return [Mount(f"{CONTAINER_ROOT}/{target}", str(source), type="bind", read_only=read_only)
+            for source, target, read_only in binds]
 
 
 @dataclass
@@ -109,30 +128,37 @@ class DockerBackend:
         network = client.networks.create(f"byoc-{spec.job_name}-{suffix}"[:60], driver="bridge",
                                           labels={LABEL: spec.job_name})
         runs: dict[str, ContainerRun] = {}
+        placeholders: list[Any] = []
         try:
+            holder = placeholder_command(client, self.image)
             for host in spec.hosts:
-                volumes = {str(host.root): {"bind": CONTAINER_ROOT, "mode": "rw"}}
-                for channel, source in host.channels.items():
-                    volumes[str(source)] = {"bind": f"{CONTAINER_ROOT}/input/data/{channel}",
-                                            "mode": "ro"}
+                # the host's name and address outlive its program: peers resolve it until the job ends
+                identity = client.containers.run(
+                    **holder, name=f"byoc-{spec.job_name}-{host.host}-net-{suffix}", detach=True,
+                    hostname=host.host, network=network.name, labels={LABEL: spec.job_name},
+                    networking_config={network.name: client.api.create_endpoint_config(
+                        aliases=[host.host])})
+                placeholders.append(identity)
                 container = client.containers.create(
                     self.image, command=["train"], name=f"byoc-{spec.job_name}-{host.host}-{suffix}",
-                    hostname=host.host, environment=dict(spec.env), volumes=volumes,
-                    network=network.name, labels={LABEL: spec.job_name},
-                    networking_config={network.name: client.api.create_endpoint_config(
-                        aliases=[host.host])},
-                )
+                    environment=dict(spec.env), mounts=training_mounts(host),
+                    network_mode=f"container:{identity.id}", labels={LABEL: spec.job_name})
                 runs[host.host] = ContainerRun(container, LogPump(
                     host.host, log, spec.log_dir / f"{host.host}.log"))
             for run in runs.values():
                 run.container.start()
                 run.pump.start(run.container.logs(stream=True, follow=True))
-            return supervise(runs, spec.grace_seconds)
+            return supervise(runs, spec.grace_seconds, on_failure=spec.on_host_failure)
         except docker.errors.APIError as exc:
             raise DockerUnavailableError(f"Docker refused the job: {exc.explanation or exc}") from exc
         finally:
             for run in runs.values():
                 run.remove()
+            for identity in placeholders:
+                try:
+                    identity.remove(force=True)
+                except docker.errors.APIError:
+                    pass
             try:
                 network.remove()
             except docker.errors.APIError:
