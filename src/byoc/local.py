@@ -175,7 +175,10 @@ def train(*, backend: Backend, project: Project | None = None,
         for note in staged_notes:
             say(f"warning: {note}")
 
+        first_failure: list[str] = []
+
         def host_failed(host: str, status: int) -> None:
+            first_failure.append(host)
             say(f"{host} exited with status {status}: stopping the other hosts (SIGTERM, SIGKILL"
                 f" after {grace_seconds:.0f} s), as SageMaker stops a job when one host fails")
 
@@ -201,7 +204,8 @@ def train(*, backend: Backend, project: Project | None = None,
     result = TrainResult(job_name, job_dir, collected.model_archive, collected.output_archive,
                          statuses, collected.failure_reason, notes + collected.notes)
     if not result.succeeded:
-        failed = collected.failed_host or "?"
+        # the host that failed first, not one byoc stopped because of it
+        failed = (first_failure or [collected.failed_host or "?"])[0]
         reason = collected.failure_reason or f"{failed} wrote no /opt/ml/output/failure"
         raise ContainerFailedError(
             f"training job {job_name} failed: {failed} exited with status {statuses.get(failed)}:"
