@@ -14,8 +14,6 @@ import shutil
 import subprocess
 import tarfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +24,10 @@ from byoc.backends.base import Backend
 from byoc.errors import ContainerFailedError
 from byoc.inputs.config import InputOptions
 from byoc.project import Project
-from conftest import FIXTURES, build_project
+from conftest import FIXTURES
 
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 MAGIC = bytes.fromhex("0a23d7ce")
-
-
-@pytest.fixture(scope="session")
-def ioprobe_image(docker_client: Any, base_image: str) -> Iterator[str]:
-    tag = f"byoc-test-ioprobe:{uuid.uuid4().hex[:8]}"
-    build_project(FIXTURES / "ioprobe", tag, base_image)
-    yield tag
-    docker_client.images.remove(tag, force=True)
 
 
 @pytest.fixture

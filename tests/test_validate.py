@@ -38,7 +38,7 @@ FAST = {"train_grace": 3.0, "serve_grace": 5.0, "startup_timeout": 10.0, "train_
 ALL_CHECKS = {
     "image.platform", "image.size", "image.user",
     "train.command", "train.no_network", "train.succeeds", "train.model", "train.writes",
-    "train.failure", "train.sigterm",
+    "train.failure", "train.sigterm", "train.pipe",
     "serve.command", "serve.no_network", "serve.port", "serve.ping", "serve.invocations",
     "serve.headers", "serve.content_type", "serve.large_body", "serve.ping_under_load",
     "serve.bind_to_port", "serve.sigterm",
@@ -170,7 +170,9 @@ def test_a_hand_written_image_passes_through_the_cli(validate_images: dict[str, 
     rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()
             if line.startswith(("image.", "train.", "serve."))}
     assert set(rows) == ALL_CHECKS
-    assert {name for name, shown in rows.items() if shown != "pass"} == {"serve.bind_to_port"}
+    assert {name: shown for name, shown in rows.items() if shown != "pass"} == {
+        "serve.bind_to_port": "warn", "train.pipe": "warn"}
+    assert "this image supports File mode only" in result.stdout
     assert "fix: Add LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" \
         in " ".join(result.stdout.split())
 

@@ -34,6 +34,7 @@ from ._checks_common import (
     last_lines,
     start_error,
 )
+from .backends.docker import training_mounts
 
 #: The value given to a hyperparameter the image should refuse.
 BAD_VALUE = "byoc-validate: not a valid value"
@@ -144,14 +145,11 @@ def _launch(session: Session, inputs: TrainInputs, hyperparameters: Mapping[str,
                 for name in sorted(inputs.channels)]
     specs, _ = _jobs.stage_hosts(job, ["algo-1"], channels, inputs.channels, hyperparameters)
     host = specs[0]
-    volumes = {str(host.root): {"bind": contract.CONTAINER_ROOT, "mode": "rw"}}
-    for name, source in host.channels.items():
-        volumes[str(source)] = {"bind": f"{contract.CONTAINER_ROOT}/input/data/{name}", "mode": "ro"}
     job_name = f"byoc-validate-{session.id}"
     env = {"TRAINING_JOB_NAME": job_name, "AWS_REGION": "us-east-1",
            "TRAINING_JOB_ARN": f"arn:aws:sagemaker:us-east-1:000000000000:training-job/{job_name}"}
     container = session.create("train", command=["train"], hostname=host.host, environment=env,
-                               volumes=volumes, network_mode=network)
+                               mounts=training_mounts(host), network_mode=network)
     run = TrainRun(contract.OptMl(host.root), network)
     import docker.errors
 
@@ -318,6 +316,9 @@ def _misplaced_failure_files(run: TrainRun) -> list[str]:
     found = [f"/opt/ml/{p.relative_to(run.tree.root).as_posix()}"
              for p in run.tree.root.rglob("*failure*") if p.is_file()]
     found += [path for path in _outside(run.diff or []) if "failure" in PurePosixPath(path).name]
+    # /opt/ml/<x> outside SageMaker's mounts lands in the container's own layer
+    found += [path for path in (str(change.get("Path", "")) for change in run.diff or [])
+              if path.startswith(contract.CONTAINER_ROOT + "/") and "failure" in PurePosixPath(path).name]
     return sorted(set(found))
 
 

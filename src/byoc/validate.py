@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import _checks_serve, _checks_train, _jobs, archive, contract, invoke
+from . import _checks_pipe, _checks_serve, _checks_train, _jobs, archive, contract, invoke
 from . import local as harness
 from ._checks_common import (
     FAIL,
@@ -226,6 +226,8 @@ def _run(session: Session, facts: ImageFacts, train_inputs: TrainInputs | None,
         if train_inputs is not None:
             outcome = _checks_train.run_checks(session, facts, train_inputs)
             checks += outcome.checks
+            if outcome.model_dir is not None:  # training works in File mode: try Pipe mode too
+                checks.append(_checks_pipe.run_check(session, train_inputs))
             if serve_inputs is not None and serve_inputs.model_dir is None:
                 no_model = "training wrote no model to serve; fix training or pass --model"
                 serve_inputs = replace(serve_inputs, model_dir=outcome.model_dir, no_model=no_model)

@@ -95,6 +95,8 @@ class Feeder:
     scratch: Path
     epochs_done: int = 0
     closed_early: int = 0
+    #: Whether the reader has opened a FIFO.
+    opened: bool = False
     error: str | None = None
     _epoch: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -130,6 +132,7 @@ class Feeder:
                 try:
                     if self._stop.is_set():
                         return
+                    self.opened = True
                     with contextlib.suppress(OSError):
                         fcntl.fcntl(descriptor, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
                     try:
