@@ -22,9 +22,9 @@ RULE = "A4"
 #: How long a program may take to open its first FIFO.
 OPEN_TIMEOUT = 60.0
 FILE_ONLY = "this image supports File mode only"
-FIX = ("Optional: to take Pipe mode, read /opt/ml/input/data/<channel>_<epoch> (a FIFO; epoch 0, 1,"
-       " ...; wait for it to appear) when inputdataconfig.json says \"TrainingInputMode\": \"Pipe\","
-       " until EOF, and write no channel directory paths in that mode.")
+FIX = ("Optional: to take Pipe mode, when inputdataconfig.json says \"TrainingInputMode\": \"Pipe\""
+       " for a channel, read the FIFO /opt/ml/input/data/<channel>_<epoch> (epoch 0, 1, ...; wait for"
+       " it to appear) to EOF instead of a directory.")
 
 
 def run_check(session: Session, inputs: TrainInputs, network: str = "none") -> Check:
