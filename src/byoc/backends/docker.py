@@ -12,7 +12,8 @@ network is removed afterwards, also on failure and interrupt.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,27 @@ def training_mounts(host: HostSpec) -> list[Any]:
     binds += [(source, f"input/data/{name}", True) for name, source in sorted(host.channels.items())]
     return [Mount(f"{CONTAINER_ROOT}/{target}", str(source), type="bind", read_only=read_only)
             for source, target, read_only in binds]
+
+
+def _each(action: Callable[[Any], object], items: Sequence[Any]) -> None:
+    """*action* on every item at once (the engine starts and removes containers in parallel);
+    the first exception is raised after all have finished."""
+    if len(items) <= 1:
+        for item in items:
+            action(item)
+        return
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        for future in [pool.submit(action, item) for item in items]:
+            future.result()
+
+
+def _remove(container: Any) -> None:
+    import docker.errors
+
+    try:
+        container.remove(force=True)
+    except docker.errors.APIError:
+        pass
 
 
 @dataclass
@@ -133,32 +155,28 @@ class DockerBackend:
             holder = placeholder_command(client, self.image)
             for host in spec.hosts:
                 # the host's name and address outlive its program: peers resolve it until the job ends
-                identity = client.containers.run(
-                    **holder, name=f"byoc-{spec.job_name}-{host.host}-net-{suffix}", detach=True,
+                placeholders.append(client.containers.create(
+                    **holder, name=f"byoc-{spec.job_name}-{host.host}-net-{suffix}",
                     hostname=host.host, network=network.name, labels={LABEL: spec.job_name},
                     networking_config={network.name: client.api.create_endpoint_config(
-                        aliases=[host.host])})
-                placeholders.append(identity)
+                        aliases=[host.host])}))
+            _each(lambda identity: identity.start(), placeholders)
+            for host, identity in zip(spec.hosts, placeholders, strict=True):
                 container = client.containers.create(
                     self.image, command=["train"], name=f"byoc-{spec.job_name}-{host.host}-{suffix}",
                     environment=dict(spec.env), mounts=training_mounts(host),
                     network_mode=f"container:{identity.id}", labels={LABEL: spec.job_name})
                 runs[host.host] = ContainerRun(container, LogPump(
                     host.host, log, spec.log_dir / f"{host.host}.log"))
+            _each(lambda run: run.container.start(), list(runs.values()))
             for run in runs.values():
-                run.container.start()
                 run.pump.start(run.container.logs(stream=True, follow=True))
             return supervise(runs, spec.grace_seconds, on_failure=spec.on_host_failure)
         except docker.errors.APIError as exc:
             raise DockerUnavailableError(f"Docker refused the job: {exc.explanation or exc}") from exc
         finally:
-            for run in runs.values():
-                run.remove()
-            for identity in placeholders:
-                try:
-                    identity.remove(force=True)
-                except docker.errors.APIError:
-                    pass
+            _each(lambda run: run.remove(), list(runs.values()))
+            _each(_remove, placeholders)
             try:
                 network.remove()
             except docker.errors.APIError:
