@@ -210,3 +210,30 @@ def test_the_project_file_sets_the_input_mode(ioprobe: Project, data: Path, tmp_
     assert report["channels"]["train"]["config"]["TrainingInputMode"] == "Pipe"
     assert base64.b64decode(report["channels"]["train"]["epochs"][0]["data"]) == b"1bbabcd"
     assert report["channels"]["meta"]["config"]["TrainingInputMode"] == "File"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stopping_byoc_while_a_program_ignores_its_fifo_leaves_nothing_behind(
+        kind: str, ioprobe: Project, data: Path, tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    image = ["--image", request.getfixturevalue("ioprobe_image")] if kind == "docker" else []
+    job = f"pipe-stop-{kind}"
+    byoc = subprocess.Popen(["byoc", "local", "train", "--backend", kind, *image,
+                             "--channel", f"train={data / 'train'}", "--input-mode", "Pipe",
+                             "--hyperparameter", "pipe_hang=1", "--grace", "2", "--job-name", job,
+                             "--output-dir", str(tmp_path / "jobs")],
+                            cwd=ioprobe.root, stderr=subprocess.PIPE, text=True)
+    fifo = tmp_path / "jobs" / job / "hosts" / "algo-1" / "input" / "data" / "train_0"
+    deadline = time.monotonic() + 60
+    while not fifo.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    byoc.terminate()
+    _, stderr = byoc.communicate(timeout=30)
+    assert byoc.returncode == 130, stderr
+    assert f"Error: training job {job} interrupted" in stderr
+    assert not (tmp_path / "jobs" / job / "hosts").exists()
+    if kind == "docker":
+        client = request.getfixturevalue("docker_client")
+        assert client.containers.list(all=True, filters={"label": f"com.byoc.job={job}"}) == []
+        assert client.networks.list(filters={"label": f"com.byoc.job={job}"}) == []
