@@ -237,3 +237,24 @@ def test_stopping_byoc_while_a_program_ignores_its_fifo_leaves_nothing_behind(
         client = request.getfixturevalue("docker_client")
         assert client.containers.list(all=True, filters={"label": f"com.byoc.job={job}"}) == []
         assert client.networks.list(filters={"label": f"com.byoc.job={job}"}) == []
+
+
+def test_shuffle_config_decides_which_host_gets_which_file_in_file_mode(
+        backend: Backend, ioprobe: Project, tmp_path: Path) -> None:
+    from byoc.inputs.pipe import shuffled
+
+    channel = tmp_path / "parts"
+    channel.mkdir()
+    names = [f"part-{i}.csv" for i in range(6)]
+    for name in names:
+        (channel / name).write_text(name)
+    seed = next(seed for seed in range(100) if shuffled(names, seed, 0)[0::2] != names[0::2])
+    result = local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+                         channels={"train": channel}, instance_count=2,
+                         distribution={"train": "ShardedByS3Key"},
+                         inputs=InputOptions.parse(shuffle_seeds={"train": str(seed)}))
+    reports = _reports(result)
+    got = {host: sorted(reports[host]["channels"]["train"]["files"]) for host in reports}
+    order = shuffled(names, seed, 0)
+    assert got == {"algo-1": sorted(order[0::2]), "algo-2": sorted(order[1::2])}
+    assert got["algo-1"] != names[0::2]

@@ -170,7 +170,9 @@ def train(*, backend: Backend, project: Project | None = None,
     say(f"job {job_name}: {len(hosts)} host(s) on {backend.name}; artifacts in {job_dir}")
     statuses: dict[str, int] = {}
     try:
-        specs, staged_notes = _jobs.stage_hosts(job_dir, hosts, channel_specs, sources, hps)
+        seeds = {name: found.shuffle_seed for name, found in settings.items()
+                 if found.shuffle_seed is not None}
+        specs, staged_notes = _jobs.stage_hosts(job_dir, hosts, channel_specs, sources, hps, seeds)
         notes += staged_notes
         for note in staged_notes:
             say(f"warning: {note}")

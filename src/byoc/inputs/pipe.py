@@ -24,12 +24,14 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ..backends.base import HostSpec
 from . import manifest, recordio
 from .config import ChannelInput
 from .manifest import Item
 
+T = TypeVar("T")
 CHUNK = 16 << 20
 PIPE_SIZE = 1 << 20
 FIFO_MODE = 0o644
@@ -42,6 +44,13 @@ def fifo_name(channel: str, epoch: int) -> str:
 def key_order(files: Sequence[Path], base: Path) -> list[Path]:
     """*files* in S3 key order: by the UTF-8 bytes of their path relative to *base*."""
     return sorted(files, key=lambda p: p.relative_to(base).as_posix().encode("utf-8"))
+
+
+def shuffled(items: Sequence[T], seed: int, epoch: int) -> list[T]:
+    """ShuffleConfig: *items* in the order of *epoch*, the same on every host."""
+    order = list(items)
+    random.Random(f"{seed}/{epoch}").shuffle(order)
+    return order
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,7 @@ class ChannelObjects:
         """The pieces *host* receives in *epoch*, in order."""
         order = list(self.objects)
         if self.channel.shuffle_seed is not None:
-            random.Random(f"{self.channel.shuffle_seed}/{epoch}").shuffle(order)
+            order = shuffled(order, self.channel.shuffle_seed, epoch)
         if self.sharded:
             index, count = list(hosts).index(host), len(hosts)
             order = order[index::count]
