@@ -175,8 +175,9 @@ class DockerBackend:
         except docker.errors.APIError as exc:
             raise DockerUnavailableError(f"Docker refused the job: {exc.explanation or exc}") from exc
         finally:
-            _each(lambda run: run.remove(), list(runs.values()))
-            _each(_remove, placeholders)
+            # all at once: a placeholder may go while the exited container that used it is removed
+            _each(lambda item: item.remove() if isinstance(item, ContainerRun) else _remove(item),
+                  [*runs.values(), *placeholders])
             try:
                 network.remove()
             except docker.errors.APIError:
