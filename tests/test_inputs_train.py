@@ -258,3 +258,19 @@ def test_shuffle_config_decides_which_host_gets_which_file_in_file_mode(
     order = shuffled(names, seed, 0)
     assert got == {"algo-1": sorted(order[0::2]), "algo-2": sorted(order[1::2])}
     assert got["algo-1"] != names[0::2]
+
+
+def test_gzip_files_reach_the_program_decompressed(backend: Backend, ioprobe: Project,
+                                                   tmp_path: Path) -> None:
+    import gzip
+
+    channel = tmp_path / "gz"
+    channel.mkdir()
+    (channel / "1.csv.gz").write_bytes(gzip.compress(b"a,b\n"))
+    (channel / "2.csv.gz").write_bytes(gzip.compress(b"c,d\n"))
+    result = local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+                         channels={"train": channel},
+                         inputs=InputOptions.parse(input_mode="Pipe", compressions={"train": "Gzip"},
+                                                   record_wrappers={"train": "RecordIO"}))
+    epoch = _reports(result)["algo-1"]["channels"]["train"]["epochs"][0]
+    assert _records(epoch) == [b"a,b\n", b"c,d\n"]
