@@ -86,3 +86,12 @@ def probe_image(docker_client: Any, base_image: str) -> Iterator[str]:
     build_project(FIXTURES / "probe", tag, base_image)
     yield tag
     docker_client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="session")
+def ioprobe_image(docker_client: Any, base_image: str) -> Iterator[str]:
+    """tests/fixtures/ioprobe: reports how each input channel reached it; its program is in /opt/ml/code."""
+    tag = f"byoc-test-ioprobe:{uuid.uuid4().hex[:8]}"
+    build_project(FIXTURES / "ioprobe", tag, base_image)
+    yield tag
+    docker_client.images.remove(tag, force=True)

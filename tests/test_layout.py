@@ -23,7 +23,8 @@ CONTRACT_VALUES: tuple[object, ...] = ("SAGEMAKER_BASE_DIR", "SAGEMAKER_BIND_TO_
 #: The layers, lowest first: a module may import its own layer or a lower one, never a higher.
 LAYERS = [
     {"byoc.errors", "byoc.contract", "byoc.archive", "byoc.say"},
-    {"byoc.project", "byoc._docker", "byoc._ecr", "byoc.invoke", "byoc._jobs", "byoc.backends"},
+    {"byoc.project", "byoc._docker", "byoc._ecr", "byoc.invoke", "byoc._jobs", "byoc.backends",
+     "byoc.inputs"},
     {"byoc.local", "byoc.images", "byoc.scaffold", "byoc.registry"},
     {"byoc.validate", "byoc.bench"},
     {"byoc.cli", "byoc.__main__", "byoc"},

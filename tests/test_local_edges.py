@@ -29,7 +29,7 @@ from byoc.backends.docker import DockerBackend
 from byoc.cli import cli
 from byoc.errors import ConfigError, ImageNotFoundError, Interrupted, PortInUseError, ServeError
 from byoc.project import Project
-from conftest import FIXTURES, build_project
+from helpers import FIXTURES, build_project
 
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 BYOC = [sys.executable, "-m", "byoc"]

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from byoc import images, registry
 from byoc.cli import cli
 from byoc.project import Project
-from conftest import FIXTURES, build_project
+from helpers import FIXTURES, build_project
 
 
 def _project(root: Path, image: str) -> Project:

@@ -37,7 +37,7 @@ FAST = {"train_grace": 3.0, "serve_grace": 5.0, "startup_timeout": 10.0, "train_
 ALL_CHECKS = {
     "image.platform", "image.size", "image.user",
     "train.command", "train.no_network", "train.succeeds", "train.model", "train.writes",
-    "train.failure", "train.sigterm",
+    "train.failure", "train.sigterm", "train.pipe",
     "serve.command", "serve.no_network", "serve.port", "serve.ping", "serve.invocations",
     "serve.headers", "serve.content_type", "serve.large_body", "serve.ping_under_load",
     "serve.bind_to_port", "serve.sigterm",
@@ -169,12 +169,14 @@ def test_a_hand_written_image_passes_through_the_cli(validate_images: dict[str, 
     rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()
             if line.startswith(("image.", "train.", "serve."))}
     assert set(rows) == ALL_CHECKS
-    assert {name for name, shown in rows.items() if shown != "pass"} == {"serve.bind_to_port"}
+    assert {name: shown for name, shown in rows.items() if shown != "pass"} == {
+        "serve.bind_to_port": "warn", "train.pipe": "warn"}
+    assert "this image supports File mode only" in result.stdout
     assert "fix: Add LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" \
         in " ".join(result.stdout.split())
 
     data = json.loads((tmp_path / "report.json").read_text())
-    assert data["result"] == "pass" and data["counts"] == {"pass": 20, "fail": 0, "warn": 1,
+    assert data["result"] == "pass" and data["counts"] == {"pass": 20, "fail": 0, "warn": 2,
                                                            "skipped": 0}
     checks = {check["name"]: check for check in data["checks"]}
     assert checks["train.command"]["saw"].startswith("ENTRYPOINT ['python3', '/opt/app/main.py']")
@@ -182,7 +184,7 @@ def test_a_hand_written_image_passes_through_the_cli(validate_images: dict[str, 
 
     suite = ET.parse(tmp_path / "report.xml").getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("21", "0", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("22", "0", "0")
     warned = [case for case in suite.iter("testcase") if case.get("name", "").startswith(
         "serve.bind_to_port")]
     assert warned[0].findtext("system-out", "").startswith("warning: ")

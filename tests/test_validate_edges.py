@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from byoc._checks_common import FAIL, SKIPPED, Session
-from byoc._checks_serve import ServeInputs, _http_checks
 from byoc._serve_probe import HostProber
 from byoc.cli import cli
-from conftest import REPO
+from byoc.validate.common import FAIL, SKIPPED, Session
+from byoc.validate.serve import ServeInputs, _http_checks
+from helpers import REPO
 
 
 def test_help_cites_no_file_that_is_not_there() -> None:

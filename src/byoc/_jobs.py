@@ -16,6 +16,7 @@ from pathlib import Path
 from . import archive, contract
 from .backends.base import HostSpec
 from .errors import ConfigError
+from .inputs.pipe import shuffled
 from .project import LATEST
 
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
@@ -98,18 +99,25 @@ def shard(files: Sequence[Path], hosts: Sequence[str]) -> dict[str, list[Path]]:
 
 
 def stage_hosts(job_dir: Path, hosts: Sequence[str], channels: Sequence[contract.Channel],
-                sources: Mapping[str, Path], hyperparameters: Mapping[str, str]
-                ) -> tuple[list[HostSpec], list[str]]:
-    """Write every host's /opt/ml tree and choose what each host's channels hold."""
+                sources: Mapping[str, Path], hyperparameters: Mapping[str, str],
+                shuffle_seeds: Mapping[str, int] | None = None) -> tuple[list[HostSpec], list[str]]:
+    """Write every host's /opt/ml tree and choose what each host's channels hold.
+
+    A channel with a ShuffleConfig seed is shuffled before ShardedByS3Key deals it.
+    """
     specs: list[HostSpec] = []
     notes: list[str] = []
     mounts: dict[str, dict[str, Path]] = {host: {} for host in hosts}
     for channel in channels:
+        if channel.input_mode == "Pipe":
+            continue  # streamed into FIFOs instead (byoc.inputs.pipe)
         source = sources[channel.name].resolve()
         if channel.distribution == "ShardedByS3Key" or source.is_file():
             base = source.parent if source.is_file() else source
-            dealt = shard(channel_files(source), hosts) if channel.distribution == "ShardedByS3Key" \
-                else {host: channel_files(source) for host in hosts}
+            files = channel_files(source)
+            seed = (shuffle_seeds or {}).get(channel.name)
+            dealt = shard(files if seed is None else shuffled(files, seed, 0), hosts) \
+                if channel.distribution == "ShardedByS3Key" else {host: files for host in hosts}
             for host, files in dealt.items():
                 if not files:
                     notes.append(f"{host}: channel {channel.name!r} gets no files"
@@ -123,7 +131,8 @@ def stage_hosts(job_dir: Path, hosts: Sequence[str], channels: Sequence[contract
         root = job_dir / "hosts" / host
         contract.write_training_config(root, hyperparameters, channels, host=host, hosts=hosts)
         for channel in channels:
-            contract.OptMl(root).channel(channel.name).mkdir(parents=True, exist_ok=True)
+            if channel.input_mode != "Pipe":  # Pipe mode has FIFOs and no directory
+                contract.OptMl(root).channel(channel.name).mkdir(parents=True, exist_ok=True)
         specs.append(HostSpec(host=host, root=root, channels=mounts[host]))
     return specs, notes
 

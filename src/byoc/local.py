@@ -21,7 +21,9 @@ from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec, stop_
 from .backends.docker import DockerBackend
 from .backends.process import ProcessBackend
 from .errors import ConfigError, ContainerFailedError, Interrupted, ServeError, Terminated
-from .project import LocalInputs, Project
+from .inputs import pipe
+from .inputs.config import InputOptions
+from .project import CONFIG_FILE, LocalInputs, Project
 from .say import Say as Say
 from .say import quiet
 
@@ -139,11 +141,13 @@ def train(*, backend: Backend, project: Project | None = None,
           env: Mapping[str, str] | None = None, output_dir: Path | None = None,
           job_name: str | None = None, region: str | None = None,
           grace_seconds: float = TRAIN_GRACE, log: LogSink | None = None,
-          say: Say = quiet) -> TrainResult:
+          say: Say = quiet, inputs: InputOptions | None = None) -> TrainResult:
     """Run one training job; return its result even when it failed.
 
     Channels, hyperparameters and content types default to the project's
-    ``local_test/test_dir``. Artifacts go to ``<output_dir>/<job_name>/``.
+    ``local_test/test_dir``; *inputs* (input modes, RecordIO, ...) are laid
+    over the ``[train]`` table of its ``byoc.toml``. Artifacts go to
+    ``<output_dir>/<job_name>/``.
 
     :raises ConfigError: for input CreateTrainingJob would refuse.
     :raises ContainerFailedError: when a host exited non-zero (artifacts are collected first).
@@ -159,6 +163,10 @@ def train(*, backend: Backend, project: Project | None = None,
     base = project.name if project else "byoc-job"
     job_name = job_name or _jobs.default_job_name(base)
     _jobs.check_job_inputs(job_name, sources, hps, env, distribution, instance_count)
+    project_inputs = InputOptions.from_project_file(project.root / CONFIG_FILE) if project \
+        else InputOptions()
+    settings = (inputs or InputOptions()).over(project_inputs).resolve(sources)
+    streamed = pipe.load_channels(settings, sources, distribution)
     jobs_dir = (output_dir or (project.jobs_dir if project else Path.cwd() / ".byoc" / "jobs"))
     job_dir = jobs_dir.resolve() / job_name
     if job_dir.exists():
@@ -171,7 +179,9 @@ def train(*, backend: Backend, project: Project | None = None,
 
     hosts = contract.host_names(instance_count)
     channel_specs = [contract.Channel(name, content_type=types.get(name),
-                                      distribution=distribution.get(name, "FullyReplicated"))
+                                      input_mode=settings[name].input_mode,
+                                      distribution=distribution.get(name, "FullyReplicated"),
+                                      record_wrapper=settings[name].record_wrapper)
                      for name in sorted(sources)]
     region = region or (project.region if project else None) or contract.DEFAULT_REGION
     job_env = {**env, **contract.job_env(job_name, region)}
@@ -181,18 +191,31 @@ def train(*, backend: Backend, project: Project | None = None,
     say(f"job {job_name}: {len(hosts)} host(s) on {backend.name}; artifacts in {job_dir}")
     statuses: dict[str, int] = {}
     try:
-        specs, staged_notes = _jobs.stage_hosts(job_dir, hosts, channel_specs, sources, hps)
+        seeds = {name: found.shuffle_seed for name, found in settings.items()
+                 if found.shuffle_seed is not None}
+        specs, staged_notes = _jobs.stage_hosts(job_dir, hosts, channel_specs, sources, hps, seeds)
         notes += staged_notes
         for note in staged_notes:
             say(f"warning: {note}")
-        spec = TrainSpec(job_name, specs, job_env, job_dir / "logs", grace_seconds, notify=say)
+
+        first_failure: list[str] = []
+
+        def host_failed(host: str, status: int) -> None:
+            first_failure.append(host)
+            say(f"{host} exited with status {status}: stopping the other hosts (SIGTERM, SIGKILL"
+                f" after {grace_seconds:.0f} s), as SageMaker stops a job when one host fails")
+
+        spec = TrainSpec(job_name, specs, job_env, job_dir / "logs", grace_seconds, notify=say,
+                         on_host_failure=host_failed)
         sink = log or (lambda host, line: None)
         stopped_by: KeyboardInterrupt | None = None
+        pipes = pipe.Pipes.for_job(specs, streamed, job_dir / "pipe-scratch")
         try:
-            with sigterm_interrupts():
+            with sigterm_interrupts(), pipes:
                 statuses = backend.train(spec, sink)
         except KeyboardInterrupt as exc:
             stopped_by = exc
+        notes += pipes.notes()
         collected = _jobs.collect(job_dir, specs, statuses)
         if stopped_by is not None:
             raise interrupted(f"training job {job_name} interrupted: every host was stopped and"
@@ -200,10 +223,12 @@ def train(*, backend: Backend, project: Project | None = None,
     finally:
         _jobs.remove_tree(job_dir / "hosts")
         _jobs.remove_tree(job_dir / "shards")
+        _jobs.remove_tree(job_dir / "pipe-scratch")
     result = TrainResult(job_name, job_dir, collected.model_archive, collected.output_archive,
                          statuses, collected.failure_reason, notes + collected.notes)
     if not result.succeeded:
-        failed = collected.failed_host or "?"
+        # the host that failed first, not one byoc stopped because of it
+        failed = (first_failure or [collected.failed_host or "?"])[0]
         reason = collected.failure_reason or f"{failed} wrote no {contract.IN_CONTAINER.failure_file}"
         raise ContainerFailedError(
             f"training job {job_name} failed: {failed} exited with status {statuses.get(failed)}:"

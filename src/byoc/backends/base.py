@@ -32,6 +32,8 @@ class TrainSpec:
     grace_seconds: float = 120.0
     #: Tells the user what stopping is waiting for (see :func:`stop_all`).
     notify: Callable[[str], None] | None = None
+    #: Told the host and its status when a host fails and the others are being stopped.
+    on_host_failure: Callable[[str, int], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,9 @@ class LogPump:
 
 
 def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2,
-              say: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Wait for every run to exit; when one fails, stop the others.
+              say: Callable[[str], None] | None = None,
+              on_failure: Callable[[str, int], None] | None = None) -> dict[str, int]:
+    """Wait for every run to exit; when one fails, stop the others (*on_failure* is told first).
 
     On any exception (KeyboardInterrupt included) every run still going is
     stopped, SIGTERM first and SIGKILL after *grace_seconds* (see :func:`stop_all`),
@@ -142,7 +145,10 @@ def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2,
             statuses = {host: run.poll() for host, run in runs.items()}
             if all(status is not None for status in statuses.values()):
                 return {host: int(status) for host, status in statuses.items() if status is not None}
-            if any(status not in (None, 0) for status in statuses.values()):
+            failed = [(host, status) for host, status in statuses.items() if status not in (None, 0)]
+            if failed:
+                if on_failure is not None and any(status is None for status in statuses.values()):
+                    on_failure(*failed[0])
                 stop_all(runs, grace_seconds, say=say)
             time.sleep(poll)
     except BaseException:

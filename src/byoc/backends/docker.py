@@ -1,8 +1,10 @@
 """Run any image on a Docker engine, as SageMaker would.
 
-Training: one container per host, named by host (``algo-1`` ..) on a private
-bridge network, the host's tree bind-mounted at /opt/ml and each channel
-mounted read-only over it. Serving: ``serve`` with the model mounted
+Training: one container per host on a private bridge network, in the network
+namespace of a placeholder that holds the host's name (``algo-1`` ..) until
+the job ends; /opt/ml/input/config, /opt/ml/input/data, each channel,
+/opt/ml/model, /opt/ml/output and /opt/ml/checkpoints bind-mounted one by one,
+as SageMaker mounts them. Serving: ``serve`` with the model mounted
 read-only and port 8080 published on 127.0.0.1 only. Every container and
 network is removed afterwards, also on failure and interrupt.
 """
@@ -10,7 +12,8 @@ network is removed afterwards, also on failure and interrupt.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +22,45 @@ from .. import contract
 from .._docker import docker_client, explain
 from ..errors import DockerUnavailableError, ImageNotFoundError, PortInUseError, ServeError
 from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
+from .placeholder import placeholder_command
 
 LABEL = "com.byoc.job"
 
 
-def host_volumes(host: HostSpec) -> dict[str, dict[str, str]]:
-    """Docker volumes for one training host: its tree read-write, each channel read-only."""
-    volumes = {str(host.root): {"bind": contract.CONTAINER_ROOT, "mode": "rw"}}
-    for channel, source in host.channels.items():
-        volumes[str(source)] = {"bind": contract.container_channel(channel), "mode": "ro"}
-    return volumes
+def training_mounts(host: HostSpec) -> list[Any]:
+    """The binds SageMaker makes, each on its own: config and channels read-only, the data
+    directory (where Pipe FIFOs live) read-only, model, output and checkpoints writable.
+    Nothing else under /opt/ml is covered, so what the image keeps there stays visible."""
+    from docker.types import Mount
+
+    tree = contract.OptMl(host.root)
+    binds = [(tree.config_dir, "input/config", True), (tree.data_dir, "input/data", True),
+             (tree.model_dir, "model", False), (tree.output_dir, "output", False),
+             (tree.checkpoints_dir, "checkpoints", False)]
+    binds += [(source, f"input/data/{name}", True) for name, source in sorted(host.channels.items())]
+    return [Mount(f"{contract.CONTAINER_ROOT}/{target}", str(source), type="bind", read_only=read_only)
+            for source, target, read_only in binds]
+
+
+def _each(action: Callable[[Any], object], items: Sequence[Any]) -> None:
+    """*action* on every item at once (the engine starts and removes containers in parallel);
+    the first exception is raised after all have finished."""
+    if len(items) <= 1:
+        for item in items:
+            action(item)
+        return
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        for future in [pool.submit(action, item) for item in items]:
+            future.result()
+
+
+def _remove(container: Any) -> None:
+    import docker.errors
+
+    try:
+        container.remove(force=True)
+    except docker.errors.APIError:
+        pass
 
 
 def model_volume(model_dir: Path) -> dict[str, dict[str, str]]:
@@ -123,27 +155,35 @@ class DockerBackend:
         network = client.networks.create(f"byoc-{spec.job_name}-{suffix}"[:60], driver="bridge",
                                           labels={LABEL: spec.job_name})
         runs: dict[str, ContainerRun] = {}
+        placeholders: list[Any] = []
         try:
+            holder = placeholder_command(client, self.image)
             for host in spec.hosts:
-                volumes = host_volumes(host)
+                # the host's name and address outlive its program: peers resolve it until the job ends
+                placeholders.append(client.containers.create(
+                    **holder, name=f"byoc-{spec.job_name}-{host.host}-net-{suffix}",
+                    hostname=host.host, network=network.name, labels={LABEL: spec.job_name},
+                    networking_config={network.name: client.api.create_endpoint_config(
+                        aliases=[host.host])}))
+            _each(lambda identity: identity.start(), placeholders)
+            for host, identity in zip(spec.hosts, placeholders, strict=True):
                 container = client.containers.create(
                     self.image, command=["train"], name=f"byoc-{spec.job_name}-{host.host}-{suffix}",
-                    hostname=host.host, environment=dict(spec.env), volumes=volumes,
-                    network=network.name, labels={LABEL: spec.job_name},
-                    networking_config={network.name: client.api.create_endpoint_config(
-                        aliases=[host.host])},
-                )
+                    environment=dict(spec.env), mounts=training_mounts(host),
+                    network_mode=f"container:{identity.id}", labels={LABEL: spec.job_name})
                 runs[host.host] = ContainerRun(container, LogPump(
                     host.host, log, spec.log_dir / f"{host.host}.log"))
+            _each(lambda run: run.container.start(), list(runs.values()))
             for run in runs.values():
-                run.container.start()
                 run.pump.start(run.container.logs(stream=True, follow=True))
-            return supervise(runs, spec.grace_seconds, say=spec.notify)
+            return supervise(runs, spec.grace_seconds, say=spec.notify,
+                             on_failure=spec.on_host_failure)
         except docker.errors.APIError as exc:
             raise DockerUnavailableError(f"Docker refused the job: {explain(exc)}") from exc
         finally:
-            for run in runs.values():
-                run.remove()
+            # all at once: a placeholder may go while the exited container that used it is removed
+            _each(lambda item: item.remove() if isinstance(item, ContainerRun) else _remove(item),
+                  [*runs.values(), *placeholders])
             try:
                 network.remove()
             except docker.errors.APIError:

@@ -75,7 +75,8 @@ class ProcessBackend:
                 env = {**os.environ, **spec.env, contract.BASE_DIR_ENV: str(host.root)}
                 runs[host.host] = self._start("train", env, host.host, log,
                                               spec.log_dir / f"{host.host}.log")
-            return supervise(runs, spec.grace_seconds, say=spec.notify)
+            return supervise(runs, spec.grace_seconds, say=spec.notify,
+                             on_failure=spec.on_host_failure)
         finally:
             for run in runs.values():
                 if run.poll() is None:

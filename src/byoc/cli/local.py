@@ -11,6 +11,7 @@ import click
 from .. import invoke
 from .. import local as harness
 from ..errors import ConfigError, Interrupted, ServeError
+from ..inputs.config import InputOptions
 from ..project import Project
 from .options import BACKEND, ENV, IMAGE, PROJECT, channel_paths, echo_err, log_line, pairs
 
@@ -36,6 +37,20 @@ def local_group() -> None:
               help="Hosts algo-1..algo-N, each in its own container.")
 @click.option("--distribution", multiple=True, metavar="NAME=KIND",
               help="S3DistributionType of a channel: FullyReplicated or ShardedByS3Key.")
+@click.option("--input-mode", metavar="File|FastFile|Pipe",
+              help="TrainingInputMode of the job (default: byoc.toml's [train] input_mode, else File).")
+@click.option("--channel-input-mode", "channel_modes", multiple=True, metavar="NAME=MODE",
+              help="A channel's own InputMode, over --input-mode.")
+@click.option("--record-wrapper", "record_wrappers", multiple=True, metavar="NAME=RecordIO",
+              help="RecordWrapperType of a Pipe channel: each file (or manifest attribute) becomes"
+                   " one RecordIO record.")
+@click.option("--compression", "compressions", multiple=True, metavar="NAME=Gzip",
+              help="CompressionType of a Pipe channel: its files are gunzipped into the pipe.")
+@click.option("--shuffle", "shuffles", multiple=True, metavar="NAME=SEED",
+              help="ShuffleConfig of a channel: Pipe mode reshuffles its objects every epoch.")
+@click.option("--attribute-names", "attribute_names", multiple=True, metavar="NAME=A,B",
+              help="Make channel NAME an AugmentedManifestFile (a JSON-lines file) streaming these"
+                   " attributes in order (Pipe mode only).")
 @ENV
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the job's directory goes (default: .byoc/jobs in the project).")
@@ -45,8 +60,15 @@ def local_group() -> None:
 def train(project: Path | None, image: str | None, backend: str, channel: tuple[str, ...],
           content_types: tuple[str, ...], hyperparameter: tuple[str, ...],
           hyperparameters_file: Path | None, instance_count: int, distribution: tuple[str, ...],
+          input_mode: str | None, channel_modes: tuple[str, ...], record_wrappers: tuple[str, ...],
+          compressions: tuple[str, ...], shuffles: tuple[str, ...], attribute_names: tuple[str, ...],
           env: tuple[str, ...], output_dir: Path | None, job_name: str | None, grace: float) -> None:
     """Run a training job against local channels; print the model archive's path."""
+    inputs = InputOptions.parse(
+        input_mode=input_mode, channel_modes=pairs(channel_modes, "--channel-input-mode"),
+        record_wrappers=pairs(record_wrappers, "--record-wrapper"),
+        compressions=pairs(compressions, "--compression"), shuffle_seeds=pairs(shuffles, "--shuffle"),
+        attribute_names=pairs(attribute_names, "--attribute-names"))
     loaded = Project.find(project, required=image is None)
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
     channels = channel_paths(channel)
@@ -57,7 +79,7 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
         content_types=pairs(content_types, "--content-type"),
         distribution=pairs(distribution, "--distribution"), instance_count=instance_count,
         env=pairs(env, "--env"), output_dir=output_dir, job_name=job_name,
-        grace_seconds=grace, log=log_line, say=echo_err)
+        grace_seconds=grace, log=log_line, say=echo_err, inputs=inputs)
     for note in result.notes:
         echo_err(f"note: {note}")
     echo_err(f"training job {result.job_name} completed; output: {result.output_archive}")

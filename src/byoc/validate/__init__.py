@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ..project import Project
 from ..say import Say, quiet
+from . import pipe as pipe_checks
 from . import serve as serve_checks
 from . import train as train_checks
 from .common import (
@@ -243,6 +244,8 @@ def _run(session: Session, facts: ImageFacts, train_inputs: TrainInputs | None,
         if train_inputs is not None:
             outcome = train_checks.run_checks(session, facts, train_inputs)
             checks += outcome.checks
+            if outcome.model_dir is not None:  # training works in File mode: try Pipe mode too
+                checks.append(pipe_checks.run_check(session, train_inputs))
             if serve_inputs is not None and serve_inputs.model_dir is None:
                 no_model = "training wrote no model to serve; fix training or pass --model"
                 serve_inputs = replace(serve_inputs, model_dir=outcome.model_dir, no_model=no_model)

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import _jobs, contract
 from .._docker import explain
-from ..backends.docker import host_volumes
+from ..backends.docker import training_mounts
 from .common import (
     FAIL,
     NOT_FOUND_STATUSES,
@@ -152,11 +152,10 @@ def _launch(session: Session, inputs: TrainInputs, hyperparameters: Mapping[str,
                 for name in sorted(inputs.channels)]
     specs, _ = _jobs.stage_hosts(job, ["algo-1"], channels, inputs.channels, hyperparameters)
     host = specs[0]
-    volumes = host_volumes(host)
     job_name = f"byoc-validate-{session.id}"
     env = contract.job_env(job_name)
     container = session.create("train", command=["train"], hostname=host.host, environment=env,
-                               volumes=volumes, network_mode=network)
+                               mounts=training_mounts(host), network_mode=network)
     run = TrainRun(contract.OptMl(host.root), network)
     import docker.errors
 
@@ -323,6 +322,9 @@ def _misplaced_failure_files(run: TrainRun) -> list[str]:
     found = [f"{ROOT}/{p.relative_to(run.tree.root).as_posix()}"
              for p in run.tree.root.rglob("*failure*") if p.is_file()]
     found += [path for path in _outside(run.diff or []) if "failure" in PurePosixPath(path).name]
+    # /opt/ml/<x> outside SageMaker's mounts lands in the container's own layer
+    found += [path for path in (str(change.get("Path", "")) for change in run.diff or [])
+              if path.startswith(contract.CONTAINER_ROOT + "/") and "failure" in PurePosixPath(path).name]
     return sorted(set(found))
 
 
