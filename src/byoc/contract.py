@@ -21,6 +21,10 @@ DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
 DEFAULT_INSTANCE_TYPE = "local"
 DEFAULT_GROUP = "homogeneousCluster"
 NETWORK_INTERFACE = "eth0"
+#: CheckpointConfig.LocalPath's default.
+CHECKPOINT_PATH = "/opt/ml/checkpoints"
+#: The ContentType the SDK gives the ``model`` channel of incremental training.
+MODEL_CHANNEL_CONTENT_TYPE = "application/x-sagemaker-model"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,10 @@ class OptMl:
     @property
     def resourceconfig_json(self) -> Path:
         return self.config_dir / "resourceconfig.json"
+
+    @property
+    def checkpointconfig_json(self) -> Path:
+        return self.config_dir / "checkpointconfig.json"
 
     @property
     def data_dir(self) -> Path:
@@ -145,6 +153,16 @@ def write_training_config(root: Path, hyperparameters: Mapping[str, str],
     _write_json(tree.inputdataconfig_json, {c.name: c.config() for c in channels})
     _write_json(tree.resourceconfig_json, resource_config(host, hosts, instance_type))
     return tree
+
+
+def write_checkpoint_config(root: Path, local_path: str = CHECKPOINT_PATH) -> None:
+    """``checkpointconfig.json``, as the service writes it when CheckpointConfig is set.
+
+    It holds ``LocalPath``; whether the service also writes ``S3Uri`` is not
+    documented, so byoc leaves it out rather than give a program a key it
+    would not find on SageMaker.
+    """
+    _write_json(OptMl(root).checkpointconfig_json, {"LocalPath": local_path})
 
 
 def read_failure(root: Path) -> str | None:

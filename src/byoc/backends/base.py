@@ -21,6 +21,8 @@ class HostSpec:
     host: str
     root: Path
     channels: Mapping[str, Path]
+    #: The host directory behind CheckpointConfig.LocalPath, when checkpoints are configured.
+    checkpoints: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,10 @@ class TrainSpec:
     env: Mapping[str, str]
     log_dir: Path
     grace_seconds: float = 120.0
+    #: Set to stop every host as StopTrainingJob does (SIGTERM, SIGKILL after the grace).
+    stop: threading.Event | None = None
+    #: CheckpointConfig.LocalPath inside the container.
+    checkpoint_path: str = "/opt/ml/checkpoints"
 
 
 @dataclass(frozen=True)
@@ -127,8 +133,9 @@ class LogPump:
         self.sink(self.host, line)
 
 
-def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2) -> dict[str, int]:
-    """Wait for every run to exit; when one fails, stop the others.
+def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2,
+              stop: threading.Event | None = None) -> dict[str, int]:
+    """Wait for every run to exit; when one fails, or *stop* is set, stop the others.
 
     On any exception (KeyboardInterrupt included) every run still going is
     stopped, SIGTERM first and SIGKILL after *grace_seconds*, and the
@@ -139,8 +146,10 @@ def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2) 
             statuses = {host: run.poll() for host, run in runs.items()}
             if all(status is not None for status in statuses.values()):
                 return {host: int(status) for host, status in statuses.items() if status is not None}
-            if any(status not in (None, 0) for status in statuses.values()):
+            if any(status not in (None, 0) for status in statuses.values()) or (
+                    stop is not None and stop.is_set()):
                 stop_all(runs, grace_seconds)
+                continue
             time.sleep(poll)
     except BaseException:
         stop_all(runs, grace_seconds)

@@ -115,6 +115,8 @@ class DockerBackend:
                 for channel, source in host.channels.items():
                     volumes[str(source)] = {"bind": f"{CONTAINER_ROOT}/input/data/{channel}",
                                             "mode": "ro"}
+                if host.checkpoints is not None:
+                    volumes[str(host.checkpoints)] = {"bind": spec.checkpoint_path, "mode": "rw"}
                 container = client.containers.create(
                     self.image, command=["train"], name=f"byoc-{spec.job_name}-{host.host}-{suffix}",
                     hostname=host.host, environment=dict(spec.env), volumes=volumes,
@@ -127,7 +129,7 @@ class DockerBackend:
             for run in runs.values():
                 run.container.start()
                 run.pump.start(run.container.logs(stream=True, follow=True))
-            return supervise(runs, spec.grace_seconds)
+            return supervise(runs, spec.grace_seconds, stop=spec.stop)
         except docker.errors.APIError as exc:
             raise DockerUnavailableError(f"Docker refused the job: {exc.explanation or exc}") from exc
         finally:
