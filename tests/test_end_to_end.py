@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -163,6 +164,8 @@ def test_ctrl_c_during_training_leaves_nothing_running(tmp_path: Path, backend: 
         assert "algo-1-sigterm" in tar.getnames()  # it got SIGTERM before anything harder
     assert sorted(p.name for p in job_dir.iterdir()) == ["job.json", "logs", "model.tar.gz",
                                                          "output.tar.gz"]
+    record = json.loads((job_dir / "job.json").read_text())
+    assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Stopped", "Stopped")
     if backend == "docker":
         assert _left_behind(request.getfixturevalue("docker_client")) == []
     else:

@@ -121,7 +121,12 @@ def test_a_failed_job_reports_the_reason_and_keeps_its_artifacts(
     job = tmp_path / "jobs" / "probe-fails"
     assert "algo-1.json" in _members(job / "model.tar.gz")
     assert (job / "failure").read_text().startswith("disk full on algo-1")
-    assert json.loads((job / "job.json").read_text())["exit_statuses"] == {"algo-1": 3}
+    record = json.loads((job / "job.json").read_text())
+    assert record["Local"]["ExitStatuses"] == {"algo-1": 3}
+    assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Failed", "Failed")
+    assert record["FailureReason"] == "disk full on algo-1\ndetail line\n"
+    assert [t["Status"] for t in record["SecondaryStatusTransitions"]] == [
+        "Starting", "Downloading", "Training", "Uploading", "Failed"]
     assert not (tmp_path / "jobs" / "latest").exists()
     assert not (job / "hosts").exists()
     if backend.name == "docker":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -11,7 +10,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from . import archive, contract
 from .backends.base import HostSpec
@@ -100,10 +99,13 @@ def shard(files: Sequence[Path], hosts: Sequence[str]) -> dict[str, list[Path]]:
 
 def stage_hosts(job_dir: Path, hosts: Sequence[str], channels: Sequence[contract.Channel],
                 sources: Mapping[str, Path], hyperparameters: Mapping[str, str],
-                shuffle_seeds: Mapping[str, int] | None = None) -> tuple[list[HostSpec], list[str]]:
+                shuffle_seeds: Mapping[str, int] | None = None,
+                checkpoint_local_path: str | None = None) -> tuple[list[HostSpec], list[str]]:
     """Write every host's /opt/ml tree and choose what each host's channels hold.
 
-    A channel with a ShuffleConfig seed is shuffled before ShardedByS3Key deals it.
+    A channel with a ShuffleConfig seed is shuffled before ShardedByS3Key deals it. With
+    *checkpoint_local_path* (CheckpointConfig.LocalPath), each host gets an empty checkpoint
+    directory and ``checkpointconfig.json``.
     """
     specs: list[HostSpec] = []
     notes: list[str] = []
@@ -133,8 +135,94 @@ def stage_hosts(job_dir: Path, hosts: Sequence[str], channels: Sequence[contract
         for channel in channels:
             if channel.input_mode != "Pipe":  # Pipe mode has FIFOs and no directory
                 contract.OptMl(root).channel(channel.name).mkdir(parents=True, exist_ok=True)
-        specs.append(HostSpec(host=host, root=root, channels=mounts[host]))
+        checkpoint_dir = None
+        if checkpoint_local_path is not None:
+            contract.write_checkpoint_config(root, checkpoint_local_path)
+            checkpoint_dir = root / _under_opt_ml(checkpoint_local_path)
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        specs.append(HostSpec(host=host, root=root, channels=mounts[host],
+                              checkpoints=checkpoint_dir))
     return specs, notes
+
+
+def _under_opt_ml(path: str) -> str:
+    """The part of a container path under the /opt/ml root (``checkpoints`` for any other)."""
+    pure = PurePosixPath(path)
+    root = PurePosixPath(contract.CONTAINER_ROOT)
+    return pure.relative_to(root).as_posix() if pure.is_relative_to(root) and pure != root \
+        else "checkpoints"
+
+
+def check_checkpoint_config(store: Path, local_path: str, channels: Mapping[str, Path],
+                            backend: str) -> None:
+    """Refuse a CheckpointConfig the service (or this backend) cannot honour. :raises ConfigError:"""
+    pure = PurePosixPath(local_path)
+    if not pure.is_absolute() or ".." in pure.parts or len(local_path) > 4096:
+        raise ConfigError(f"--checkpoint-local-path {local_path!r}: an absolute container path"
+                          " without '..' (at most 4096 characters)")
+    reserved = [f"{contract.CONTAINER_ROOT}/{part}" for part in ("input", "model", "output")]
+    if any(pure == PurePosixPath(r) or pure.is_relative_to(r) for r in reserved) \
+            or pure == PurePosixPath(contract.CONTAINER_ROOT):
+        root = contract.CONTAINER_ROOT
+        raise ConfigError(f"--checkpoint-local-path {local_path}: must not be {root} or lie under"
+                          f" {root}/input, {root}/model or {root}/output")
+    if backend == "process" and not pure.is_relative_to(contract.CONTAINER_ROOT):
+        raise ConfigError(f"--checkpoint-local-path {local_path}: the process backend maps only"
+                          f" paths under {contract.CONTAINER_ROOT}; use the default or --backend docker")
+    if store.exists() and not store.is_dir():
+        raise ConfigError(f"--checkpoint-dir {store} is a file, not a directory")
+    resolved = store.resolve()
+    for name, source in channels.items():
+        source = source.resolve()
+        if resolved == source or resolved.is_relative_to(source) or source.is_relative_to(resolved):
+            raise ConfigError(f"--checkpoint-dir {store} overlaps channel {name!r} ({source});"
+                              " keep checkpoints apart from the input data")
+
+
+def describe_fields(*, job_name: str, arn: str, image: str | None,
+                    hyperparameters: Mapping[str, str], channels: Sequence[contract.Channel],
+                    sources: Mapping[str, Path], instance_count: int, env: Mapping[str, str],
+                    spot: bool, max_runtime: float | None, max_wait: float | None,
+                    checkpoint_dir: Path | None, checkpoint_local_path: str, backend: str
+                    ) -> dict[str, object]:
+    """The request half of a DescribeTrainingJob record, local paths standing for S3 URIs."""
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": round(max_runtime or 86_400)}
+    if spot and max_wait is not None:
+        stopping["MaxWaitTimeInSeconds"] = round(max_wait)
+    fields: dict[str, object] = {
+        "TrainingJobName": job_name,
+        "TrainingJobArn": arn,
+        "AlgorithmSpecification": {"TrainingImage": image or "(process backend)",
+                                   "TrainingInputMode": "File"},
+        "HyperParameters": dict(hyperparameters),
+        "InputDataConfig": [
+            {"ChannelName": c.name, "InputMode": c.input_mode,
+             "DataSource": {"S3DataSource": {
+                 "S3DataType": "S3Prefix", "S3Uri": sources[c.name].resolve().as_uri(),
+                 "S3DataDistributionType": c.distribution}},
+             **({"ContentType": c.content_type} if c.content_type else {}),
+             "RecordWrapperType": c.record_wrapper}
+            for c in channels],
+        "ResourceConfig": {"InstanceType": contract.DEFAULT_INSTANCE_TYPE,
+                           "InstanceCount": instance_count, "VolumeSizeInGB": 0},
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": spot,
+        "Environment": dict(env),
+        "Local": {"Backend": backend, "Pid": os.getpid(), "ProcessStart": process_start(os.getpid())},
+    }
+    if checkpoint_dir is not None:
+        fields["CheckpointConfig"] = {"S3Uri": checkpoint_dir.resolve().as_uri() + "/",
+                                      "LocalPath": checkpoint_local_path}
+    return fields
+
+
+def process_start(pid: int) -> str | None:
+    """When *pid* started (from /proc), to tell a live byoc from a reused pid; None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 else None
 
 
 def _link_files(files: Sequence[Path], base: Path, target: Path) -> Path:
@@ -172,9 +260,6 @@ def collect(job_dir: Path, hosts: Sequence[HostSpec], statuses: Mapping[str, int
         if reason is not None:
             shutil.copy2(contract.OptMl(host.root).failure_file, job_dir / "failure")
             break
-    summary = {"job": job_dir.name, "exit_statuses": dict(statuses), "failure_reason": reason,
-               "model": model_archive.name, "output": output_archive.name}
-    (job_dir / "job.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return Collected(model_archive, output_archive, reason, failed[0].host if failed else None, notes)
 
 

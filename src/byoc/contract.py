@@ -53,6 +53,10 @@ DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
 DEFAULT_INSTANCE_TYPE = "local"
 DEFAULT_GROUP = "homogeneousCluster"
 NETWORK_INTERFACE = "eth0"
+#: CheckpointConfig.LocalPath's default.
+CHECKPOINT_PATH = "/opt/ml/checkpoints"
+#: The ContentType the SDK gives the ``model`` channel of incremental training.
+MODEL_CHANNEL_CONTENT_TYPE = "application/x-sagemaker-model"
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,10 @@ class OptMl:
     @property
     def resourceconfig_json(self) -> Path:
         return self.config_dir / "resourceconfig.json"
+
+    @property
+    def checkpointconfig_json(self) -> Path:
+        return self.config_dir / "checkpointconfig.json"
 
     @property
     def data_dir(self) -> Path:
@@ -237,6 +245,16 @@ def read_hyperparameters(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"cannot read {path}: not a file")
     return _read_json(path)
+
+
+def write_checkpoint_config(root: Path, local_path: str = CHECKPOINT_PATH) -> None:
+    """``checkpointconfig.json``, as the service writes it when CheckpointConfig is set.
+
+    It holds ``LocalPath``; whether the service also writes ``S3Uri`` is not
+    documented, so byoc leaves it out rather than give a program a key it
+    would not find on SageMaker.
+    """
+    _write_json(OptMl(root).checkpointconfig_json, {"LocalPath": local_path})
 
 
 def read_failure(root: Path) -> str | None:

@@ -61,6 +61,10 @@ class ContainerFailedError(ByocError):
         self.failure_reason = failure_reason
 
 
+class JobStoppedError(ByocError):
+    """A training job was stopped by a time limit (MaxRuntimeInSeconds, MaxWaitTimeInSeconds)."""
+
+
 class ServeError(ByocError):
     """A server did not become ready or stopped on its own."""
 

@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import _jobs, archive, contract, images
+from . import _jobs, archive, checkpoints, contract, images, jobrecord, stopping
 from ._docker import docker_available
 from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec, stop_all
 from .backends.docker import DockerBackend
 from .backends.process import ProcessBackend
-from .errors import ConfigError, ContainerFailedError, Interrupted, ServeError, Terminated
+from .errors import (
+    ConfigError,
+    ContainerFailedError,
+    Interrupted,
+    JobStoppedError,
+    ServeError,
+    Terminated,
+)
 from .inputs import pipe
 from .inputs.config import InputOptions
 from .project import CONFIG_FILE, LocalInputs, Project
@@ -112,6 +120,10 @@ class TrainResult:
     exit_statuses: dict[str, int]
     failure_reason: str | None
     notes: list[str] = field(default_factory=list)
+    #: TrainingJobStatus: Completed, Failed or Stopped.
+    status: str = "Completed"
+    #: Why the job stopped early (a SecondaryStatus such as MaxRuntimeExceeded), if it did.
+    stop_reason: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -141,28 +153,50 @@ def train(*, backend: Backend, project: Project | None = None,
           env: Mapping[str, str] | None = None, output_dir: Path | None = None,
           job_name: str | None = None, region: str | None = None,
           grace_seconds: float = TRAIN_GRACE, log: LogSink | None = None,
-          say: Say = quiet, inputs: InputOptions | None = None) -> TrainResult:
+          say: Say = quiet, inputs: InputOptions | None = None,
+          checkpoint_dir: Path | None = None,
+          checkpoint_local_path: str = contract.CHECKPOINT_PATH,
+          spot: bool = False, max_runtime: float | None = None, max_wait: float | None = None,
+          interrupt_after: Sequence[float] = (), incremental_from: Path | None = None,
+          image: str | None = None) -> TrainResult:
     """Run one training job; return its result even when it failed.
 
     Channels, hyperparameters and content types default to the project's
     ``local_test/test_dir``; *inputs* (input modes, RecordIO, ...) are laid
     over the ``[train]`` table of its ``byoc.toml``. Artifacts go to
-    ``<output_dir>/<job_name>/``.
+    ``<output_dir>/<job_name>/``, with ``job.json`` shaped like DescribeTrainingJob.
+
+    *checkpoint_dir* plays ``CheckpointConfig.S3Uri``; *spot* with
+    *interrupt_after* simulates managed spot reclaims (each a fresh set of
+    hosts, checkpoints restored); *max_runtime* and *max_wait* are the
+    StoppingCondition; *incremental_from* is a ``model.tar.gz`` delivered as
+    the ``model`` channel.
 
     :raises ConfigError: for input CreateTrainingJob would refuse.
     :raises ContainerFailedError: when a host exited non-zero (artifacts are collected first).
+    :raises JobStoppedError: when a time limit stopped the job (artifacts are collected first).
     :raises Interrupted: on Ctrl-C or SIGTERM, after every container is removed.
     """
     defaults = project.local_inputs() if project else LocalInputs({}, {}, {})
     sources = dict(channels if channels is not None else defaults.channels)
+    types = {**defaults.content_types, **(content_types or {})}
+    if incremental_from is not None:
+        if channels is not None and "model" in channels:
+            raise ConfigError("--incremental-from and --channel model=... both name the model channel;"
+                              " pass one")
+        sources["model"] = incremental_from
+    if "model" in sources and sources["model"].is_file():
+        types.setdefault("model", contract.MODEL_CHANNEL_CONTENT_TYPE)
     hps, notes = contract.stringify_hyperparameters(
         hyperparameters if hyperparameters is not None else defaults.hyperparameters)
-    types = {**defaults.content_types, **(content_types or {})}
     distribution = dict(distribution or {})
     env = dict(env or {})
     base = project.name if project else "byoc-job"
     job_name = job_name or _jobs.default_job_name(base)
     _jobs.check_job_inputs(job_name, sources, hps, env, distribution, instance_count)
+    stopping.check_stopping_condition(max_runtime, max_wait, spot, interrupt_after)
+    if checkpoint_dir is not None:
+        _jobs.check_checkpoint_config(checkpoint_dir, checkpoint_local_path, sources, backend.name)
     project_inputs = InputOptions.from_project_file(project.root / CONFIG_FILE) if project \
         else InputOptions()
     settings = (inputs or InputOptions()).over(project_inputs).resolve(sources)
@@ -173,9 +207,14 @@ def train(*, backend: Backend, project: Project | None = None,
         raise ConfigError(f"{job_dir} exists already; pick another --job-name")
     protected = {"the project's .byoc/": project.state_dir} if project is not None else {}
     protected["the job output directory"] = jobs_dir
+    if checkpoint_dir is not None:
+        protected["the checkpoint directory"] = checkpoint_dir
     _jobs.check_channel_sources(sources, protected)
     for note in notes:
         say(f"warning: {note}")
+    if spot and interrupt_after and checkpoint_dir is None:
+        say("warning: no --checkpoint-dir: each simulated spot interruption restarts the job"
+            " from scratch, as SageMaker does for a job without CheckpointConfig")
 
     hosts = contract.host_names(instance_count)
     channel_specs = [contract.Channel(name, content_type=types.get(name),
@@ -187,54 +226,114 @@ def train(*, backend: Backend, project: Project | None = None,
     job_env = {**env, **contract.job_env(job_name, region)}
     if isinstance(backend, DockerBackend):
         backend.client  # noqa: B018  (an engine and the image, before anything is written)
-    job_dir.mkdir(parents=True)
+    record = jobrecord.JobRecord.create(job_dir, _jobs.describe_fields(
+        job_name=job_name, arn=job_env["TRAINING_JOB_ARN"], image=image, hyperparameters=hps,
+        channels=channel_specs, sources=sources, instance_count=instance_count, env=env,
+        spot=spot, max_runtime=max_runtime, max_wait=max_wait, checkpoint_dir=checkpoint_dir,
+        checkpoint_local_path=checkpoint_local_path, backend=backend.name))
     say(f"job {job_name}: {len(hosts)} host(s) on {backend.name}; artifacts in {job_dir}")
+    watch = stopping.StopWatch(job_dir, max_runtime=max_runtime,
+                               max_wait=max_wait if spot else None, interrupts=interrupt_after)
     statuses: dict[str, int] = {}
+    first_failure: list[str] = []
+
+    def host_failed(host: str, status: int) -> None:
+        first_failure.append(host)
+        say(f"{host} exited with status {status}: stopping the other hosts (SIGTERM, SIGKILL"
+            f" after {grace_seconds:.0f} s), as SageMaker stops a job when one host fails")
+
+    stopped_by: KeyboardInterrupt | None = None
+    billable = 0.0
+    seeds = {name: found.shuffle_seed for name, found in settings.items()
+             if found.shuffle_seed is not None}
+    sink = log or (lambda host, line: None)
     try:
-        seeds = {name: found.shuffle_seed for name, found in settings.items()
-                 if found.shuffle_seed is not None}
-        specs, staged_notes = _jobs.stage_hosts(job_dir, hosts, channel_specs, sources, hps, seeds)
-        notes += staged_notes
-        for note in staged_notes:
-            say(f"warning: {note}")
-
-        first_failure: list[str] = []
-
-        def host_failed(host: str, status: int) -> None:
-            first_failure.append(host)
-            say(f"{host} exited with status {status}: stopping the other hosts (SIGTERM, SIGKILL"
-                f" after {grace_seconds:.0f} s), as SageMaker stops a job when one host fails")
-
-        spec = TrainSpec(job_name, specs, job_env, job_dir / "logs", grace_seconds, notify=say,
-                         on_host_failure=host_failed)
-        sink = log or (lambda host, line: None)
-        stopped_by: KeyboardInterrupt | None = None
-        pipes = pipe.Pipes.for_job(specs, streamed, job_dir / "pipe-scratch")
-        try:
-            with sigterm_interrupts(), pipes:
-                statuses = backend.train(spec, sink)
-        except KeyboardInterrupt as exc:
-            stopped_by = exc
-        notes += pipes.notes()
+        attempt = 0
+        while True:
+            attempt += 1
+            if attempt > 1:
+                record.transition("Starting")
+                for scratch in ("hosts", "shards", "pipe-scratch"):
+                    _jobs.remove_tree(job_dir / scratch)
+            record.transition("Downloading")
+            specs, staged_notes = _jobs.stage_hosts(
+                job_dir, hosts, channel_specs, sources, hps, seeds,
+                checkpoint_local_path=checkpoint_local_path if checkpoint_dir else None)
+            notes += staged_notes
+            for note in staged_notes:
+                say(f"warning: {note}")
+            spec = TrainSpec(job_name, specs, job_env, job_dir / "logs", grace_seconds, notify=say,
+                             on_host_failure=host_failed, stop=watch.event,
+                             checkpoint_path=checkpoint_local_path)
+            syncs = [checkpoints.CheckpointSync(host.checkpoints, checkpoint_dir, host=host.host)
+                     for host in specs if checkpoint_dir is not None and host.checkpoints]
+            pipes = pipe.Pipes.for_job(specs, streamed, job_dir / "pipe-scratch")
+            with contextlib.ExitStack() as stack:
+                for sync in syncs:
+                    stack.enter_context(sync)
+                if syncs and syncs[0].restored:
+                    say(f"restored {syncs[0].restored} checkpoint file(s) into"
+                        f" {checkpoint_local_path} on every host")
+                record.transition("Training")
+                watch.start_attempt()
+                began = time.monotonic()
+                try:
+                    with sigterm_interrupts(), pipes:
+                        statuses = backend.train(spec, sink)
+                except KeyboardInterrupt as exc:
+                    stopped_by = exc
+                    watch.stop(stopping.STOPPED)
+                finally:
+                    billable += (time.monotonic() - began) * instance_count
+                    watch.end_attempt()
+            notes += pipes.notes()
+            if watch.reason == stopping.INTERRUPTED and stopped_by is None:
+                record.transition("Interrupted")
+                say(f"simulated spot interruption {attempt}: every host was stopped; restarting on"
+                    " fresh hosts" + (" with the checkpoints restored" if checkpoint_dir
+                                      else " from scratch"))
+                continue
+            break
+        if watch.reason is not None:
+            record.transition("Stopping")
+        record.transition("Uploading")
         collected = _jobs.collect(job_dir, specs, statuses)
+    finally:
+        watch.close()
+        for scratch in ("hosts", "shards", "pipe-scratch"):
+            _jobs.remove_tree(job_dir / scratch)
+    record.update(ModelArtifacts={"S3ModelArtifacts": collected.model_archive.as_uri()},
+                  OutputDataConfig={"S3OutputPath": job_dir.as_uri()},
+                  Local={**record.data.get("Local", {}), "ExitStatuses": statuses})
+    succeeded = all(status == 0 for status in statuses.values())
+    status = jobrecord.STOPPED if watch.reason else (
+        jobrecord.COMPLETED if succeeded else jobrecord.FAILED)
+    result = TrainResult(job_name, job_dir, collected.model_archive, collected.output_archive,
+                         statuses, collected.failure_reason, notes + collected.notes,
+                         status=status, stop_reason=watch.reason)
+    if watch.reason is not None:
+        secondary = jobrecord.STOPPED if watch.reason == stopping.STOPPED else watch.reason
+        record.finish(jobrecord.STOPPED, secondary, billable_seconds=round(billable))
         if stopped_by is not None:
             raise interrupted(f"training job {job_name} interrupted: every host was stopped and"
                               f" removed; what they wrote is in {job_dir}", stopped_by)
-    finally:
-        _jobs.remove_tree(job_dir / "hosts")
-        _jobs.remove_tree(job_dir / "shards")
-        _jobs.remove_tree(job_dir / "pipe-scratch")
-    result = TrainResult(job_name, job_dir, collected.model_archive, collected.output_archive,
-                         statuses, collected.failure_reason, notes + collected.notes)
-    if not result.succeeded:
+        if watch.reason != stopping.STOPPED:
+            raise JobStoppedError(
+                f"training job {job_name} stopped: {jobrecord.MESSAGES[watch.reason]}",
+                detail=f"the model it left: {collected.model_archive}")
+        return result
+    if not succeeded:
         # the host that failed first, not one byoc stopped because of it
         failed = (first_failure or [collected.failed_host or "?"])[0]
         reason = collected.failure_reason or f"{failed} wrote no {contract.IN_CONTAINER.failure_file}"
+        record.finish(jobrecord.FAILED, jobrecord.FAILED, failure_reason=reason,
+                      billable_seconds=round(billable))
         raise ContainerFailedError(
             f"training job {job_name} failed: {failed} exited with status {statuses.get(failed)}:"
             f" {reason.splitlines()[0] if reason else ''}",
             exit_status=statuses.get(failed, 1), failure_reason=collected.failure_reason,
             detail=f"logs and artifacts: {job_dir}")
+    record.finish(jobrecord.COMPLETED, jobrecord.COMPLETED, billable_seconds=round(billable))
     _jobs.record_latest(jobs_dir, job_dir)
     return result
 
@@ -362,3 +461,102 @@ def wait_until_ready(server: Server, timeout: float, interval: float = 0.25) -> 
             raise ServeError(f"/ping did not answer 200 within {timeout:.0f} s (last: {last})",
                              detail=server.log_tail())
         time.sleep(interval)
+
+
+def resolve_incremental(value: str, jobs_dir: Path) -> Path:
+    """``--incremental-from``: a local job's name, a job directory or a ``model.tar.gz``."""
+    for candidate in (Path(value), Path(value) / "model.tar.gz", jobs_dir / value / "model.tar.gz"):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError(f"--incremental-from {value}: no such local job in {jobs_dir}, and not a"
+                      " model.tar.gz or a directory holding one")
+
+
+def stop_job(record: jobrecord.JobRecord) -> None:
+    """Ask the byoc running *record*'s job to stop it, as StopTrainingJob does.
+
+    :raises ConfigError: when the job is not running.
+    """
+    if record.status not in (jobrecord.IN_PROGRESS, jobrecord.STOPPING):
+        raise ConfigError(f"training job {record.name} is not running (status {record.status})")
+    if not _owner_alive(record):
+        raise ConfigError(f"the byoc that ran {record.name} is gone; `byoc local jobs` marks the"
+                          " job failed and removes what it left")
+    stopping.request_stop(record.job_dir)
+
+
+def _owner_alive(record: jobrecord.JobRecord) -> bool:
+    local = record.data.get("Local", {})
+    pid, started = local.get("Pid"), local.get("ProcessStart")
+    if not isinstance(pid, int):
+        return False
+    if started is not None:
+        return bool(_jobs.process_start(pid) == started)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(jobs_dir: Path | None, say: Say = quiet,
+                 environ: Mapping[str, str] | None = None) -> list[str]:
+    """Mark failed the jobs whose byoc died (SIGKILL) and remove what they left running.
+
+    Containers and networks are found by their ``com.byoc.job`` label,
+    processes of the process backend by the job's ARN in their environment.
+    Returns the names of the jobs reaped.
+    """
+    reaped: list[str] = []
+    if jobs_dir is None:
+        return reaped
+    for record in jobrecord.records(jobs_dir):
+        if record.status not in (jobrecord.IN_PROGRESS, jobrecord.STOPPING) or _owner_alive(record):
+            continue
+        _remove_labelled(record.name, environ)
+        _kill_job_processes(str(record.data.get("TrainingJobArn", "")))
+        _jobs.remove_tree(record.job_dir / "hosts")
+        _jobs.remove_tree(record.job_dir / "shards")
+        record.finish(jobrecord.FAILED, jobrecord.FAILED, failure_reason=(
+            "byoc stopped while the job ran (killed?); its hosts were removed"))
+        say(f"note: training job {record.name} lost the byoc running it; marked Failed and cleaned up")
+        reaped.append(record.name)
+    return reaped
+
+
+def _remove_labelled(job_name: str, environ: Mapping[str, str] | None) -> None:
+    if not docker_available(environ):
+        return
+    import docker.errors
+
+    from ._docker import docker_client
+    from .backends.docker import LABEL
+
+    client = docker_client(environ)
+    try:
+        for container in client.containers.list(all=True, filters={"label": f"{LABEL}={job_name}"}):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+        for network in client.networks.list(filters={"label": f"{LABEL}={job_name}"}):
+            with contextlib.suppress(docker.errors.APIError):
+                network.remove()
+    finally:
+        client.close()
+
+
+def _kill_job_processes(arn: str) -> None:
+    if not arn:
+        return
+    needle = f"TRAINING_JOB_ARN={arn}".encode()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needle in environment:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(entry.name), signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
+from .. import contract
+
 #: Receives one log line and the host it came from.
 LogSink = Callable[[str, str], None]
 
@@ -21,6 +23,8 @@ class HostSpec:
     host: str
     root: Path
     channels: Mapping[str, Path]
+    #: The host directory behind CheckpointConfig.LocalPath, when checkpoints are configured.
+    checkpoints: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,10 @@ class TrainSpec:
     notify: Callable[[str], None] | None = None
     #: Told the host and its status when a host fails and the others are being stopped.
     on_host_failure: Callable[[str, int], None] | None = None
+    #: Set to stop every host as StopTrainingJob does (SIGTERM, SIGKILL after the grace).
+    stop: threading.Event | None = None
+    #: CheckpointConfig.LocalPath inside the container.
+    checkpoint_path: str = contract.CHECKPOINT_PATH
 
 
 @dataclass(frozen=True)
@@ -133,8 +141,10 @@ class LogPump:
 
 def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2,
               say: Callable[[str], None] | None = None,
-              on_failure: Callable[[str, int], None] | None = None) -> dict[str, int]:
-    """Wait for every run to exit; when one fails, stop the others (*on_failure* is told first).
+              on_failure: Callable[[str, int], None] | None = None,
+              stop: threading.Event | None = None) -> dict[str, int]:
+    """Wait for every run to exit; when one fails (*on_failure* is told first), or *stop* is
+    set, stop the others.
 
     On any exception (KeyboardInterrupt included) every run still going is
     stopped, SIGTERM first and SIGKILL after *grace_seconds* (see :func:`stop_all`),
@@ -146,10 +156,11 @@ def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2,
             if all(status is not None for status in statuses.values()):
                 return {host: int(status) for host, status in statuses.items() if status is not None}
             failed = [(host, status) for host, status in statuses.items() if status not in (None, 0)]
-            if failed:
-                if on_failure is not None and any(status is None for status in statuses.values()):
+            if failed or (stop is not None and stop.is_set()):
+                if failed and on_failure is not None and any(s is None for s in statuses.values()):
                     on_failure(*failed[0])
                 stop_all(runs, grace_seconds, say=say)
+                continue
             time.sleep(poll)
     except BaseException:
         stop_all(runs, grace_seconds, say=say)

@@ -27,7 +27,7 @@ from .placeholder import placeholder_command
 LABEL = "com.byoc.job"
 
 
-def training_mounts(host: HostSpec) -> list[Any]:
+def training_mounts(host: HostSpec, checkpoint_path: str = contract.CHECKPOINT_PATH) -> list[Any]:
     """The binds SageMaker makes, each on its own: config and channels read-only, the data
     directory (where Pipe FIFOs live) read-only, model, output and checkpoints writable.
     Nothing else under /opt/ml is covered, so what the image keeps there stays visible."""
@@ -38,8 +38,12 @@ def training_mounts(host: HostSpec) -> list[Any]:
              (tree.model_dir, "model", False), (tree.output_dir, "output", False),
              (tree.checkpoints_dir, "checkpoints", False)]
     binds += [(source, f"input/data/{name}", True) for name, source in sorted(host.channels.items())]
-    return [Mount(f"{contract.CONTAINER_ROOT}/{target}", str(source), type="bind", read_only=read_only)
-            for source, target, read_only in binds]
+    mounts = [Mount(f"{contract.CONTAINER_ROOT}/{target}", str(source), type="bind",
+                    read_only=read_only) for source, target, read_only in binds]
+    if host.checkpoints is not None and checkpoint_path != contract.CHECKPOINT_PATH:
+        # CheckpointConfig.LocalPath elsewhere than the default
+        mounts.append(Mount(checkpoint_path, str(host.checkpoints), type="bind", read_only=False))
+    return mounts
 
 
 def _each(action: Callable[[Any], object], items: Sequence[Any]) -> None:
@@ -169,7 +173,8 @@ class DockerBackend:
             for host, identity in zip(spec.hosts, placeholders, strict=True):
                 container = client.containers.create(
                     self.image, command=["train"], name=f"byoc-{spec.job_name}-{host.host}-{suffix}",
-                    environment=dict(spec.env), mounts=training_mounts(host),
+                    environment=dict(spec.env),
+                    mounts=training_mounts(host, spec.checkpoint_path),
                     network_mode=f"container:{identity.id}", labels={LABEL: spec.job_name})
                 runs[host.host] = ContainerRun(container, LogPump(
                     host.host, log, spec.log_dir / f"{host.host}.log"))
@@ -177,7 +182,7 @@ class DockerBackend:
             for run in runs.values():
                 run.pump.start(run.container.logs(stream=True, follow=True))
             return supervise(runs, spec.grace_seconds, say=spec.notify,
-                             on_failure=spec.on_host_failure)
+                             on_failure=spec.on_host_failure, stop=spec.stop)
         except docker.errors.APIError as exc:
             raise DockerUnavailableError(f"Docker refused the job: {explain(exc)}") from exc
         finally:

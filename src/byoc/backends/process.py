@@ -76,7 +76,7 @@ class ProcessBackend:
                 runs[host.host] = self._start("train", env, host.host, log,
                                               spec.log_dir / f"{host.host}.log")
             return supervise(runs, spec.grace_seconds, say=spec.notify,
-                             on_failure=spec.on_host_failure)
+                             on_failure=spec.on_host_failure, stop=spec.stop)
         finally:
             for run in runs.values():
                 if run.poll() is None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from .. import invoke
+from .. import contract, invoke, jobrecord, stopping
 from .. import local as harness
 from ..errors import ConfigError, Interrupted, ServeError
 from ..inputs.config import InputOptions
@@ -57,12 +58,30 @@ def local_group() -> None:
 @click.option("--job-name", help="Training job name (default: <project>-<timestamp>).")
 @click.option("--grace", default=harness.TRAIN_GRACE, show_default=True, type=float,
               help="Seconds between SIGTERM and SIGKILL when stopping.")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="CheckpointConfig.S3Uri: a local directory playing S3. Restored into every host"
+                   " at start, synced while the job runs.")
+@click.option("--checkpoint-local-path", default=contract.CHECKPOINT_PATH, show_default=True,
+              help="CheckpointConfig.LocalPath in the container.")
+@click.option("--spot", is_flag=True, help="EnableManagedSpotTraining (simulated).")
+@click.option("--max-run", metavar="DURATION",
+              help="StoppingCondition.MaxRuntimeInSeconds, e.g. 3600, 90s, 5m, 2h (default 1 day).")
+@click.option("--max-wait", metavar="DURATION",
+              help="StoppingCondition.MaxWaitTimeInSeconds (with --spot): at least --max-run.")
+@click.option("--interrupt-after", metavar="DURATION[,DURATION...]",
+              help="With --spot: simulate a capacity reclaim this long into each attempt's"
+                   " training, e.g. 30s,1m (two interruptions).")
+@click.option("--incremental-from", metavar="JOB|PATH",
+              help="Incremental training: a local job's (or any) model.tar.gz as the model channel.")
 def train(project: Path | None, image: str | None, backend: str, channel: tuple[str, ...],
           content_types: tuple[str, ...], hyperparameter: tuple[str, ...],
           hyperparameters_file: Path | None, instance_count: int, distribution: tuple[str, ...],
           input_mode: str | None, channel_modes: tuple[str, ...], record_wrappers: tuple[str, ...],
           compressions: tuple[str, ...], shuffles: tuple[str, ...], attribute_names: tuple[str, ...],
-          env: tuple[str, ...], output_dir: Path | None, job_name: str | None, grace: float) -> None:
+          env: tuple[str, ...], output_dir: Path | None, job_name: str | None, grace: float,
+          checkpoint_dir: Path | None, checkpoint_local_path: str, spot: bool,
+          max_run: str | None, max_wait: str | None, interrupt_after: str | None,
+          incremental_from: str | None) -> None:
     """Run a training job against local channels; print the model archive's path."""
     inputs = InputOptions.parse(
         input_mode=input_mode, channel_modes=pairs(channel_modes, "--channel-input-mode"),
@@ -70,7 +89,10 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
         compressions=pairs(compressions, "--compression"), shuffle_seeds=pairs(shuffles, "--shuffle"),
         attribute_names=pairs(attribute_names, "--attribute-names"))
     loaded = Project.find(project, required=image is None)
+    harness.reap_orphans(loaded.jobs_dir if loaded else None, say=echo_err)
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
+    jobs_dir = output_dir or (loaded.jobs_dir if loaded else Path.cwd() / ".byoc" / "jobs")
+    previous = harness.resolve_incremental(incremental_from, jobs_dir) if incremental_from else None
     channels = channel_paths(channel)
     hyperparameters = harness.hyperparameters_of(loaded, hyperparameters_file,
                                                  pairs(hyperparameter, "--hyperparameter"))
@@ -79,11 +101,77 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
         content_types=pairs(content_types, "--content-type"),
         distribution=pairs(distribution, "--distribution"), instance_count=instance_count,
         env=pairs(env, "--env"), output_dir=output_dir, job_name=job_name,
-        grace_seconds=grace, log=log_line, say=echo_err, inputs=inputs)
+        grace_seconds=grace, log=log_line, say=echo_err, inputs=inputs,
+        checkpoint_dir=checkpoint_dir, checkpoint_local_path=checkpoint_local_path, spot=spot,
+        max_runtime=stopping.parse_duration(max_run, "--max-run") if max_run else None,
+        max_wait=stopping.parse_duration(max_wait, "--max-wait") if max_wait else None,
+        interrupt_after=[stopping.parse_duration(part, "--interrupt-after")
+                         for part in interrupt_after.split(",")] if interrupt_after else (),
+        incremental_from=previous, image=getattr(chosen, "image", None))
     for note in result.notes:
         echo_err(f"note: {note}")
-    echo_err(f"training job {result.job_name} completed; output: {result.output_archive}")
+    if result.status == jobrecord.STOPPED:
+        echo_err(f"training job {result.job_name} stopped on request; the model it left:")
+    else:
+        echo_err(f"training job {result.job_name} completed; output: {result.output_archive}")
     click.echo(str(result.model_archive))
+
+
+@local_group.command(name="stop")
+@click.argument("job")
+@click.option("--project", "project_path", type=click.Path(file_okay=False, exists=True,
+              path_type=Path), help="The project (default: around the current directory).")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The jobs directory the job was started with (default: the project's).")
+def stop(job: str, project_path: Path | None, output_dir: Path | None) -> None:
+    """Stop a running local training job, as StopTrainingJob does.
+
+    Every host gets SIGTERM, then SIGKILL after the job's grace period; the
+    model the hosts left is still collected, and the job ends Stopped.
+    """
+    record = jobrecord.find(_jobs_dir(project_path, output_dir), job)
+    harness.stop_job(record)
+    echo_err(f"stopping {record.name}: the byoc running it stops its hosts and collects the model")
+
+
+@local_group.command(name="jobs")
+@click.option("--project", "project_path", type=click.Path(file_okay=False, exists=True,
+              path_type=Path), help="The project (default: around the current directory).")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="A jobs directory given to `byoc local train --output-dir`.")
+def jobs(project_path: Path | None, output_dir: Path | None) -> None:
+    """List local training jobs, newest first."""
+    jobs_dir = _jobs_dir(project_path, output_dir)
+    harness.reap_orphans(jobs_dir, say=echo_err)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "status", "secondary status", "duration", "started", box=None)
+    for record in jobrecord.records(jobs_dir):
+        seconds = record.data.get("TrainingTimeInSeconds")
+        table.add_row(record.name, record.status, record.secondary,
+                      f"{seconds} s" if seconds is not None else "-",
+                      str(record.data.get("CreationTime", ""))[:19].replace("T", " "))
+    Console(soft_wrap=True).print(table)
+
+
+@local_group.command(name="describe")
+@click.argument("job")
+@click.option("--project", "project_path", type=click.Path(file_okay=False, exists=True,
+              path_type=Path), help="The project (default: around the current directory).")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="A jobs directory given to `byoc local train --output-dir`.")
+def describe(job: str, project_path: Path | None, output_dir: Path | None) -> None:
+    """Print a local job's record (job.json, shaped like DescribeTrainingJob)."""
+    jobs_dir = _jobs_dir(project_path, output_dir)
+    harness.reap_orphans(jobs_dir, say=echo_err)
+    click.echo(json.dumps(jobrecord.find(jobs_dir, job).data, indent=2))
+
+
+def _jobs_dir(project_path: Path | None, output_dir: Path | None) -> Path:
+    if output_dir is not None:
+        return output_dir
+    return Project.find(project_path).jobs_dir
 
 
 @local_group.command()

@@ -1,0 +1,156 @@
+"""A local training job's record, ``job.json``, shaped like DescribeTrainingJob.
+
+The record is rewritten atomically at every status change, so another
+terminal (``byoc local jobs``, ``byoc local describe``) always reads a whole
+one. byoc's own facts that the service has no field for (the backend, the
+hosts' exit statuses, the process running the job) live under ``Local``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+RECORD = "job.json"
+#: The primary statuses DescribeTrainingJob reports.
+IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED = (
+    "InProgress", "Completed", "Failed", "Stopping", "Stopped")
+#: The service's status messages for the secondary statuses byoc goes through.
+MESSAGES = {
+    "Starting": "Preparing the instances for training",
+    "Downloading": "Downloading input data",
+    "Training": "Training image download completed. Training in progress.",
+    "Interrupted": "The job was interrupted: the spot capacity was reclaimed",
+    "Stopping": "Stopping the training job",
+    "Uploading": "Uploading generated training model",
+    "Completed": "Training job completed",
+    "Failed": "Training job failed",
+    "Stopped": "The training job was stopped",
+    "MaxRuntimeExceeded": "The job stopped: it reached MaxRuntimeInSeconds",
+    "MaxWaitTimeExceeded": "The job stopped: it reached MaxWaitTimeInSeconds",
+}
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _seconds(start: str, end: str) -> int:
+    return max(0, round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()))
+
+
+@dataclass
+class JobRecord:
+    """The record of one job in *job_dir*; every change is written at once."""
+
+    job_dir: Path
+    data: dict[str, Any]
+
+    @classmethod
+    def create(cls, job_dir: Path, fields: Mapping[str, Any]) -> JobRecord:
+        stamp = now()
+        data: dict[str, Any] = {
+            **fields,
+            "TrainingJobStatus": IN_PROGRESS,
+            "SecondaryStatus": "Starting",
+            "CreationTime": stamp,
+            "LastModifiedTime": stamp,
+            "SecondaryStatusTransitions": [],
+        }
+        record = cls(job_dir, data)
+        record.transition("Starting")
+        return record
+
+    @classmethod
+    def load(cls, job_dir: Path) -> JobRecord:
+        path = job_dir / RECORD
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read the job record {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} is not a job record")
+        return cls(job_dir, data)
+
+    @property
+    def name(self) -> str:
+        return str(self.data.get("TrainingJobName", self.job_dir.name))
+
+    @property
+    def status(self) -> str:
+        return str(self.data.get("TrainingJobStatus", ""))
+
+    @property
+    def secondary(self) -> str:
+        return str(self.data.get("SecondaryStatus", ""))
+
+    def transition(self, secondary: str, message: str | None = None) -> None:
+        """Enter the secondary status *secondary*, closing the one before."""
+        stamp = now()
+        transitions: list[dict[str, str]] = self.data.setdefault("SecondaryStatusTransitions", [])
+        if transitions and "EndTime" not in transitions[-1]:
+            transitions[-1]["EndTime"] = stamp
+        transitions.append({"Status": secondary, "StartTime": stamp,
+                            "StatusMessage": message or MESSAGES.get(secondary, secondary)})
+        self.data["SecondaryStatus"] = secondary
+        if secondary == "Training" and "TrainingStartTime" not in self.data:
+            self.data["TrainingStartTime"] = stamp
+        if secondary == "Stopping":
+            self.data["TrainingJobStatus"] = STOPPING
+        self.update(LastModifiedTime=stamp)
+
+    def finish(self, status: str, secondary: str, failure_reason: str | None = None,
+               billable_seconds: int | None = None) -> None:
+        """End the job: the last transition, the primary status and the times."""
+        self.transition(secondary)
+        end = self.data["LastModifiedTime"]
+        start = self.data.get("TrainingStartTime", self.data["CreationTime"])
+        self.data["TrainingJobStatus"] = status
+        self.data["TrainingEndTime"] = end
+        self.data["TrainingTimeInSeconds"] = _seconds(start, end)
+        self.data["BillableTimeInSeconds"] = (
+            billable_seconds if billable_seconds is not None else self.data["TrainingTimeInSeconds"])
+        if failure_reason:
+            self.data["FailureReason"] = failure_reason
+        self.write()
+
+    def update(self, **fields: Any) -> None:
+        """Merge *fields* into the record and write it."""
+        self.data.update(fields)
+        self.write()
+
+    def write(self) -> None:
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        path = self.job_dir / RECORD
+        temp = path.with_name(f".{RECORD}.{os.getpid()}.partial")
+        temp.write_text(json.dumps(self.data, indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, path)
+
+
+def records(jobs_dir: Path) -> Iterator[JobRecord]:
+    """Every job under *jobs_dir* that has a readable record, newest first."""
+    if not jobs_dir.is_dir():
+        return
+    found = []
+    for path in jobs_dir.glob(f"*/{RECORD}"):
+        try:
+            found.append(JobRecord.load(path.parent))
+        except ConfigError:
+            continue
+    yield from sorted(found, key=lambda r: str(r.data.get("CreationTime", "")), reverse=True)
+
+
+def find(jobs_dir: Path, name: str) -> JobRecord:
+    """The record of job *name* (a job directory also works). :raises ConfigError:"""
+    candidate = Path(name)
+    for job_dir in (candidate, jobs_dir / name):
+        if (job_dir / RECORD).is_file():
+            return JobRecord.load(job_dir)
+    raise ConfigError(f"no local job {name!r} in {jobs_dir}; `byoc local jobs` lists them")
