@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from . import invoke
+from . import invoke, metrics
 from . import local as harness
 from ._cliutil import echo_err, pairs
 from .errors import ConfigError, Interrupted, ServeError
@@ -66,12 +66,17 @@ def local_group() -> None:
 @click.option("--job-name", help="Training job name (default: <project>-<timestamp>).")
 @click.option("--grace", default=harness.TRAIN_GRACE, show_default=True, type=float,
               help="Seconds between SIGTERM and SIGKILL when stopping.")
+@click.option("--metric", multiple=True, metavar="NAME=REGEX",
+              help="A MetricDefinition over the logs (the first group is the value), added to"
+                   " byoc.toml's metric_definitions. Repeatable.")
 def train(project: Path | None, image: str | None, backend: str, channel: tuple[str, ...],
           content_types: tuple[str, ...], hyperparameter: tuple[str, ...],
           hyperparameters_file: Path | None, instance_count: int, distribution: tuple[str, ...],
-          env: tuple[str, ...], output_dir: Path | None, job_name: str | None, grace: float) -> None:
+          env: tuple[str, ...], output_dir: Path | None, job_name: str | None, grace: float,
+          metric: tuple[str, ...]) -> None:
     """Run a training job against local channels; print the model archive's path."""
     loaded = _project(project, image)
+    scanner = metrics.scanner_for(loaded, metric)
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
     channels = {name: Path(path) for name, path in pairs(channel, "--channel").items()} or None
     hyperparameters: dict[str, object] | None = None
@@ -91,7 +96,7 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
         content_types=pairs(content_types, "--content-type"),
         distribution=pairs(distribution, "--distribution"), instance_count=instance_count,
         env=pairs(env, "--env"), output_dir=output_dir, job_name=job_name,
-        grace_seconds=grace, log=_log_line, say=echo_err)
+        grace_seconds=grace, log=_log_line, say=echo_err, metrics=scanner)
     for note in result.notes:
         echo_err(f"note: {note}")
     echo_err(f"training job {result.job_name} completed; output: {result.output_archive}")
@@ -160,3 +165,8 @@ def predict(file: Path | None, url: str, content_type: str | None, accept: str |
 from . import cli_bench  # noqa: E402  (it takes this module's options)
 
 local_group.add_command(cli_bench.bench_command)
+
+from . import cli_tune  # noqa: E402
+
+local_group.add_command(cli_tune.tune_command)
+local_group.add_command(cli_tune.describe_command)

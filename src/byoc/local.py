@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,7 @@ from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec, stop_
 from .backends.docker import DockerBackend
 from .backends.process import ProcessBackend
 from .errors import ConfigError, ContainerFailedError, Interrupted, ServeError
+from .metrics import MetricScanner
 from .project import Project
 
 Say = Callable[[str], None]
@@ -122,11 +124,14 @@ def train(*, backend: Backend, project: Project | None = None,
           env: Mapping[str, str] | None = None, output_dir: Path | None = None,
           job_name: str | None = None, region: str | None = None,
           grace_seconds: float = TRAIN_GRACE, log: LogSink | None = None,
-          say: Say = _quiet) -> TrainResult:
+          say: Say = _quiet, metrics: MetricScanner | None = None,
+          stop: threading.Event | None = None) -> TrainResult:
     """Run one training job; return its result even when it failed.
 
     Channels, hyperparameters and content types default to the project's
     ``local_test/test_dir``. Artifacts go to ``<output_dir>/<job_name>/``.
+    *metrics* scans every host's log lines (see :mod:`byoc.metrics`); setting
+    *stop* from another thread stops the job as StopTrainingJob would.
 
     :raises ConfigError: for input CreateTrainingJob would refuse.
     :raises ContainerFailedError: when a host exited non-zero (artifacts are collected first).
@@ -164,8 +169,10 @@ def train(*, backend: Backend, project: Project | None = None,
         notes += staged_notes
         for note in staged_notes:
             say(f"warning: {note}")
-        spec = TrainSpec(job_name, specs, job_env, job_dir / "logs", grace_seconds)
+        spec = TrainSpec(job_name, specs, job_env, job_dir / "logs", grace_seconds, stop)
         sink = log or (lambda host, line: None)
+        if metrics is not None:
+            sink = metrics.tee(sink)
         interrupted = False
         try:
             with _sigterm_interrupts():
@@ -173,6 +180,8 @@ def train(*, backend: Backend, project: Project | None = None,
         except KeyboardInterrupt:
             interrupted = True
         collected = _jobs.collect(job_dir, specs, statuses)
+        if metrics is not None:
+            metrics.save(job_dir, say)
         if interrupted:
             raise Interrupted(f"training job {job_name} interrupted: every host was stopped and"
                               f" removed; what they wrote is in {job_dir}")

@@ -30,6 +30,8 @@ class TrainSpec:
     env: Mapping[str, str]
     log_dir: Path
     grace_seconds: float = 120.0
+    #: Set from another thread to stop every host (SIGTERM, then SIGKILL after the grace).
+    stop: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ class LogPump:
         self.sink(self.host, line)
 
 
-def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2) -> dict[str, int]:
+def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2,
+              stop: threading.Event | None = None) -> dict[str, int]:
     """Wait for every run to exit; when one fails, stop the others.
 
     On any exception (KeyboardInterrupt included) every run still going is
@@ -139,7 +142,8 @@ def supervise(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.2) 
             statuses = {host: run.poll() for host, run in runs.items()}
             if all(status is not None for status in statuses.values()):
                 return {host: int(status) for host, status in statuses.items() if status is not None}
-            if any(status not in (None, 0) for status in statuses.values()):
+            if any(status not in (None, 0) for status in statuses.values()) or (
+                    stop is not None and stop.is_set()):
                 stop_all(runs, grace_seconds)
             time.sleep(poll)
     except BaseException:

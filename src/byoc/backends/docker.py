@@ -127,7 +127,7 @@ class DockerBackend:
             for run in runs.values():
                 run.container.start()
                 run.pump.start(run.container.logs(stream=True, follow=True))
-            return supervise(runs, spec.grace_seconds)
+            return supervise(runs, spec.grace_seconds, stop=spec.stop)
         except docker.errors.APIError as exc:
             raise DockerUnavailableError(f"Docker refused the job: {exc.explanation or exc}") from exc
         finally:

@@ -74,7 +74,7 @@ class ProcessBackend:
                 env = {**os.environ, **spec.env, "SAGEMAKER_BASE_DIR": str(host.root)}
                 runs[host.host] = self._start("train", env, host.host, log,
                                               spec.log_dir / f"{host.host}.log")
-            return supervise(runs, spec.grace_seconds)
+            return supervise(runs, spec.grace_seconds, stop=spec.stop)
         finally:
             for run in runs.values():
                 if run.poll() is None:
