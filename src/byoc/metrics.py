@@ -231,3 +231,31 @@ def scanner_for(project: Any, options: Sequence[str]) -> MetricScanner | None:
     base = from_project(project.root / CONFIG_FILE) if project is not None else []
     items = merge(base, from_options(options))
     return MetricScanner(items) if items else None
+
+
+#: What a training log may print for a metric, and the value SageMaker keeps (None: dropped).
+SAMPLE_VALUES: tuple[tuple[str, float | None], ...] = (
+    ("0.5", 0.5), ("3", 3.0), ("1e-05", 1e-05), ("-0.3", -0.3), ("+2.5E+03", 2500.0),
+    (".75", 0.75), ("6.02e23", 6.02e23), ("nan", None), ("inf", None), ("-inf", None),
+)
+
+
+def regex_problems(regex: str, render: Callable[[str], str]) -> list[str]:
+    """How *regex* misreads the lines a training prints (``render(value)`` gives one line).
+
+    Every value of :data:`SAMPLE_VALUES` must be captured whole by the first
+    group, so that a number reads as itself and ``nan``/``inf`` are seen and
+    dropped, not cut short into another number. An empty list means it reads
+    them all.
+    """
+    pattern = definition("check", regex).pattern
+    problems = []
+    for text, expected in SAMPLE_VALUES:
+        line = render(text)
+        match = pattern.search(line)
+        captured = match.group(1) if match else None
+        if captured != text:
+            problems.append(f"{line!r}: captures {captured!r}, not {text!r}")
+        elif parse_value(captured) != expected:
+            problems.append(f"{line!r}: reads {parse_value(captured)!r}, not {expected!r}")
+    return problems
