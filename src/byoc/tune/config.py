@@ -144,8 +144,7 @@ def _describe(kind: str, name: str, details: Mapping[str, Any]) -> str:
     if kind == "invalid range":
         return f"{where}: {details.get('param')!r} is below the minimum {details.get('min_allowed')}"
     if kind == "invalid length":
-        return f"{where}: length {len(details.get('param', ''))} is below the minimum" \
-               f" {details.get('min_allowed')}"
+        return f"{where}: length {details.get('param')} is below the minimum {details.get('min_allowed')}"
     return f"{where}: {kind}"
 
 
