@@ -50,9 +50,10 @@ def request(name: str = "probe-tune", strategy: str = "Random", max_jobs: int | 
     return body
 
 
-def grid(name: str = "probe-grid", **kwargs: Any) -> dict[str, Any]:
+def grid(name: str = "probe-grid", static: dict[str, str] | None = None, **kwargs: Any
+         ) -> dict[str, Any]:
     """Grid over kind and n (as categories) with x fixed at its optimum."""
-    body = request(name, "Grid", max_jobs=None, static={"x": "0.3"}, **kwargs)
+    body = request(name, "Grid", max_jobs=None, static={"x": "0.3", **(static or {})}, **kwargs)
     body["HyperParameterTuningJobConfig"]["ParameterRanges"] = {
         "CategoricalParameterRanges": [{"Name": "kind", "Values": ["a", "b"]},
                                        {"Name": "n", "Values": ["5", "7", "9"]}]}

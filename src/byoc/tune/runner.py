@@ -86,6 +86,7 @@ class Tuner:
     jobs: list[JobState] = field(default_factory=list)
     previous: list[dict[str, Any]] = field(default_factory=list)
     parents: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.strategy: Strategy = make(self.request)
@@ -103,7 +104,7 @@ class Tuner:
     def run(self) -> TuningResult:
         started = time.monotonic()
         number = max((report.job_number(item["TrainingJobName"]) for item in self.previous), default=0)
-        launched = len(self.previous)
+        launched = len(self.previous) - len(self.interrupted)
         exhausted = False
         interrupted = False
         try:
@@ -311,12 +312,17 @@ class Tuner:
 
     # resume and warm start ----------------------------------------------------------------
     def restore(self) -> None:
-        """Take the finished jobs of an earlier run of this tuning job (``--resume``)."""
+        """Take the jobs of an earlier run of this tuning job (``--resume``).
+
+        Jobs that Ctrl-C stopped stay listed as Stopped but do not count towards
+        MaxNumberOfTrainingJobs, and the strategy does not learn from them.
+        """
         skipped = set(self._interrupted_before())
         for entry in report.read_summaries(self.tuning_dir):
-            if entry["TrainingJobName"] in skipped or entry["TrainingJobStatus"] == "InProgress":
-                continue
             self.previous.append(entry)
+            if entry["TrainingJobName"] in skipped or entry["TrainingJobStatus"] == "InProgress":
+                self.interrupted.append(entry["TrainingJobName"])  # listed, not counted
+                continue
             value = entry.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
             outcome = {"Completed": COMPLETE, "Stopped": STOPPED}.get(entry["TrainingJobStatus"], FAILED)
             curve = report.objective_curve(self.tuning_dir / JOBS / entry["TrainingJobName"],
