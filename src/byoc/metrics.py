@@ -154,6 +154,8 @@ class MetricScanner:
         self.dropped: dict[str, int] = {}
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
+        #: Leave the plot to a later :meth:`plot` call (a tuner draws it once the job's slot is free).
+        self.defer_plot = False
 
     def scan(self, host: str, line: str) -> list[Sample]:
         found: list[Sample] = []
@@ -194,7 +196,7 @@ class MetricScanner:
 
     def save(self, job_dir: Path, say: Callable[[str], None] | None = None) -> None:
         """Write ``metrics.json``, ``FinalMetricDataList`` into ``job.json`` and ``metrics.png``."""
-        from . import jobrecord, plots
+        from . import jobrecord
 
         with self._lock:
             samples = list(self.samples)
@@ -209,6 +211,15 @@ class MetricScanner:
             "FinalMetricDataList": [sample.as_api() for sample in self.final()],
             "AlgorithmSpecification": {"TrainingInputMode": "File",
                                        "MetricDefinitions": document["MetricDefinitions"]}})
+        if not self.defer_plot:
+            self.plot(job_dir, say)
+
+    def plot(self, job_dir: Path, say: Callable[[str], None] | None = None) -> None:
+        """Draw ``metrics.png`` (nothing when no metric was seen)."""
+        from . import plots
+
+        with self._lock:
+            samples = list(self.samples)
         if samples:
             plots.metrics_over_time(samples, job_dir / PLOT_FILE, title=job_dir.name, say=say)
 

@@ -94,6 +94,7 @@ class Tuner:
             if self.request.early_stopping == "Auto" else None
         self.lock = threading.Lock()
         self.write_lock = threading.Lock()
+        self.wake = threading.Event()
         self.created = datetime.now(UTC)
         self.ending: str | None = None
         self.status = "InProgress"
@@ -127,7 +128,8 @@ class Tuner:
                             and time.monotonic() - started > self.request.max_runtime):
                         self._end("MaxRuntimeInSeconds reached")
                     self._show()
-                    time.sleep(POLL)
+                    self.wake.wait(POLL)
+                    self.wake.clear()
         except KeyboardInterrupt:
             interrupted = True
             self.say("stopping: every running training job gets SIGTERM (Ctrl-C again does not help;"
@@ -141,6 +143,9 @@ class Tuner:
                         job.thread.join()
                     except KeyboardInterrupt:
                         continue
+        for job in self.jobs:  # their records and plots
+            if job.thread is not None:
+                job.thread.join()
         self.status = "Stopped" if interrupted else "Completed"
         self._show()
         description = self.write(final=True)
@@ -165,6 +170,8 @@ class Tuner:
     def _run_job(self, job: JobState) -> None:
         scanner = metrics.MetricScanner(self.request.metric_definitions,
                                         on_sample=lambda sample: self._on_sample(job, sample))
+        scanner.defer_plot = True
+        status = "Failed"
         timer = None
         if self.request.job_max_runtime is not None:
             timer = threading.Timer(float(self.request.job_max_runtime), job.stop_for,
@@ -181,16 +188,14 @@ class Tuner:
                 output_dir=self.tuning_dir / JOBS, job_name=job.name,
                 grace_seconds=self.grace_seconds, metrics=scanner, stop=job.stop)
             job.model_archive = result.model_archive
-            job.status = "Stopped" if job.stop.is_set() else "Completed"
+            status = "Stopped" if job.stop.is_set() else "Completed"
         except ContainerFailedError as exc:
             job.model_archive = job.job_dir / "model.tar.gz"
-            job.status = "Stopped" if job.stop.is_set() else "Failed"
+            status = "Stopped" if job.stop.is_set() else "Failed"
             job.failure_reason = exc.failure_reason or exc.message
         except ByocError as exc:
-            job.status = "Failed"
             job.failure_reason = exc.message
         except Exception as exc:  # a bug must not take the other jobs down
-            job.status = "Failed"
             job.failure_reason = f"{type(exc).__name__}: {exc}"
         finally:
             if timer is not None:
@@ -198,11 +203,17 @@ class Tuner:
         job.ended = datetime.now(UTC)
         series = scanner.series(self.request.objective_metric)
         job.objective = series[-1].value if series else None
-        outcome = {"Completed": COMPLETE, "Stopped": STOPPED}.get(job.status, FAILED)
+        outcome = {"Completed": COMPLETE, "Stopped": STOPPED}.get(status, FAILED)
         self.strategy.tell(job.trial, job.objective, outcome, job.curve)
+        self._account(job, status)
+        job.status = status  # the job's slot is free from here on
+        self.wake.set()
         if job.job_dir.is_dir():
             jobrecord.merge(job.job_dir, self.summary(job, full=True))
-        self._finished(job)
+        if job.stop_reason != "interrupted":
+            self.write(final=False)
+        if job.job_dir.is_dir():
+            scanner.plot(job.job_dir)
 
     def _on_sample(self, job: JobState, sample: metrics.Sample) -> None:
         if sample.name != self.request.objective_metric:
@@ -211,16 +222,18 @@ class Tuner:
         if sample.host != "algo-1":  # one host's curve, so that duplicated lines count once
             return
         job.curve.append(sample.value)
-        if job.stop.is_set():
-            return
+        if job.stop.is_set() or (self.request.strategy == "Hyperband"
+                                 and len(job.curve) >= self.request.hyperband_max):
+            return  # at MaxResource the job has had its full budget
         if self.strategy.report(job.trial, len(job.curve), sample.value):
             job.stop_for("Hyperband")
         elif self.median is not None and self.median.add(job.number, sample.value):
             job.stop_for("early stopping")
 
-    def _finished(self, job: JobState) -> None:
+    def _account(self, job: JobState, status: str) -> None:
+        """The completion criteria, once a job has ended with *status*."""
         with self.lock:
-            if job.objective is not None and job.status in ("Completed", "Stopped"):
+            if job.objective is not None and status in ("Completed", "Stopped"):
                 if self.request.reaches_target(job.objective):
                     self._end(f"TargetObjectiveMetricValue {self.request.target_value} reached")
                 if self.best is None or self._improves(job.objective, self.best):
@@ -234,8 +247,6 @@ class Tuner:
             if self.request.not_improving is not None and \
                     self.not_improving >= self.request.not_improving:
                 self._end(f"{self.not_improving} training jobs did not improve the objective")
-        if job.stop_reason != "interrupted":
-            self.write(final=False)
 
     def _improves(self, value: float, best: float) -> bool:
         """Better than *best* by at least 1% (the BestObjectiveNotImproving rule)."""
