@@ -124,7 +124,7 @@ class OptunaStrategy:
         self.optuna = optuna
         self.ranges = {item.name: item for item in request.ranges}
         self.distributions = {item.name: self._distribution(item) for item in request.ranges}
-        startup = max(2, min(10, request.max_jobs // 4))
+        startup = max(3, min(10, request.max_jobs // 6))  # random jobs before TPE takes over
         sampler = optuna.samplers.TPESampler(seed=request.seed, n_startup_trials=startup)
         pruner: Any = optuna.pruners.NopPruner()
         if request.strategy == "Hyperband":
