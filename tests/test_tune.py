@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -23,6 +24,17 @@ from conftest import build_project
 TUNEPROBE = Path(__file__).resolve().parent / "fixtures" / "tuneprobe"
 CFG = "HyperParameterTuningJobConfig"
 
+
+
+@pytest.fixture(scope="module")
+def matplotlib_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mplconfig")
+
+
+@pytest.fixture(autouse=True)
+def shared_matplotlib_cache(matplotlib_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One font cache for the module's plots, not one per test (each test has its own HOME)."""
+    monkeypatch.setenv("MPLCONFIGDIR", str(matplotlib_cache))
 
 def tune(body: dict[str, Any], tmp_path: Path, *args: str, backend: str = "process",
          project: Path | None = TUNEPROBE) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -162,6 +174,43 @@ def test_the_target_objective_value_ends_the_tuning_job(tmp_path: Path) -> None:
     entries = summaries(tuning_dir)
     assert [e["TunedHyperParameters"] for e in entries][-1] == {"kind": "b", "n": "7"}
     assert len(entries) == 5  # (b, 9) never ran
+
+
+def test_a_training_job_past_its_stopping_condition_is_stopped(tmp_path: Path) -> None:
+    body = grid("probe-runtime", parallel=2, static={"epochs": "20", "sleep": "0.2"})
+    body["TrainingJobDefinition"]["StoppingCondition"]["MaxRuntimeInSeconds"] = 1
+    body[CFG]["ParameterRanges"] = {"CategoricalParameterRanges": [{"Name": "kind", "Values": ["a", "b"]}]}
+    body["TrainingJobDefinition"]["StaticHyperParameters"]["n"] = "7"
+    run, tuning_dir = tune(body, tmp_path)
+    assert run.returncode == 1, run.stderr
+    entries = summaries(tuning_dir)
+    assert [e["TrainingJobStatus"] for e in entries] == ["Stopped", "Stopped"]
+    assert "Stopped (MaxRuntimeExceeded)" in run.stderr
+    # a stopped job's last value still counts, but only a Completed job can be the best
+    assert all(objective(e) is not None for e in entries)
+    assert "BestTrainingJob" not in described(tuning_dir)
+    assert run.stderr.splitlines()[-1].startswith("Error: no training job of probe-runtime completed")
+
+
+def test_the_tuning_job_max_runtime_stops_running_jobs(tmp_path: Path) -> None:
+    from byoc.local import choose_backend
+    from byoc.project import Project
+    from byoc.tune import config, runner
+
+    body = request("probe-budget", "Random", max_jobs=6, parallel=2, static={"epochs": "30", "sleep": "0.2"})
+    parsed = dataclasses.replace(config.parse(body), max_runtime=1.5)  # the service's minimum is 120 s
+    project = Project.load(TUNEPROBE)
+    tuning_dir = runner.prepare(parsed, tmp_path, resume=False)
+    said: list[str] = []
+    tuner = runner.Tuner(parsed, choose_backend("process", project, None), tuning_dir, project=project,
+                         grace_seconds=10, say=said.append)
+    started = time.monotonic()
+    result = tuner.run()
+    assert time.monotonic() - started < 30
+    assert "tuning job ends: MaxRuntimeInSeconds reached" in said
+    assert result.description["HyperParameterTuningJobStatus"] == "Completed"
+    assert result.description["TrainingJobStatusCounters"]["Stopped"] == 2
+    assert len(summaries(tuning_dir)) == 2
 
 
 def test_an_image_with_its_own_metric_format_and_a_failing_value(tmp_path: Path) -> None:

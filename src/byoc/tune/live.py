@@ -16,6 +16,16 @@ def _objective(job: JobState) -> str:
     return "" if job.objective is None else f"{job.objective:.6g}"
 
 
+def _short(value: str) -> str:
+    """A long number shown with 6 significant digits (the full value is in tuning.json)."""
+    if len(value) <= 10:
+        return value
+    try:
+        return f"{float(value):.6g}"
+    except ValueError:
+        return value
+
+
 def _status(job: JobState) -> str:
     if job.status == "Stopped" and job.stop_reason:
         return f"Stopped ({job.stop_reason})"
@@ -51,8 +61,8 @@ class LiveTable:
         for column in ("#", "training job", "status", *names, self.metric):
             table.add_column(column, overflow="fold")
         for job in jobs[-MAX_ROWS:]:
-            table.add_row(str(job.number), job.name, _status(job), *(job.tuned.get(n, "") for n in names),
-                          _objective(job))
+            table.add_row(str(job.number), job.name, _status(job),
+                          *(_short(job.tuned.get(n, "")) for n in names), _objective(job))
         return table
 
     def close(self) -> None:
