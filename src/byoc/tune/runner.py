@@ -132,8 +132,7 @@ class Tuner:
                     self.wake.clear()
         except KeyboardInterrupt:
             interrupted = True
-            self.say("stopping: every running training job gets SIGTERM (Ctrl-C again does not help;"
-                     " wait for the grace period)")
+            self.say("stopping: SIGTERM to every running training job, SIGKILL after the grace period")
             for job in self.jobs:
                 if not job.done:
                     job.stop_for("interrupted")

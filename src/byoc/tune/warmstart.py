@@ -78,8 +78,9 @@ def _check_hyperparameters(request: TuningRequest, parent: TuningRequest, where:
     for name in names:
         if name in ours and name in theirs:
             if _kind(ours[name]) != _kind(theirs[name]):
-                raise ConfigError(f"{where}: {name!r} is a {_kind(theirs[name])} range in"
-                                  f" {parent.name} and a {_kind(ours[name])} range here")
+                raise ConfigError(f"{where}: {name!r} is tuned as {_kind(theirs[name])} in"
+                                  f" {parent.name} and as {_kind(ours[name])} here; the type must"
+                                  " be the same")
         elif name in ours or name in theirs:
             moved = ours.get(name) or theirs[name]
             changes += len(moved.values) if isinstance(moved, CategoricalRange) else 1
