@@ -106,6 +106,18 @@ def test_random_runs_its_budget_in_parallel_and_reports_the_best(tmp_path: Path)
     # two at a time: some jobs overlapped
     spans = sorted((e["TrainingStartTime"], e["TrainingEndTime"]) for e in summaries(tuning_dir))
     assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+    # describe finds the tuning job and each of its training jobs by name
+    shown = subprocess.run(["byoc", "local", "describe", "probe-random", "--output-dir",
+                            str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+                           cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["BestTrainingJob"] == description["BestTrainingJob"]
+    name = description["BestTrainingJob"]["TrainingJobName"]
+    shown = subprocess.run(["byoc", "local", "describe", name, "--output-dir", str(tmp_path / "out")],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["TrainingJobName"] == name
+    assert f"{name}: Completed" in shown.stderr and "validation:loss = " in shown.stderr
 
 
 def test_grid_runs_every_combination_once_and_finds_the_optimum(tmp_path: Path) -> None:
