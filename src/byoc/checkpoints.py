@@ -21,9 +21,10 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .say import Say, quiet
 
 UPLOADING = ".sagemaker-uploading"
 UPLOADED = ".sagemaker-uploaded"
@@ -32,11 +33,6 @@ _TEMP_PREFIX = ".byoc-partial-"
 #: Seconds between two passes over the closed files waiting to be copied.
 SYNC_INTERVAL = 1.0
 
-Say = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    pass
 
 
 def skipped(name: str) -> bool:
@@ -94,7 +90,7 @@ class CheckpointSync:
     store: Path
     host: str = "algo-1"
     interval: float = SYNC_INTERVAL
-    say: Say = _quiet
+    say: Say = quiet
     restored: int = 0
     uploaded: int = 0
     deleted: int = 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +21,8 @@ from typing import Any
 from .errors import ConfigError
 
 RECORD = "job.json"
+RECORD_FILE = RECORD
+_LOCK = threading.Lock()
 #: The primary statuses DescribeTrainingJob reports.
 IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED = (
     "InProgress", "Completed", "Failed", "Stopping", "Stopped")
@@ -127,11 +131,9 @@ class JobRecord:
         self.write()
 
     def write(self) -> None:
+        """Write the record, keeping the keys other writers merged into the file (metrics)."""
         self.job_dir.mkdir(parents=True, exist_ok=True)
-        path = self.job_dir / RECORD
-        temp = path.with_name(f".{RECORD}.{os.getpid()}.partial")
-        temp.write_text(json.dumps(self.data, indent=2) + "\n", encoding="utf-8")
-        os.replace(temp, path)
+        self.data = merge(self.job_dir, self.data)
 
 
 def records(jobs_dir: Path) -> Iterator[JobRecord]:
@@ -154,3 +156,34 @@ def find(jobs_dir: Path, name: str) -> JobRecord:
         if (job_dir / RECORD).is_file():
             return JobRecord.load(job_dir)
     raise ConfigError(f"no local job {name!r} in {jobs_dir}; `byoc local jobs` lists them")
+
+
+def read(job_dir: Path) -> dict[str, Any]:
+    """The record of the job in *job_dir* ({} when it has none or it cannot be read)."""
+    try:
+        data = json.loads((job_dir / RECORD).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def merge(job_dir: Path, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge *fields* into ``job.json`` (objects key by key, anything else replaced), atomically;
+    return the record written."""
+    with _LOCK:
+        record = _merged(read(job_dir), fields)
+        handle, name = tempfile.mkstemp(prefix=".job-", suffix=".json", dir=job_dir)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(record, indent=2) + "\n")
+        os.replace(name, job_dir / RECORD)
+        return record
+
+
+def _merged(base: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in fields.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = _merged(result[key], value)
+        else:
+            result[key] = value
+    return result

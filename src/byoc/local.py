@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +32,7 @@ from .errors import (
 )
 from .inputs import pipe
 from .inputs.config import InputOptions
+from .metrics import MetricScanner
 from .project import CONFIG_FILE, LocalInputs, Project
 from .say import Say as Say
 from .say import quiet
@@ -158,7 +160,8 @@ def train(*, backend: Backend, project: Project | None = None,
           checkpoint_local_path: str = contract.CHECKPOINT_PATH,
           spot: bool = False, max_runtime: float | None = None, max_wait: float | None = None,
           interrupt_after: Sequence[float] = (), incremental_from: Path | None = None,
-          image: str | None = None) -> TrainResult:
+          image: str | None = None, metrics: MetricScanner | None = None,
+          stop: threading.Event | None = None) -> TrainResult:
     """Run one training job; return its result even when it failed.
 
     Channels, hyperparameters and content types default to the project's
@@ -170,7 +173,9 @@ def train(*, backend: Backend, project: Project | None = None,
     *interrupt_after* simulates managed spot reclaims (each a fresh set of
     hosts, checkpoints restored); *max_runtime* and *max_wait* are the
     StoppingCondition; *incremental_from* is a ``model.tar.gz`` delivered as
-    the ``model`` channel.
+    the ``model`` channel. *metrics* scans every host's log lines (see
+    :mod:`byoc.metrics`); setting *stop* from another thread stops the job as
+    StopTrainingJob would.
 
     :raises ConfigError: for input CreateTrainingJob would refuse.
     :raises ContainerFailedError: when a host exited non-zero (artifacts are collected first).
@@ -233,7 +238,8 @@ def train(*, backend: Backend, project: Project | None = None,
         checkpoint_local_path=checkpoint_local_path, backend=backend.name))
     say(f"job {job_name}: {len(hosts)} host(s) on {backend.name}; artifacts in {job_dir}")
     watch = stopping.StopWatch(job_dir, max_runtime=max_runtime,
-                               max_wait=max_wait if spot else None, interrupts=interrupt_after)
+                               max_wait=max_wait if spot else None, interrupts=interrupt_after,
+                               external=stop)
     statuses: dict[str, int] = {}
     first_failure: list[str] = []
 
@@ -247,6 +253,8 @@ def train(*, backend: Backend, project: Project | None = None,
     seeds = {name: found.shuffle_seed for name, found in settings.items()
              if found.shuffle_seed is not None}
     sink = log or (lambda host, line: None)
+    if metrics is not None:
+        sink = metrics.tee(sink)
     try:
         attempt = 0
         while True:
@@ -298,6 +306,8 @@ def train(*, backend: Backend, project: Project | None = None,
             record.transition("Stopping")
         record.transition("Uploading")
         collected = _jobs.collect(job_dir, specs, statuses)
+        if metrics is not None:
+            metrics.save(job_dir, say)
     finally:
         watch.close()
         for scratch in ("hosts", "shards", "pipe-scratch"):

@@ -78,6 +78,8 @@ class StopWatch:
     max_runtime: float | None = None
     max_wait: float | None = None
     interrupts: Sequence[float] = ()
+    #: Set by another thread (a tuning job stopping one of its training jobs): ``Stopped``.
+    external: threading.Event | None = None
     poll: float = 0.1
     event: threading.Event = field(default_factory=threading.Event)
     reason: str | None = None
@@ -117,7 +119,8 @@ class StopWatch:
 
     def due(self, now: float) -> str | None:
         """The reason to stop at monotonic time *now*, if any."""
-        if (self.job_dir / STOP_REQUEST).exists():
+        if (self.job_dir / STOP_REQUEST).exists() or (
+                self.external is not None and self.external.is_set()):
             return STOPPED
         if self.max_wait is not None and now - self.created >= self.max_wait:
             return MAX_WAIT

@@ -18,8 +18,11 @@ def test_plain_and_json_encoded_strings_give_the_same_values():
 
 
 def test_platform_keys_are_ignored():
-    params = hyperparameters.parse({"sagemaker_program": '"train.py"'}, model.HYPERPARAMETERS)
+    params = hyperparameters.parse({"sagemaker_program": '"train.py"',
+                                    "_tuning_objective_metric": "validation:accuracy"},
+                                   model.HYPERPARAMETERS)
     assert "sagemaker_program" not in params
+    assert "_tuning_objective_metric" not in params
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from .bench import bench_command
 from .local import local_group
 from .options import ByocGroup, echo_err, pairs
 from .progress import TerminalProgress
+from .tune import describe_command, tune_command
 from .validate import validate_command
 
 
@@ -100,6 +101,8 @@ def push(project: Path | None, image: str | None, repository: str | None, tag: s
 
 # Every command is registered here, and only here.
 local_group.add_command(bench_command)
+local_group.add_command(tune_command)
+local_group.add_command(describe_command)
 cli.add_command(local_group)
 cli.add_command(validate_command)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from .. import contract, invoke, jobrecord, stopping
+from .. import contract, invoke, jobrecord, metrics, stopping
 from .. import local as harness
 from ..errors import ConfigError, Interrupted, ServeError
 from ..inputs.config import InputOptions
@@ -73,6 +72,9 @@ def local_group() -> None:
                    " training, e.g. 30s,1m (two interruptions).")
 @click.option("--incremental-from", metavar="JOB|PATH",
               help="Incremental training: a local job's (or any) model.tar.gz as the model channel.")
+@click.option("--metric", multiple=True, metavar="NAME=REGEX",
+              help="A MetricDefinition over the logs (the first group is the value), added to"
+                   " byoc.toml's metric_definitions. Repeatable.")
 def train(project: Path | None, image: str | None, backend: str, channel: tuple[str, ...],
           content_types: tuple[str, ...], hyperparameter: tuple[str, ...],
           hyperparameters_file: Path | None, instance_count: int, distribution: tuple[str, ...],
@@ -81,7 +83,7 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
           env: tuple[str, ...], output_dir: Path | None, job_name: str | None, grace: float,
           checkpoint_dir: Path | None, checkpoint_local_path: str, spot: bool,
           max_run: str | None, max_wait: str | None, interrupt_after: str | None,
-          incremental_from: str | None) -> None:
+          incremental_from: str | None, metric: tuple[str, ...]) -> None:
     """Run a training job against local channels; print the model archive's path."""
     inputs = InputOptions.parse(
         input_mode=input_mode, channel_modes=pairs(channel_modes, "--channel-input-mode"),
@@ -90,6 +92,7 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
         attribute_names=pairs(attribute_names, "--attribute-names"))
     loaded = Project.find(project, required=image is None)
     harness.reap_orphans(loaded.jobs_dir if loaded else None, say=echo_err)
+    scanner = metrics.scanner_for(loaded, metric)
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
     jobs_dir = output_dir or (loaded.jobs_dir if loaded else Path.cwd() / ".byoc" / "jobs")
     previous = harness.resolve_incremental(incremental_from, jobs_dir) if incremental_from else None
@@ -107,7 +110,7 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
         max_wait=stopping.parse_duration(max_wait, "--max-wait") if max_wait else None,
         interrupt_after=[stopping.parse_duration(part, "--interrupt-after")
                          for part in interrupt_after.split(",")] if interrupt_after else (),
-        incremental_from=previous, image=getattr(chosen, "image", None))
+        incremental_from=previous, image=getattr(chosen, "image", None), metrics=scanner)
     for note in result.notes:
         echo_err(f"note: {note}")
     if result.status == jobrecord.STOPPED:
@@ -153,19 +156,6 @@ def jobs(project_path: Path | None, output_dir: Path | None) -> None:
                       f"{seconds} s" if seconds is not None else "-",
                       str(record.data.get("CreationTime", ""))[:19].replace("T", " "))
     Console(soft_wrap=True).print(table)
-
-
-@local_group.command(name="describe")
-@click.argument("job")
-@click.option("--project", "project_path", type=click.Path(file_okay=False, exists=True,
-              path_type=Path), help="The project (default: around the current directory).")
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="A jobs directory given to `byoc local train --output-dir`.")
-def describe(job: str, project_path: Path | None, output_dir: Path | None) -> None:
-    """Print a local job's record (job.json, shaped like DescribeTrainingJob)."""
-    jobs_dir = _jobs_dir(project_path, output_dir)
-    harness.reap_orphans(jobs_dir, say=echo_err)
-    click.echo(json.dumps(jobrecord.find(jobs_dir, job).data, indent=2))
 
 
 def _jobs_dir(project_path: Path | None, output_dir: Path | None) -> Path:

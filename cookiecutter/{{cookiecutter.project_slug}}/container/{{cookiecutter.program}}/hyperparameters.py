@@ -3,7 +3,8 @@
 ``hyperparameters.json`` holds strings only. The SageMaker Python SDK often
 JSON-encodes them first, so ``"gini"`` may arrive as ``"\\"gini\\""``; both
 forms are accepted. Keys starting with ``sagemaker_`` belong to the platform
-and are ignored.
+and are ignored, as is ``_tuning_objective_metric``, which a hyperparameter
+tuning job adds to each of its training jobs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 RESERVED_PREFIX = "sagemaker_"
+#: Added by SageMaker to every training job of a hyperparameter tuning job: the objective's name.
+TUNING_OBJECTIVE = "_tuning_objective_metric"
 #: Values are quoted in messages up to this many characters (they may hold 2500).
 SHOWN_CHARS = 40
 
@@ -121,7 +124,7 @@ def parse(raw: Mapping[str, object], schema: Mapping[str, Spec]) -> dict[str, An
     values: dict[str, Any] = {name: spec.default for name, spec in schema.items()}
     problems: list[str] = []
     for key in sorted(raw):
-        if key.startswith(RESERVED_PREFIX):
+        if key.startswith(RESERVED_PREFIX) or key == TUNING_OBJECTIVE:
             continue
         spec = schema.get(key)
         if spec is None:

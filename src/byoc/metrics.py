@@ -1,0 +1,272 @@
+"""SageMaker's MetricDefinitions over a training job's log lines.
+
+Each definition is ``{"Name", "Regex"}``. Every line of every host's stdout
+and stderr is searched with each regex (Python ``re.search``); the first
+capture group is the value. A capture that is not a plain decimal number is
+dropped without a word, as the service drops it; ``nan`` and ``inf`` are
+dropped too, because CloudWatch, where the service puts metrics, takes no
+NaN or Infinity. The last value of each metric is its ``FinalMetricDataList``
+entry, as ``DescribeTrainingJob`` reports it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+MAX_DEFINITIONS = 40
+NAME_LIMIT = 255
+REGEX_LIMIT = 500
+METRICS_FILE = "metrics.json"
+PLOT_FILE = "metrics.png"
+#: A number as the service reads it: sign, digits with an optional point, optional exponent.
+NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+#: A regex for ``NAME=VALUE`` or ``NAME: VALUE`` that captures every number the service keeps,
+#: and ``nan``/``inf`` (which it then drops).
+VALUE_PATTERN = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:nan|inf)\b)"
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    name: str
+    regex: str
+    pattern: re.Pattern[str] = field(compare=False, repr=False)
+
+    def as_api(self) -> dict[str, str]:
+        return {"Name": self.name, "Regex": self.regex}
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    value: float
+    timestamp: datetime
+    host: str
+
+    def as_api(self) -> dict[str, Any]:
+        return {"MetricName": self.name, "Value": self.value, "Timestamp": iso(self.timestamp)}
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def definition(name: str, regex: str, where: str = "MetricDefinitions") -> MetricDefinition:
+    """One definition checked as CreateTrainingJob checks it. :raises ConfigError:"""
+    if not isinstance(name, str) or not 1 <= len(name) <= NAME_LIMIT:
+        raise ConfigError(f"{where}: Name must be 1-{NAME_LIMIT} characters, got {name!r}")
+    if not isinstance(regex, str) or not 1 <= len(regex) <= REGEX_LIMIT:
+        shown = regex if not isinstance(regex, str) else f"{len(regex)} characters"
+        raise ConfigError(f"{where} {name!r}: Regex must be 1-{REGEX_LIMIT} characters, got {shown}")
+    try:
+        pattern = re.compile(regex)
+    except re.error as exc:
+        raise ConfigError(f"{where} {name!r}: Regex does not compile: {exc}") from exc
+    if pattern.groups < 1:
+        raise ConfigError(f"{where} {name!r}: Regex has no capture group; the first group is the value")
+    return MetricDefinition(name, regex, pattern)
+
+
+def definitions(items: Iterable[Mapping[str, Any]], where: str = "MetricDefinitions"
+                ) -> list[MetricDefinition]:
+    """``[{"Name", "Regex"}, ...]`` checked: at most 40, unique names. :raises ConfigError:"""
+    result: list[MetricDefinition] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping) or set(item) != {"Name", "Regex"}:
+            raise ConfigError(f"{where}[{index}] must have exactly the keys Name and Regex")
+        result.append(definition(item["Name"], item["Regex"], where))
+    return checked(result, where)
+
+
+def checked(items: Sequence[MetricDefinition], where: str = "MetricDefinitions"
+            ) -> list[MetricDefinition]:
+    if len(items) > MAX_DEFINITIONS:
+        raise ConfigError(f"{where}: {len(items)} metric definitions; SageMaker allows at most"
+                          f" {MAX_DEFINITIONS}")
+    seen: set[str] = set()
+    for item in items:
+        if item.name in seen:
+            raise ConfigError(f"{where}: metric {item.name!r} is defined twice")
+        seen.add(item.name)
+    return list(items)
+
+
+def from_options(values: Iterable[str]) -> list[MetricDefinition]:
+    """``--metric NAME=REGEX`` (the first ``=`` splits). :raises ConfigError:"""
+    result = []
+    for value in values:
+        name, sep, regex = value.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--metric takes NAME=REGEX, got {value!r}")
+        result.append(definition(name, regex, "--metric"))
+    return result
+
+
+def from_project(config_file: Path) -> list[MetricDefinition]:
+    """``[[metric_definitions]]`` tables (``Name``, ``Regex``) of a ``byoc.toml``."""
+    try:
+        data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {config_file}: {exc}") from exc
+    items = data.get("metric_definitions", [])
+    if not isinstance(items, list):
+        raise ConfigError(f"{config_file}: metric_definitions must be an array of tables")
+    return definitions(items, f"{config_file.name} metric_definitions")
+
+
+def merge(base: Sequence[MetricDefinition], override: Sequence[MetricDefinition]
+          ) -> list[MetricDefinition]:
+    """*base* with the same-named entries of *override* replaced and the rest appended."""
+    names = {item.name for item in override}
+    return checked([item for item in base if item.name not in names] + list(override))
+
+
+def parse_value(text: str) -> float | None:
+    """The number *text* holds, or None when the service would drop it."""
+    stripped = text.strip()
+    if not NUMBER.fullmatch(stripped):
+        return None
+    value = float(stripped)
+    return value if math.isfinite(value) else None
+
+
+SampleHook = Callable[[Sample], None]
+
+
+class MetricScanner:
+    """Scans log lines as they arrive; thread-safe (each host's pump has its own thread)."""
+
+    def __init__(self, items: Sequence[MetricDefinition], on_sample: SampleHook | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.definitions = list(items)
+        self.on_sample = on_sample
+        self.samples: list[Sample] = []
+        self.dropped: dict[str, int] = {}
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.Lock()
+        #: Leave the plot to a later :meth:`plot` call (a tuner draws it once the job's slot is free).
+        self.defer_plot = False
+
+    def scan(self, host: str, line: str) -> list[Sample]:
+        found: list[Sample] = []
+        for item in self.definitions:
+            match = item.pattern.search(line)
+            if match is None or match.group(1) is None:
+                continue
+            value = parse_value(match.group(1))
+            with self._lock:
+                if value is None:
+                    self.dropped[item.name] = self.dropped.get(item.name, 0) + 1
+                    continue
+                sample = Sample(item.name, value, self._clock(), host)
+                self.samples.append(sample)
+            found.append(sample)
+            if self.on_sample is not None:
+                self.on_sample(sample)
+        return found
+
+    def tee(self, sink: Callable[[str, str], None]) -> Callable[[str, str], None]:
+        """A log sink that scans each line, then passes it on to *sink*."""
+        def both(host: str, line: str) -> None:
+            self.scan(host, line)
+            sink(host, line)
+        return both
+
+    def final(self) -> list[Sample]:
+        """The last value of each metric (any host), in definition order."""
+        with self._lock:
+            last: dict[str, Sample] = {}
+            for sample in self.samples:
+                last[sample.name] = sample
+        return [last[item.name] for item in self.definitions if item.name in last]
+
+    def series(self, name: str) -> list[Sample]:
+        with self._lock:
+            return [sample for sample in self.samples if sample.name == name]
+
+    def save(self, job_dir: Path, say: Callable[[str], None] | None = None) -> None:
+        """Write ``metrics.json``, ``FinalMetricDataList`` into ``job.json`` and ``metrics.png``."""
+        from . import jobrecord
+
+        with self._lock:
+            samples = list(self.samples)
+            dropped = dict(self.dropped)
+        by_host: dict[str, list[dict[str, Any]]] = {}
+        for sample in samples:
+            by_host.setdefault(sample.host, []).append(sample.as_api())
+        document = {"MetricDefinitions": [item.as_api() for item in self.definitions],
+                    "Samples": by_host, "DroppedValues": dropped}
+        (job_dir / METRICS_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        jobrecord.merge(job_dir, {
+            "FinalMetricDataList": [sample.as_api() for sample in self.final()],
+            "AlgorithmSpecification": {"TrainingInputMode": "File",
+                                       "MetricDefinitions": document["MetricDefinitions"]}})
+        if not self.defer_plot:
+            self.plot(job_dir, say)
+
+    def plot(self, job_dir: Path, say: Callable[[str], None] | None = None) -> None:
+        """Draw ``metrics.png`` (nothing when no metric was seen)."""
+        from . import plots
+
+        with self._lock:
+            samples = list(self.samples)
+        if samples:
+            plots.metrics_over_time(samples, job_dir / PLOT_FILE, title=job_dir.name, say=say)
+
+
+def load_samples(job_dir: Path) -> list[Sample]:
+    """The samples a job's ``metrics.json`` holds (none when it has none)."""
+    path = job_dir / METRICS_FILE
+    if not path.is_file():
+        return []
+    document = json.loads(path.read_text(encoding="utf-8"))
+    return [Sample(entry["MetricName"], float(entry["Value"]),
+                   datetime.fromisoformat(entry["Timestamp"]), host)
+            for host, entries in document.get("Samples", {}).items() for entry in entries]
+
+
+def scanner_for(project: Any, options: Sequence[str]) -> MetricScanner | None:
+    """The scanner for a ``byoc local train``: the project's definitions, then ``--metric``."""
+    from .project import CONFIG_FILE
+
+    base = from_project(project.root / CONFIG_FILE) if project is not None else []
+    items = merge(base, from_options(options))
+    return MetricScanner(items) if items else None
+
+
+#: What a training log may print for a metric, and the value SageMaker keeps (None: dropped).
+SAMPLE_VALUES: tuple[tuple[str, float | None], ...] = (
+    ("0.5", 0.5), ("3", 3.0), ("1e-05", 1e-05), ("-0.3", -0.3), ("+2.5E+03", 2500.0),
+    (".75", 0.75), ("6.02e23", 6.02e23), ("nan", None), ("inf", None), ("-inf", None),
+)
+
+
+def regex_problems(regex: str, render: Callable[[str], str]) -> list[str]:
+    """How *regex* misreads the lines a training prints (``render(value)`` gives one line).
+
+    Every value of :data:`SAMPLE_VALUES` must be captured whole by the first
+    group, so that a number reads as itself and ``nan``/``inf`` are seen and
+    dropped, not cut short into another number. An empty list means it reads
+    them all.
+    """
+    pattern = definition("check", regex).pattern
+    problems = []
+    for text, expected in SAMPLE_VALUES:
+        line = render(text)
+        match = pattern.search(line)
+        captured = match.group(1) if match else None
+        if captured != text:
+            problems.append(f"{line!r}: captures {captured!r}, not {text!r}")
+        elif parse_value(captured) != expected:
+            problems.append(f"{line!r}: reads {parse_value(captured)!r}, not {expected!r}")
+    return problems

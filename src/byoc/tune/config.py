@@ -1,0 +1,355 @@
+"""A CreateHyperParameterTuningJob request, checked as the service checks it.
+
+The request's shape (field names, types, required fields, lengths, ranges,
+enums, patterns) is checked against botocore's own SageMaker service model;
+the rules the model cannot state (MaxParallel above MaxNumber, MinValue above
+MaxValue, a log range that reaches 0, Grid with numeric ranges, an objective
+metric with no definition, ...) are checked here. Every problem is a
+:class:`ConfigError` naming the field, raised before any job starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .. import metrics
+from ..errors import ConfigError
+from .ranges import CategoricalRange, NumericRange, Range
+
+OPERATION = "CreateHyperParameterTuningJob"
+STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
+EPOCH_NAMES = ("epochs", "numepochs", "n-epochs", "n_epochs", "num_epochs")
+MAX_TUNED = 30
+MAX_HYPERPARAMETERS = 100
+OBJECTIVE_KEY = "_tuning_objective_metric"
+#: A job improves the best objective when it betters it by at least this fraction.
+IMPROVEMENT = 0.01
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    parents: tuple[str, ...]
+    kind: str  # IdenticalDataAndAlgorithm | TransferLearning
+
+
+@dataclass(frozen=True)
+class TuningRequest:
+    """What the local tuner needs of a checked request; :attr:`raw` is the request itself."""
+
+    raw: Mapping[str, Any]
+    name: str
+    strategy: str
+    objective_type: str
+    objective_metric: str
+    max_jobs: int
+    max_parallel: int
+    max_runtime: float | None
+    ranges: tuple[Range, ...]
+    early_stopping: str
+    target_value: float | None
+    not_improving: int | None
+    seed: int | None
+    hyperband_min: int
+    hyperband_max: int
+    static: Mapping[str, str]
+    metric_definitions: tuple[metrics.MetricDefinition, ...]
+    instance_count: int
+    job_max_runtime: float | None
+    environment: Mapping[str, str]
+    warm_start: WarmStart | None
+
+    @property
+    def minimize(self) -> bool:
+        return self.objective_type == "Minimize"
+
+    def better(self, value: float, than: float | None) -> bool:
+        return than is None or (value < than if self.minimize else value > than)
+
+    def reaches_target(self, value: float) -> bool:
+        if self.target_value is None:
+            return False
+        return value <= self.target_value if self.minimize else value >= self.target_value
+
+    def hyperparameters(self, tuned: Mapping[str, str]) -> dict[str, str]:
+        """What a training job of this tuning job receives: static, tuned, the objective's name."""
+        return {**self.static, **tuned, OBJECTIVE_KEY: self.objective_metric}
+
+    def grid(self) -> list[dict[str, str]]:
+        """Every combination of the categorical values, in the order the request lists them."""
+        items = [item for item in self.ranges if isinstance(item, CategoricalRange)]
+        return [dict(zip((item.name for item in items), combination, strict=True))
+                for combination in itertools.product(*(item.values for item in items))]
+
+
+def load(path: Path) -> TuningRequest:
+    """Read and check the JSON request in *path*. :raises ConfigError:"""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold the JSON object of a {OPERATION} request")
+    return parse(raw)
+
+
+def parse(raw: Mapping[str, Any]) -> TuningRequest:
+    """Check *raw* as the service would. :raises ConfigError: naming the first field refused."""
+    problems = shape_problems(raw)
+    if problems:
+        raise ConfigError(problems[0], detail="\n".join(f"also: {p}" for p in problems[1:]))
+    return _semantics(raw)
+
+
+@lru_cache(maxsize=1)
+def _input_shape() -> Any:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return model.operation_model(OPERATION).input_shape
+
+
+def shape_problems(raw: Mapping[str, Any]) -> list[str]:
+    """Every way *raw* breaks the request's shape in botocore's service model."""
+    from botocore.validate import ParamValidator
+
+    shape = _input_shape()
+    report = ParamValidator().validate(dict(raw), shape)
+    problems = [_describe(kind, name, details) for kind, name, details in report._errors]
+    problems += _limits(raw, shape, "")
+    return problems
+
+
+def _describe(kind: str, name: str, details: Mapping[str, Any]) -> str:
+    where = name.lstrip(".")
+    if kind == "unknown field":
+        field = f"{where}.{details['unknown_param']}" if where else details["unknown_param"]
+        return f"{field}: unknown field; valid fields are {', '.join(details['valid_names'])}"
+    if kind == "missing required field":
+        field = f"{where}.{details['required_name']}" if where else details["required_name"]
+        return f"{field}: required field is missing"
+    if kind == "invalid type":
+        types = ", ".join(str(t).removeprefix("<class '").removesuffix("'>")
+                          for t in details.get("valid_types", []))
+        return f"{where}: {details.get('param')!r} is not of type {types}"
+    if kind == "invalid range":
+        return f"{where}: {details.get('param')!r} is below the minimum {details.get('min_allowed')}"
+    if kind == "invalid length":
+        return f"{where}: length {details.get('param')} is below the minimum {details.get('min_allowed')}"
+    return f"{where}: {kind}"
+
+
+def _limits(value: Any, shape: Any, where: str) -> list[str]:
+    """Maximums, enums and patterns: the service model states them, botocore leaves them out."""
+    meta = shape.metadata
+    problems: list[str] = []
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in shape.members:
+                problems += _limits(item, shape.members[key], f"{where}.{key}" if where else key)
+    elif kind == "list" and isinstance(value, list):
+        if "max" in meta and len(value) > meta["max"]:
+            problems.append(f"{where}: {len(value)} items; at most {meta['max']}")
+        for index, item in enumerate(value):
+            problems += _limits(item, shape.member, f"{where}[{index}]")
+    elif kind == "map" and isinstance(value, Mapping):
+        if "max" in meta and len(value) > meta["max"]:
+            problems.append(f"{where}: {len(value)} entries; at most {meta['max']}")
+        for key, item in value.items():
+            problems += _limits(key, shape.key, f"{where} key {key!r}")
+            problems += _limits(item, shape.value, f"{where}.{key}")
+    elif kind == "string" and isinstance(value, str):
+        if "max" in meta and len(value) > meta["max"]:
+            problems.append(f"{where}: {len(value)} characters; at most {meta['max']}")
+        if shape.enum and value not in shape.enum:
+            problems.append(f"{where}: {value!r} is not one of {', '.join(shape.enum)}")
+        pattern = _pattern(meta.get("pattern"))
+        if pattern is not None and not pattern.fullmatch(value):
+            problems.append(f"{where}: {value!r} does not match {meta['pattern']}")
+    elif kind in ("integer", "long", "float", "double") and isinstance(value, int | float) \
+            and not isinstance(value, bool):
+        if "max" in meta and value > meta["max"]:
+            problems.append(f"{where}: {value} is above the maximum {meta['max']}")
+    return problems
+
+
+@lru_cache(maxsize=256)
+def _pattern(text: str | None) -> re.Pattern[str] | None:
+    if not text:
+        return None
+    try:
+        return re.compile(text, re.DOTALL)
+    except re.error:  # a construct Python's re lacks: the service checks it, byoc cannot
+        return None
+
+
+def _semantics(raw: Mapping[str, Any]) -> TuningRequest:
+    config = raw["HyperParameterTuningJobConfig"]
+    strategy = config["Strategy"]
+    if "TrainingJobDefinitions" in raw:
+        raise ConfigError("TrainingJobDefinitions: multi-algorithm tuning does not run locally;"
+                          " use TrainingJobDefinition")
+    definition = raw.get("TrainingJobDefinition")
+    if definition is None:
+        raise ConfigError("TrainingJobDefinition: required field is missing")
+    objective = config.get("HyperParameterTuningJobObjective")
+    if objective is None:
+        raise ConfigError("HyperParameterTuningJobConfig.HyperParameterTuningJobObjective:"
+                          " required field is missing")
+    spec = definition["AlgorithmSpecification"]
+    where = "TrainingJobDefinition.AlgorithmSpecification.MetricDefinitions"
+    defined = metrics.definitions(spec.get("MetricDefinitions", []), where)
+    if objective["MetricName"] not in {item.name for item in defined}:
+        raise ConfigError(f"HyperParameterTuningJobConfig.HyperParameterTuningJobObjective.MetricName:"
+                          f" {objective['MetricName']!r} has no definition in {where}")
+    ranges = _ranges(config.get("ParameterRanges", {}))
+    static = {str(k): str(v) for k, v in definition.get("StaticHyperParameters", {}).items()}
+    for item in ranges:
+        if item.name in static:
+            raise ConfigError(f"TrainingJobDefinition.StaticHyperParameters.{item.name}: also a tuned"
+                              " parameter in HyperParameterTuningJobConfig.ParameterRanges")
+    if len(static) + len(ranges) + 1 > MAX_HYPERPARAMETERS:
+        raise ConfigError(f"TrainingJobDefinition.StaticHyperParameters: {len(static)} static and"
+                          f" {len(ranges)} tuned hyperparameters plus {OBJECTIVE_KEY} exceed"
+                          f" {MAX_HYPERPARAMETERS}")
+    limits = config["ResourceLimits"]
+    max_parallel = int(limits["MaxParallelTrainingJobs"])
+    max_jobs = limits.get("MaxNumberOfTrainingJobs")
+    early = config.get("TrainingJobEarlyStoppingType", "Off")
+    hb_min, hb_max = 1, 0
+    if strategy == "Grid":
+        numeric = [item.name for item in ranges if isinstance(item, NumericRange)]
+        if numeric:
+            raise ConfigError("HyperParameterTuningJobConfig.ParameterRanges: the Grid strategy takes"
+                              f" categorical ranges only; {', '.join(numeric)} is an Integer or"
+                              " Continuous range")
+        if not ranges:
+            raise ConfigError("HyperParameterTuningJobConfig.ParameterRanges.CategoricalParameterRanges:"
+                              " the Grid strategy needs at least one categorical range")
+        combinations = math.prod(len(item.values) for item in ranges
+                                 if isinstance(item, CategoricalRange))
+        if max_jobs is not None and max_jobs != combinations:
+            raise ConfigError(f"HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs:"
+                              f" {max_jobs}, but Grid runs one job per combination: {combinations}")
+        max_jobs = combinations
+    elif max_jobs is None:
+        raise ConfigError("HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs:"
+                          f" required for the {strategy} strategy")
+    if max_parallel > max_jobs:
+        raise ConfigError(f"HyperParameterTuningJobConfig.ResourceLimits.MaxParallelTrainingJobs:"
+                          f" {max_parallel} is above MaxNumberOfTrainingJobs {max_jobs}")
+    strategy_config = config.get("StrategyConfig")
+    if strategy_config is not None and strategy != "Hyperband":
+        raise ConfigError("HyperParameterTuningJobConfig.StrategyConfig: only the Hyperband"
+                          " strategy takes a StrategyConfig")
+    if strategy == "Hyperband":
+        if early != "Off":
+            raise ConfigError("HyperParameterTuningJobConfig.TrainingJobEarlyStoppingType: must be"
+                              " Off with the Hyperband strategy, which stops jobs itself")
+        hyperband = (strategy_config or {}).get("HyperbandStrategyConfig", {})
+        hb_min = int(hyperband.get("MinResource", 1))
+        field = "HyperParameterTuningJobConfig.StrategyConfig.HyperbandStrategyConfig.MaxResource"
+        if "MaxResource" in hyperband:
+            hb_max = int(hyperband["MaxResource"])
+        else:
+            epochs = [name for name in EPOCH_NAMES if name in static]
+            if not epochs:
+                raise ConfigError(f"{field}: not given, and no static hyperparameter names the epochs"
+                                  f" ({', '.join(EPOCH_NAMES)})")
+            try:
+                hb_max = int(static[epochs[0]])
+            except ValueError:
+                raise ConfigError(f"TrainingJobDefinition.StaticHyperParameters.{epochs[0]}: not an"
+                                  f" integer, so it cannot give {field}") from None
+        if hb_min > hb_max:
+            raise ConfigError(f"{field}: {hb_max} is below MinResource {hb_min}")
+    criteria = config.get("TuningJobCompletionCriteria", {})
+    not_improving = criteria.get("BestObjectiveNotImproving", {}).get(
+        "MaxNumberOfTrainingJobsNotImproving")
+    if not_improving is not None and not_improving < 3:
+        raise ConfigError("HyperParameterTuningJobConfig.TuningJobCompletionCriteria."
+                          "BestObjectiveNotImproving.MaxNumberOfTrainingJobsNotImproving: at least 3")
+    max_runtime = limits.get("MaxRuntimeInSeconds")
+    if max_runtime is not None and max_runtime < 120:
+        raise ConfigError("HyperParameterTuningJobConfig.ResourceLimits.MaxRuntimeInSeconds:"
+                          f" {max_runtime} is below the minimum 120")
+    warm = raw.get("WarmStartConfig")
+    warm_start = None
+    if warm is not None:
+        warm_start = WarmStart(tuple(p["HyperParameterTuningJobName"]
+                                     for p in warm["ParentHyperParameterTuningJobs"]),
+                               warm["WarmStartType"])
+    resources = definition.get("ResourceConfig", {})
+    stopping = definition.get("StoppingCondition", {})
+    return TuningRequest(
+        raw=raw, name=raw["HyperParameterTuningJobName"], strategy=strategy,
+        objective_type=objective["Type"], objective_metric=objective["MetricName"],
+        max_jobs=int(max_jobs), max_parallel=max_parallel,
+        max_runtime=float(max_runtime) if max_runtime is not None else None,
+        ranges=tuple(ranges), early_stopping=early,
+        target_value=criteria.get("TargetObjectiveMetricValue"), not_improving=not_improving,
+        seed=config.get("RandomSeed"), hyperband_min=hb_min, hyperband_max=hb_max, static=static,
+        metric_definitions=tuple(defined), instance_count=int(resources.get("InstanceCount", 1)),
+        job_max_runtime=stopping.get("MaxRuntimeInSeconds"),
+        environment=dict(definition.get("Environment", {})), warm_start=warm_start)
+
+
+def _ranges(ranges: Mapping[str, Any]) -> list[Range]:
+    base = "HyperParameterTuningJobConfig.ParameterRanges"
+    result: list[Range] = []
+    for kind, integer in (("IntegerParameterRanges", True), ("ContinuousParameterRanges", False)):
+        for index, item in enumerate(ranges.get(kind, [])):
+            result.append(_numeric(item, integer, f"{base}.{kind}[{index}]"))
+    for index, item in enumerate(ranges.get("CategoricalParameterRanges", [])):
+        where = f"{base}.CategoricalParameterRanges[{index}]"
+        if len(set(item["Values"])) != len(item["Values"]):
+            raise ConfigError(f"{where}.Values: {item['Name']!r} lists a value twice")
+        result.append(CategoricalRange(item["Name"], tuple(item["Values"])))
+    if len(result) > MAX_TUNED:
+        raise ConfigError(f"{base}: {len(result)} tuned parameters; at most {MAX_TUNED}")
+    seen: set[str] = set()
+    for item in result:
+        if item.name in seen:
+            raise ConfigError(f"{base}: {item.name!r} is tuned twice")
+        seen.add(item.name)
+    return result
+
+
+def _numeric(item: Mapping[str, Any], integer: bool, where: str) -> NumericRange:
+    bounds: list[float] = []
+    for key in ("MinValue", "MaxValue"):
+        text = item[key]
+        try:
+            value = float(int(text)) if integer else float(text)
+        except ValueError:
+            kind = "an integer" if integer else "a number"
+            raise ConfigError(f"{where}.{key}: {text!r} is not {kind}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}.{key}: {text!r} is not a finite number")
+        bounds.append(value)
+    low, high = bounds
+    if low > high:
+        raise ConfigError(f"{where}.MinValue: {item['MinValue']} is above MaxValue {item['MaxValue']}")
+    scaling = item.get("ScalingType", "Auto")
+    if scaling == "Logarithmic" and low <= 0:
+        raise ConfigError(f"{where}.MinValue: a Logarithmic range needs values above 0, got"
+                          f" {item['MinValue']}")
+    if scaling == "ReverseLogarithmic":
+        if integer:
+            raise ConfigError(f"{where}.ScalingType: ReverseLogarithmic applies to continuous"
+                              " ranges only")
+        if not (0 <= low and high < 1):
+            raise ConfigError(f"{where}: a ReverseLogarithmic range needs 0 <= MinValue and"
+                              f" MaxValue < 1, got {item['MinValue']}..{item['MaxValue']}")
+    return NumericRange(item["Name"], low, high, scaling, integer)
+

@@ -1,0 +1,378 @@
+"""The local tuning loop: training jobs in parallel, as the service would run them.
+
+Each training job runs through :func:`byoc.local.train` in its own thread
+with its own directory under ``<tuning dir>/jobs/``; metric lines feed the
+strategy (Hyperband) and the median rule (early stopping ``Auto``) as they
+arrive. The loop ends at MaxNumberOfTrainingJobs, MaxRuntimeInSeconds or a
+TuningJobCompletionCriteria, or on Ctrl-C, which stops every running job and
+keeps what finished. ``tuning.json`` is written after every job.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .. import contract, jobrecord, metrics
+from .. import local as harness
+from ..backends.base import Backend
+from ..errors import ByocError, ConfigError, ContainerFailedError, Interrupted
+from ..project import Project
+from ..say import Say
+from . import report, warmstart
+from .config import TuningRequest
+from .strategies import COMPLETE, FAILED, STOPPED, MedianRule, Strategy, Trial, make
+
+REQUEST_FILE = "request.json"
+INTERRUPTED_FILE = "interrupted.json"
+JOBS = "jobs"
+POLL = 0.1
+
+
+@dataclass
+class JobState:
+    number: int
+    name: str
+    tuned: dict[str, str]
+    trial: Trial
+    job_dir: Path
+    status: str = "InProgress"
+    objective: float | None = None
+    curve: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_reason: str | None = None
+    failure_reason: str | None = None
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: datetime | None = None
+    ended: datetime | None = None
+    model_archive: Path | None = None
+    thread: threading.Thread | None = None
+
+    def stop_for(self, reason: str) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+
+    @property
+    def done(self) -> bool:
+        return self.status != "InProgress"
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    tuning_dir: Path
+    description: dict[str, Any]
+    best_model: Path | None
+
+
+@dataclass
+class Tuner:
+    request: TuningRequest
+    backend: Backend
+    tuning_dir: Path
+    project: Project | None = None
+    channels: Mapping[str, Path] | None = None
+    grace_seconds: float = harness.TRAIN_GRACE
+    say: Say = print
+    table: Callable[[list[JobState], str], None] | None = None
+    source: Mapping[str, Any] = field(default_factory=dict)
+    jobs: list[JobState] = field(default_factory=list)
+    previous: list[dict[str, Any]] = field(default_factory=list)
+    parents: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.strategy: Strategy = make(self.request)
+        self.median = MedianRule(self.request.minimize) \
+            if self.request.early_stopping == "Auto" else None
+        self.lock = threading.Lock()
+        self.write_lock = threading.Lock()
+        self.wake = threading.Event()
+        self.created = datetime.now(UTC)
+        self.ending: str | None = None
+        self.status = "InProgress"
+        self.not_improving = 0
+        self.best: float | None = None
+
+    # the loop -----------------------------------------------------------------------------
+    def run(self) -> TuningResult:
+        started = time.monotonic()
+        number = max((report.job_number(item["TrainingJobName"]) for item in self.previous), default=0)
+        launched = len(self.previous) - len(self.interrupted)
+        exhausted = False
+        interrupted = False
+        try:
+            with harness.sigterm_interrupts():
+                while True:
+                    running = [job for job in self.jobs if not job.done]
+                    while (self.ending is None and not exhausted and len(running) <
+                           self.request.max_parallel and launched < self.request.max_jobs):
+                        trial = self.strategy.ask(number + 1)
+                        if trial is None:
+                            exhausted = True
+                            break
+                        number += 1
+                        launched += 1
+                        running.append(self._launch(trial))
+                    if not running and (self.ending is not None or exhausted
+                                        or launched >= self.request.max_jobs):
+                        break
+                    if (self.request.max_runtime is not None and self.ending is None
+                            and time.monotonic() - started > self.request.max_runtime):
+                        self._end("MaxRuntimeInSeconds reached")
+                    self._show()
+                    self.wake.wait(POLL)
+                    self.wake.clear()
+        except KeyboardInterrupt:
+            interrupted = True
+            self.say("stopping: SIGTERM to every running training job, SIGKILL after the grace period")
+            for job in self.jobs:
+                if not job.done:
+                    job.stop_for("interrupted")
+            for job in self.jobs:
+                while job.thread is not None and job.thread.is_alive():
+                    try:
+                        job.thread.join()
+                    except KeyboardInterrupt:
+                        continue
+        for job in self.jobs:  # their records and plots
+            if job.thread is not None:
+                job.thread.join()
+        self.status = "Stopped" if interrupted else "Completed"
+        self._show()
+        description = self.write(final=True)
+        if interrupted:
+            names = [job.name for job in self.jobs if job.stop_reason == "interrupted"]
+            (self.tuning_dir / INTERRUPTED_FILE).write_text(json.dumps(
+                sorted(set(names) | set(self._interrupted_before())), indent=2) + "\n",
+                encoding="utf-8")
+            raise Interrupted(f"tuning job {self.request.name} stopped: what finished is kept in"
+                              f" {self.tuning_dir}; --resume continues it")
+        return TuningResult(self.tuning_dir, description, self._best_model(description))
+
+    def _launch(self, trial: Trial) -> JobState:
+        name = f"{self.request.name}-{trial.number:03d}-{uuid.uuid4().hex[:8]}"
+        job = JobState(trial.number, name, trial.tuned, trial, self.tuning_dir / JOBS / name)
+        job.thread = threading.Thread(target=self._run_job, args=(job,), name=name, daemon=True)
+        with self.lock:
+            self.jobs.append(job)
+        job.thread.start()
+        return job
+
+    def _run_job(self, job: JobState) -> None:
+        scanner = metrics.MetricScanner(self.request.metric_definitions,
+                                        on_sample=lambda sample: self._on_sample(job, sample))
+        scanner.defer_plot = True
+        status = "Failed"
+        timer = None
+        if self.request.job_max_runtime is not None:
+            timer = threading.Timer(float(self.request.job_max_runtime), job.stop_for,
+                                    args=("MaxRuntimeExceeded",))
+            timer.daemon = True
+            timer.start()
+        job.started = datetime.now(UTC)
+        try:
+            result = harness.train(
+                backend=self.backend, project=self.project,
+                channels=dict(self.channels) if self.channels else None,
+                hyperparameters=self.request.hyperparameters(job.tuned),
+                instance_count=self.request.instance_count, env=self.request.environment,
+                output_dir=self.tuning_dir / JOBS, job_name=job.name,
+                grace_seconds=self.grace_seconds, metrics=scanner, stop=job.stop)
+            job.model_archive = result.model_archive
+            status = "Stopped" if job.stop.is_set() else "Completed"
+        except ContainerFailedError as exc:
+            job.model_archive = job.job_dir / "model.tar.gz"
+            status = "Stopped" if job.stop.is_set() else "Failed"
+            job.failure_reason = exc.failure_reason or exc.message
+        except ByocError as exc:
+            job.failure_reason = exc.message
+        except Exception as exc:  # a bug must not take the other jobs down
+            job.failure_reason = f"{type(exc).__name__}: {exc}"
+        finally:
+            if timer is not None:
+                timer.cancel()
+        job.ended = datetime.now(UTC)
+        series = scanner.series(self.request.objective_metric)
+        job.objective = series[-1].value if series else None
+        outcome = {"Completed": COMPLETE, "Stopped": STOPPED}.get(status, FAILED)
+        self.strategy.tell(job.trial, job.objective, outcome, job.curve)
+        self._account(job, status)
+        job.status = status  # the job's slot is free from here on
+        self.wake.set()
+        if job.job_dir.is_dir():
+            jobrecord.merge(job.job_dir, self.summary(job, full=True))
+        if job.stop_reason != "interrupted":
+            self.write(final=False)
+        if job.job_dir.is_dir():
+            scanner.plot(job.job_dir)
+
+    def _on_sample(self, job: JobState, sample: metrics.Sample) -> None:
+        if sample.name != self.request.objective_metric:
+            return
+        job.objective = sample.value
+        if sample.host != "algo-1":  # one host's curve, so that duplicated lines count once
+            return
+        job.curve.append(sample.value)
+        if job.stop.is_set() or (self.request.strategy == "Hyperband"
+                                 and len(job.curve) >= self.request.hyperband_max):
+            return  # at MaxResource the job has had its full budget
+        if self.strategy.report(job.trial, len(job.curve), sample.value):
+            job.stop_for("Hyperband")
+        elif self.median is not None and self.median.add(job.number, sample.value):
+            job.stop_for("early stopping")
+
+    def _account(self, job: JobState, status: str) -> None:
+        """The completion criteria, once a job has ended with *status*."""
+        with self.lock:
+            if job.objective is not None and status in ("Completed", "Stopped"):
+                if self.request.reaches_target(job.objective):
+                    self._end(f"TargetObjectiveMetricValue {self.request.target_value} reached")
+                if self.best is None or self._improves(job.objective, self.best):
+                    self.not_improving = 0
+                else:
+                    self.not_improving += 1
+                if self.request.better(job.objective, self.best):
+                    self.best = job.objective
+            elif job.stop_reason != "interrupted":
+                self.not_improving += 1
+            if self.request.not_improving is not None and \
+                    self.not_improving >= self.request.not_improving:
+                self._end(f"{self.not_improving} training jobs did not improve the objective")
+
+    def _improves(self, value: float, best: float) -> bool:
+        """Better than *best* by at least 1% (the BestObjectiveNotImproving rule)."""
+        margin = abs(best) * 0.01
+        return value < best - margin if self.request.minimize else value > best + margin
+
+    def _end(self, reason: str) -> None:
+        if self.ending is None:
+            self.ending = reason
+            self.say(f"tuning job ends: {reason}")
+            for job in self.jobs:
+                if not job.done:
+                    job.stop_for("tuning job complete")
+
+    def _show(self) -> None:
+        if self.table is not None:
+            with self.lock:
+                jobs = list(self.jobs)
+            self.table(jobs, self.status)
+
+    # records ------------------------------------------------------------------------------
+    def summary(self, job: JobState, full: bool = False) -> dict[str, Any]:
+        """A HyperParameterTrainingJobSummary (with ``full``: the keys of its job.json)."""
+        entry: dict[str, Any] = {
+            "TrainingJobName": job.name,
+            "TrainingJobArn": _arn(self.request, "training-job", job.name),
+            "TuningJobName": self.request.name,
+            "CreationTime": metrics.iso(job.created),
+            "TrainingJobStatus": job.status,
+            "TunedHyperParameters": dict(job.tuned),
+            "ObjectiveStatus": "Succeeded" if job.objective is not None and job.status in (
+                "Completed", "Stopped") else ("Pending" if job.status == "InProgress" else "Failed"),
+        }
+        if job.started is not None:
+            entry["TrainingStartTime"] = metrics.iso(job.started)
+        if job.ended is not None:
+            entry["TrainingEndTime"] = metrics.iso(job.ended)
+        if job.failure_reason:
+            entry["FailureReason"] = job.failure_reason[:1024]
+        if job.objective is not None:
+            entry["FinalHyperParameterTuningJobObjectiveMetric"] = {
+                "Type": self.request.objective_type, "MetricName": self.request.objective_metric,
+                "Value": job.objective}
+        if full:  # the DescribeTrainingJob keys of the job's own record
+            for key in ("TunedHyperParameters", "ObjectiveStatus", "TuningJobName",
+                        "FinalHyperParameterTuningJobObjectiveMetric"):
+                entry.pop(key, None)
+            entry.update({"TuningJobArn": _arn(self.request, "hyper-parameter-tuning-job",
+                                               self.request.name),
+                          "HyperParameters": self.request.hyperparameters(job.tuned)})
+        return entry
+
+    def write(self, final: bool) -> dict[str, Any]:
+        with self.lock:
+            jobs = list(self.jobs)
+        summaries = self.previous + [self.summary(job) for job in jobs]
+        description = report.describe(self.request, summaries, self.parents, self.created,
+                                      self.status if final else "InProgress")
+        with self.write_lock:
+            report.write(self.tuning_dir, description, summaries, self.request,
+                         say=self.say if final else None, plot=final)
+        return description
+
+    def _best_model(self, description: Mapping[str, Any]) -> Path | None:
+        best = description.get("BestTrainingJob")
+        if not best:
+            return None
+        path = self.tuning_dir / JOBS / best["TrainingJobName"] / "model.tar.gz"
+        return path if path.is_file() else None
+
+    def _interrupted_before(self) -> list[str]:
+        path = self.tuning_dir / INTERRUPTED_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+
+    # resume and warm start ----------------------------------------------------------------
+    def restore(self) -> None:
+        """Take the jobs of an earlier run of this tuning job (``--resume``).
+
+        Jobs that Ctrl-C stopped stay listed as Stopped but do not count towards
+        MaxNumberOfTrainingJobs, and the strategy does not learn from them.
+        """
+        skipped = set(self._interrupted_before())
+        for entry in report.read_summaries(self.tuning_dir):
+            self.previous.append(entry)
+            if entry["TrainingJobName"] in skipped or entry["TrainingJobStatus"] == "InProgress":
+                self.interrupted.append(entry["TrainingJobName"])  # listed, not counted
+                continue
+            value = entry.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
+            outcome = {"Completed": COMPLETE, "Stopped": STOPPED}.get(entry["TrainingJobStatus"], FAILED)
+            curve = report.objective_curve(self.tuning_dir / JOBS / entry["TrainingJobName"],
+                                           self.request.objective_metric)
+            self.strategy.seed(entry["TunedHyperParameters"], value, outcome, curve)
+            if self.median is not None and curve:
+                self.median.seed(report.job_number(entry["TrainingJobName"]), curve)
+            if value is not None and outcome != FAILED and self.request.better(value, self.best):
+                self.best = value
+
+    def warm_start(self, parents: list[dict[str, Any]]) -> None:
+        """Seed the strategy with the parents' jobs (WarmStartConfig, see :mod:`.warmstart`)."""
+        self.parents = parents
+        for index, (tuned, value, outcome, curve) in enumerate(
+                warmstart.seeds(self.request, self.parents)):
+            self.strategy.seed(tuned, value, outcome, curve)
+            if self.median is not None and curve:
+                self.median.seed(-1 - index, curve)
+
+
+def _arn(request: TuningRequest, kind: str, name: str) -> str:
+    return f"arn:aws:sagemaker:us-east-1:{contract.LOCAL_ACCOUNT}:{kind}/{name.lower()}"
+
+
+def prepare(request: TuningRequest, output_root: Path, resume: bool) -> Path:
+    """The tuning job's directory, created (or, with *resume*, checked). :raises ConfigError:"""
+    tuning_dir = output_root.resolve() / request.name
+    stored = tuning_dir / REQUEST_FILE
+    if tuning_dir.exists():
+        if not resume:
+            raise ConfigError(f"{tuning_dir} exists: pass --resume to continue that tuning job, or"
+                              " pick another HyperParameterTuningJobName")
+        if not stored.is_file():
+            raise ConfigError(f"{tuning_dir} is not a local tuning job (no {REQUEST_FILE})")
+        if json.loads(stored.read_text(encoding="utf-8")) != dict(request.raw):
+            raise ConfigError(f"--resume: the request differs from the one {request.name} started"
+                              f" with ({stored}); give the tuning job a new name")
+        return tuning_dir
+    if resume:
+        raise ConfigError(f"--resume: there is no tuning job {request.name} in {output_root}")
+    (tuning_dir / JOBS).mkdir(parents=True)
+    stored.write_text(json.dumps(request.raw, indent=2) + "\n", encoding="utf-8")
+    return tuning_dir

@@ -1,0 +1,196 @@
+"""MetricDefinitions over training logs: parsing, the service's limits, job records, describe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from byoc import jobrecord, metrics
+from byoc.errors import ConfigError
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TUNEPROBE = FIXTURES / "tuneprobe"
+SAFE = "val_loss=" + metrics.VALUE_PATTERN
+
+
+
+@pytest.fixture(scope="module")
+def matplotlib_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mplconfig")
+
+
+@pytest.fixture(autouse=True)
+def shared_matplotlib_cache(matplotlib_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One font cache for the module's plots, not one per test (each test has its own HOME)."""
+    monkeypatch.setenv("MPLCONFIGDIR", str(matplotlib_cache))
+
+def scanner(*items: tuple[str, str]) -> metrics.MetricScanner:
+    return metrics.MetricScanner([metrics.definition(name, regex) for name, regex in items])
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1e-05", 1e-05), ("-0.3", -0.3), ("+2.5E+03", 2500.0), (".5", 0.5), ("7", 7.0), ("7.", 7.0),
+])
+def test_a_number_reads_as_itself(text: str, expected: float) -> None:
+    found = scanner(("loss", SAFE)).scan("algo-1", f"epoch=2 val_loss={text} lr=0.1")
+    assert [sample.value for sample in found] == [expected]
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "NaN", "cat", "1,5", "0x10", "1_000", ""])
+def test_a_capture_that_is_no_finite_number_is_dropped(text: str) -> None:
+    scan = scanner(("loss", r"loss=(\S*)"))
+    assert scan.scan("algo-1", f"loss={text}") == []
+    assert scan.samples == []
+    assert scan.dropped == {"loss": 1}
+
+
+def test_the_first_group_is_the_value_and_every_definition_sees_every_line() -> None:
+    scan = scanner(("train:loss", r"train_loss=([0-9.]+) \(best ([0-9.]+)\)"), ("epoch", r"epoch=(\d+)"))
+    scan.scan("algo-1", "epoch=3 train_loss=0.25 (best 0.2)")
+    assert [(s.name, s.value) for s in scan.samples] == [("train:loss", 0.25), ("epoch", 3.0)]
+
+
+def test_final_is_the_last_value_of_each_metric_over_every_host() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    ticks = iter(start + timedelta(seconds=i) for i in range(10))
+    scan = metrics.MetricScanner([metrics.definition("loss", SAFE), metrics.definition("acc", r"acc=(\S+)")],
+                                 clock=lambda: next(ticks))
+    scan.scan("algo-1", "val_loss=0.9")
+    scan.scan("algo-2", "val_loss=0.7")
+    scan.scan("algo-1", "acc=0.5")
+    scan.scan("algo-1", "val_loss=nan")
+    final = scan.final()
+    assert [(s.name, s.value, s.host) for s in final] == [("loss", 0.7, "algo-2"), ("acc", 0.5, "algo-1")]
+    assert final[0].as_api() == {"MetricName": "loss", "Value": 0.7,
+                                 "Timestamp": "2026-01-01T00:00:01.000+00:00"}
+
+
+@pytest.mark.parametrize(("name", "regex", "words"), [
+    ("", "x=(1)", "Name must be 1-255"),
+    ("n" * 256, "x=(1)", "Name must be 1-255"),
+    ("loss", "", "Regex must be 1-500"),
+    ("loss", "(" + "a" * 499 + ")", "Regex must be 1-500 characters, got 501 characters"),
+    ("loss", "loss=([0-9]", "does not compile"),
+    ("loss", "loss=[0-9]+", "no capture group"),
+])
+def test_a_definition_the_service_refuses(name: str, regex: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+        metrics.definition(name, regex)
+
+
+def test_limits_of_the_list() -> None:
+    many = [{"Name": f"m{i}", "Regex": "x=(1)"} for i in range(41)]
+    with pytest.raises(ConfigError, match="41 metric definitions; SageMaker allows at most 40"):
+        metrics.definitions(many)
+    assert len(metrics.definitions(many[:40])) == 40
+    with pytest.raises(ConfigError, match="'m0' is defined twice"):
+        metrics.definitions([many[0], many[0]])
+    with pytest.raises(ConfigError, match=r"\[0\] must have exactly the keys Name and Regex"):
+        metrics.definitions([{"Name": "a", "Regex": "(1)", "Extra": 1}])
+
+
+def test_metric_options() -> None:
+    items = metrics.from_options(["validation:loss=val_loss=([0-9.]+)"])
+    assert items[0].name == "validation:loss" and items[0].regex == "val_loss=([0-9.]+)"
+    with pytest.raises(ConfigError, match="--metric takes NAME=REGEX"):
+        metrics.from_options(["no-equals-sign"])
+    base = metrics.from_project(TUNEPROBE / "byoc.toml")
+    merged = metrics.merge(base, metrics.from_options(["validation:loss=loss=(1)", "other=o=(2)"]))
+    assert [(m.name, m.regex) for m in merged] == [("validation:loss", "loss=(1)"), ("other", "o=(2)")]
+
+
+def test_project_definitions_refused_like_the_request(tmp_path: Path) -> None:
+    config = tmp_path / "byoc.toml"
+    config.write_text('[project]\nname = "x"\n[[metric_definitions]]\nName = "a"\nRegex = "no-group"\n')
+    with pytest.raises(ConfigError, match="byoc.toml metric_definitions 'a': Regex has no capture group"):
+        metrics.from_project(config)
+
+
+def test_regex_problems_finds_a_regex_that_misreads_values() -> None:
+    assert metrics.regex_problems(SAFE, lambda value: f"epoch=1 val_loss={value} lr=0.1") == []
+    # the regex many samples use: no sign, and an exponent only as "e-"
+    problems = metrics.regex_problems(r"loss: ([0-9]+(.|e\-)[0-9]+)", lambda value: f"loss: {value}")
+    assert any("'-0.3'" in problem for problem in problems)
+    assert any("'nan'" in problem for problem in problems)
+
+
+def test_the_probe_regex_reads_what_the_probe_prints() -> None:
+    (regex,) = [item.regex for item in metrics.from_project(TUNEPROBE / "byoc.toml")]
+    assert metrics.regex_problems(regex, lambda value: f"epoch=3 train_loss=nan val_loss={value}") == []
+
+
+def test_save_merges_into_job_json_and_writes_samples_and_a_plot(tmp_path: Path) -> None:
+    jobrecord.merge(tmp_path, {"TrainingJobName": "j", "AlgorithmSpecification": {"TrainingImage": "i"}})
+    scan = scanner(("loss", SAFE))
+    for value in ("0.9", "0.5", "0.25"):
+        scan.scan("algo-1", f"val_loss={value}")
+    scan.scan("algo-2", "val_loss=0.3")
+    scan.save(tmp_path)
+    record = json.loads((tmp_path / "job.json").read_text())
+    assert record["TrainingJobName"] == "j"
+    assert record["AlgorithmSpecification"]["TrainingImage"] == "i"
+    assert record["AlgorithmSpecification"]["MetricDefinitions"] == [{"Name": "loss", "Regex": SAFE}]
+    assert [(m["MetricName"], m["Value"]) for m in record["FinalMetricDataList"]] == [("loss", 0.3)]
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert [s["Value"] for s in saved["Samples"]["algo-1"]] == [0.9, 0.5, 0.25]
+    assert [s.value for s in metrics.load_samples(tmp_path)] == [0.9, 0.5, 0.25, 0.3]
+    assert (tmp_path / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_matplotlib_the_plot_is_skipped_with_a_note(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    notes: list[str] = []
+    scan = scanner(("loss", SAFE))
+    scan.scan("algo-1", "val_loss=1")
+    scan.save(tmp_path, say=notes.append)
+    assert not (tmp_path / "metrics.png").exists()
+    assert notes == ["note: no plot: matplotlib is not installed (pip install 'byoc[plots]')"]
+    assert json.loads((tmp_path / "job.json").read_text())["FinalMetricDataList"][0]["Value"] == 1.0
+
+
+def test_local_train_records_metrics_and_describe_shows_them(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    run = subprocess.run(
+        ["byoc", "local", "train", str(TUNEPROBE), "--backend", "process", "--output-dir", str(jobs),
+         "--job-name", "metrics-job", "--hyperparameter", "epochs=4",
+         "--metric", r"objective:name=objective metric: (\S*)", "--metric", r"epoch=epoch=(\d+)"],
+        capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    job = jobs / "metrics-job"
+    record = json.loads((job / "job.json").read_text())
+    final = {m["MetricName"]: m["Value"] for m in record["FinalMetricDataList"]}
+    # byoc.toml's definition, then the options'; the probe's loss at x=0.5, n=5, kind=a
+    assert final == {"validation:loss": pytest.approx(1.0 + 0.04 + 0.04 + 0.5), "epoch": 4.0}
+    samples = json.loads((job / "metrics.json").read_text())
+    assert [s["Value"] for s in samples["Samples"]["algo-1"] if s["MetricName"] == "epoch"] == [1, 2, 3, 4]
+    assert samples["DroppedValues"] == {"objective:name": 1}  # it printed an empty name
+    assert (job / "metrics.png").is_file()
+    shown = subprocess.run(["byoc", "local", "describe", "metrics-job", "--output-dir", str(jobs)],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["FinalMetricDataList"] == record["FinalMetricDataList"]
+    assert "validation:loss = 1.58" in shown.stderr and "epoch = 4" in shown.stderr
+
+
+def test_describe_an_unknown_job(tmp_path: Path) -> None:
+    shown = subprocess.run(["byoc", "local", "describe", "nope"], capture_output=True, text=True,
+                           timeout=60, cwd=tmp_path)
+    assert shown.returncode == 2
+    assert shown.stderr.startswith("Error: no local job 'nope' in ")
+    assert len(shown.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_metric_option_stops_train_before_it_starts(tmp_path: Path) -> None:
+    run = subprocess.run(
+        ["byoc", "local", "train", str(TUNEPROBE), "--backend", "process", "--output-dir",
+         str(tmp_path), "--metric", "loss=loss=[0-9]+"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr == "Error: --metric 'loss': Regex has no capture group; the first group is the value\n"
+    assert list(tmp_path.iterdir()) == []
