@@ -1,0 +1,392 @@
+"""``byoc sagemaker``: the job definition as CreateTrainingJob and friends, against moto's server
+over real HTTP (botocore validates every request against the service model before sending it).
+
+What moto fakes, and how these tests deal with it (none of this is a pass of the real service):
+- a training, transform or tuning job is ``Completed`` the moment it is created: the watching
+  loop's transitions are tested against a scripted server (tests/fixtures/sagemaker/fake_aws.py);
+- moto replaces ``MetricDefinitions`` with its own and invents ``FinalMetricDataList``: the
+  metric definitions byoc sent are read from the job record byoc wrote (the request it sent);
+- moto's SageMaker writes no logs and no model: the tests seed CloudWatch Logs streams and the
+  ``model.tar.gz`` where SageMaker would put them;
+- endpoints are ``InService`` at once, and InvokeEndpoint answers what the test queued through
+  moto's API, whether or not the endpoint exists;
+- AWS's error shapes (AccessDenied, ValidationException, ResourceLimitExceeded, throttling,
+  expired credentials) come from the scripted server, as AWS sends them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import botocore.session
+import botocore.validate
+import pytest
+from click.testing import CliRunner
+
+from byoc import jobdef
+from byoc.cli import cli
+from byoc.sagemaker import storage, training
+from byoc.sagemaker._aws import Aws
+from conftest import FIXTURES
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+servers = _load("byoc_test_registry_servers", FIXTURES / "registry" / "servers.py")
+fake = _load("byoc_test_sagemaker_fake", FIXTURES / "sagemaker" / "fake_aws.py")
+ACCOUNT = servers.MOTO_ACCOUNT
+REGION = "us-east-1"
+BUCKET = f"sagemaker-{REGION}-{ACCOUNT}"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/demo@sha256:{'a' * 64}"
+SECRET = "byocSECRETvalue0123456789shouldNeverShow"
+TOKEN = "byocSESSIONtokenShouldNeverShow"
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with servers.moto_server(tmp_path_factory.mktemp("moto-sm")) as url:
+        yield url
+
+
+@pytest.fixture
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Credentials that must never show, every call to moto, the region in the environment,
+    SageMaker's default bucket in place."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEYID0000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    return moto_url
+
+
+def client(service: str) -> Any:
+    return boto3.client(service, region_name=REGION)
+
+
+def write_project(root: Path, *, role: str | None = ROLE, files: int = 3) -> Path:
+    """A byoc project: byoc.toml and local_test's channel, hyperparameters and content type."""
+    name = f"demo-{uuid.uuid4().hex[:6]}"
+    section = f'[sagemaker]\nrole = "{role}"\n' if role else ""
+    root.mkdir(parents=True)
+    (root / "byoc.toml").write_text(f'[project]\nname = "{name}"\nimage = "{name}"\n{section}')
+    data = root / "local_test" / "test_dir" / "input" / "data" / "training"
+    data.mkdir(parents=True)
+    for index in range(files):
+        (data / f"part-{index}.csv").write_text(f"{index},1.0,2.0\n" * 10)
+    config = root / "local_test" / "test_dir" / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps({"max_leaf_nodes": "8"}))
+    (config / "inputdataconfig.json").write_text(json.dumps(
+        {"training": {"ContentType": "text/csv", "TrainingInputMode": "File"}}))
+    return root
+
+
+def run(*args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(cli, ["sagemaker", *args], input=input)
+
+
+def validate(operation: str, request: dict[str, Any], service: str = "sagemaker") -> None:
+    """botocore's own check of *request* against the service model (what it does before sending)."""
+    model = botocore.session.get_session().get_service_model(service)
+    botocore.validate.validate_parameters(request, model.operation_model(operation).input_shape)
+
+
+def one_line_error(result: Any) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in result.stderr
+    return str(lines[0])
+
+
+def model_tar(payload: bytes = b"weights") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("model.npz")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def seed_logs(job: str, lines: dict[str, list[str]]) -> None:
+    """What SageMaker's agents would write: one stream per host (moto's SageMaker writes none)."""
+    logs = client("logs")
+    try:
+        logs.create_log_group(logGroupName="/aws/sagemaker/TrainingJobs")
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    now = int(time.time() * 1000)
+    for host, messages in lines.items():
+        stream = f"{job}/{host}-1700000000"
+        logs.create_log_stream(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream)
+        logs.put_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream,
+                            logEvents=[{"timestamp": now + i, "message": m}
+                                       for i, m in enumerate(messages)])
+
+
+def no_secret_in(*texts: str) -> None:
+    for text in texts:
+        assert SECRET not in text and TOKEN not in text
+
+
+def files_text(root: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in root.rglob("*")
+                   if p.is_file() and p.suffix != ".gz")
+
+
+# ---- one definition ----------------------------------------------------------------------------
+
+def test_local_and_sagemaker_requests_differ_only_where_they_must(tmp_path: Path) -> None:
+    """The same definition, run locally and on SageMaker: side by side, only the S3 URIs, the
+    instance type, the role and the image differ."""
+    root = write_project(tmp_path / "p")
+    definition, _ = jobdef.from_project(
+        _project(root), input_mode="Pipe", instance_count=4, spot=True, max_runtime=3600,
+        max_wait=7200, checkpoint_s3="s3://bkt/ckpt/demo",
+        metric_definitions=(jobdef.MetricDefinition("validation:loss", r"val_loss=([0-9.]+)"),),
+        environment={"LOG_LEVEL": "INFO"}, record_wrappers={"training": "RecordIO"})
+    local = definition.local_request(job_name="demo-1", image="demo:latest",
+                                     output_dir=tmp_path / "jobs")
+    remote = definition.training_request(
+        job_name="demo-1", image=IMAGE, role_arn=ROLE, instance_type="ml.m5.xlarge",
+        channel_uris={"training": "s3://bkt/byoc/demo/channels/training/"},
+        output_path="s3://bkt/byoc/demo/output/")
+    differing = dict(_diff(local, remote))
+    print("\n".join(f"{path}:\n  local     {a}\n  sagemaker {b}" for path, (a, b) in differing.items()))
+    assert set(differing) == {
+        "AlgorithmSpecification.TrainingImage", "RoleArn", "ResourceConfig.InstanceType",
+        "InputDataConfig.0.DataSource.S3DataSource.S3Uri", "OutputDataConfig.S3OutputPath"}
+    assert differing["InputDataConfig.0.DataSource.S3DataSource.S3Uri"][0] == (
+        (root / "local_test/test_dir/input/data/training").resolve().as_uri() + "/")
+    assert differing["ResourceConfig.InstanceType"] == ("local", "ml.m5.xlarge")
+    validate("CreateTrainingJob", remote)
+
+
+def _project(root: Path) -> Any:
+    from byoc.project import Project
+
+    return Project.load(root)
+
+
+def _diff(a: Any, b: Any, path: str = "") -> Iterator[tuple[str, tuple[Any, Any]]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            yield from _diff(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            yield from _diff(x, y, f"{path}.{index}")
+    elif a != b:
+        yield path, (a, b)
+
+
+def test_dry_run_prints_the_request_and_sends_nothing(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps([{"Name": "train:loss", "Regex": r"train_loss=([-+0-9.eE]+)"}]))
+    result = run("train", str(root), "--image", IMAGE, "--dry-run", "--instance-count", "4",
+                 "--spot", "--max-run", "3600", "--max-wait", "7200", "--metric-definitions",
+                 str(metrics), "--metric-definition", r"validation:loss=val_loss=([-+0-9.eE]+)",
+                 "--hyperparameter", "epochs=3", "--env", "LOG_LEVEL=INFO", "--job-name", "dry-1",
+                 "--instance-type", "ml.g5.2xlarge")
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stdout)
+    validate("CreateTrainingJob", request)
+    prefix = f"s3://{BUCKET}/byoc/{_project(root).name}"
+    assert request == {
+        "TrainingJobName": "dry-1", "RoleArn": ROLE,
+        "AlgorithmSpecification": {
+            "TrainingImage": IMAGE, "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": "train:loss", "Regex": r"train_loss=([-+0-9.eE]+)"},
+                                  {"Name": "validation:loss", "Regex": r"val_loss=([-+0-9.eE]+)"}],
+            "EnableSageMakerMetricsTimeSeries": True},
+        "HyperParameters": {"max_leaf_nodes": "8", "epochs": "3"},
+        "InputDataConfig": [{"ChannelName": "training", "ContentType": "text/csv",
+                             "DataSource": {"S3DataSource": {
+                                 "S3DataType": "S3Prefix",
+                                 "S3Uri": f"{prefix}/channels/training/",
+                                 "S3DataDistributionType": "FullyReplicated"}}}],
+        "OutputDataConfig": {"S3OutputPath": f"{prefix}/output/"},
+        "ResourceConfig": {"InstanceType": "ml.g5.2xlarge", "InstanceCount": 4,
+                           "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200},
+        "EnableManagedSpotTraining": True,
+        "CheckpointConfig": {"S3Uri": f"{prefix}/checkpoints/dry-1/",
+                             "LocalPath": "/opt/ml/checkpoints"},
+        "Environment": {"LOG_LEVEL": "INFO"}}
+    # nothing was sent: no object uploaded, no job created
+    assert "Contents" not in client("s3").list_objects_v2(Bucket=BUCKET, Prefix="byoc/")
+    names = [j["TrainingJobName"] for j in client("sagemaker").list_training_jobs()
+             ["TrainingJobSummaries"]]
+    assert "dry-1" not in names
+    no_secret_in(result.stdout, result.stderr)
+
+
+def test_pipe_channels_time_limits_and_channel_options(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    manifest = tmp_path / "train.manifest"
+    manifest.write_text('{"source-ref": "s3://b/1.jpg", "label": 1}\n')
+    result = run("train", str(root), "--image", IMAGE, "--dry-run", "--input-mode", "Pipe",
+                 "--channel", f"training={root / 'local_test/test_dir/input/data/training'}",
+                 "--channel", f"images={manifest}", "--channel", "extra=s3://other/data/",
+                 "--attribute-names", "images=source-ref,label", "--record-wrapper",
+                 "images=RecordIO", "--content-type", "images=application/x-recordio",
+                 "--compression", "extra=Gzip", "--shuffle-seed", "training=7",
+                 "--channel-input-mode", "extra=FastFile", "--distribution",
+                 "training=ShardedByS3Key", "--max-run", "600", "--job-name", "pipe-1")
+    assert result.exit_code == 2, result.stderr  # Gzip needs Pipe, and extra is FastFile
+    assert one_line_error(result) == "Error: channel 'extra': CompressionType Gzip needs Pipe input mode"
+    result = run("train", str(root), "--image", IMAGE, "--dry-run", "--input-mode", "Pipe",
+                 "--channel", f"training={root / 'local_test/test_dir/input/data/training'}",
+                 "--channel", f"images={manifest}", "--channel", "extra=s3://other/data/",
+                 "--attribute-names", "images=source-ref,label", "--record-wrapper",
+                 "images=RecordIO", "--content-type", "images=application/x-recordio",
+                 "--compression", "extra=Gzip", "--shuffle-seed", "training=7",
+                 "--distribution", "training=ShardedByS3Key", "--max-run", "600",
+                 "--job-name", "pipe-1")
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stdout)
+    validate("CreateTrainingJob", request)
+    prefix = f"s3://{BUCKET}/byoc/{_project(root).name}/channels"
+    assert request["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 600}
+    assert "EnableManagedSpotTraining" not in request and "CheckpointConfig" not in request
+    assert request["InputDataConfig"] == [
+        {"ChannelName": "extra", "CompressionType": "Gzip",
+         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://other/data/",
+                                         "S3DataDistributionType": "FullyReplicated"}}},
+        {"ChannelName": "images", "ContentType": "application/x-recordio",
+         "RecordWrapperType": "RecordIO",
+         "DataSource": {"S3DataSource": {"S3DataType": "AugmentedManifestFile",
+                                         "S3Uri": f"{prefix}/images/train.manifest",
+                                         "S3DataDistributionType": "FullyReplicated",
+                                         "AttributeNames": ["source-ref", "label"]}}},
+        {"ChannelName": "training", "ContentType": "text/csv", "ShuffleConfig": {"Seed": 7},
+         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
+                                         "S3Uri": f"{prefix}/training/",
+                                         "S3DataDistributionType": "ShardedByS3Key"}}}]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--spot"], "--spot needs --max-wait SECONDS"),
+    (["--spot", "--max-wait", "100", "--max-run", "100"], "--max-wait 100 must be longer than"),
+    (["--max-wait", "100"], "--max-wait applies to managed spot training only"),
+    (["--max-run", str(29 * 86400)], "MaxRuntimeInSeconds takes 1 to 2419200"),
+    (["--metric-definition", "loss=no group"], "metric 'loss': the regex needs a capture group"),
+    (["--attribute-names", "training=a"], "an augmented manifest (AttributeNames) needs Pipe"),
+    (["--checkpoint-s3", "/tmp/ckpt"], "--checkpoint-s3 takes an s3:// URI"),
+    (["--distribution", "nope=ShardedByS3Key"], "--distribution names channel 'nope'"),
+])
+def test_definition_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    result = run("train", str(root), "--image", IMAGE, "--dry-run", "--region", REGION, *args)
+    assert result.exit_code == 2
+    assert message in one_line_error(result)
+
+
+# ---- a real run against moto ---------------------------------------------------------------------
+
+def test_train_multi_instance_spot_with_checkpoints(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    name = _project(root).name
+    job = f"spot-{uuid.uuid4().hex[:6]}"
+    prefix = f"byoc/{name}"
+    # seeded where SageMaker would write them: moto writes neither logs nor a model
+    seed_logs(job, {"algo-1": ["epoch=1 val_loss=0.5"], "algo-2": ["worker ready"]})
+    client("s3").put_object(Bucket=BUCKET, Key=f"{prefix}/output/{job}/output/model.tar.gz",
+                            Body=model_tar())
+    result = run("train", str(root), "--image", IMAGE, "--instance-count", "4", "--spot",
+                 "--max-run", "3600", "--max-wait", "7200", "--checkpoint-s3",
+                 f"s3://{BUCKET}/ckpt/{job}", "--metric-definition",
+                 r"validation:loss=val_loss=([-+0-9.eE]+)", "--job-name", job,
+                 "--poll-interval", "0.01")
+    assert result.exit_code == 0, result.stderr
+    archive = root / ".byoc" / "jobs" / job / "model.tar.gz"
+    assert result.stdout.strip() == str(archive)
+    assert archive.read_bytes() == model_tar()
+    assert (root / ".byoc" / "jobs" / "latest").read_text().strip() == job  # local serve takes it
+    described = client("sagemaker").describe_training_job(TrainingJobName=job)
+    assert described["ResourceConfig"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 4,
+                                           "VolumeSizeInGB": 30}
+    assert described["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600,
+                                              "MaxWaitTimeInSeconds": 7200}
+    assert described["EnableManagedSpotTraining"] is True
+    assert described["CheckpointConfig"] == {"S3Uri": f"s3://{BUCKET}/ckpt/{job}/",
+                                             "LocalPath": "/opt/ml/checkpoints"}
+    # moto replaces MetricDefinitions with its own: what byoc sent is in the job's record
+    record = json.loads((root / ".byoc" / "jobs" / job / "sagemaker.json").read_text())
+    assert record["request"]["AlgorithmSpecification"]["MetricDefinitions"] == [
+        {"Name": "validation:loss", "Regex": r"val_loss=([-+0-9.eE]+)"}]
+    assert described["AlgorithmSpecification"]["MetricDefinitions"][0]["Name"] == "test:dcg"
+    # the channel went up under the project prefix
+    keys = sorted(o["Key"] for o in client("s3").list_objects_v2(
+        Bucket=BUCKET, Prefix=f"{prefix}/channels/")["Contents"])
+    assert keys == [f"{prefix}/channels/training/part-{i}.csv" for i in range(3)]
+    # logs per host, the final summary
+    assert "algo-1 | epoch=1 val_loss=0.5" in result.stderr
+    assert "algo-2 | worker ready" in result.stderr
+    assert f"training job {job}: Completed (Completed)" in result.stderr
+    assert "Starting - Preparing the instances for training" in result.stderr
+    no_secret_in(result.stdout, result.stderr, files_text(root / ".byoc"))
+
+
+def test_second_run_uploads_nothing_unchanged(aws: str, tmp_path: Path) -> None:
+    source = tmp_path / "data"
+    source.mkdir()
+    for index in range(3):
+        (source / f"f{index}.csv").write_text(f"{index}\n" * 100)
+    (source / "sub").mkdir()
+    (source / "sub" / "nested.csv").write_text("x\n")
+    connection = Aws.connect(REGION)
+    prefix = f"dedup-{uuid.uuid4().hex[:6]}/channels/training"
+    first = storage.sync_channel(connection, source, BUCKET, prefix)
+    assert (first.uploaded, first.skipped, first.deleted) == (4, 0, 0)
+    second = storage.sync_channel(connection, source, BUCKET, prefix)
+    assert (second.uploaded, second.skipped, second.bytes_uploaded) == (0, 4, 0)
+    (source / "f1.csv").write_text("changed, same size?\n")
+    (source / "f2.csv").unlink()
+    third = storage.sync_channel(connection, source, BUCKET, prefix)
+    assert (third.uploaded, third.skipped, third.deleted) == (1, 2, 1)
+    keys = sorted(o["Key"] for o in client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+                  ["Contents"])
+    assert keys == [f"{prefix}/f0.csv", f"{prefix}/f1.csv", f"{prefix}/sub/nested.csv"]
+    body = client("s3").get_object(Bucket=BUCKET, Key=f"{prefix}/f1.csv")["Body"].read()
+    assert body == b"changed, same size?\n"
+    assert first.uri == f"s3://{BUCKET}/{prefix}/"
+
+
+def test_same_size_different_content_is_uploaded(aws: str, tmp_path: Path) -> None:
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "a.csv").write_text("1111\n")
+    connection = Aws.connect(REGION)
+    prefix = f"dedup-{uuid.uuid4().hex[:6]}"
+    storage.sync_channel(connection, source, BUCKET, prefix)
+    (source / "a.csv").write_text("2222\n")
+    assert storage.sync_channel(connection, source, BUCKET, prefix).uploaded == 1
