@@ -390,3 +390,174 @@ def test_same_size_different_content_is_uploaded(aws: str, tmp_path: Path) -> No
     storage.sync_channel(connection, source, BUCKET, prefix)
     (source / "a.csv").write_text("2222\n")
     assert storage.sync_channel(connection, source, BUCKET, prefix).uploaded == 1
+
+
+# ---- tuning, transform, endpoints -------------------------------------------------------------
+
+TUNING = {
+    "HyperParameterTuningJobConfig": {
+        "Strategy": "Bayesian",
+        "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "validation:loss"},
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": 20, "MaxParallelTrainingJobs": 2},
+        "ParameterRanges": {
+            "IntegerParameterRanges": [{"Name": "max_leaf_nodes", "MinValue": "2",
+                                        "MaxValue": "64", "ScalingType": "Auto"}],
+            "ContinuousParameterRanges": [{"Name": "eta", "MinValue": "0.001", "MaxValue": "0.5",
+                                           "ScalingType": "Logarithmic"}]},
+        "TrainingJobEarlyStoppingType": "Off"},
+    "TrainingJobDefinition": {
+        "AlgorithmSpecification": {"TrainingInputMode": "File", "MetricDefinitions": [
+            {"Name": "validation:loss", "Regex": r"val_loss=([-+0-9.eE]+)"}]},
+        "StaticHyperParameters": {"objective": "rmse"},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 1800}}}
+
+
+def test_tuning_job_fills_in_image_role_channels_and_resources(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    config = tmp_path / "tune.json"
+    config.write_text(json.dumps(TUNING))
+    name = f"tune-{uuid.uuid4().hex[:6]}"
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE, "--job-name", name,
+                 "--instance-type", "ml.c5.xlarge", "--instance-count", "2",
+                 "--poll-interval", "0.01")
+    assert result.exit_code == 0, result.stderr
+    # moto: Completed at once, with a placeholder best job that ignores the request
+    described = client("sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name)
+    definition = described["TrainingJobDefinition"]
+    prefix = f"s3://{BUCKET}/byoc/{_project(root).name}"
+    assert definition["AlgorithmSpecification"] == {
+        "TrainingImage": IMAGE, "TrainingInputMode": "File",
+        "MetricDefinitions": [{"Name": "validation:loss", "Regex": r"val_loss=([-+0-9.eE]+)"}]}
+    assert definition["RoleArn"] == ROLE
+    assert definition["StaticHyperParameters"] == {"objective": "rmse"}  # max_leaf_nodes is tuned
+    assert definition["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == \
+        f"{prefix}/channels/training/"
+    assert definition["OutputDataConfig"] == {"S3OutputPath": f"{prefix}/output/tuning/"}
+    assert definition["ResourceConfig"] == {"InstanceType": "ml.c5.xlarge", "InstanceCount": 2,
+                                            "VolumeSizeInGB": 30}
+    assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800}
+    assert described["HyperParameterTuningJobConfig"] == TUNING["HyperParameterTuningJobConfig"]
+    assert f"tuning job {name}: Completed" in result.stderr
+
+
+def test_tuning_objective_needs_a_metric_definition(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    config = tmp_path / "tune.json"
+    config.write_text(json.dumps({**TUNING, "TrainingJobDefinition": {}}))
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE, "--dry-run")
+    assert result.exit_code == 2
+    assert "objective metric 'validation:loss' has no metric definition" in one_line_error(result)
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE, "--dry-run",
+                 "--metric-definition", "validation:loss=loss=([0-9.]+)", "--job-name", "t-1")
+    request = json.loads(result.stdout)
+    validate("CreateHyperParameterTuningJob", request)
+    assert request["HyperParameterTuningJobName"] == "t-1"
+
+
+def test_transform_job_request(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    inputs = tmp_path / "batch"
+    inputs.mkdir()
+    (inputs / "rows.csv").write_text("1,2\n3,4\n")
+    name = f"tr-{uuid.uuid4().hex[:6]}"
+    model = f"s3://{BUCKET}/models/{name}/model.tar.gz"
+    out = f"s3://{BUCKET}/transform/{name}/"
+    # moto writes no output: the .out file is seeded where SageMaker would put it
+    client("s3").put_object(Bucket=BUCKET, Key=f"transform/{name}/rows.csv.out", Body=b"0.1\n0.9\n")
+    result = run("transform", str(root), "--model", model, "--image", IMAGE, "--input",
+                 str(inputs), "--output", out, "--content-type", "text/csv", "--split-type",
+                 "Line", "--strategy", "MultiRecord", "--max-payload", "6", "--max-concurrent",
+                 "4", "--assemble-with", "Line", "--accept", "text/csv", "--input-filter",
+                 "$[1:]", "--output-filter", "$[0,-1]", "--join-source", "Input",
+                 "--instance-count", "2", "--job-name", name, "--poll-interval", "0.01")
+    assert result.exit_code == 0, result.stderr
+    described = client("sagemaker").describe_transform_job(TransformJobName=name)
+    prefix = f"s3://{BUCKET}/byoc/{_project(root).name}"
+    assert described["ModelName"] == name
+    assert described["TransformInput"] == {
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
+                                        "S3Uri": f"{prefix}/transform-input/batch/"}},
+        "ContentType": "text/csv", "SplitType": "Line"}
+    assert described["TransformOutput"] == {"S3OutputPath": out, "Accept": "text/csv",
+                                            "AssembleWith": "Line"}
+    assert described["TransformResources"] == {"InstanceType": "ml.m5.large", "InstanceCount": 2}
+    assert (described["BatchStrategy"], described["MaxPayloadInMB"],
+            described["MaxConcurrentTransforms"]) == ("MultiRecord", 6, 4)
+    assert described["DataProcessing"] == {"InputFilter": "$[1:]", "OutputFilter": "$[0,-1]",
+                                           "JoinSource": "Input"}
+    model_described = client("sagemaker").describe_model(ModelName=name)
+    assert model_described["PrimaryContainer"]["Image"] == IMAGE
+    assert model_described["PrimaryContainer"]["ModelDataUrl"] == model
+    target = root / ".byoc" / "transforms" / name
+    assert result.stdout.strip() == str(target)
+    assert (target / "rows.csv.out").read_bytes() == b"0.1\n0.9\n"
+
+
+def test_transform_limits(aws: str, tmp_path: Path) -> None:
+    result = run("transform", "--model-name", "m", "--input", "s3://b/in/", "--max-payload", "50",
+                 "--max-concurrent", "4", "--dry-run")
+    assert result.exit_code == 2
+    assert "--max-concurrent x --max-payload must be at most 100" in one_line_error(result)
+
+
+def test_deploy_predict_delete(aws: str, moto_url: str, tmp_path: Path) -> None:
+    name = f"ep-{uuid.uuid4().hex[:6]}"
+    model = f"s3://{BUCKET}/models/{name}/model.tar.gz"
+    result = run("deploy", "--model", model, "--image", IMAGE, "--role", ROLE, "--endpoint-name",
+                 name, "--instance-type", "ml.c5.large", "--instance-count", "2", "--env",
+                 "MODEL_SERVER_WORKERS=2", "--poll-interval", "0.01")
+    assert result.exit_code == 0, result.stderr
+    sm = client("sagemaker")
+    # moto: InService at once (no container ran)
+    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+    assert sm.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"] == [{
+        "VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.c5.large",
+        "InitialInstanceCount": 2, "ContainerStartupHealthCheckTimeoutInSeconds": 600}]
+    container = sm.describe_model(ModelName=name)["PrimaryContainer"]
+    assert (container["Image"], container["ModelDataUrl"], container["Environment"]) == (
+        IMAGE, model, {"MODEL_SERVER_WORKERS": "2"})
+    assert f"byoc sagemaker predict {name} payload.csv" in result.stderr
+    # moto answers InvokeEndpoint with what was queued, whatever the endpoint
+    queued = {"results": [{"Body": "0.93\n", "ContentType": "text/csv"}]}
+    request = urllib.request.Request(f"{moto_url}/moto-api/static/sagemaker/endpoint-results",
+                                     data=json.dumps(queued).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).close()
+    payload = tmp_path / "payload.csv"
+    payload.write_text("5.1,3.5\n")
+    result = run("predict", name, str(payload))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "0.93\n"
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"1" * (6 * 1024 * 1024 + 1))
+    result = run("predict", name, str(big))
+    assert result.exit_code == 1
+    assert "SageMaker accepts at most 6291456 (6 MiB)" in one_line_error(result)
+    result = run("delete", name)
+    assert result.exit_code == 0, result.stderr
+    assert name not in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    assert name not in [c["EndpointConfigName"] for c in
+                        sm.list_endpoint_configs()["EndpointConfigs"]]
+    assert name not in [m["ModelName"] for m in sm.list_models()["Models"]]
+
+
+def test_deploy_a_training_job_and_a_local_model(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    job = f"dep-{uuid.uuid4().hex[:6]}"
+    assert run("train", str(root), "--image", IMAGE, "--job-name", job, "--detach").exit_code == 0
+    result = run("deploy", job, "--role", ROLE, "--poll-interval", "0.01")
+    assert result.exit_code == 0, result.stderr
+    container = client("sagemaker").describe_model(ModelName=job)["PrimaryContainer"]
+    assert container["Image"] == IMAGE
+    assert container["ModelDataUrl"].endswith(f"/output/{job}/output/model.tar.gz")
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(model_tar())
+    result = run("deploy", "--model", str(archive), "--image", IMAGE, "--role", ROLE,
+                 "--endpoint-name", f"{job}-local", "--poll-interval", "0.01")
+    assert result.exit_code == 0, result.stderr
+    url = client("sagemaker").describe_model(ModelName=f"{job}-local")["PrimaryContainer"][
+        "ModelDataUrl"]
+    assert url.startswith(f"s3://{BUCKET}/") and url.endswith("/model.tar.gz")
+    bucket, key = url[5:].split("/", 1)
+    assert client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() == model_tar()

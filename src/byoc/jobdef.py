@@ -271,15 +271,6 @@ class JobDefinition:
             channel_uris={c.name: c.local_uri() for c in self.local_channels},
             output_path=output_dir.resolve().as_uri() + "/")
 
-    def tuning_definition(self, **request_fields: Any) -> dict[str, Any]:
-        """A tuning job's ``TrainingJobDefinition`` from :meth:`training_request`'s fields:
-        ``StaticHyperParameters`` in place of ``HyperParameters``, no name and no tags."""
-        request = self.training_request(job_name="tuning", **request_fields)
-        for key in ("TrainingJobName", "Tags"):
-            request.pop(key, None)
-        request["StaticHyperParameters"] = request.pop("HyperParameters")
-        return request
-
 
 def with_slash(uri: str) -> str:
     """A checkpoint S3Uri is a raw key prefix: without the slash, ``ckpt/a`` restores ``ckpt/ab``."""

@@ -53,6 +53,7 @@ def request(config: dict[str, Any], definition: dict[str, Any], *, name: str) ->
                                if k not in ("RoleArn", "InputDataConfig", "OutputDataConfig",
                                             "ResourceConfig", "AlgorithmSpecification")}}
     algorithm = dict(definition["AlgorithmSpecification"])
+    algorithm.pop("EnableSageMakerMetricsTimeSeries", None)  # not a tuning job field
     file_algorithm = given.get("AlgorithmSpecification") or {}
     metrics = {m["Name"]: m for m in algorithm.get("MetricDefinitions") or ()}
     for metric in file_algorithm.get("MetricDefinitions") or ():
