@@ -16,6 +16,7 @@ What moto fakes, and how these tests deal with it (none of this is a pass of the
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import io
 import json
@@ -118,9 +119,10 @@ def validate(operation: str, request: dict[str, Any], service: str = "sagemaker"
     botocore.validate.validate_parameters(request, model.operation_model(operation).input_shape)
 
 
-def one_line_error(result: Any) -> str:
+def one_line_error(result: Any, detail: str | None = None) -> str:
+    """The one ``Error:`` line; *detail* is the line AWS's own message may add under it."""
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    assert lines[1:] == ([detail] if detail else []), result.stderr
     assert lines[0].startswith("Error: ")
     assert "Traceback" not in result.stderr
     return str(lines[0])
@@ -128,7 +130,8 @@ def one_line_error(result: Any) -> str:
 
 def model_tar(payload: bytes = b"weights") -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed, \
+            tarfile.open(fileobj=packed, mode="w") as tar:
         info = tarfile.TarInfo("model.npz")
         info.size = len(payload)
         tar.addfile(info, io.BytesIO(payload))
@@ -561,3 +564,229 @@ def test_deploy_a_training_job_and_a_local_model(aws: str, tmp_path: Path) -> No
     assert url.startswith(f"s3://{BUCKET}/") and url.endswith("/model.tar.gz")
     bucket, key = url[5:].split("/", 1)
     assert client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() == model_tar()
+
+
+# ---- errors as AWS sends them (scripted server) ------------------------------------------------
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Points every call at a scripted server; the test sets its answers."""
+    with fake.fake_aws({"GetCallerIdentity": fake.sts_identity()}) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEYID0000")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+        monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        monkeypatch.setenv("AWS_REGION", REGION)
+        yield server
+
+
+def train_s3_only(*extra: str) -> Any:
+    """A train whose channel is in S3 already: the only SageMaker call is CreateTrainingJob."""
+    return run("train", "--image", IMAGE, "--role", ROLE, "--bucket", "bkt", "--channel",
+               "training=s3://bkt/data/", "--job-name", "err-1", "--detach", *extra)
+
+
+DENIED = (f"User: arn:aws:iam::{ACCOUNT}:user/ci is not authorized to perform:"
+          " sagemaker:CreateTrainingJob on resource: arn:aws:sagemaker:us-east-1:"
+          f"{ACCOUNT}:training-job/err-1 because no identity-based policy allows it")
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (fake.error("AccessDeniedException", DENIED),
+     "Error: access denied calling sagemaker:CreateTrainingJob: the AWS identity in use needs"
+     " the sagemaker:CreateTrainingJob permission"),
+    (fake.error("ValidationException", "Could not access model data at s3://bkt/data/."),
+     "Error: sagemaker:CreateTrainingJob failed: ValidationException: Could not access model"
+     " data at s3://bkt/data/."),
+    (fake.error("ResourceLimitExceeded", "The account-level service limit 'ml.p4d.24xlarge for"
+                " training job usage' is 0 Instances"),
+     "Error: sagemaker:CreateTrainingJob failed: ResourceLimitExceeded: The account-level"
+     " service limit 'ml.p4d.24xlarge for training job usage' is 0 Instances (ask for a higher"
+     " quota in the Service Quotas console, or use fewer or other instances)"),
+    (fake.error("ExpiredTokenException", "The security token included in the request is expired"),
+     "Error: the AWS credentials have expired (ExpiredTokenException): refresh them (e.g. `aws"
+     " sso login`, or new session credentials) and retry"),
+])
+def test_create_errors_are_one_line(scripted: Any, answer: Any, expected: str,
+                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    scripted.answers["CreateTrainingJob"] = [answer]
+    result = train_s3_only()
+    assert result.exit_code == 1
+    detail = DENIED if "access denied" in expected else None  # AWS's message, under the line
+    assert one_line_error(result, detail) == expected
+    assert scripted.operations().count("CreateTrainingJob") == 1  # not retried
+    no_secret_in(result.stdout, result.stderr)
+
+
+def test_throttling_is_retried_with_backoff(scripted: Any, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    throttled = fake.error("ThrottlingException", "Rate exceeded")
+    scripted.answers["CreateTrainingJob"] = [throttled, throttled, fake.ok(
+        {"TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/err-1"})]
+    started = time.monotonic()
+    result = train_s3_only()
+    assert result.exit_code == 0, result.stderr
+    assert scripted.operations().count("CreateTrainingJob") == 3
+    print(f"two throttled attempts, then success, in {time.monotonic() - started:.2f} s")
+
+
+def test_throttling_that_never_ends_is_one_line(scripted: Any, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    scripted.answers["CreateTrainingJob"] = [fake.error("ThrottlingException", "Rate exceeded")]
+    result = train_s3_only()
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert line.startswith("Error: sagemaker:CreateTrainingJob failed: ThrottlingException: Rate"
+                           " exceeded")
+    assert "byoc's retries" in line
+    assert scripted.operations().count("CreateTrainingJob") == 4  # bounded: MAX_ATTEMPTS
+
+
+def test_no_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("train", "--image", IMAGE, "--channel", "training=s3://bkt/data/", "--dry-run")
+    assert result.exit_code == 2
+    assert one_line_error(result).startswith("Error: no AWS region: pass --region, set AWS_REGION")
+
+
+def test_no_role(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", role=None)
+    result = run("train", str(root), "--image", IMAGE, "--dry-run")
+    assert result.exit_code == 2
+    line = one_line_error(result)
+    assert line.startswith("Error: no SageMaker execution role: pass --role ARN")
+    assert "never creates roles" in line
+
+
+def test_role_name_becomes_an_arn_in_the_callers_account(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", role=None)
+    result = run("train", str(root), "--image", IMAGE, "--dry-run", "--role", "MySageMakerRole")
+    assert json.loads(result.stdout)["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/MySageMakerRole"
+
+
+def test_missing_bucket(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    result = run("train", str(root), "--image", IMAGE, "--bucket", "no-such-bucket-byoc")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        "Error: S3 bucket no-such-bucket-byoc does not exist in this account: create it (`aws s3"
+        " mb s3://no-such-bucket-byoc --region us-east-1`), or name another with --bucket or"
+        ' `bucket = "..."` under [sagemaker] in byoc.toml')
+
+
+def test_stop_sends_stop_training_job(scripted: Any) -> None:
+    """moto does not implement StopTrainingJob; the scripted server records the call."""
+    scripted.answers["StopTrainingJob"] = [fake.ok({})]
+    result = run("stop", "job-1")
+    assert result.exit_code == 0, result.stderr
+    assert scripted.calls[-1] == ("StopTrainingJob", {"TrainingJobName": "job-1"})
+
+
+# ---- watching a job that moves (scripted: moto's jobs never do) ---------------------------------
+
+def _job(status: str, secondary: str, transitions: list[tuple[str, str]], **extra: Any) -> Any:
+    return fake.ok({
+        "TrainingJobName": "watch-1", "TrainingJobArn": "arn:aws:sagemaker:x", "TrainingJobStatus":
+        status, "SecondaryStatus": secondary, "CreationTime": 1700000000,
+        "AlgorithmSpecification": {"TrainingInputMode": "File"},
+        "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "SecondaryStatusTransitions": [{"Status": s, "StatusMessage": m, "StartTime": 1700000000 + i}
+                                       for i, (s, m) in enumerate(transitions)], **extra})
+
+
+STARTING = ("Starting", "Preparing the instances for training")
+DOWNLOADING = ("Downloading", "Downloading input data")
+TRAINING = ("Training", "Training image download completed. Training in progress.")
+INTERRUPTED = ("Interrupted", "Spot capacity was reclaimed")
+UPLOADING = ("Uploading", "Uploading generated training model")
+
+
+def test_watch_prints_each_transition_once_then_metrics_billing_and_spot_savings(
+        scripted: Any) -> None:
+    scripted.answers["DescribeTrainingJob"] = [
+        _job("InProgress", "Starting", [STARTING]),
+        _job("InProgress", "Training", [STARTING, DOWNLOADING, TRAINING]),
+        _job("InProgress", "Training", [STARTING, DOWNLOADING, TRAINING, INTERRUPTED, STARTING,
+                                        DOWNLOADING, TRAINING]),
+        _job("Completed", "Completed", [STARTING, DOWNLOADING, TRAINING, INTERRUPTED, STARTING,
+                                        DOWNLOADING, TRAINING, UPLOADING, ("Completed", "")],
+             EnableManagedSpotTraining=True, TrainingTimeInSeconds=500, BillableTimeInSeconds=100,
+             FinalMetricDataList=[{"MetricName": "validation:loss", "Value": 0.25,
+                                   "Timestamp": 1700000500}])]
+    scripted.answers["DescribeLogStreams"] = [
+        fake.ok({"logStreams": []}),
+        fake.ok({"logStreams": [{"logStreamName": "watch-1/algo-1-1700000001"},
+                                {"logStreamName": "watch-1/algo-2-1700000002"}]})]
+    scripted.answers["GetLogEvents"] = [
+        fake.ok({"events": [{"timestamp": 1, "message": "epoch=1 val_loss=0.5"}],
+                 "nextForwardToken": "f/1"}),
+        fake.ok({"events": [], "nextForwardToken": "f/1"}),
+        fake.ok({"events": [{"timestamp": 2, "message": "ready"}], "nextForwardToken": "f/2"}),
+        fake.ok({"events": [], "nextForwardToken": "f/2"}),
+        fake.ok({"events": [], "nextForwardToken": "f/2"})]
+    said: list[str] = []
+    logged: list[str] = []
+    outcome = training.watch(Aws.connect(REGION), "watch-1", jobs_dir=None,
+                             log=lambda host, line: logged.append(f"{host} | {line}"),
+                             say=said.append, poll_seconds=0.01)
+    statuses = [line.split(" ", 2)[2] for line in said if line[:2] == "20"]
+    assert statuses == [
+        "Starting - Preparing the instances for training", "Downloading - Downloading input data",
+        "Training - Training image download completed. Training in progress.",
+        "Interrupted - Spot capacity was reclaimed", "Starting - Preparing the instances for"
+        " training", "Downloading - Downloading input data",
+        "Training - Training image download completed. Training in progress.",
+        "Uploading - Uploading generated training model", "Completed"]
+    assert logged == ["algo-1 | epoch=1 val_loss=0.5", "algo-2 | ready"]
+    assert outcome.metrics == {"validation:loss": 0.25}
+    assert "metric validation:loss = 0.25" in said
+    assert "billable seconds: 100 per instance, 200 for 2 instance(s)" in said
+    assert "managed spot training savings: 80.0%" in said
+    # the log streams were asked for by the job's prefix, in the training log group
+    streams = [body for op, body in scripted.calls if op == "DescribeLogStreams"]
+    assert streams[0] == {"logGroupName": "/aws/sagemaker/TrainingJobs",
+                          "logStreamNamePrefix": "watch-1/"}
+
+
+def test_watch_failed_and_stopped_jobs(scripted: Any) -> None:
+    from byoc.sagemaker.training import TrainingJobFailed, TrainingJobStopped
+
+    scripted.answers["DescribeTrainingJob"] = [_job(
+        "Failed", "Failed", [STARTING, ("Failed", "")],
+        FailureReason="AlgorithmError: max_leaf_nodes must be at least 2")]
+    scripted.answers["DescribeLogStreams"] = [fake.error("ResourceNotFoundException", "no group")]
+    with pytest.raises(TrainingJobFailed, match="AlgorithmError: max_leaf_nodes must be"):
+        training.watch(Aws.connect(REGION), "watch-1", jobs_dir=None, log=lambda h, m: None,
+                       say=lambda line: None, poll_seconds=0.01)
+    scripted.answers["DescribeTrainingJob"] = [_job("Stopped", "MaxRuntimeExceeded", [STARTING])]
+    with pytest.raises(TrainingJobStopped, match=r"stopped \(MaxRuntimeExceeded\)") as caught:
+        training.watch(Aws.connect(REGION), "watch-1", jobs_dir=None, log=lambda h, m: None,
+                       say=lambda line: None, poll_seconds=0.01)
+    assert caught.value.exit_code == 3
+
+
+def test_ctrl_c_detaches_and_says_how_to_reattach(tmp_path: Path) -> None:
+    """A real SIGINT to a real byoc process following a job that stays InProgress."""
+    with fake.fake_aws({"DescribeTrainingJob": _job("InProgress", "Training", [STARTING, TRAINING]),
+                        "DescribeLogStreams": fake.ok({"logStreams": []})}) as server:
+        env = {**os.environ, "AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+               "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": REGION,
+               "AWS_EC2_METADATA_DISABLED": "true"}
+        process = subprocess.Popen(["byoc", "sagemaker", "logs", "watch-1", "--follow",
+                                    "--poll-interval", "0.1"], cwd=tmp_path, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        assert "Starting - Preparing the instances for training" in first
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert rest.strip().splitlines()[-1] == (
+        "Error: detached: training job watch-1 keeps running on SageMaker. Follow it: byoc"
+        " sagemaker logs watch-1 --follow; stop it: byoc sagemaker stop watch-1")
+    assert "Traceback" not in rest

@@ -24,7 +24,7 @@ Log = Callable[[str], None]
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 70.0
 #: Attempts per call (the first plus retries) in botocore's standard retry mode.
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 4
 ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -92,7 +92,7 @@ class Aws:
 
             config = botocore.config.Config(
                 connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
-                retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+                retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
                 user_agent_extra="byoc")
             try:
                 self._clients[service] = self.session.client(service, region_name=self.region,
