@@ -790,3 +790,52 @@ def test_ctrl_c_detaches_and_says_how_to_reattach(tmp_path: Path) -> None:
         "Error: detached: training job watch-1 keeps running on SageMaker. Follow it: byoc"
         " sagemaker logs watch-1 --follow; stop it: byoc sagemaker stop watch-1")
     assert "Traceback" not in rest
+
+
+# ---- the image ---------------------------------------------------------------------------------
+
+def test_image_is_pushed_only_when_ecr_lacks_it(aws: str, tmp_path: Path) -> None:
+    from byoc.errors import ConfigError
+    from byoc.sagemaker import image
+
+    project = _project(write_project(tmp_path / "p"))
+    repository = f"demo-{uuid.uuid4().hex[:6]}"
+    ecr = client("ecr")
+    ecr.create_repository(repositoryName=repository)
+    manifest = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"digest": "sha256:" + "1" * 64}, "layers": []})
+    digest = ecr.put_image(repositoryName=repository, imageManifest=manifest,
+                           imageTag="v1")["image"]["imageId"]["imageDigest"]
+    uri = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repository}@{digest}"
+    pushes: list[dict[str, Any]] = []
+
+    class Pushed:
+        uri = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repository}@sha256:{'2' * 64}"
+
+    def push(project: Any, **kwargs: Any) -> Pushed:
+        pushes.append(kwargs)
+        return Pushed()
+
+    connection = Aws.connect(REGION)
+    local_id = {"id": "sha256:local-1"}
+
+    def resolve(**kwargs: Any) -> str:
+        return image.resolve(connection, project, None, say=lambda line: None, push=push,
+                             local_image_id=lambda reference: local_id["id"], **kwargs)
+
+    with pytest.raises(ConfigError, match="has not been pushed to ECR: run `byoc push` first"):
+        resolve(dry_run=True)
+    image.remember(project, "sha256:local-1", uri)
+    assert resolve() == uri and pushes == []  # the same local image, and ECR holds the digest
+    assert resolve(dry_run=True) == uri
+    local_id["id"] = "sha256:local-2"  # rebuilt since: pushed first
+    assert resolve() == Pushed.uri and len(pushes) == 1
+    assert pushes[0]["region"] == REGION
+    assert image.recorded(project) == {"image_id": "sha256:local-2", "uri": Pushed.uri}
+    ecr.batch_delete_image(repositoryName=repository, imageIds=[{"imageDigest": digest}])
+    image.remember(project, "sha256:local-2", uri)  # recorded, but gone from ECR: pushed again
+    assert resolve() == Pushed.uri and len(pushes) == 2
+    assert image.resolve(connection, project, "any/uri:given", say=print, push=push) == \
+        "any/uri:given"  # --image is used as given
+    assert len(pushes) == 2

@@ -56,6 +56,13 @@ def _connect(region: str | None, profile: str | None, project: Project | None) -
     return Aws.connect(region, profile=profile, project=project)
 
 
+def _progress() -> Any:
+    """``byoc push``'s layer progress, when a push has to happen first and stderr is a terminal."""
+    from .registry import TerminalProgress
+
+    return TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+
+
 def _log_line(host: str, line: str) -> None:
     click.echo(f"{host} | {line}", err=True)
 
@@ -109,7 +116,8 @@ def train(project: Path | None, image: str | None, role: str | None, bucket: str
     for note in notes:
         echo_err(f"warning: {note}")
     aws = _connect(region, profile, loaded)
-    uri = images.resolve(aws, loaded, image, dry_run=dry_run, say=echo_err)
+    uri = images.resolve(aws, loaded, image, dry_run=dry_run, say=echo_err,
+                         progress=_progress())
     plan = training.plan(definition, aws=aws, project=loaded, image=uri, role=role,
                          bucket=bucket, instance_type=instance_type, job_name=options["job_name"],
                          dry_run=dry_run, log=echo_err)
@@ -207,7 +215,8 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
     name = options["job_name"] or config.get("HyperParameterTuningJobName") or \
         tuning.default_name(definition.base_name)
     aws = _connect(region, profile, loaded)
-    uri = images.resolve(aws, loaded, image, dry_run=dry_run, say=echo_err)
+    uri = images.resolve(aws, loaded, image, dry_run=dry_run, say=echo_err,
+                         progress=_progress())
     plan = training.plan(definition, aws=aws, project=loaded, image=uri, role=role, bucket=bucket,
                          instance_type=instance_type, job_name=name, dry_run=dry_run, log=echo_err)
     fields = dict(plan.request)
@@ -302,7 +311,8 @@ def transform(project: Path | None, training_job: str | None, model_name: str | 
             image_uri, data = source.image, source.model_data
         else:
             assert model_path is not None
-            image_uri = images.resolve(aws, loaded, image, dry_run=dry_run, say=echo_err)
+            image_uri = images.resolve(aws, loaded, image, dry_run=dry_run, say=echo_err,
+                                       progress=_progress())
             data = model_path if dry_run and not model_path.startswith("s3://") else \
                 hosting.model_data_uri(aws, model_path, bucket=bucket_name, prefix=prefix)
         model_name = name
@@ -371,7 +381,7 @@ def deploy(job: str | None, model_path: str | None, image: str | None, endpoint_
         image_uri, data = image or source.image, source.model_data
     else:
         assert model_path is not None
-        image_uri = images.resolve(aws, loaded, image, say=echo_err)
+        image_uri = images.resolve(aws, loaded, image, say=echo_err, progress=_progress())
         data = hosting.model_data_uri(aws, model_path, bucket=aws.bucket(bucket, config)
                                       if not model_path.startswith("s3://") else "",
                                       prefix=training.project_prefix(config, loaded))

@@ -54,7 +54,7 @@ def in_ecr(aws: Aws, uri: str) -> bool:
 
 
 def resolve(aws: Aws, project: Project | None, image: str | None, *, dry_run: bool = False,
-            say: Say, push: Callable[..., Any] | None = None,
+            say: Say, push: Callable[..., Any] | None = None, progress: Any = None,
             local_image_id: Callable[[str], str | None] | None = None) -> str:
     """The image URI for a job.
 
@@ -71,7 +71,8 @@ def resolve(aws: Aws, project: Project | None, image: str | None, *, dry_run: bo
     if known.get("uri") and (image_id is None or known.get("image_id") == image_id):
         if dry_run or in_ecr(aws, known["uri"]):
             if image_id is None:
-                say(f"note: no Docker engine answers; using the image last pushed, {known['uri']}")
+                say(f"note: cannot inspect {local} here (no Docker engine, or no such image);"
+                    f" using the image last pushed, {known['uri']}")
             return known["uri"]
     if dry_run:
         raise ConfigError(f"{local} has not been pushed to ECR: run `byoc push` first, or pass"
@@ -80,7 +81,7 @@ def resolve(aws: Aws, project: Project | None, image: str | None, *, dry_run: bo
     if push is None:
         from ..registry import push as push_image
         push = push_image
-    result = push(project, region=aws.region, profile=aws.profile, log=say)
+    result = push(project, region=aws.region, profile=aws.profile, log=say, progress=progress)
     uri = str(result.uri)
     pushed_id = (local_image_id or _local_image_id)(local)
     if pushed_id:
