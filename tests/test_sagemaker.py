@@ -174,7 +174,7 @@ def test_local_and_sagemaker_requests_differ_only_where_they_must(tmp_path: Path
         _project(root), input_mode="Pipe", instance_count=4, spot=True, max_runtime=3600,
         max_wait=7200, checkpoint_s3="s3://bkt/ckpt/demo",
         metric_definitions=(jobdef.MetricDefinition("validation:loss", r"val_loss=([0-9.]+)"),),
-        environment={"LOG_LEVEL": "INFO"}, record_wrappers={"training": "RecordIO"})
+        environment={"PROBE_LEVEL": "INFO"}, record_wrappers={"training": "RecordIO"})
     local = definition.local_request(job_name="demo-1", image="demo:latest",
                                      output_dir=tmp_path / "jobs")
     remote = definition.training_request(
@@ -839,3 +839,42 @@ def test_image_is_pushed_only_when_ecr_lacks_it(aws: str, tmp_path: Path) -> Non
     assert image.resolve(connection, project, "any/uri:given", say=print, push=push) == \
         "any/uri:given"  # --image is used as given
     assert len(pushes) == 2
+
+
+# ---- the same definition, run locally ---------------------------------------------------------
+
+def test_the_definition_runs_locally_with_what_the_request_says(tmp_path: Path) -> None:
+    """The probe project reports the /opt/ml config it was given: a local run of a definition
+    gives the container what the SageMaker request of that definition asks for."""
+    import shutil
+
+    from byoc import local
+    from byoc.project import Project
+
+    probe = Project.load(Path(shutil.copytree(FIXTURES / "probe", tmp_path / "probe")))
+    definition, _ = jobdef.from_project(probe, instance_count=2, environment={"PROBE_LEVEL": "INFO"},
+                                        distribution={"training": "ShardedByS3Key"},
+                                        hyperparameters={"depth": "3"})
+    assert definition.local_gaps() == []
+    result = local.train(backend=local.choose_backend("process", probe, None), project=probe,
+                         output_dir=tmp_path / "jobs", job_name="probe-def-1",
+                         **definition.local_train_arguments())
+    with tarfile.open(result.model_archive) as tar:
+        member = tar.extractfile("algo-2.json")
+        assert member is not None
+        report = json.loads(member.read())
+    request = definition.training_request(
+        job_name="probe-def-1", image=IMAGE, role_arn=ROLE, instance_type="ml.m5.xlarge",
+        channel_uris={"training": "s3://bkt/channels/training/"}, output_path="s3://bkt/out/")
+    assert report["hyperparameters"] == request["HyperParameters"] == {"depth": "3"}
+    [channel] = request["InputDataConfig"]
+    assert report["inputdataconfig"] == {"training": {
+        "ContentType": channel["ContentType"],
+        "TrainingInputMode": request["AlgorithmSpecification"]["TrainingInputMode"],
+        "S3DistributionType": channel["DataSource"]["S3DataSource"]["S3DataDistributionType"],
+        "RecordWrapperType": "None"}}
+    assert report["resourceconfig"]["hosts"] == ["algo-1", "algo-2"]
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    assert report["env"]["PROBE_LEVEL"] == request["Environment"]["PROBE_LEVEL"] == "INFO"
+    spot = definition.with_changes(spot=True, max_wait=90000, input_mode="Pipe")
+    assert spot.local_gaps() == ["input mode Pipe", "managed spot"]

@@ -272,6 +272,41 @@ class JobDefinition:
             output_path=output_dir.resolve().as_uri() + "/")
 
 
+    def local_train_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`byoc.local.train` that run this definition locally (with
+        ``backend=`` and ``job_name=`` added by the caller). :meth:`local_gaps` names what the
+        local harness does not take yet.
+
+        :raises ConfigError: for an ``s3://`` channel (a local run reads local files).
+        """
+        remote = [channel.name for channel in self.channels if channel.remote]
+        if remote:
+            raise ConfigError(f"channel {remote[0]!r} is in S3; a local run needs a local path")
+        return {"channels": {c.name: Path(c.source) for c in self.channels},
+                "hyperparameters": dict(self.hyperparameters),
+                "content_types": {c.name: c.content_type for c in self.channels if c.content_type},
+                "distribution": {c.name: c.distribution for c in self.channels},
+                "instance_count": self.instance_count, "env": dict(self.environment)}
+
+    def local_gaps(self) -> list[str]:
+        """The settings of this definition :meth:`local_train_arguments` cannot pass on."""
+        gaps = []
+        modes = {channel.effective_input_mode(self.input_mode) for channel in self.channels}
+        if modes - {"File"}:
+            gaps.append(f"input mode {', '.join(sorted(modes - {'File'}))}")
+        for label, present in (
+                ("record wrapping", any(c.record_wrapper for c in self.channels)),
+                ("compression", any(c.compression for c in self.channels)),
+                ("ShuffleConfig", any(c.shuffle_seed is not None for c in self.channels)),
+                ("augmented manifests", any(c.attribute_names for c in self.channels)),
+                ("metric definitions", bool(self.metric_definitions)),
+                ("managed spot", self.spot), ("checkpoints", self.checkpoint_s3 is not None),
+                ("MaxRuntimeInSeconds", self.max_runtime != DEFAULT_MAX_RUNTIME)):
+            if present:
+                gaps.append(label)
+        return gaps
+
+
 def with_slash(uri: str) -> str:
     """A checkpoint S3Uri is a raw key prefix: without the slash, ``ckpt/a`` restores ``ckpt/ab``."""
     return uri if uri.endswith("/") else uri + "/"
