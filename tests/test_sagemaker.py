@@ -39,7 +39,7 @@ import botocore.validate
 import pytest
 from click.testing import CliRunner
 
-from byoc import jobdef
+from byoc import jobdef, local
 from byoc.cli import cli
 from byoc.sagemaker import storage, training
 from byoc.sagemaker._aws import Aws
@@ -333,7 +333,7 @@ def test_train_multi_instance_spot_with_checkpoints(aws: str, tmp_path: Path) ->
     archive = root / ".byoc" / "jobs" / job / "model.tar.gz"
     assert result.stdout.strip() == str(archive)
     assert archive.read_bytes() == model_tar()
-    assert (root / ".byoc" / "jobs" / "latest").read_text().strip() == job  # local serve takes it
+    assert local.resolve_model(None, _project(root)) == archive  # byoc local serve takes it
     described = client("sagemaker").describe_training_job(TrainingJobName=job)
     assert described["ResourceConfig"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 4,
                                            "VolumeSizeInGB": 30}
@@ -548,7 +548,10 @@ def test_deploy_predict_delete(aws: str, moto_url: str, tmp_path: Path) -> None:
 def test_deploy_a_training_job_and_a_local_model(aws: str, tmp_path: Path) -> None:
     root = write_project(tmp_path / "p")
     job = f"dep-{uuid.uuid4().hex[:6]}"
-    assert run("train", str(root), "--image", IMAGE, "--job-name", job, "--detach").exit_code == 0
+    result = run("train", str(root), "--image", IMAGE, "--job-name", job, "--detach")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{job}\n"  # --detach: the name, at once
+    assert f"byoc sagemaker logs {job} --follow" in result.stderr
     result = run("deploy", job, "--role", ROLE, "--poll-interval", "0.01")
     assert result.exit_code == 0, result.stderr
     container = client("sagemaker").describe_model(ModelName=job)["PrimaryContainer"]
@@ -848,7 +851,6 @@ def test_the_definition_runs_locally_with_what_the_request_says(tmp_path: Path) 
     gives the container what the SageMaker request of that definition asks for."""
     import shutil
 
-    from byoc import local
     from byoc.project import Project
 
     probe = Project.load(Path(shutil.copytree(FIXTURES / "probe", tmp_path / "probe")))
@@ -878,3 +880,61 @@ def test_the_definition_runs_locally_with_what_the_request_says(tmp_path: Path) 
     assert report["env"]["PROBE_LEVEL"] == request["Environment"]["PROBE_LEVEL"] == "INFO"
     spot = definition.with_changes(spot=True, max_wait=90000, input_mode="Pipe")
     assert spot.local_gaps() == ["input mode Pipe", "managed spot"]
+
+
+def test_logs_and_describe(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    job = f"logs-{uuid.uuid4().hex[:6]}"
+    assert run("train", str(root), "--image", IMAGE, "--job-name", job, "--detach").exit_code == 0
+    seed_logs(job, {"algo-1": ["one", "two"], "algo-2": ["three"]})  # moto writes none
+    seed_logs(f"{job}0", {"algo-1": ["another job's line"]})
+    result = run("logs", job)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "algo-1 | one\nalgo-1 | two\nalgo-2 | three\n"
+    result = run("describe", job)
+    assert result.exit_code == 0, result.stderr
+    described = json.loads(result.stdout)
+    assert described["TrainingJobName"] == job and described["RoleArn"] == ROLE
+    assert "ResponseMetadata" not in described
+    no_secret_in(result.stdout, result.stderr)
+    result = run("describe", "no-such-job")
+    assert result.exit_code == 1
+    assert one_line_error(result).startswith("Error: sagemaker:DescribeTrainingJob failed:")
+
+
+def test_clients_have_short_timeouts_and_bounded_retries(aws: str) -> None:
+    config = Aws.connect(REGION).client("sagemaker").meta.config
+    assert (config.connect_timeout, config.read_timeout) == (5.0, 70.0)
+    assert config.retries == {"total_max_attempts": 4, "mode": "standard"}
+
+
+def _endpoint(status: str, **extra: Any) -> Any:
+    return fake.ok({"EndpointName": "ep", "EndpointArn": "arn:aws:sagemaker:x",
+                    "EndpointConfigName": "ep", "EndpointStatus": status,
+                    "CreationTime": 1700000000, "LastModifiedTime": 1700000000, **extra})
+
+
+def test_deploy_waits_for_in_service_and_reports_a_failure(scripted: Any) -> None:
+    """moto's endpoints are InService at once: the wait is tested on the scripted server."""
+    for answer in ("CreateModel", "CreateEndpointConfig", "CreateEndpoint"):
+        scripted.answers[answer] = [fake.ok({"ModelArn": "a", "EndpointConfigArn": "a",
+                                             "EndpointArn": "a"})]
+    scripted.answers["DescribeEndpoint"] = [_endpoint("Creating"), _endpoint("Creating"),
+                                            _endpoint("InService")]
+    result = run("deploy", "--model", "s3://bkt/model.tar.gz", "--image", IMAGE, "--role", ROLE,
+                 "--endpoint-name", "ep", "--poll-interval", "0.01")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("endpoint ep: Creating") == 1
+    assert "endpoint ep: InService" in result.stderr
+    assert scripted.operations().count("DescribeEndpoint") == 3
+    create = dict(scripted.calls)["CreateEndpoint"]
+    assert create == {"EndpointName": "ep", "EndpointConfigName": "ep"}
+    scripted.answers["DescribeEndpoint"] = [_endpoint("Creating"), _endpoint(
+        "Failed", FailureReason="The primary container for production variant AllTraffic did"
+        " not pass the ping health check.")]
+    result = run("deploy", "--model", "s3://bkt/model.tar.gz", "--image", IMAGE, "--role", ROLE,
+                 "--endpoint-name", "ep", "--poll-interval", "0.01")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: endpoint ep is Failed: The primary container for production variant AllTraffic"
+        " did not pass the ping health check. (see the log group /aws/sagemaker/Endpoints/ep)")
