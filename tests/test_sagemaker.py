@@ -37,6 +37,7 @@ import boto3
 import botocore.session
 import botocore.validate
 import pytest
+import test_push
 from click.testing import CliRunner
 
 from byoc import jobdef, local
@@ -56,6 +57,9 @@ def _load(name: str, path: Path) -> ModuleType:
     return sys.modules[name]
 
 
+#: The local registry and the tiny image of push's tests (session fixtures).
+local_registry = test_push.local_registry
+tiny_image = test_push.tiny_image
 servers = _load("byoc_test_registry_servers", FIXTURES / "registry" / "servers.py")
 fake = _load("byoc_test_sagemaker_fake", FIXTURES / "sagemaker" / "fake_aws.py")
 ACCOUNT = servers.MOTO_ACCOUNT
@@ -91,12 +95,14 @@ def client(service: str) -> Any:
     return boto3.client(service, region_name=REGION)
 
 
-def write_project(root: Path, *, role: str | None = ROLE, files: int = 3) -> Path:
+def write_project(root: Path, *, role: str | None = ROLE, files: int = 3,
+                  image: str | None = None) -> Path:
     """A byoc project: byoc.toml and local_test's channel, hyperparameters and content type."""
     name = f"demo-{uuid.uuid4().hex[:6]}"
     section = f'[sagemaker]\nrole = "{role}"\n' if role else ""
     root.mkdir(parents=True)
-    (root / "byoc.toml").write_text(f'[project]\nname = "{name}"\nimage = "{name}"\n{section}')
+    (root / "byoc.toml").write_text(
+        f'[project]\nname = "{name}"\nimage = "{image or name}"\n{section}')
     data = root / "local_test" / "test_dir" / "input" / "data" / "training"
     data.mkdir(parents=True)
     for index in range(files):
@@ -938,3 +944,40 @@ def test_deploy_waits_for_in_service_and_reports_a_failure(scripted: Any) -> Non
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: endpoint ep is Failed: The primary container for production variant AllTraffic"
         " did not pass the ping health check. (see the log group /aws/sagemaker/Endpoints/ep)")
+
+
+# ---- the project's image, pushed for real (Docker, a local registry standing in for ECR) -------
+
+@pytest.mark.docker
+def test_train_pushes_the_project_image_first(aws: str, local_registry: Any, tiny_image: str,
+                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    """The AWS half (STS, the ECR repository and token) is moto; the push goes to a local
+    registry through byoc push's BYOC_ECR_REGISTRY_OVERRIDE, with the token's password."""
+    import base64
+
+    from byoc import registry
+    from byoc.sagemaker import image
+
+    monkeypatch.setenv(registry.ECR_REGISTRY_OVERRIDE_ENV, local_registry.host)
+    repository = tiny_image.rsplit(":", 1)[0]
+    root = write_project(tmp_path / "p", image=repository)
+    job = f"push-{uuid.uuid4().hex[:6]}"
+    result = run("train", str(root), "--job-name", job, "--detach")
+    assert result.exit_code == 0, result.stderr
+    assert f"pushing {tiny_image} to ECR first" in result.stderr
+    request = json.loads((root / ".byoc" / "jobs" / job / "sagemaker.json").read_text())["request"]
+    pushed = request["AlgorithmSpecification"]["TrainingImage"]
+    auth = base64.b64encode(f"{servers.MOTO_ECR_USER}:{servers.MOTO_ECR_PASSWORD}".encode())
+    tags_request = urllib.request.Request(
+        f"http://{local_registry.host}/v2/{repository}/tags/list",
+        headers={"Authorization": f"Basic {auth.decode()}"})
+    with urllib.request.urlopen(tags_request, timeout=30) as response:
+        [tag] = json.loads(response.read())["tags"]
+    digest, _ = local_registry.manifest(repository, tag, servers.MOTO_ECR_USER)
+    assert pushed == f"{local_registry.host}/{repository}@{digest}"
+    assert client("sagemaker").describe_training_job(TrainingJobName=job)[
+        "AlgorithmSpecification"]["TrainingImage"] == pushed
+    assert image.recorded(_project(root))["uri"] == pushed
+    no_secret_in(result.stdout, result.stderr)
+    assert servers.MOTO_ECR_PASSWORD not in result.stderr + files_text(root / ".byoc")
