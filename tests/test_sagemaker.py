@@ -981,3 +981,21 @@ def test_train_pushes_the_project_image_first(aws: str, local_registry: Any, tin
     assert image.recorded(_project(root))["uri"] == pushed
     no_secret_in(result.stdout, result.stderr)
     assert servers.MOTO_ECR_PASSWORD not in result.stderr + files_text(root / ".byoc")
+
+
+def test_access_denied_with_moto_enforcing_iam(aws: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real IAM policy check in moto: the user may upload and describe, not create jobs."""
+    from test_ecr import as_user, limited_user
+
+    monkeypatch.delenv("AWS_SESSION_TOKEN")  # the limited user's key has none
+    root = write_project(tmp_path / "p")
+    key = limited_user(["sts:GetCallerIdentity", "s3:*"])
+    with as_user(aws, key):
+        result = run("train", str(root), "--image", IMAGE, "--detach")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert errors == ["Error: access denied calling sagemaker:CreateTrainingJob: the AWS identity"
+                      " in use needs the sagemaker:CreateTrainingJob permission"]
+    assert key["SecretAccessKey"] not in result.stdout + result.stderr
