@@ -219,13 +219,8 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
                          progress=_progress())
     plan = training.plan(definition, aws=aws, project=loaded, image=uri, role=role, bucket=bucket,
                          instance_type=instance_type, job_name=name, dry_run=dry_run, log=echo_err)
-    fields = dict(plan.request)
-    fields.pop("TrainingJobName")
-    fields.pop("Tags", None)
-    fields["StaticHyperParameters"] = fields.pop("HyperParameters")
-    fields["OutputDataConfig"] = {"S3OutputPath": fields["OutputDataConfig"]["S3OutputPath"]
-                                  .rstrip("/") + "/tuning/"}
-    fields.pop("CheckpointConfig", None) if not definition.checkpoint_s3 else None
+    fields = tuning.definition_fields(plan.request,
+                                      keep_checkpoint=definition.checkpoint_s3 is not None)
     request = tuning.request(config, fields, name=str(name))
     if dry_run:
         click.echo(training.to_json(request))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,11 +153,10 @@ class Outcome:
 
 
 def watch(aws: Aws, job_name: str, *, jobs_dir: Path | None, log: LogSink, say: Say,
-          poll_seconds: float = POLL_SECONDS, follow: bool = True,
-          clock: Callable[[], float] = time.monotonic) -> Outcome:
-    """Follow *job_name*: print new status transitions and log lines until the job ends (or at
-    once without *follow*), then the metrics, times and spot savings, and download the model into
-    ``<jobs_dir>/<job>/model.tar.gz``.
+          poll_seconds: float = POLL_SECONDS) -> Outcome:
+    """Follow *job_name*: print new status transitions and log lines until the job ends, then
+    the metrics, times and spot savings, and download the model into
+    ``<jobs_dir>/<job>/model.tar.gz`` (not without *jobs_dir*).
 
     :raises TrainingJobFailed: the job failed (its FailureReason is the message).
     :raises TrainingJobStopped: the job was stopped (by a user or a time limit).
@@ -173,11 +171,9 @@ def watch(aws: Aws, job_name: str, *, jobs_dir: Path | None, log: LogSink, say: 
         shown = len(transitions)
         for host, message in tail.poll():
             log(host, message)
-        if str(job.get("TrainingJobStatus")) in TRAINING_TERMINAL or not follow:
+        if str(job.get("TrainingJobStatus")) in TRAINING_TERMINAL:
             break
-        _sleep(poll_seconds)
-    if not follow and str(job.get("TrainingJobStatus")) not in TRAINING_TERMINAL:
-        return _outcome(job, None)
+        time.sleep(poll_seconds)
     for host, message in tail.poll():  # what was written between the last pass and the end
         log(host, message)
     archive = None
@@ -198,10 +194,6 @@ def watch(aws: Aws, job_name: str, *, jobs_dir: Path | None, log: LogSink, say: 
     if outcome.status == "Stopped":
         raise TrainingJobStopped(f"training job {job_name} stopped ({outcome.secondary_status})")
     return outcome
-
-
-def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
 
 
 def _outcome(job: dict[str, Any], archive: Path | None) -> Outcome:

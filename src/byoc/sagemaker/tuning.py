@@ -39,6 +39,21 @@ def read_config(path: Path) -> dict[str, Any]:
     return data
 
 
+def definition_fields(training_request: dict[str, Any], *, keep_checkpoint: bool
+                      ) -> dict[str, Any]:
+    """A TrainingJobDefinition from a CreateTrainingJob request: no name and no tags,
+    ``StaticHyperParameters`` for ``HyperParameters``, output under ``tuning/``, and no
+    checkpoint location unless one was asked for (every child job would share byoc's default)."""
+    fields = {k: v for k, v in training_request.items() if k not in ("TrainingJobName", "Tags")}
+    fields["StaticHyperParameters"] = fields.pop("HyperParameters")
+    output = str(fields["OutputDataConfig"]["S3OutputPath"])
+    fields["OutputDataConfig"] = {**fields["OutputDataConfig"],
+                                  "S3OutputPath": output.rstrip("/") + "/tuning/"}
+    if not keep_checkpoint:
+        fields.pop("CheckpointConfig", None)
+    return fields
+
+
 def request(config: dict[str, Any], definition: dict[str, Any], *, name: str) -> dict[str, Any]:
     """The tuning request: *config* with its TrainingJobDefinition merged over *definition*
     (the fields :meth:`byoc.jobdef.JobDefinition.tuning_definition` made).
