@@ -999,3 +999,27 @@ def test_access_denied_with_moto_enforcing_iam(aws: str, tmp_path: Path,
     assert errors == ["Error: access denied calling sagemaker:CreateTrainingJob: the AWS identity"
                       " in use needs the sagemaker:CreateTrainingJob permission"]
     assert key["SecretAccessKey"] not in result.stdout + result.stderr
+
+
+def test_predict_sends_the_body_content_type_and_accept_as_given(scripted: Any,
+                                                                 tmp_path: Path) -> None:
+    """What InvokeEndpoint puts on the wire (moto answers without looking at the request)."""
+    scripted.answers["InvokeEndpoint"] = [(200, '{"predictions": [0.93]}')]
+    payload = tmp_path / "payload.csv"
+    payload.write_bytes(b"5.1,3.5,1.4,0.2\n")
+    result = run("predict", "ep-1", str(payload), "--accept", "application/json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == '{"predictions": [0.93]}'
+    [(operation, sent)] = [call for call in scripted.calls if call[0] == "InvokeEndpoint"]
+    assert sent == {"path": "/endpoints/ep-1/invocations", "ContentType": "text/csv",
+                    "Accept": "application/json", "Body": b"5.1,3.5,1.4,0.2\n"}
+    result = run("predict", "ep-1", "-", input="{}")
+    assert result.exit_code == 2
+    assert one_line_error(result) == "Error: cannot tell the content type; pass --content-type"
+    scripted.answers["InvokeEndpoint"] = [fake.error(
+        "ModelError", "Received client error (415) from primary with message \"unsupported"
+                      " content type\"", 424)]
+    result = run("predict", "ep-1", "-", "--content-type", "text/plain", input="x")
+    assert result.exit_code == 1
+    assert one_line_error(result).startswith(
+        "Error: sagemaker:InvokeEndpoint failed: ModelError: Received client error (415)")
