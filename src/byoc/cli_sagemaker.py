@@ -258,14 +258,17 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
 @click.option("--output-filter", help="DataProcessing.OutputFilter (JSONPath).")
 @click.option("--join-source", type=click.Choice(["None", "Input"]), help="DataProcessing.JoinSource.")
 @click.option("--compression", type=click.Choice(["None", "Gzip"]), help="CompressionType of the input.")
-@click.option("--instance-type", default="ml.m5.large", show_default=True)
-@click.option("--instance-count", default=1, show_default=True, type=int)
+@click.option("--instance-type", default="ml.m5.large", show_default=True,
+              help="TransformResources.InstanceType.")
+@click.option("--instance-count", default=1, show_default=True, type=int,
+              help="Instances; input objects are split between them by key.")
 @click.option("--env", multiple=True, metavar="KEY=VALUE", help="Environment (at most 16).")
 @click.option("--job-name", help="Transform job name (default: <project>-<timestamp>).")
 @target_options
 @click.option("--detach", is_flag=True, help="Return once the job is created.")
 @click.option("--dry-run", is_flag=True, help="Print the request; upload and create nothing.")
-@click.option("--poll-interval", "poll", type=float, default=10.0, show_default=True)
+@click.option("--poll-interval", "poll", type=float, default=10.0, show_default=True,
+              help="Seconds between status checks.")
 @aws_options
 def transform(project: Path | None, training_job: str | None, model_name: str | None,
               model_path: str | None, input_source: str, output_uri: str | None,
@@ -348,13 +351,16 @@ def transform(project: Path | None, training_job: str | None, model_name: str | 
                               " project's).")
 @click.option("--endpoint-name", help="Endpoint name (default: the job's name, or"
                                       " <project>-<timestamp>).")
-@click.option("--instance-type", default="ml.m5.large", show_default=True)
-@click.option("--instance-count", default=1, show_default=True, type=int)
+@click.option("--instance-type", default="ml.m5.large", show_default=True,
+              help="Instance type of the endpoint.")
+@click.option("--instance-count", default=1, show_default=True, type=int,
+              help="InitialInstanceCount of the endpoint.")
 @click.option("--env", multiple=True, metavar="KEY=VALUE", help="Environment of the model.")
 @click.option("--role", help="Execution role ARN or name (default: [sagemaker] role).")
 @click.option("--bucket", help="S3 bucket for a local --model.")
 @click.option("--no-wait", is_flag=True, help="Return once the endpoint is being created.")
-@click.option("--poll-interval", "poll", type=float, default=15.0, show_default=True)
+@click.option("--poll-interval", "poll", type=float, default=15.0, show_default=True,
+              help="Seconds between status checks.")
 @aws_options
 def deploy(job: str | None, model_path: str | None, image: str | None, endpoint_name: str | None,
            instance_type: str, instance_count: int, env: tuple[str, ...], role: str | None,
