@@ -1023,3 +1023,16 @@ def test_predict_sends_the_body_content_type_and_accept_as_given(scripted: Any,
     assert result.exit_code == 1
     assert one_line_error(result).startswith(
         "Error: sagemaker:InvokeEndpoint failed: ModelError: Received client error (415)")
+
+
+def test_a_used_job_name_is_refused_before_anything_is_uploaded(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    (root / ".byoc" / "jobs" / "used-1").mkdir(parents=True)
+    result = run("train", str(root), "--image", IMAGE, "--job-name", "used-1")
+    assert result.exit_code == 2
+    assert one_line_error(result).endswith("used-1 exists already; pick another --job-name")
+    assert "Contents" not in client("s3").list_objects_v2(
+        Bucket=BUCKET, Prefix=f"byoc/{_project(root).name}/")
+    result = run("train", str(root), "--image", IMAGE, "--job-name", "bad_name")
+    assert result.exit_code == 2
+    assert one_line_error(result).startswith("Error: invalid job name 'bad_name'")

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .. import _jobs
 from ..errors import ByocError, ConfigError
-from ..jobdef import JobDefinition
+from ..jobdef import JOB_NAME, JobDefinition
 from ..project import Project
 from . import storage
 from ._aws import Aws, SageMakerConfig
@@ -46,7 +46,6 @@ class Plan:
     request: dict[str, Any]
     region: str
     job_dir: Path
-    notes: list[str] = field(default_factory=list)
 
     @property
     def job_name(self) -> str:
@@ -78,6 +77,13 @@ def plan(definition: JobDefinition, *, aws: Aws, project: Project | None, image:
     else:
         bucket_name = aws.bucket(bucket, config)
     job_name = job_name or _jobs.default_job_name(definition.base_name)
+    if not JOB_NAME.fullmatch(job_name):
+        raise ConfigError(f"invalid job name {job_name!r}: 1-63 letters, digits and hyphens,"
+                          " starting and ending with a letter or digit")
+    base = jobs_dir or (project.jobs_dir if project else Path.cwd() / ".byoc" / "jobs")
+    job_dir = base.resolve() / job_name
+    if job_dir.exists() and not dry_run:
+        raise ConfigError(f"{job_dir} exists already; pick another --job-name")
     prefix = project_prefix(config, project)
     uris: dict[str, str] = {}
     for channel in definition.local_channels:
@@ -94,8 +100,7 @@ def plan(definition: JobDefinition, *, aws: Aws, project: Project | None, image:
         instance_type=instance_type or config.instance_type or DEFAULT_INSTANCE_TYPE,
         channel_uris=uris, output_path=f"s3://{bucket_name}/{prefix}/output/",
         checkpoint_uri=checkpoint)
-    base = jobs_dir or (project.jobs_dir if project else Path.cwd() / ".byoc" / "jobs")
-    return Plan(request=request, region=aws.region, job_dir=base.resolve() / job_name)
+    return Plan(request=request, region=aws.region, job_dir=job_dir)
 
 
 def start(aws: Aws, plan: Plan) -> str:
