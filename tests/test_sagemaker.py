@@ -1036,3 +1036,20 @@ def test_a_used_job_name_is_refused_before_anything_is_uploaded(aws: str, tmp_pa
     result = run("train", str(root), "--image", IMAGE, "--job-name", "bad_name")
     assert result.exit_code == 2
     assert one_line_error(result).startswith("Error: invalid job name 'bad_name'")
+
+
+def test_logs_follow_reattaches_and_downloads_the_model(aws: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_project(tmp_path / "p")
+    job = f"re-{uuid.uuid4().hex[:6]}"
+    assert run("train", str(root), "--image", IMAGE, "--job-name", job, "--detach").exit_code == 0
+    # moto's job is Completed already and wrote nothing: the model and a log line are seeded
+    client("s3").put_object(Bucket=BUCKET, Key=f"byoc/{_project(root).name}/output/{job}/output/"
+                            "model.tar.gz", Body=model_tar(b"reattached"))
+    seed_logs(job, {"algo-1": ["done"]})
+    monkeypatch.chdir(root)
+    result = run("logs", job, "--follow", "--poll-interval", "0.01")
+    assert result.exit_code == 0, result.stderr
+    assert "algo-1 | done" in result.stderr
+    assert (root / ".byoc" / "jobs" / job / "model.tar.gz").read_bytes() == model_tar(b"reattached")
+    assert local.resolve_model(None, _project(root)) == root / ".byoc" / "jobs" / job / "model.tar.gz"
