@@ -1053,3 +1053,34 @@ def test_logs_follow_reattaches_and_downloads_the_model(aws: str, tmp_path: Path
     assert "algo-1 | done" in result.stderr
     assert (root / ".byoc" / "jobs" / job / "model.tar.gz").read_bytes() == model_tar(b"reattached")
     assert local.resolve_model(None, _project(root)) == root / ".byoc" / "jobs" / job / "model.tar.gz"
+
+
+def test_spot_tuning_keeps_max_wait_beside_the_files_runtime(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    config = tmp_path / "tune.json"
+    config.write_text(json.dumps(TUNING))
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE, "--dry-run",
+                 "--spot", "--max-run", "1800", "--max-wait", "3600", "--job-name", "spot-tune")
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stdout)
+    validate("CreateHyperParameterTuningJob", request)
+    definition = request["TrainingJobDefinition"]
+    assert definition["EnableManagedSpotTraining"] is True
+    assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800,
+                                               "MaxWaitTimeInSeconds": 3600}
+    assert "CheckpointConfig" not in definition  # no default location shared by every child
+
+
+def test_transform_from_a_training_job(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    job = f"trj-{uuid.uuid4().hex[:6]}"
+    assert run("train", str(root), "--image", IMAGE, "--job-name", job, "--detach").exit_code == 0
+    result = run("transform", str(root), "--job", job, "--input", "s3://bkt/batch/",
+                 "--job-name", f"{job}-t", "--detach")
+    assert result.exit_code == 0, result.stderr
+    model = client("sagemaker").describe_model(ModelName=f"{job}-t")["PrimaryContainer"]
+    assert model["Image"] == IMAGE and model["ModelDataUrl"].endswith(f"/{job}/output/model.tar.gz")
+    described = client("sagemaker").describe_transform_job(TransformJobName=f"{job}-t")
+    assert described["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://bkt/batch/"
+    assert described["TransformOutput"]["S3OutputPath"] == (
+        f"s3://{BUCKET}/byoc/{_project(root).name}/transform-output/{job}-t/")

@@ -67,6 +67,9 @@ def request(config: dict[str, Any], definition: dict[str, Any], *, name: str) ->
     merged = {**definition, **{k: v for k, v in given.items()
                                if k not in ("RoleArn", "InputDataConfig", "OutputDataConfig",
                                             "ResourceConfig", "AlgorithmSpecification")}}
+    if "StoppingCondition" in given:  # the file's limits over the definition's (spot's MaxWait)
+        merged["StoppingCondition"] = {**definition.get("StoppingCondition", {}),
+                                       **given["StoppingCondition"]}
     algorithm = dict(definition["AlgorithmSpecification"])
     algorithm.pop("EnableSageMakerMetricsTimeSeries", None)  # not a tuning job field
     file_algorithm = given.get("AlgorithmSpecification") or {}
