@@ -36,7 +36,9 @@ DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "Unauthorized
 NO_CREDENTIALS = ("no AWS credentials found: pass --profile or set AWS_PROFILE, run `aws configure`"
                   " (or `aws sso login`), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 #: What to do when a call is refused, for the calls where there is more to say.
-DENIED_HINTS = {"CreateRepository": " (or create the repository yourself and pass --no-create)"}
+DENIED_HINTS = {"CreateRepository": " (or create the repository yourself and pass --no-create)",
+                "HeadBucket": " (IAM calls it s3:ListBucket; a bucket of another account is"
+                              " refused too: name yours with --bucket)"}
 #: What to do about other error codes, said after AWS's message.
 CODE_HINTS = {"ResourceLimitExceeded": " (ask for a higher quota in the Service Quotas console, or"
                                        " use fewer or other instances)",
