@@ -40,7 +40,13 @@ CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 10
 MAX_ATTEMPTS = 2
 #: What to do when a call is refused, for the calls where there is more to say.
-DENIED_HINTS = {"CreateRepository": " (or create the repository yourself and pass --no-create)"}
+DENIED_HINTS = {"CreateRepository": " (or create the repository yourself and pass --no-create)",
+                "HeadBucket": " (IAM calls it s3:ListBucket; a bucket of another account is"
+                              " refused too: name yours with --bucket)"}
+#: What to do about other error codes, said after AWS's message.
+CODE_HINTS = {"ResourceLimitExceeded": " (ask for a higher quota in the Service Quotas console, or"
+                                       " use fewer or other instances)",
+              "ThrottlingException": " (AWS kept throttling after byoc's retries: wait and retry)"}
 
 
 @dataclass(frozen=True)
@@ -193,7 +199,7 @@ def _client_error(exc: Any, service: str, operation: str) -> AwsError:
     if code in DENIED_CODES or status == 403:
         return AwsError(f"access denied calling {name}: the AWS identity in use needs the {name}"
                         f" permission{DENIED_HINTS.get(operation, '')}", detail=message)
-    return AwsError(f"{name} failed: {code or status}: {message}")
+    return AwsError(f"{name} failed: {code or status}: {message}{CODE_HINTS.get(code, '')}")
 
 
 def _message_of(text: str) -> str:

@@ -13,6 +13,7 @@ from .bench import bench_command
 from .local import local_group
 from .options import ByocGroup, echo_err, pairs
 from .progress import TerminalProgress
+from .sagemaker import sagemaker_group
 from .tune import describe_command, tune_command
 from .validate import validate_command
 
@@ -105,6 +106,7 @@ local_group.add_command(tune_command)
 local_group.add_command(describe_command)
 cli.add_command(local_group)
 cli.add_command(validate_command)
+cli.add_command(sagemaker_group)
 
 
 def main() -> None:

@@ -1,0 +1,419 @@
+"""One training job definition, run locally or on SageMaker.
+
+A :class:`JobDefinition` holds everything a training job is, apart from where it runs: the
+hyperparameters, the channels (with their input modes, record wrapping, shuffling, compression and
+augmented-manifest attributes), the metric definitions, checkpoints, managed spot, time limits,
+instance count and environment. :meth:`JobDefinition.training_request` turns it into the
+``CreateTrainingJob`` request, given only what must differ between runs: the image, the role, the
+instance type and the channels' URIs. :meth:`JobDefinition.local_request` is the same request for a
+local run (``file://`` URIs, instance type ``local``), so the two can be compared field by field.
+
+Nothing here talks to AWS or Docker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import contract
+from .errors import ConfigError
+
+INPUT_MODES = contract.INPUT_MODES
+DISTRIBUTIONS = contract.DISTRIBUTIONS
+RECORD_WRAPPERS = ("None", "RecordIO")
+COMPRESSIONS = ("None", "Gzip")
+S3_DATA_TYPES = ("S3Prefix", "ManifestFile", "AugmentedManifestFile")
+DEFAULT_CHECKPOINT_PATH = contract.CHECKPOINT_PATH
+#: StoppingCondition.MaxRuntimeInSeconds: SageMaker's default (1 day) and maximum (28 days).
+DEFAULT_MAX_RUNTIME = 86400
+MAX_RUNTIME_LIMIT = 28 * 86400
+DEFAULT_VOLUME_GB = 30
+MAX_METRIC_DEFINITIONS = 40
+MAX_CHANNELS = 20
+MAX_HYPERPARAMETERS = 100
+MAX_ENVIRONMENT = 100
+MAX_ATTRIBUTE_NAMES = 16
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+#: The role a local run names in its request: no IAM role is involved.
+LOCAL_ROLE = "arn:aws:iam::000000000000:role/byoc-local"
+LOCAL_INSTANCE_TYPE = contract.DEFAULT_INSTANCE_TYPE
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+@dataclass(frozen=True)
+class ChannelDefinition:
+    """One input channel: where its data is and how SageMaker delivers it.
+
+    :attr:`source` is a local file or directory (uploaded before a SageMaker run) or an ``s3://``
+    URI (used as given). :attr:`input_mode` None means the job's ``TrainingInputMode``.
+    """
+
+    name: str
+    source: str
+    content_type: str | None = None
+    input_mode: str | None = None
+    distribution: str = "FullyReplicated"
+    record_wrapper: str | None = None
+    compression: str | None = None
+    shuffle_seed: int | None = None
+    #: AugmentedManifestFile: the attributes streamed per line, in order (Pipe mode only).
+    attribute_names: tuple[str, ...] | None = None
+    s3_data_type: str = "S3Prefix"
+
+    @property
+    def remote(self) -> bool:
+        return is_s3(self.source)
+
+    @property
+    def data_type(self) -> str:
+        return "AugmentedManifestFile" if self.attribute_names is not None else self.s3_data_type
+
+    def effective_input_mode(self, job_mode: str) -> str:
+        return self.input_mode or job_mode
+
+    def contract_channel(self, job_mode: str) -> contract.Channel:
+        """The channel's ``inputdataconfig.json`` entry, as the container sees it."""
+        return contract.Channel(self.name, content_type=self.content_type,
+                                input_mode=self.effective_input_mode(job_mode),
+                                distribution=self.distribution,
+                                record_wrapper=self.record_wrapper or "None")
+
+    def request(self, uri: str) -> dict[str, Any]:
+        """The ``InputDataConfig`` entry with *uri* as ``S3Uri``."""
+        source: dict[str, Any] = {"S3DataType": self.data_type, "S3Uri": uri,
+                                  "S3DataDistributionType": self.distribution}
+        if self.attribute_names is not None:
+            source["AttributeNames"] = list(self.attribute_names)
+        entry: dict[str, Any] = {"ChannelName": self.name, "DataSource": {"S3DataSource": source}}
+        if self.content_type:
+            entry["ContentType"] = self.content_type
+        if self.compression:
+            entry["CompressionType"] = self.compression
+        if self.record_wrapper:
+            entry["RecordWrapperType"] = self.record_wrapper
+        if self.input_mode:
+            entry["InputMode"] = self.input_mode
+        if self.shuffle_seed is not None:
+            entry["ShuffleConfig"] = {"Seed": self.shuffle_seed}
+        return entry
+
+    def local_uri(self) -> str:
+        """``file://`` URI of a local source; an ``s3://`` source as given."""
+        if self.remote:
+            return self.source
+        path = Path(self.source).resolve()
+        return path.as_uri() + ("/" if path.is_dir() else "")
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    """``{"Name", "Regex"}``: SageMaker searches each log line and takes group 1 as the value."""
+
+    name: str
+    regex: str
+
+    def request(self) -> dict[str, str]:
+        return {"Name": self.name, "Regex": self.regex}
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """A training job apart from where it runs (see the module docstring)."""
+
+    base_name: str
+    channels: tuple[ChannelDefinition, ...]
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    input_mode: str = "File"
+    metric_definitions: tuple[MetricDefinition, ...] = ()
+    instance_count: int = 1
+    environment: Mapping[str, str] = field(default_factory=dict)
+    max_runtime: int = DEFAULT_MAX_RUNTIME
+    spot: bool = False
+    max_wait: int | None = None
+    checkpoint_s3: str | None = None
+    checkpoint_local_path: str = DEFAULT_CHECKPOINT_PATH
+    volume_size: int = DEFAULT_VOLUME_GB
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def with_changes(self, **changes: Any) -> JobDefinition:
+        return replace(self, **changes)
+
+    def channel(self, name: str) -> ChannelDefinition:
+        for channel in self.channels:
+            if channel.name == name:
+                return channel
+        raise KeyError(name)
+
+    @property
+    def local_channels(self) -> tuple[ChannelDefinition, ...]:
+        return tuple(channel for channel in self.channels if not channel.remote)
+
+    def contract_channels(self) -> list[contract.Channel]:
+        return [channel.contract_channel(self.input_mode) for channel in self.channels]
+
+    def validate(self) -> None:
+        """Refuse what CreateTrainingJob would refuse. :raises ConfigError:"""
+        if self.input_mode not in INPUT_MODES:
+            raise ConfigError(f"--input-mode {self.input_mode}: use {', '.join(INPUT_MODES)}")
+        if self.instance_count < 1:
+            raise ConfigError(f"--instance-count must be at least 1, got {self.instance_count}")
+        if not self.channels:
+            raise ConfigError("no channels: pass --channel NAME=PATH (a directory, a file or an"
+                              " s3:// URI)")
+        if len(self.channels) > MAX_CHANNELS:
+            raise ConfigError(f"{len(self.channels)} channels; SageMaker allows at most {MAX_CHANNELS}")
+        names = [channel.name for channel in self.channels]
+        if len(set(names)) != len(names):
+            raise ConfigError("a channel is named twice")
+        for channel in self.channels:
+            _check_channel(channel, self.input_mode)
+        if len(self.hyperparameters) > MAX_HYPERPARAMETERS:
+            raise ConfigError(f"{len(self.hyperparameters)} hyperparameters; SageMaker allows at"
+                              f" most {MAX_HYPERPARAMETERS}")
+        for key, value in self.hyperparameters.items():
+            if not isinstance(value, str):
+                raise ConfigError(f"hyperparameter {key!r} must be a string (CreateTrainingJob"
+                                  " sends strings only)")
+            if not 1 <= len(key) <= 256 or len(value) > 2500:
+                raise ConfigError(f"hyperparameter {key[:40]!r}: keys take 1-256 characters and"
+                                  " values at most 2500")
+        if len(self.environment) > MAX_ENVIRONMENT:
+            raise ConfigError(f"{len(self.environment)} environment variables; SageMaker allows at"
+                              f" most {MAX_ENVIRONMENT}")
+        for key, value in self.environment.items():
+            if not ENV_NAME.fullmatch(key) or len(key) > 512 or len(value) > 512:
+                raise ConfigError(f"environment variable {key!r}: names are [a-zA-Z_][a-zA-Z0-9_]*"
+                                  " and values at most 512 characters")
+        _check_metrics(self.metric_definitions)
+        if not 1 <= self.max_runtime <= MAX_RUNTIME_LIMIT:
+            raise ConfigError(f"--max-run {self.max_runtime}: MaxRuntimeInSeconds takes 1 to"
+                              f" {MAX_RUNTIME_LIMIT} (28 days)")
+        if self.spot:
+            if self.max_wait is None:
+                raise ConfigError("--spot needs --max-wait SECONDS (MaxWaitTimeInSeconds, longer"
+                                  " than --max-run: it covers waiting for capacity plus training)")
+            if self.max_wait <= self.max_runtime:
+                raise ConfigError(f"--max-wait {self.max_wait} must be longer than --max-run"
+                                  f" {self.max_runtime}: MaxWaitTimeInSeconds covers waiting for"
+                                  " spot capacity plus the run")
+        elif self.max_wait is not None:
+            raise ConfigError("--max-wait applies to managed spot training only: add --spot")
+        if self.checkpoint_s3 is not None and not is_s3(self.checkpoint_s3):
+            raise ConfigError(f"--checkpoint-s3 takes an s3:// URI, got {self.checkpoint_s3!r}")
+        if not self.checkpoint_local_path.startswith("/"):
+            raise ConfigError(f"the checkpoint local path must be absolute ({contract.CHECKPOINT_PATH})")
+        if not 1 <= self.volume_size <= 16384:
+            raise ConfigError(f"--volume-size {self.volume_size}: VolumeSizeInGB takes 1 to 16384")
+        if len(self.tags) > 50:
+            raise ConfigError("SageMaker takes at most 50 tags")
+
+    def training_request(self, *, job_name: str, image: str, role_arn: str, instance_type: str,
+                         channel_uris: Mapping[str, str], output_path: str,
+                         checkpoint_uri: str | None = None) -> dict[str, Any]:
+        """The ``CreateTrainingJob`` request.
+
+        :param channel_uris: the ``S3Uri`` of each channel (an ``s3://`` source needs none).
+        :param checkpoint_uri: where checkpoints go when :attr:`checkpoint_s3` is unset; ignored
+            when neither is set.
+        """
+        if not JOB_NAME.fullmatch(job_name):
+            raise ConfigError(f"invalid job name {job_name!r}: 1-63 letters, digits and hyphens,"
+                              " starting and ending with a letter or digit")
+        algorithm: dict[str, Any] = {"TrainingImage": image, "TrainingInputMode": self.input_mode}
+        if self.metric_definitions:
+            algorithm["MetricDefinitions"] = [m.request() for m in self.metric_definitions]
+            algorithm["EnableSageMakerMetricsTimeSeries"] = True
+        stopping: dict[str, int] = {"MaxRuntimeInSeconds": self.max_runtime}
+        if self.spot and self.max_wait is not None:
+            stopping["MaxWaitTimeInSeconds"] = self.max_wait
+        request: dict[str, Any] = {
+            "TrainingJobName": job_name,
+            "RoleArn": role_arn,
+            "AlgorithmSpecification": algorithm,
+            "HyperParameters": dict(self.hyperparameters),
+            "InputDataConfig": [channel.request(channel.source if channel.remote
+                                                else channel_uris[channel.name])
+                                for channel in self.channels],
+            "OutputDataConfig": {"S3OutputPath": output_path},
+            "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": self.instance_count,
+                               "VolumeSizeInGB": self.volume_size},
+            "StoppingCondition": stopping,
+        }
+        if self.spot:
+            request["EnableManagedSpotTraining"] = True
+        checkpoint = self.checkpoint_s3 or checkpoint_uri
+        if checkpoint:
+            request["CheckpointConfig"] = {"S3Uri": with_slash(checkpoint),
+                                           "LocalPath": self.checkpoint_local_path}
+        if self.environment:
+            request["Environment"] = dict(self.environment)
+        if self.tags:
+            request["Tags"] = [{"Key": key, "Value": value} for key, value in self.tags.items()]
+        return request
+
+    def local_request(self, *, job_name: str, image: str, output_dir: Path) -> dict[str, Any]:
+        """The same request for a local run: ``file://`` channels and output, instance type
+        ``local``, no role. Checkpoints keep their S3 URI (a local run syncs them the same way)."""
+        return self.training_request(
+            job_name=job_name, image=image, role_arn=LOCAL_ROLE, instance_type=LOCAL_INSTANCE_TYPE,
+            channel_uris={c.name: c.local_uri() for c in self.local_channels},
+            output_path=output_dir.resolve().as_uri() + "/")
+
+
+    def local_train_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`byoc.local.train` that run this definition locally (with
+        ``backend=`` and ``job_name=`` added by the caller). :meth:`local_gaps` names what the
+        local harness does not take yet.
+
+        :raises ConfigError: for an ``s3://`` channel (a local run reads local files).
+        """
+        remote = [channel.name for channel in self.channels if channel.remote]
+        if remote:
+            raise ConfigError(f"channel {remote[0]!r} is in S3; a local run needs a local path")
+        return {"channels": {c.name: Path(c.source) for c in self.channels},
+                "hyperparameters": dict(self.hyperparameters),
+                "content_types": {c.name: c.content_type for c in self.channels if c.content_type},
+                "distribution": {c.name: c.distribution for c in self.channels},
+                "instance_count": self.instance_count, "env": dict(self.environment)}
+
+    def local_gaps(self) -> list[str]:
+        """The settings of this definition :meth:`local_train_arguments` cannot pass on."""
+        gaps = []
+        modes = {channel.effective_input_mode(self.input_mode) for channel in self.channels}
+        if modes - {"File"}:
+            gaps.append(f"input mode {', '.join(sorted(modes - {'File'}))}")
+        for label, present in (
+                ("record wrapping", any(c.record_wrapper for c in self.channels)),
+                ("compression", any(c.compression for c in self.channels)),
+                ("ShuffleConfig", any(c.shuffle_seed is not None for c in self.channels)),
+                ("augmented manifests", any(c.attribute_names for c in self.channels)),
+                ("metric definitions", bool(self.metric_definitions)),
+                ("managed spot", self.spot), ("checkpoints", self.checkpoint_s3 is not None),
+                ("MaxRuntimeInSeconds", self.max_runtime != DEFAULT_MAX_RUNTIME)):
+            if present:
+                gaps.append(label)
+        return gaps
+
+
+def with_slash(uri: str) -> str:
+    """A checkpoint S3Uri is a raw key prefix: without the slash, ``ckpt/a`` restores ``ckpt/ab``."""
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def _check_channel(channel: ChannelDefinition, job_mode: str) -> None:
+    name = channel.name
+    if not CHANNEL_NAME.fullmatch(name):
+        raise ConfigError(f"invalid channel name {name!r}: letters, digits, '.', '-', '_'")
+    if not channel.remote and not Path(channel.source).exists():
+        raise ConfigError(f"channel {name!r}: {channel.source} does not exist")
+    mode = channel.effective_input_mode(job_mode)
+    if channel.input_mode is not None and channel.input_mode not in INPUT_MODES:
+        raise ConfigError(f"channel {name!r}: input mode {channel.input_mode!r}; use"
+                          f" {', '.join(INPUT_MODES)}")
+    if channel.distribution not in DISTRIBUTIONS:
+        raise ConfigError(f"channel {name!r}: distribution {channel.distribution!r}; use"
+                          " FullyReplicated or ShardedByS3Key")
+    if channel.record_wrapper is not None and channel.record_wrapper not in RECORD_WRAPPERS:
+        raise ConfigError(f"channel {name!r}: record wrapper {channel.record_wrapper!r}; use None"
+                          " or RecordIO")
+    if channel.compression is not None:
+        if channel.compression not in COMPRESSIONS:
+            raise ConfigError(f"channel {name!r}: compression {channel.compression!r}; use None"
+                              " or Gzip")
+        if channel.compression == "Gzip" and mode != "Pipe":
+            raise ConfigError(f"channel {name!r}: CompressionType Gzip needs Pipe input mode")
+    if channel.s3_data_type not in S3_DATA_TYPES:
+        raise ConfigError(f"channel {name!r}: S3DataType {channel.s3_data_type!r}; use"
+                          f" {', '.join(S3_DATA_TYPES)}")
+    if channel.attribute_names is not None:
+        if mode != "Pipe":
+            raise ConfigError(f"channel {name!r}: an augmented manifest (AttributeNames) needs Pipe"
+                              f" input mode, not {mode}")
+        if len(channel.attribute_names) > MAX_ATTRIBUTE_NAMES:
+            raise ConfigError(f"channel {name!r}: at most {MAX_ATTRIBUTE_NAMES} attribute names")
+        if not channel.remote and not Path(channel.source).is_file():
+            raise ConfigError(f"channel {name!r}: an augmented manifest is one JSON Lines file")
+
+
+def _check_metrics(definitions: Sequence[MetricDefinition]) -> None:
+    if len(definitions) > MAX_METRIC_DEFINITIONS:
+        raise ConfigError(f"{len(definitions)} metric definitions; SageMaker allows at most"
+                          f" {MAX_METRIC_DEFINITIONS}")
+    seen: set[str] = set()
+    for metric in definitions:
+        if not 1 <= len(metric.name) <= 255 or not 1 <= len(metric.regex) <= 500:
+            raise ConfigError(f"metric {metric.name[:40]!r}: names take 1-255 characters and"
+                              " regexes 1-500")
+        if metric.name in seen:
+            raise ConfigError(f"metric {metric.name!r} is defined twice")
+        seen.add(metric.name)
+        try:
+            compiled = re.compile(metric.regex)
+        except re.error as exc:
+            raise ConfigError(f"metric {metric.name!r}: the regex does not compile: {exc}") from exc
+        if compiled.groups < 1:
+            raise ConfigError(f"metric {metric.name!r}: the regex needs a capture group around the"
+                              " value, e.g. loss=([-+]?[0-9]*\\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
+
+
+def from_project(project: Any | None, *, channels: Mapping[str, str] | None = None,
+                 hyperparameters: Mapping[str, object] | None = None,
+                 content_types: Mapping[str, str] | None = None,
+                 distribution: Mapping[str, str] | None = None,
+                 channel_input_modes: Mapping[str, str] | None = None,
+                 record_wrappers: Mapping[str, str] | None = None,
+                 compression: Mapping[str, str] | None = None,
+                 shuffle_seeds: Mapping[str, int] | None = None,
+                 attribute_names: Mapping[str, Sequence[str]] | None = None,
+                 s3_data_types: Mapping[str, str] | None = None,
+                 **settings: Any) -> tuple[JobDefinition, list[str]]:
+    """A definition from a project's ``local_test/test_dir`` (channels, hyperparameters, content
+    types) overridden by the options ``byoc local train`` takes; *settings* are
+    :class:`JobDefinition`'s other fields. :returns: it and the warnings to show (hyperparameters
+    that were not strings).
+
+    :raises ConfigError: for a per-channel option naming no channel, or anything
+        :meth:`JobDefinition.validate` refuses.
+    """
+    found = project.local_inputs() if project is not None else None
+    default_channels = found.channels if found else {}
+    default_hps = found.hyperparameters if found else {}
+    default_types = found.content_types if found else {}
+    sources = ({name: str(path) for name, path in default_channels.items()} if channels is None
+               else dict(channels))
+    hps, notes = contract.stringify_hyperparameters(
+        default_hps if hyperparameters is None else hyperparameters)
+    types = {**default_types, **(content_types or {})}
+    per_channel: dict[str, Mapping[str, Any]] = {
+        "--distribution": distribution or {}, "--channel-input-mode": channel_input_modes or {},
+        "--record-wrapper": record_wrappers or {}, "--compression": compression or {},
+        "--shuffle-seed": shuffle_seeds or {}, "--attribute-names": attribute_names or {},
+        "--s3-data-type": s3_data_types or {}}
+    for option, values in per_channel.items():
+        for name in values:
+            if name not in sources:
+                raise ConfigError(f"{option} names channel {name!r}, which is not a channel")
+    built = tuple(ChannelDefinition(
+        name, sources[name], content_type=types.get(name),
+        input_mode=(channel_input_modes or {}).get(name),
+        distribution=(distribution or {}).get(name, "FullyReplicated"),
+        record_wrapper=(record_wrappers or {}).get(name),
+        compression=(compression or {}).get(name),
+        shuffle_seed=(shuffle_seeds or {}).get(name),
+        attribute_names=(tuple((attribute_names or {})[name]) if name in (attribute_names or {})
+                         else None),
+        s3_data_type=(s3_data_types or {}).get(name, "S3Prefix")) for name in sorted(sources))
+    base = settings.pop("base_name", None) or (project.name if project is not None else "byoc-job")
+    return JobDefinition(base_name=base, channels=built, hyperparameters=hps, **settings), notes

@@ -1,0 +1,8 @@
+"""Running a byoc project on Amazon SageMaker itself: training (with spot, checkpoints and many
+instances), tuning, batch transform and endpoints, from the same job definition as a local run.
+
+Modules: :mod:`._aws` (region, account, role, bucket, every call), :mod:`.storage` (channels up,
+artifacts down), :mod:`.image` (the image URI), :mod:`.training`, :mod:`.watch`, :mod:`.tuning`,
+:mod:`.batch` and :mod:`.hosting`. Nothing here is imported by ``import byoc``; boto3 is imported
+when a command runs.
+"""
