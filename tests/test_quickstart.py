@@ -68,5 +68,5 @@ def test_importing_the_cli_does_no_work(tmp_path: Path) -> None:
 
 def test_help_lists_every_command() -> None:
     result: Any = CliRunner().invoke(cli, ["--help"])
-    for command in ("new", "build", "local", "push"):
+    for command in ("new", "build", "local", "push", "doctor"):
         assert f"  {command} " in result.stdout

@@ -8,6 +8,7 @@ import click
 
 from . import images, scaffold
 from ._cliutil import ByocGroup, echo_err, pairs
+from .cli_doctor import doctor_command
 from .cli_local import local_group
 from .cli_validate import validate_command
 from .project import Project
@@ -54,6 +55,7 @@ def build(project: Path | None, tag: str | None, build_arg: tuple[str, ...], pla
 
 cli.add_command(local_group)
 cli.add_command(validate_command)
+cli.add_command(doctor_command)
 
 
 @cli.command()
