@@ -268,6 +268,7 @@ def _build(target: Path, key: str, requirements: Path | None, project_root: Path
     say(f"environment: building {what} on Python {interpreter.version} ({interpreter.path})")
     env = {k: v for k, v in environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
     env.update({"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"})
+    env.setdefault("UV_NATIVE_TLS", "1")  # trust the system's certificates, as pip does
     log_file = target.parent / f".{key}.log"
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
     staging.chmod(0o755)
@@ -367,7 +368,7 @@ def _build_error(lines: list[str], requirements: Path | None, source: Path | Non
     if because:
         reason = because.group(1).rstrip(",")
     network = bool(re.search(r"Failed to fetch|network (?:was|is) disabled|error sending request|"
-                             r"Connect|dns error|timed out", output, re.IGNORECASE))
+                             r"Connect|dns error|timed out|certificate", output, re.IGNORECASE))
     requirement = _named_requirement(requirements, output) if requirements else None
     where = f"{source}" if source else "the environment"
     if network:
