@@ -35,12 +35,12 @@ REQUIREMENTS = Path("container") / "requirements.txt"
 MARKER = "byoc-env.json"
 #: Bump when the layout of an environment changes: old ones are then rebuilt.
 FORMAT = 1
-#: Prints the interpreter (the base one, for a virtual environment's), its version and the
-#: distributions installed where it runs.
-_PROBE = ("import sys, importlib.metadata as m;"
-          " print(getattr(sys, '_base_executable', '') or sys.executable);"
-          " print('%d.%d.%d' % sys.version_info[:3]);"
-          " print(','.join(sorted({(d.metadata['Name'] or '').lower() for d in m.distributions()})))")
+#: Prints the interpreter (the base one, for a virtual environment's) and its version; with
+#: _PACKAGES, the distributions installed where it runs too.
+_PROBE = ("import sys; print(getattr(sys, '_base_executable', '') or sys.executable);"
+          " print('%d.%d.%d' % sys.version_info[:3])")
+_PACKAGES = ("; import importlib.metadata as m;"
+             " print(','.join(sorted({(d.metadata['Name'] or '').lower() for d in m.distributions()})))")
 _IMAGE_PYTHON = re.compile(r"\bpython:(\d+\.\d+)")
 _REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _INCLUDE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)[\s=]+(\S+)")
@@ -129,18 +129,20 @@ def image_python(project_root: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def probe(command: str) -> Interpreter | None:
-    """The interpreter *command* runs, or None when it does not run."""
+def probe(command: str, *, packages: bool = False) -> Interpreter | None:
+    """The interpreter *command* runs (with its installed distributions when *packages*),
+    or None when it does not run."""
+    script = _PROBE + (_PACKAGES if packages else "")
     try:
-        done = subprocess.run([command, "-I", "-c", _PROBE], capture_output=True, text=True,
+        done = subprocess.run([command, "-I", "-c", script], capture_output=True, text=True,
                               timeout=30, stdin=subprocess.DEVNULL, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     lines = done.stdout.splitlines()
     if done.returncode != 0 or len(lines) < 2 or not lines[0]:
         return None
-    packages = frozenset(lines[2].split(",")) - {""} if len(lines) > 2 else frozenset()
-    return Interpreter(path=lines[0], version=lines[1], packages=packages)
+    installed = frozenset(lines[2].split(",")) - {""} if len(lines) > 2 else frozenset()
+    return Interpreter(path=lines[0], version=lines[1], packages=installed)
 
 
 def choose_interpreter(wanted: str | None, environ: Mapping[str, str] | None = None
@@ -255,8 +257,16 @@ def _intact(target: Path, key: str) -> bool:
         return False
     if not isinstance(marker, dict) or marker.get("key") != key:
         return False
-    found = probe(str(target / "bin" / "python"))
-    return found is not None and set(marker.get("packages", [])) <= found.packages
+    # the interpreter it links to, and a distribution for each package it was built with
+    if not (target / "bin" / "python").exists() or not (target / "pyvenv.cfg").is_file():
+        return False
+    installed = {_normalise(path.name.split("-", 1)[0])
+                 for path in target.glob("lib/python*/site-packages/*.dist-info")}
+    return {_normalise(name) for name in marker.get("packages", [])} <= installed
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _build(target: Path, key: str, requirements: Path | None, project_root: Path,
@@ -284,7 +294,7 @@ def _build(target: Path, key: str, requirements: Path | None, project_root: Path
         log_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
         if lines and lines[-1].startswith("\0failed"):
             raise _build_error(lines[:-1], requirements, source, log_file)
-        found = probe(str(staging / "bin" / "python"))
+        found = probe(str(staging / "bin" / "python"), packages=True)
         if found is None:
             raise EnvironmentBuildError(f"the environment built from {source} does not run;"
                                         f" see {log_file}")
