@@ -278,7 +278,8 @@ def _build(target: Path, key: str, requirements: Path | None, project_root: Path
     say(f"environment: building {what} on Python {interpreter.version} ({interpreter.path})")
     env = {k: v for k, v in environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
     env.update({"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"})
-    env.setdefault("UV_NATIVE_TLS", "1")  # trust the system's certificates, as pip does
+    if "UV_NATIVE_TLS" not in env:  # trust the system's certificates, as Debian's pip does
+        env.setdefault("UV_SYSTEM_CERTS", "1")
     log_file = target.parent / f".{key}.log"
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
     staging.chmod(0o755)
@@ -355,7 +356,8 @@ def _status(text: str, progress: bool) -> Iterator[Callable[[str], None]]:
         yield lambda line: None
         return
     with console.status(text) as status:
-        yield lambda line: status.update(f"{text}: {line}")
+        width = max(20, console.width - len(text) - 6)
+        yield lambda line: status.update(f"{text}: {line[:width]}")
 
 
 @contextmanager
