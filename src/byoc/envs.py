@@ -229,10 +229,8 @@ def prepare(project_root: Path, *, say: Say, environ: Mapping[str, str] | None =
         and the fix); the environments already built stay as they were.
     """
     env = dict(os.environ if environ is None else environ)
-    requirements: Path | None = project_root / REQUIREMENTS
-    assert requirements is not None
-    if not requirements.is_file():
-        requirements = None
+    wanted = project_root / REQUIREMENTS
+    requirements = wanted if wanted.is_file() else None
     choice = choose_interpreter(image_python(project_root), env)
     if choice.note:
         say(f"environment: {choice.note}")
@@ -286,15 +284,16 @@ def _build(target: Path, key: str, requirements: Path | None, project_root: Path
     started = time.monotonic()
     try:
         lines: list[str] = []
+        commands = [[uv, "venv", "--quiet", "--relocatable", "--python", interpreter.path,
+                     str(staging)]]
+        if requirements is not None:
+            commands.append([uv, "pip", "install", "--python", str(staging / "bin" / "python"),
+                             "-r", str(requirements)])
         with _status(f"environment: building {what}", progress) as update:
-            _run_uv([uv, "venv", "--quiet", "--relocatable", "--python", interpreter.path,
-                     str(staging)], env, project_root, lines, update)
-            if requirements is not None:
-                _run_uv([uv, "pip", "install", "--python", str(staging / "bin" / "python"),
-                         "-r", str(requirements)], env, project_root, lines, update)
+            ok = all(_run_uv(command, env, project_root, lines, update) for command in commands)
         log_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        if lines and lines[-1].startswith("\0failed"):
-            raise _build_error(lines[:-1], requirements, source, log_file)
+        if not ok:
+            raise _build_error(lines, requirements, source, log_file)
         found = probe(str(staging / "bin" / "python"), packages=True)
         if found is None:
             raise EnvironmentBuildError(f"the environment built from {source} does not run;"
@@ -331,9 +330,8 @@ def _replace(staging: Path, target: Path) -> None:
 
 
 def _run_uv(command: list[str], env: Mapping[str, str], cwd: Path, lines: list[str],
-            update: Callable[[str], None]) -> None:
-    if lines and lines[-1].startswith("\0failed"):
-        return
+            update: Callable[[str], None]) -> bool:
+    """Run one uv command, its output added to *lines*; True when it succeeded."""
     process = subprocess.Popen(command, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
@@ -342,8 +340,7 @@ def _run_uv(command: list[str], env: Mapping[str, str], cwd: Path, lines: list[s
         lines.append(line)
         if line.strip():
             update(line.strip())
-    if process.wait() != 0:
-        lines.append("\0failed")
+    return process.wait() == 0
 
 
 @contextmanager
