@@ -14,6 +14,17 @@ from byoc import scaffold
 from helpers import BASE_IMAGE_ENV, FIXTURES, REQUIRE_DOCKER_ENV, build_project, free_port
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One cache of the process backend's environments, and of uv's downloads, for the
+    session (each test has its own HOME), so each environment is built about once."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, folder in (("BYOC_CACHE_DIR", "byoc-cache"), ("UV_CACHE_DIR", "uv-cache")):
+            if not os.environ.get(name):
+                patch.setenv(name, str(tmp_path_factory.mktemp(folder)))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path_factory: pytest.TempPathFactory,
                          monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ CONTRACT_VALUES: tuple[object, ...] = ("SAGEMAKER_BASE_DIR", "SAGEMAKER_BIND_TO_
                                        6 * 1024 * 1024)
 #: The layers, lowest first: a module may import its own layer or a lower one, never a higher.
 LAYERS = [
-    {"byoc.errors", "byoc.contract", "byoc.archive", "byoc.say"},
+    {"byoc.errors", "byoc.contract", "byoc.archive", "byoc.say", "byoc.envs"},
     {"byoc.project", "byoc._docker", "byoc._ecr", "byoc.invoke", "byoc._jobs", "byoc.backends",
      "byoc.inputs", "byoc.checkpoints", "byoc.jobrecord", "byoc.stopping", "byoc.metrics",
      "byoc.plots"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -17,7 +18,11 @@ from helpers import FIXTURES, REPO
 
 
 def test_quickstart_scaffolds_trains_serves_and_predicts(tmp_path: Path) -> None:
-    env = {**os.environ, "QUICKSTART_BACKEND": "process", "QUICKSTART_DIR": str(tmp_path)}
+    # the byoc under test (installing is tested from the wheel in test_install.py and .ci/run)
+    byoc = shutil.which("byoc")
+    assert byoc, "byoc is not on PATH"
+    env = {**os.environ, "QUICKSTART_BACKEND": "process", "QUICKSTART_DIR": str(tmp_path),
+           "QUICKSTART_BYOC": byoc}
     done = subprocess.run([str(REPO / "scripts" / "quickstart")], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -68,5 +73,5 @@ def test_importing_the_cli_does_no_work(tmp_path: Path) -> None:
 
 def test_help_lists_every_command() -> None:
     result: Any = CliRunner().invoke(cli, ["--help"])
-    for command in ("new", "build", "local", "push"):
+    for command in ("new", "build", "local", "push", "doctor"):
         assert f"  {command} " in result.stdout

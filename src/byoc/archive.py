@@ -49,7 +49,10 @@ def extract(archive: Path, destination: Path) -> None:
             for member in members:
                 _check(member, archive)
             destination.mkdir(parents=True, exist_ok=True)
-            tar.extractall(destination, members=members, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(destination, members=members, filter="data")
+            else:  # Python before 3.11.4 (Debian bookworm's 3.11.2): the checks above suffice
+                tar.extractall(destination, members=members)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ArchiveError(f"cannot read {archive}: {exc}") from exc
 

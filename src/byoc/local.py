@@ -76,7 +76,7 @@ def choose_backend(kind: str, project: Project | None, image: str | None,
             raise ConfigError("--backend process runs a byoc project's programs; --image needs Docker")
         if not (project.program_dir / "train").is_file():
             raise ConfigError(f"{project.program_dir} has no train program")
-        return ProcessBackend(project.program_dir)
+        return ProcessBackend(project.program_dir, say=say)
     if image is None:
         if project is None:
             raise ConfigError("pass --image, or run inside a byoc project")

@@ -19,8 +19,17 @@ NAME_PATTERN = re.compile(r"[a-z](?:[a-z0-9]|-(?=[a-z0-9])){0,62}")
 
 
 def template_dir() -> Path:
-    """The cookiecutter template shipped with byoc."""
-    return Path(__file__).resolve().parent / "template"
+    """The cookiecutter template: ``byoc/template`` in an installed wheel, else the
+    checkout's ``cookiecutter/`` (an editable install runs from ``src/byoc``).
+
+    :raises ByocError: when neither exists (a broken install).
+    """
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "template", here.parent.parent / "cookiecutter"):
+        if (candidate / "cookiecutter.json").is_file():
+            return candidate
+    raise ByocError(f"byoc's project template is missing from {here / 'template'}:"
+                    " reinstall byoc (pip install --force-reinstall byoc)")
 
 
 def template_variables(template: Path | None = None) -> dict[str, object]:

@@ -2,7 +2,9 @@
 
 Each host gets its own /opt/ml tree, passed as ``SAGEMAKER_BASE_DIR``; channel
 files are copied in and made read-only, so the program cannot change the
-user's data. Hosts are not reachable by name: multi-host jobs run, but
+user's data. The programs run in the project's own environment, made from
+``container/requirements.txt`` (the file the image installs) by :mod:`byoc.envs`
+before the first run. Hosts are not reachable by name: multi-host jobs run, but
 programs that talk to their peers need the Docker backend.
 """
 
@@ -13,12 +15,12 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import contract
+from .. import contract, envs
+from ..say import quiet
 from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
 
 
@@ -62,12 +64,34 @@ class ProcessServer(ProcessRun):
 
 @dataclass(frozen=True)
 class ProcessBackend:
-    """Runs ``container/<program>/train`` and ``serve`` with this Python."""
+    """Runs ``container/<program>/train`` and ``serve`` in the project's own environment."""
 
     program_dir: Path
     name: str = "process"
+    #: Where the environment's progress and timing are told.
+    say: Callable[[str], None] = field(default=quiet, compare=False, repr=False)
+    _env: list[envs.PythonEnv] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def project_root(self) -> Path:
+        """The project of ``container/<program>``."""
+        return self.program_dir.parent.parent
+
+    def environment(self) -> envs.PythonEnv:
+        """The project's environment, built or checked on first use.
+
+        :raises EnvironmentBuildError: when it cannot be built.
+        """
+        if not self._env:
+            self._env.append(envs.prepare(self.project_root, say=self.say))
+        return self._env[0]
+
+    def python(self) -> str:
+        """The interpreter of the project's environment."""
+        return str(self.environment().python)
 
     def train(self, spec: TrainSpec, log: LogSink) -> dict[str, int]:
+        self.environment()
         runs: dict[str, ProcessRun] = {}
         try:
             for host in spec.hosts:
@@ -85,6 +109,7 @@ class ProcessBackend:
                 run.pump.join()
 
     def start_server(self, spec: ServeSpec, log: LogSink) -> ProcessServer:
+        self.environment()
         model_dir = spec.root / "model"
         if model_dir.exists():
             shutil.rmtree(model_dir)
@@ -96,8 +121,13 @@ class ProcessBackend:
 
     def _start(self, program: str, env: Mapping[str, str], host: str, log: LogSink,
                log_file: Path | None) -> ProcessRun:
+        environment = self.environment()
+        # as in the image: the program's directory, then the environment's bin, on PATH
+        path = os.pathsep.join([str(self.program_dir), str(environment.bin_dir),
+                                env.get("PATH", os.defpath)])
         process = subprocess.Popen(
-            [sys.executable, str(self.program_dir / program)], env=dict(env),
+            [str(environment.python), str(self.program_dir / program)],
+            env={**env, "PATH": path, "VIRTUAL_ENV": str(environment.root)},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=self.program_dir,
         )

@@ -105,7 +105,8 @@ def count_rows(body: bytes, content_type: str) -> int | None:
 
             shape = np.load(io.BytesIO(body), allow_pickle=False).shape
             return int(shape[0]) if len(shape) >= 2 else 1
-    except (ValueError, OSError, EOFError, UnicodeDecodeError, IndexError, AttributeError):
+    except (ValueError, OSError, EOFError, UnicodeDecodeError, IndexError, AttributeError,
+            ImportError):  # numpy is the container's, not byoc's: rows unknown without it
         return None
     return None
 
@@ -224,7 +225,8 @@ def _compute_ceiling(backend: Backend, server: Server, model: Path, payload: Pat
     if isinstance(server, ContainerServer):
         result = compute.in_container(server.container, payload, content_type, seconds, rows)
     elif isinstance(backend, ProcessBackend):
-        result = compute.in_process(backend.program_dir, model, payload, content_type, seconds, rows)
+        result = compute.in_process(backend.program_dir, model, payload, content_type, seconds, rows,
+                                    python=backend.python())
     else:
         result = ComputeCeiling(False, f"not measurable on the {backend.name} backend")
     if not result.available:

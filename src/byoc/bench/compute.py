@@ -110,15 +110,16 @@ def in_container(container: Any, payload: Path, content_type: str, seconds: floa
 
 
 def in_process(program_dir: Path, model: Path, payload: Path, content_type: str, seconds: float,
-               rows: int | None) -> ComputeCeiling:
-    """Run the loop with this Python, the program's modules first on sys.path."""
+               rows: int | None, python: str = sys.executable) -> ComputeCeiling:
+    """Run the loop with *python* (the project's environment), the program's modules first on
+    sys.path."""
     with tempfile.TemporaryDirectory(prefix="byoc-compute-") as scratch:
         model_dir = model
         if not model.is_dir():
             model_dir = Path(scratch) / "model"
             archive.extract(model, model_dir)
         finished = subprocess.run(
-            [sys.executable, "-c", SCRIPT, str(program_dir), str(model_dir), str(payload),
+            [python, "-c", SCRIPT, str(program_dir), str(model_dir), str(payload),
              content_type, str(seconds)],
             cwd=program_dir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, check=False)

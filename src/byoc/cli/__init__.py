@@ -10,6 +10,7 @@ import click
 from .. import contract, images, scaffold
 from ..project import Project
 from .bench import bench_command
+from .doctor import doctor_command
 from .local import local_group
 from .options import ByocGroup, echo_err, pairs
 from .progress import TerminalProgress
@@ -107,6 +108,7 @@ local_group.add_command(describe_command)
 cli.add_command(local_group)
 cli.add_command(validate_command)
 cli.add_command(sagemaker_group)
+cli.add_command(doctor_command)
 
 
 def main() -> None:
