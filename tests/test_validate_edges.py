@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from byoc._serve_probe import HostProber
 from byoc.cli import cli
 from byoc.validate.common import FAIL, SKIPPED, Session
 from byoc.validate.serve import ServeInputs, _http_checks
+from byoc.validate.sidecar import HostProber
 from helpers import REPO
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from byoc import _checks_pipe
+from byoc.validate import pipe as _checks_pipe
 from byoc.validate import validate
 from byoc.validate.common import PASS, WARN
 from helpers import FIXTURES
