@@ -160,3 +160,6 @@ def predict(file: Path | None, url: str, content_type: str | None, accept: str |
 from . import cli_bench  # noqa: E402  (it takes this module's options)
 
 local_group.add_command(cli_bench.bench_command)
+from . import cli_transform  # noqa: E402
+
+local_group.add_command(cli_transform.transform_command)
