@@ -55,7 +55,7 @@ EXECUTION_PARAMETERS_TIMEOUT = 5.0
 POLL = 0.2
 #: Seconds between SIGTERM and SIGKILL when the job ends: by then no request is in flight (or,
 #: after Ctrl-C, none is wanted), so there is nothing for the server to drain.
-STOP_GRACE = 5.0
+STOP_GRACE = 2.0
 
 
 class TransformError(ByocError):
