@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import random
 import struct
 from pathlib import Path
 
 import pytest
 
 from byoc.transform import jsonpath
-from byoc.transform.batch import MIB, RecordTooLargeError, batches
+from byoc.transform.batch import MIB, RecordTooLargeError, batches, line_batches
 from byoc.transform.dataprocessing import DataProcessing, DataProcessingError
 from byoc.transform.inputs import InputError, check_output_dir, list_inputs
 from byoc.transform.params import ParameterError, TransformParams, resolve
@@ -162,6 +163,26 @@ def test_zero_means_no_limit() -> None:
     data = b"z" * (2 * MIB) + b"\n" + b"w\n"
     (batch,) = batches(records(data, "Line"), "MultiRecord", 0)
     assert len(batch.records) == 2
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_line_batches_cut_the_same_bodies_as_record_batches(seed: int) -> None:
+    chooser = random.Random(seed)
+    lines = [b"r" * chooser.choice([0, 1, 10, 70_000, 400_000]) + b"\n" for _ in range(40)]
+    data = b"".join(lines) + (b"tail without newline" if seed % 2 else b"")
+    for limit in (1, 2, 0):
+        fast = list(line_batches(io.BytesIO(data), limit))
+        slow = list(batches(records(data, "Line"), "MultiRecord", limit))
+        assert [(b.body, b.first, b.count, b.offset, b.size) for b in fast] == \
+            [(b.body, b.first, b.count, b.offset, b.size) for b in slow]
+        assert b"".join(b.body for b in fast) == data
+
+
+def test_line_batches_refuse_a_line_over_the_limit() -> None:
+    data = b"ok\n" + b"y" * (MIB + 5) + b"\nmore\n"
+    with pytest.raises(RecordTooLargeError, match=r"record 2 \(byte 3\) is 1048582 bytes"):
+        list(line_batches(io.BytesIO(data), 1))
+    assert list(line_batches(io.BytesIO(b""), 1)) == []
 
 
 def test_unknown_strategy() -> None:

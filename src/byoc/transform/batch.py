@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from .split import Record
 
@@ -30,25 +31,33 @@ class RecordTooLargeError(ValueError):
 
 @dataclass(frozen=True)
 class Batch:
-    """One request: its body and the records in it."""
+    """One request: its body and which records of the file it holds."""
 
     #: 0-based position of the batch in its file.
     number: int
     body: bytes
-    records: tuple[Record, ...]
-
-    @property
-    def first(self) -> int:
-        return self.records[0].index
+    #: 1-based index of its first record in the file, and how many it holds.
+    first: int
+    count: int
+    #: Byte offset of its first record in the file, and the bytes its records take there.
+    offset: int
+    size: int
+    #: The records themselves (empty from :func:`line_batches`, which never splits them out).
+    records: tuple[Record, ...] = ()
 
     @property
     def last(self) -> int:
-        return self.records[-1].index
+        return self.first + self.count - 1
 
     def where(self) -> str:
         """``record 7`` or ``records 1-512``, with the byte offset of the first."""
-        span = f"record {self.first}" if self.first == self.last else f"records {self.first}-{self.last}"
-        return f"{span} (from byte {self.records[0].offset})"
+        span = f"record {self.first}" if self.count == 1 else f"records {self.first}-{self.last}"
+        return f"{span} (from byte {self.offset})"
+
+
+def _batch(number: int, body: bytes, records: list[Record]) -> Batch:
+    return Batch(number, body, records[0].index, len(records), records[0].offset,
+                 sum(len(record.framed) for record in records), tuple(records))
 
 
 def batches(records: Iterable[Record], strategy: str, max_payload_mb: int,
@@ -75,15 +84,59 @@ def batches(records: Iterable[Record], strategy: str, max_payload_mb: int,
         if limit and len(data) > limit:
             raise RecordTooLargeError(record, len(data), limit)
         if not multi:
-            yield Batch(number, data, (record,))
+            yield _batch(number, data, [record])
             number += 1
             continue
         if pending and limit and size + len(data) > limit:
-            yield Batch(number, b"".join(parts), tuple(pending))
+            yield _batch(number, b"".join(parts), pending)
             number += 1
             pending, parts, size = [], [], 0
         pending.append(record)
         parts.append(data)
         size += len(data)
     if pending:
-        yield Batch(number, b"".join(parts), tuple(pending))
+        yield _batch(number, b"".join(parts), pending)
+
+
+def line_batches(stream: BinaryIO, max_payload_mb: int) -> Iterator[Batch]:
+    """MultiRecord batches of ``Line`` records, cut straight from the bytes.
+
+    The same bodies as ``batches(split(stream, "Line"), "MultiRecord", ...)`` with the
+    default pieces (whole lines packed greedily up to the limit), without making an object
+    per line.
+
+    :raises RecordTooLargeError: when one line alone is over the limit.
+    """
+    limit = max_payload_mb * MIB
+    read_size = max(limit, MIB)
+    data = b""
+    eof = False
+    number, index, offset = 0, 1, 0
+    while True:
+        while not eof and (not limit or len(data) <= limit):
+            chunk = stream.read(read_size)
+            eof = not chunk
+            data += chunk
+        if not data:
+            return
+        if eof and (not limit or len(data) <= limit):
+            cut = len(data)
+        else:
+            newline = data.rfind(b"\n", 0, limit)
+            if newline < 0:
+                end = data.find(b"\n")
+                while end < 0 and not eof:
+                    chunk = stream.read(read_size)
+                    eof = not chunk
+                    data += chunk
+                    end = data.find(b"\n")
+                size = end + 1 if end >= 0 else len(data)
+                record = Record(b"", b"", index, offset)
+                raise RecordTooLargeError(record, size, limit)
+            cut = newline + 1
+        body, data = data[:cut], data[cut:]
+        count = body.count(b"\n") + (not body.endswith(b"\n"))
+        yield Batch(number, body, index, count, offset, len(body))
+        number += 1
+        index += count
+        offset += len(body)
