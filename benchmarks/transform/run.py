@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -74,8 +75,29 @@ def run_byoc(image: str, model: Path, source: Path, output: Path, strategy: str)
             "max_payload_mb": result.effective.max_payload_mb}
 
 
+def _sdk_containers(image: str) -> set[str]:
+    """IDs of the containers of *image* that local mode's compose file names ``<10>-algo-1-<5>``."""
+    found = subprocess.run(["docker", "ps", "-a", "--filter", f"ancestor={image}", "--format",
+                            "{{.ID}} {{.Names}}"], capture_output=True, text=True, check=False)
+    return {line.split()[0] for line in found.stdout.splitlines()
+            if re.fullmatch(r"[0-9a-f]+ [a-z0-9]{10}-algo-1-[a-z0-9]{5}", line.strip())}
+
+
 def run_sdk(python: str, image: str, model: Path, source: Path, output: Path, strategy: str
             ) -> dict[str, Any]:
+    """One SDK run; the containers its ``docker-compose up`` leaves behind are removed."""
+    before = _sdk_containers(image)
+    try:
+        return _run_sdk(python, image, model, source, output, strategy)
+    finally:
+        left = sorted(_sdk_containers(image) - before)
+        if left:
+            subprocess.run(["docker", "rm", "-f", *left], capture_output=True, check=False)
+        subprocess.run(["docker", "network", "rm", "sagemaker-local"], capture_output=True, check=False)
+
+
+def _run_sdk(python: str, image: str, model: Path, source: Path, output: Path, strategy: str
+             ) -> dict[str, Any]:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
            "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
