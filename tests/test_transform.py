@@ -293,6 +293,8 @@ def test_ctrl_c_stops_the_server_and_keeps_finished_outputs(tmp_path: Path) -> N
     source.mkdir()
     (source / "a.txt").write_text("quick\n")
     (source / "b.txt").write_text("".join(f"slow {n}\n" for n in range(50)))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "b.txt.out").write_text("an earlier run's output\n")
     marker = str(tmp_path / "stats.json")
     process = subprocess.Popen(
         ["byoc", "local", "transform", str(ECHO), "--backend", "process", "--model", str(ECHO_MODEL),

@@ -273,6 +273,7 @@ def _run_file(job: _Job, item: InputFile, invoker: Invoker, pool: ThreadPoolExec
         temp.replace(final)
     except _Stopped:
         _discard(window, temp)
+        final.unlink(missing_ok=True)  # an earlier run's output of this file is not this run's
         return
     except (SplitError, RecordTooLargeError, _BatchFailed, OSError, EOFError, zlib.error,
             gzip.BadGzipFile) as exc:
