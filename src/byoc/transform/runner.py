@@ -275,19 +275,25 @@ def _run_file(job: _Job, item: InputFile, invoker: Invoker, pool: ThreadPoolExec
         _discard(window, temp)
         final.unlink(missing_ok=True)  # an earlier run's output of this file is not this run's
         return
-    except (SplitError, RecordTooLargeError, _BatchFailed, OSError, EOFError, zlib.error,
-            gzip.BadGzipFile) as exc:
+    except Exception as exc:  # every failure fails the file: none may pass for a success
         _discard(window, temp)
         final.unlink(missing_ok=True)
-        message = str(exc) if not isinstance(exc, OSError) or isinstance(exc, gzip.BadGzipFile) \
-            else f"{exc.strerror or exc}"
         with job.lock:
-            job.result.failures.append(FileFailure(item.key, message))
+            job.result.failures.append(FileFailure(item.key, _reason(exc)))
         job.progress.file_done(item.key, False)
         return
     with job.lock:
         job.result.outputs.append(final)
     job.progress.file_done(item.key, True)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, SplitError | RecordTooLargeError | _BatchFailed | EOFError | zlib.error
+                  | gzip.BadGzipFile):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return str(exc.strerror or exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 class _BatchFailed(Exception):
