@@ -24,7 +24,7 @@ from test_transform_units import recordio, tfrecord
 from byoc import local
 from byoc.backends.docker import DockerBackend
 from byoc.backends.process import ProcessBackend
-from byoc.errors import ConfigError
+from byoc.errors import ConfigError, ServeError
 from byoc.project import Project
 from byoc.transform import TransformParams, TransformResult, transform
 from conftest import FIXTURES
@@ -268,6 +268,18 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path, args: list[str], messa
     assert done.returncode == 2
     assert done.stderr.startswith("Error: ") and message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_servers_that_do_not_start_fail_the_job_and_leave_nothing_running(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_text("1\n")
+    marker = str(tmp_path / "marker")
+    backend = echo(monkeypatch, ECHO_EXIT="3", ECHO_STATS=marker)
+    with pytest.raises(ServeError, match="exited with status 3") as caught:
+        run(backend, ECHO_MODEL, tmp_path / "x.csv", tmp_path / "out", instance_count=3)
+    assert "exiting on purpose" in caught.value.detail
+    assert _serving(marker) == []
+    assert not (tmp_path / "out").exists()
 
 
 def test_output_inside_input_is_refused(tmp_path: Path) -> None:

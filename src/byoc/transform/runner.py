@@ -182,13 +182,10 @@ def transform(*, backend: Backend, model: Path, source: Path, output_dir: Path,
     env = params.container_env()
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        urls = []
-        for number in range(params.instance_count):
-            running = stack.enter_context(local.serve(
-                backend=backend, model=model, port=local.free_port(), env=env,
-                startup_timeout=startup_timeout, grace_seconds=grace_seconds, log=log, say=say))
-            urls.append(running.url)
-            say(f"instance {number + 1} of {params.instance_count} ready at {running.url}")
+        urls = _start_servers(stack, params.instance_count, lambda: local.serve(
+            backend=backend, model=model, port=local.free_port(), env=env,
+            startup_timeout=startup_timeout, grace_seconds=grace_seconds, log=log, say=say))
+        say(f"{len(urls)} instance(s) ready: {', '.join(urls)}")
         startup = time.monotonic() - started
         answered = read_execution_parameters(urls[0])
         try:
@@ -218,6 +215,45 @@ def transform(*, backend: Backend, model: Path, source: Path, output_dir: Path,
             sink.stop()
     result.outputs.sort()
     return result
+
+
+def _start_servers(stack: contextlib.ExitStack, count: int,
+                   start: Callable[[], contextlib.AbstractContextManager[local.RunningServer]]
+                   ) -> list[str]:
+    """Start *count* servers at once, as the service starts its instances; their URLs.
+
+    Every server that started is stopped with *stack*, also when another failed to start
+    (whose error is raised) or on Ctrl-C (after the other starts have ended).
+    """
+    managers = [start() for _ in range(count)]
+    entered: list[local.RunningServer | None] = [None] * count
+    failures: list[BaseException] = []
+
+    def enter(number: int) -> None:
+        try:
+            entered[number] = managers[number].__enter__()
+        except BaseException as exc:  # noqa: B036  (handed to the main thread)
+            failures.append(exc)
+
+    if count == 1:
+        enter(0)
+    else:
+        threads = [threading.Thread(target=enter, args=(number,), daemon=True) for number in range(count)]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(POLL)
+        finally:
+            for thread in threads:
+                thread.join()
+    for manager, running in zip(managers, entered, strict=True):
+        if running is not None:
+            stack.push(manager.__exit__)
+    if failures:
+        raise failures[0]
+    return [running.url for running in entered if running is not None]
 
 
 def _run_instances(job: _Job, urls: Sequence[str], items: Sequence[InputFile]) -> None:
