@@ -15,6 +15,7 @@ from .local import local_group
 from .options import ByocGroup, echo_err, pairs
 from .progress import TerminalProgress
 from .sagemaker import sagemaker_group
+from .transform import transform_command
 from .tune import describe_command, tune_command
 from .validate import validate_command
 
@@ -105,6 +106,7 @@ def push(project: Path | None, image: str | None, repository: str | None, tag: s
 local_group.add_command(bench_command)
 local_group.add_command(tune_command)
 local_group.add_command(describe_command)
+local_group.add_command(transform_command)
 cli.add_command(local_group)
 cli.add_command(validate_command)
 cli.add_command(sagemaker_group)
