@@ -1,4 +1,4 @@
-"""Serving knobs, read from the environment when the server starts.
+"""Runtime: you should not need to edit this. Serving knobs, read from the environment.
 
 =================================  ========================================
 ``SAGEMAKER_BIND_TO_PORT``         port to listen on (8080)
@@ -9,7 +9,15 @@
 ``SAGEMAKER_MAX_PAYLOAD_IN_MB``    body limit in MiB (6, raised up to 100)
 ``SAGEMAKER_USE_NGINX``            ``false`` serves gunicorn on the port directly
 ``SERVE_BIND_ADDRESS``             address to listen on (0.0.0.0)
+``MODEL_SERVER_PRELOAD``           ``true``: load the model once, before the
+                                   workers fork (they share its memory);
+                                   ``false``: load it in each worker. Default:
+                                   ``FORK_SAFE`` in model.py (else ``false``)
 =================================  ========================================
+
+Preloading saves memory (one copy of the model, shared copy-on-write) but is
+only safe for a model whose loading starts no threads: a forked worker has
+none of its parent's threads, so XGBoost, OpenMP or PyTorch models can hang.
 
 ``SAGEMAKER_MODEL_SERVER_WORKERS`` and ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` are
 accepted too, the names the SageMaker containers use.
@@ -30,6 +38,7 @@ WORKER_CLASSES = ("gevent", "gthread", "sync")
 MAX_PAYLOAD_MB = 100
 #: SageMaker batch transform: MaxConcurrentTransforms * MaxPayloadInMB <= 100.
 BATCH_BUDGET_MB = 100
+PRELOAD_ENV = "MODEL_SERVER_PRELOAD"
 
 
 class SettingsError(ValueError):
@@ -46,6 +55,8 @@ class Settings:
     timeout: int
     max_payload_mb: int
     use_nginx: bool | None
+    #: None: as model.py declares (see server.py).
+    preload: bool | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +75,7 @@ class Settings:
                              DEFAULT_TIMEOUT, 1, 3600),
             max_payload_mb=min(max(payload, DEFAULT_PAYLOAD_MB), MAX_PAYLOAD_MB),
             use_nginx=_flag(env, "SAGEMAKER_USE_NGINX"),
+            preload=_flag(env, PRELOAD_ENV),
         )
 
     @property
