@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -423,3 +424,71 @@ def test_a_save_that_writes_nothing_is_a_failure(opt_ml: Path, tmp_path: Path) -
     source = SAVES_BY_EXTENSION.replace("    real_model.save(model, model_dir)\n", "    return\n")
     result = run_program(program_with_model(tmp_path, source), opt_ml)
     assert_failed(opt_ml, result, "model.save wrote no file into the directory it was given")
+
+
+# ---- what fit gets besides the data: Job ----------------------------------------------------
+
+SHOWS_THE_JOB = '''
+import real_model
+from real_model import HYPERPARAMETERS, load, metrics, predict, save  # noqa: F401
+
+def fit(training, validation, job):
+    previous = job.previous_model_dir
+    print(f"checkpoint_dir={job.checkpoint_dir}")
+    print(f"previous={sorted(p.name for p in previous.iterdir()) if previous else None}")
+    if previous:
+        print(f"previous classes={sorted(load(previous).classes.tolist())}")
+    for epoch in (1, 2):
+        job.report({"loss": 1.0 / epoch, "rows": len(training)}, "training", epoch=epoch)
+    if job.checkpoint_dir:
+        (job.checkpoint_dir / "epoch-2.txt").write_text("resume here")
+    return real_model.fit(training, validation, job)
+'''
+
+
+def test_fit_reports_metrics_per_epoch(opt_ml: Path, tmp_path: Path) -> None:
+    result = run_program(program_with_model(tmp_path, SHOWS_THE_JOB), opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "epoch=1 training:loss=1; training:rows=150;\nepoch=2 training:loss=0.5; training:rows=150;\n" \
+        in result.stdout
+    assert "checkpoint_dir=None\nprevious=None\n" in result.stdout
+
+
+def test_fit_gets_the_previous_model_unpacked(opt_ml: Path, tmp_path: Path) -> None:
+    assert run_train(opt_ml).returncode == 0  # a first job
+    previous = channel(opt_ml, "model")
+    previous.mkdir()
+    with tarfile.open(previous / "model.tar.gz", "w:gz") as archive:
+        archive.add(opt_ml / "model" / "model.npz", arcname="model.npz")
+    shutil.rmtree(opt_ml / "model")
+    (opt_ml / "model").mkdir()
+    write_config(opt_ml, "inputdataconfig", {
+        "training": {"TrainingInputMode": "File"},
+        "model": {"TrainingInputMode": "File", "ContentType": "application/x-sagemaker-model"},
+    })
+    result = run_program(program_with_model(tmp_path, SHOWS_THE_JOB), opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "previous=['model.npz']" in result.stdout
+    assert "previous classes=['setosa', 'versicolor', 'virginica']" in result.stdout
+
+
+def test_a_previous_model_archive_reaching_outside_is_refused(opt_ml: Path, tmp_path: Path) -> None:
+    previous = channel(opt_ml, "model")
+    previous.mkdir()
+    payload = tmp_path / "evil.txt"
+    payload.write_text("x")
+    with tarfile.open(previous / "model.tar.gz", "w:gz") as archive:
+        archive.add(payload, arcname="../evil.txt")
+    write_config(opt_ml, "inputdataconfig", {"training": {}, "model": {}})
+    result = run_program(program_with_model(tmp_path, SHOWS_THE_JOB), opt_ml)
+    assert_failed(opt_ml, result, f"{previous / 'model.tar.gz'}: refusing member '../evil.txt':"
+                  " only plain files and directories inside the archive")
+
+
+def test_fit_gets_the_checkpoint_dir_of_checkpointconfig(opt_ml: Path, tmp_path: Path) -> None:
+    local = tmp_path / "checkpoints"
+    write_config(opt_ml, "checkpointconfig", {"LocalPath": str(local)})
+    result = run_program(program_with_model(tmp_path, SHOWS_THE_JOB), opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert f"checkpoint_dir={local}\n" in result.stdout
+    assert (local / "epoch-2.txt").read_text() == "resume here"
