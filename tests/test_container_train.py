@@ -9,16 +9,20 @@ the one-line reason first in ``output/failure`` and nothing in ``model/``.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -492,3 +496,160 @@ def test_fit_gets_the_checkpoint_dir_of_checkpointconfig(opt_ml: Path, tmp_path:
     assert result.returncode == 0, result.stderr
     assert f"checkpoint_dir={local}\n" in result.stdout
     assert (local / "epoch-2.txt").read_text() == "resume here"
+
+
+# ---- input modes: File, FastFile and Pipe ---------------------------------------------------
+
+RECORDIO_MAGIC = 0xCED7230A
+
+
+def recordio(payload: bytes, flag: int = 0) -> bytes:
+    """*payload* as one RecordIO record (or part, by *flag*), padded to 4 bytes."""
+    return (struct.pack("<II", RECORDIO_MAGIC, (flag << 29) | len(payload)) + payload
+            + b"\0" * ((4 - len(payload) % 4) % 4))
+
+
+@pytest.fixture
+def fifos() -> Iterator[Callable[..., None]]:
+    """Feed named pipes from threads as SageMaker does in Pipe mode; unblock leftovers at the end."""
+    made: list[tuple[Path, threading.Thread]] = []
+
+    def feed(path: Path, data: bytes, delay: float = 0.0) -> None:
+        def write() -> None:
+            time.sleep(delay)
+            os.mkfifo(path)
+            try:
+                with path.open("wb") as pipe:  # blocks until train opens its end
+                    for start in range(0, len(data), 4096):
+                        pipe.write(data[start:start + 4096])
+            except BrokenPipeError:  # the reader closed early: the epoch is over
+                pass
+
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        made.append((path, thread))
+
+    yield feed
+    for path, thread in made:
+        if thread.is_alive() and path.exists():
+            descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # lets a blocked writer finish
+            thread.join(timeout=5)
+            os.close(descriptor)
+
+
+def use_pipe_mode(root: Path, wrapper: str = "None", **more: dict[str, str]) -> bytes:
+    """Configure the training channel for Pipe mode, remove its directory, return its data."""
+    data = data_file(root).read_bytes()
+    shutil.rmtree(channel(root))
+    write_config(root, "inputdataconfig", {
+        "training": {"ContentType": "text/csv", "TrainingInputMode": "Pipe",
+                     "S3DistributionType": "FullyReplicated", "RecordWrapperType": wrapper},
+        **more,
+    })
+    return data
+
+
+def test_recordio_reader_decodes_the_documented_bytes() -> None:
+    sys.path.insert(0, str(PROGRAM_DIR))
+    try:
+        import channels
+    finally:
+        sys.path.remove(str(PROGRAM_DIR))
+    stream = io.BytesIO(bytes.fromhex("0a23d7ce01000000310000000a23d7ce0400000061626364"))
+    assert list(channels.read_recordio(stream, "x")) == [b"1", b"abcd"]
+    assert recordio(b"1") == bytes.fromhex("0a23d7ce0100000031000000")
+
+
+def test_pipe_mode_reads_the_epoch_fifo(opt_ml: Path, fifos: Callable[..., None]) -> None:
+    data = use_pipe_mode(opt_ml)
+    fifos(opt_ml / "input" / "data" / "training_0", data)
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "channel training: 150 rows" in result.stdout
+    assert model_files(opt_ml) == ["model.npz"]
+
+
+def test_pipe_mode_waits_for_a_fifo_that_appears_late(opt_ml: Path, fifos: Callable[..., None]) -> None:
+    data = use_pipe_mode(opt_ml)
+    fifos(opt_ml / "input" / "data" / "training_0", data, delay=0.7)
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "channel training: 150 rows" in result.stdout
+
+
+def test_pipe_mode_reads_recordio_wrapped_objects(opt_ml: Path, fifos: Callable[..., None]) -> None:
+    lines = use_pipe_mode(opt_ml, "RecordIO").decode().splitlines(keepends=True)
+    objects = ["".join(lines[:50]).encode(), "".join(lines[50:101]).encode(), "".join(lines[101:]).encode()]
+    third = objects[2]
+    stream = (recordio(objects[0]) + recordio(objects[1])
+              # the last object as a multi-part record: first, middle and last parts
+              + recordio(third[:7], flag=1) + recordio(third[7:100], flag=2) + recordio(third[100:], flag=3))
+    fifos(opt_ml / "input" / "data" / "training_0", stream)
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "channel training: 150 rows" in result.stdout
+
+
+def test_pipe_mode_reads_two_channels_fed_at_once(opt_ml: Path, fifos: Callable[..., None]) -> None:
+    data = use_pipe_mode(opt_ml, validation={"TrainingInputMode": "Pipe"})
+    fifos(opt_ml / "input" / "data" / "training_0", data)
+    fifos(opt_ml / "input" / "data" / "validation_0", b"".join(data.splitlines(keepends=True)[::10]))
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "channel validation: 15 rows" in result.stdout
+    assert re.search(r"^validation:accuracy=(0\.\d+|1);$", result.stdout, re.MULTILINE), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("stream", "problem"),
+    [
+        pytest.param(b"setosa,5.1,3.5,1.4,0.2\n", "not RecordIO: a record header does not start with"
+                     " the magic number", id="not-recordio"),
+        pytest.param(recordio(b"setosa,5.1,3.5,1.4,0.2\n")[:-6], "the RecordIO stream ends in the middle"
+                     " of a record", id="truncated"),
+    ],
+)
+def test_pipe_mode_bad_recordio_is_a_failure(opt_ml: Path, fifos: Callable[..., None], stream: bytes,
+                                             problem: str) -> None:
+    use_pipe_mode(opt_ml, "RecordIO")
+    fifo = opt_ml / "input" / "data" / "training_0"
+    fifos(fifo, stream)
+    assert_failed(opt_ml, run_train(opt_ml), f"{fifo}: {problem}")
+
+
+def test_pipe_mode_rows_name_the_fifo_and_line(opt_ml: Path, fifos: Callable[..., None]) -> None:
+    data = use_pipe_mode(opt_ml)
+    fifo = opt_ml / "input" / "data" / "training_0"
+    fifos(fifo, data + b"setosa,4.8,n/a,1.4,0.2\n")
+    assert_failed(opt_ml, run_train(opt_ml), f"{fifo}:151: column 3 is not a number: 'n/a'")
+
+
+def test_sigterm_while_waiting_for_a_fifo_stops_with_143(opt_ml: Path) -> None:
+    use_pipe_mode(opt_ml)  # and no FIFO ever appears
+    process = subprocess.Popen([sys.executable, str(PROGRAM_DIR / "train")], env=train_env(opt_ml),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("algo-1: hosts")
+        time.sleep(0.5)  # polling for training_0
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143
+    reason = (opt_ml / "output" / "failure").read_text().splitlines()[0]
+    assert reason == "Training stopped: SIGTERM received before training finished"
+
+
+def test_fastfile_mode_reads_a_read_only_channel(opt_ml: Path) -> None:
+    write_config(opt_ml, "inputdataconfig", {"training": {"TrainingInputMode": "FastFile"}})
+    data_file(opt_ml).chmod(0o444)
+    channel(opt_ml).chmod(0o555)
+    try:
+        result = run_train(opt_ml)
+    finally:
+        channel(opt_ml).chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    assert "channel training: 150 rows" in result.stdout
