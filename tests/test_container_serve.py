@@ -10,6 +10,7 @@ killed at teardown.
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import os
@@ -741,3 +742,105 @@ def test_nginx_bad_request_is_a_plain_text_line(tmp_path: Path, launch: Callable
     assert head.startswith(b"HTTP/1.1 400"), reply[:300]
     assert b"Content-Type: text/plain" in head
     assert body == b"bad request: not valid HTTP\n"
+
+
+# ---- batch transform: MultiRecord batches ------------------------------------------------------
+
+
+def reference_predictions(model_dir: Path, rows: np.ndarray) -> list[str]:
+    """What the container's own model module predicts for *rows*, in this process."""
+    sys.path.insert(0, str(PROGRAM_DIR))
+    try:
+        import model as container_model
+    finally:
+        sys.path.remove(str(PROGRAM_DIR))
+    return [str(label) for label in container_model.predict(container_model.load(model_dir), rows)]
+
+
+def batch_rows(count: int) -> np.ndarray:
+    """*count* varied rows, as a MultiRecord batch of an iris-like file would hold."""
+    generator = np.random.default_rng(7)
+    low, high = np.array([4.3, 2.0, 1.0, 0.1]), np.array([7.9, 4.4, 6.9, 2.5])
+    return np.round(generator.uniform(low, high, size=(count, 4)), 1)
+
+
+@pytest.fixture(scope="module")
+def batch_server(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> Iterator[Serve]:
+    """A serve started with the variables SageMaker sets for a batch transform job."""
+    base = tmp_path_factory.mktemp("batch")
+    serve = start_serve(make_tree(base, trained_model), base / "serve.log",
+                        "nginx" if HAS_NGINX else "gunicorn", SAGEMAKER_BATCH="true",
+                        SAGEMAKER_MAX_PAYLOAD_IN_MB="10", SAGEMAKER_BATCH_STRATEGY="MultiRecord")
+    try:
+        serve.wait_until(lambda answer: answer.status_code == 200)
+        yield serve
+    finally:
+        serve.stop()
+
+
+def test_execution_parameters_follow_the_batch_job(batch_server: Serve) -> None:
+    parameters = requests.get(f"{batch_server.url}/execution-parameters", timeout=5).json()
+    assert parameters == {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD",
+                          "MaxPayloadInMB": 10}
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    pytest.param({}, (2, "MULTI_RECORD", 6), id="defaults"),
+    pytest.param({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "60"}, (1, "MULTI_RECORD", 60), id="budget"),
+    pytest.param({"SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "8", "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD"},
+                 (8, "SINGLE_RECORD", 6), id="set-by-the-job"),
+    pytest.param({"SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "50", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "10"},
+                 (10, "MULTI_RECORD", 10), id="job-value-capped-by-budget"),
+])
+def test_execution_parameters_stay_within_sagemaker_limits(settings: dict[str, str],
+                                                           expected: tuple[int, str, int]) -> None:
+    sys.path.insert(0, str(PROGRAM_DIR))
+    try:
+        from settings import Settings
+    finally:
+        sys.path.remove(str(PROGRAM_DIR))
+    parameters = Settings.from_env({"MODEL_SERVER_WORKERS": "2", **settings}).execution_parameters()
+    assert (parameters["MaxConcurrentTransforms"], parameters["BatchStrategy"],
+            parameters["MaxPayloadInMB"]) == expected
+
+
+def test_a_bad_batch_strategy_exits_2(tmp_path: Path) -> None:
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(make_tree(tmp_path, None)),
+           "SAGEMAKER_BATCH_STRATEGY": "ALL_AT_ONCE"}
+    result = subprocess.run([sys.executable, str(PROGRAM_DIR / "serve")], env=env,
+                            capture_output=True, text=True, timeout=30, start_new_session=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("serve: SAGEMAKER_BATCH_STRATEGY must be one of MULTI_RECORD,"
+                                     " SINGLE_RECORD, got 'ALL_AT_ONCE'")
+
+
+@pytest.mark.parametrize("accept", ["text/csv", "application/jsonlines"])
+def test_a_multirecord_csv_batch_is_answered_line_by_line_in_order(
+        batch_server: Serve, trained_model: Path, accept: str) -> None:
+    rows = batch_rows(20_000)
+    body = "\n".join(",".join(f"{value:g}" for value in row) for row in rows) + "\n"
+    answer = batch_server.post(body, "text/csv", accept)
+    assert answer.status_code == 200, answer.text[:300]
+    assert predictions(answer) == reference_predictions(trained_model, rows)
+    assert len(set(predictions(answer))) == 3  # the order matters: the answers differ
+
+
+def test_a_multirecord_json_lines_batch_is_answered_in_order(batch_server: Serve,
+                                                              trained_model: Path) -> None:
+    rows = batch_rows(5_000)
+    lines = [json.dumps({"features": row.tolist()}) if number % 2 else json.dumps(row.tolist())
+             for number, row in enumerate(rows)]
+    answer = batch_server.post("\n".join(lines), "application/jsonlines")
+    assert answer.status_code == 200, answer.text[:300]
+    assert media_type(answer) == "application/jsonlines"
+    assert predictions(answer) == reference_predictions(trained_model, rows)
+
+
+def test_concurrent_batches_each_get_their_own_answers(batch_server: Serve, trained_model: Path) -> None:
+    batches = [batch_rows(3_000)[offset::4] for offset in range(4)]
+    bodies = ["\n".join(",".join(f"{value:g}" for value in row) for row in rows) for rows in batches]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda body: batch_server.post(body, "text/csv"), bodies))
+    for rows, answer in zip(batches, answers, strict=True):
+        assert answer.status_code == 200
+        assert predictions(answer) == reference_predictions(trained_model, rows)
