@@ -31,7 +31,7 @@ class Job:
     hosts: list[str] = field(default_factory=lambda: ["algo-1"])
     channels: Mapping[str, Channel] = field(default_factory=dict)
     #: Files saved here are kept (synced to S3) and restored when the job is run again:
-    #: resume from what is there. None when the job has no checkpoint configuration.
+    #: resume from what is there. None without checkpointconfig.json or /opt/ml/checkpoints.
     checkpoint_dir: Path | None = None
     #: The previous model's files (the ``model`` channel, unpacked), or None.
     previous_model_dir: Path | None = None

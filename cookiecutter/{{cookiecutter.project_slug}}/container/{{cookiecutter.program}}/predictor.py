@@ -4,7 +4,9 @@ Its routes are ``/ping``, ``/invocations`` and ``/execution-parameters``.
 
 The model is loaded once per process that serves it: in the gunicorn master
 before the workers fork when the model is fork-safe (see server.py), else in
-each worker on a background thread, so that ``/ping`` can answer meanwhile.
+each worker on a background thread, so that ``/ping`` can answer meanwhile
+(with gevent workers that thread is a greenlet: a load that computes without
+pausing holds ``/ping`` back until it is done).
 Until it is loaded ``/ping`` answers 503 with ``X-Model-Load-Status: loading``;
 if loading fails the app stays up and ``/ping`` answers 503 with the reason and
 ``X-Model-Load-Status: failed``, so SageMaker sees an unhealthy container
