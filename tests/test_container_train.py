@@ -414,7 +414,9 @@ def test_save_writes_final_names_into_a_directory_moved_into_place(opt_ml: Path,
     assert model_files(opt_ml) == ["extra", "model.json", "model.npz"]  # nothing else left
     assert json.loads((opt_ml / "model" / "model.json").read_text()) == {"saved_as": ".json"}
     assert (opt_ml / "model" / "extra" / "vocabulary.txt").read_text() == "a\n"
-    assert "model saved to" in result.stdout and "extra, model.json, model.npz" in result.stdout
+    model_dir = opt_ml / "model"
+    assert (f"algo-1: model saved to {model_dir / 'extra'}, {model_dir / 'model.json'},"
+            f" {model_dir / 'model.npz'}\n") in result.stdout
 
 
 def test_a_save_that_fails_leaves_no_file(opt_ml: Path, tmp_path: Path) -> None:

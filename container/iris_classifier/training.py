@@ -94,7 +94,7 @@ def run(paths: OptMl) -> None:
         print(f"{host}: not the first host; the model is saved by {sorted(hosts)[0]}")
         return
     saved = _save_atomically(model.save, fitted, paths.model_dir)
-    print(f"{host}: model saved to {paths.model_dir}: {', '.join(saved)}", flush=True)
+    print(f"{host}: model saved to {', '.join(str(paths.model_dir / name) for name in saved)}", flush=True)
 
 
 def _channel(channels: Mapping[str, Channel], name: str) -> Channel:
