@@ -133,8 +133,8 @@ class Serve:
                 if ready(answer):
                     return
                 last = f"{answer.status_code} {answer.text!r}"
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not up yet, or a gevent worker busy loading its model
             time.sleep(0.1)
         pytest.fail(f"/ping never became ready (last: {last}):\n{self.log_text()}")
 
