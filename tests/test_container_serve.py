@@ -10,6 +10,7 @@ killed at teardown.
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import os
@@ -33,6 +34,7 @@ from helpers import REPO, free_port
 PROGRAM_DIR = REPO / "container" / "iris_classifier"
 TEST_DIR = REPO / "local_test" / "test_dir"
 SLOW_MODEL = Path(__file__).resolve().parent / "fixtures" / "container" / "slow_model.py"
+THREADED_MODEL = Path(__file__).resolve().parent / "fixtures" / "container" / "threaded_model.py"
 HAS_NGINX = shutil.which("nginx") is not None
 MODES = [
     pytest.param("nginx", marks=pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")),
@@ -131,8 +133,8 @@ class Serve:
                 if ready(answer):
                     return
                 last = f"{answer.status_code} {answer.text!r}"
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not up yet, or a gevent worker busy loading its model
             time.sleep(0.1)
         pytest.fail(f"/ping never became ready (last: {last}):\n{self.log_text()}")
 
@@ -228,14 +230,25 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         serve.stop()
 
 
+def program_with(parent: Path, model_file: Path) -> Path:
+    """A copy of the program dir whose model.py is *model_file*, the real one as real_model.py."""
+    program = parent / "iris_classifier"
+    shutil.copytree(PROGRAM_DIR, program, ignore=shutil.ignore_patterns("__pycache__"))
+    (program / "model.py").rename(program / "real_model.py")
+    shutil.copy(model_file, program / "model.py")
+    return program
+
+
 @pytest.fixture(scope="module")
 def slow_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The program dir with tests/fixtures/container/slow_model.py as its model."""
-    program = tmp_path_factory.mktemp("slow") / "iris_classifier"
-    shutil.copytree(PROGRAM_DIR, program, ignore=shutil.ignore_patterns("__pycache__"))
-    (program / "model.py").rename(program / "real_model.py")
-    shutil.copy(SLOW_MODEL, program / "model.py")
-    return program
+    return program_with(tmp_path_factory.mktemp("slow"), SLOW_MODEL)
+
+
+@pytest.fixture(scope="module")
+def threaded_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The program dir with tests/fixtures/container/threaded_model.py as its model."""
+    return program_with(tmp_path_factory.mktemp("threaded"), THREADED_MODEL)
 
 
 # ---- decoding answers -----------------------------------------------------------------------
@@ -291,6 +304,8 @@ def test_ping_answers_200(server: Serve) -> None:
                      id="jsonlines-features"),
         pytest.param("application/x-npy", npy(np.array(ROWS)), LABELS, id="npy"),
         pytest.param("application/x-npy", npy(np.array(ROWS[0])), LABELS[:1], id="npy-one-row"),
+        pytest.param("text/csv", '"5.1","3.5","1.4","0.2"\r\n6.3,"3.3",6.0,2.5\r\n', LABELS,
+                     id="csv-rfc4180-quoted"),
     ],
 )
 def test_each_content_type_is_answered_in_kind(server: Serve, content_type: str, body: bytes | str,
@@ -395,16 +410,20 @@ BAD_INPUTS = [
     pytest.param("text/csv", b"", None, 400, "empty", id="empty-body"),
     pytest.param("application/json", b"  \n", None, 400, "empty", id="blank-body"),
     pytest.param("text/csv", "5.1,abc,1.4,0.2", None, 400, "'abc' is not a number", id="csv-not-a-number"),
-    pytest.param("text/csv", "5.1,,1.4,0.2", None, 400, "not a number", id="csv-empty-cell"),
-    pytest.param("text/csv", '"5.1",3.5,1.4,0.2', None, 400, "not a number", id="csv-quoted"),
+    pytest.param("text/csv", "5.1,,1.4,0.2", None, 400, "row 1: a missing value", id="csv-empty-cell"),
+    pytest.param("text/csv", '"5.1","abc",1.4,0.2', None, 400, "'abc' is not a number",
+                 id="csv-quoted-not-a-number"),
+    pytest.param("text/csv", '"5.1,3.5",1.4,0.2', None, 400, "expected 4 features, got 3",
+                 id="csv-quoted-comma"),
     pytest.param("text/csv", "5.1,3.5,1.4", None, 400, "expected 4 features", id="csv-too-few"),
     pytest.param("text/csv", CSV_ROWS + "1,2,3,4,5\n", None, 400, "row 3: expected 4 features",
                  id="csv-one-row-too-wide"),
     pytest.param("text/csv", ",".join(["1.0"] * 10_000), None, 400, "expected 4 features, got 10000",
                  id="csv-10000-columns"),
-    pytest.param("text/csv", "nan,3.5,1.4,0.2", None, 400, "finite", id="csv-nan"),
+    pytest.param("text/csv", "nan,3.5,1.4,0.2", None, 400, "does not accept missing values", id="csv-nan"),
     pytest.param("text/csv", "5.1,inf,1.4,0.2", None, 400, "finite", id="csv-inf"),
-    pytest.param("application/json", "[[NaN, 3.5, 1.4, 0.2]]", None, 400, "finite", id="json-nan"),
+    pytest.param("application/json", "[[NaN, 3.5, 1.4, 0.2]]", None, 400, "missing value", id="json-nan"),
+    pytest.param("application/json", "[[null, 3.5, 1.4, 0.2]]", None, 400, "missing value", id="json-null"),
     pytest.param("application/json", "[[1e999, 3.5, 1.4, 0.2]]", None, 400, "finite", id="json-inf"),
     pytest.param("text/csv", b"5.1,3.5,1.4,0.2\xff", None, 400, "not UTF-8", id="csv-not-utf8"),
     pytest.param("application/json", b"[[5.1,3.5,1.4,0.2\xe9]]", None, 400, "not UTF-8",
@@ -493,9 +512,12 @@ def test_without_a_model_ping_is_503_and_serve_stays_up(tmp_path: Path, launch: 
 
     answer = requests.get(f"{serve.url}/ping", timeout=2)
     assert answer.status_code == 503
+    assert answer.headers["X-Model-Load-Status"] == "failed"  # final: a client can stop waiting
     assert "No such file or directory" in answer.text
+    assert media_type(answer) == "text/plain"
     invocation = serve.post(CSV_ROWS, "text/csv")
     assert invocation.status_code == 503
+    assert invocation.headers["X-Model-Load-Status"] == "failed"
     time.sleep(1)  # no crash loop: the same process keeps answering the same way
     assert serve.process.poll() is None
     assert requests.get(f"{serve.url}/ping", timeout=2).status_code == 503
@@ -634,3 +656,191 @@ def test_a_busy_port_makes_serve_fail_instead_of_hang(tmp_path: Path, launch: Ca
                        SAGEMAKER_BIND_TO_PORT=str(taken.getsockname()[1]))
         assert serve.process.wait(timeout=30) != 0
     assert "Address already in use" in serve.log_text()
+
+
+# ---- loading the model: per worker, or once before the fork ----------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_model_whose_loading_starts_a_thread_works_by_default(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path, threaded_program: Path,
+        mode: str) -> None:
+    serve = launch(make_tree(tmp_path, trained_model), mode, program_dir=threaded_program)
+    serve.wait_until(lambda answer: answer.status_code == 200)
+    for _ in range(4):  # every worker has its own thread
+        answer = serve.post(CSV_ROWS, "text/csv")
+        assert (answer.status_code, predictions(answer)) == (200, LABELS), answer.text
+    assert "model loaded by each worker (MODEL_SERVER_PRELOAD=false)" in serve.log_text()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_preloading_a_model_whose_loading_starts_a_thread_breaks_it(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path, threaded_program: Path,
+        mode: str) -> None:
+    # What --preload always did: the thread load() started lives in the gunicorn master only.
+    serve = launch(make_tree(tmp_path, trained_model), mode, program_dir=threaded_program,
+                   MODEL_SERVER_PRELOAD="true", THREADED_MODEL_WAIT="1")
+    serve.wait_until(lambda answer: answer.status_code == 200)
+    answer = serve.post(CSV_ROWS, "text/csv")
+    assert_client_error(answer, 500, "the thread load() started never answered")
+    assert "model loaded once before the workers fork" in serve.log_text()
+
+
+def test_a_model_declaring_itself_fork_safe_is_loaded_once_unless_overridden(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path) -> None:
+    mode = "nginx" if HAS_NGINX else "gunicorn"
+    serve = launch(make_tree(tmp_path / "a", trained_model), mode)  # model.py: FORK_SAFE = True
+    serve.wait_until(lambda answer: answer.status_code == 200)
+    assert serve.log_text().count("predictor: model loaded from") == 1
+    assert "MODEL_SERVER_PRELOAD=true" in serve.log_text()
+
+    override = launch(make_tree(tmp_path / "b", trained_model), mode, MODEL_SERVER_PRELOAD="false")
+    override.wait_until(lambda answer: answer.status_code == 200)
+    deadline = time.monotonic() + 10
+    while override.log_text().count("predictor: model loaded from") < 2:  # one per worker
+        assert time.monotonic() < deadline, override.log_text()
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ping_says_loading_until_a_slow_model_is_loaded(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path, slow_program: Path,
+        mode: str) -> None:
+    serve = launch(make_tree(tmp_path, trained_model), mode, program_dir=slow_program,
+                   SLOW_MODEL_LOAD_SECONDS="4")
+    serve.wait_until(lambda answer: answer.status_code == 503
+                     and answer.headers.get("X-Model-Load-Status") == "loading")
+    answer = requests.get(f"{serve.url}/ping", timeout=2)
+    assert media_type(answer) == "text/plain" and answer.text.endswith("\n")
+    serve.wait_until(lambda answer: answer.status_code == 200)
+    assert "X-Model-Load-Status" not in requests.get(f"{serve.url}/ping", timeout=2).headers
+
+
+# ---- nginx's own errors -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")
+def test_nginx_timeout_is_a_plain_text_504(tmp_path: Path, launch: Callable[..., Serve],
+                                           trained_model: Path, slow_program: Path) -> None:
+    serve = launch(make_tree(tmp_path, trained_model), "nginx", program_dir=slow_program,
+                   MODEL_SERVER_TIMEOUT="2", SLOW_MODEL_SECONDS="4")
+    serve.wait_until(lambda answer: answer.status_code == 200)
+    assert_client_error(serve.post(CSV_ROWS, "text/csv"), 504, "did not answer within 2 s")
+
+
+@pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")
+def test_nginx_bad_request_is_a_plain_text_line(tmp_path: Path, launch: Callable[..., Serve],
+                                               trained_model: Path) -> None:
+    serve = launch(make_tree(tmp_path, trained_model), "nginx")
+    serve.wait_until(lambda answer: answer.status_code == 200)
+    with socket.create_connection(("127.0.0.1", serve.port), timeout=5) as connection:
+        connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        reply = b""
+        while chunk := connection.recv(4096):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), reply[:300]
+    assert b"Content-Type: text/plain" in head
+    assert body == b"bad request: not valid HTTP\n"
+
+
+# ---- batch transform: MultiRecord batches ------------------------------------------------------
+
+
+def reference_predictions(model_dir: Path, rows: np.ndarray) -> list[str]:
+    """What the container's own model module predicts for *rows*, in this process."""
+    sys.path.insert(0, str(PROGRAM_DIR))
+    try:
+        import model as container_model
+    finally:
+        sys.path.remove(str(PROGRAM_DIR))
+    return [str(label) for label in container_model.predict(container_model.load(model_dir), rows)]
+
+
+def batch_rows(count: int) -> np.ndarray:
+    """*count* varied rows, as a MultiRecord batch of an iris-like file would hold."""
+    generator = np.random.default_rng(7)
+    low, high = np.array([4.3, 2.0, 1.0, 0.1]), np.array([7.9, 4.4, 6.9, 2.5])
+    return np.round(generator.uniform(low, high, size=(count, 4)), 1)
+
+
+@pytest.fixture(scope="module")
+def batch_server(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> Iterator[Serve]:
+    """A serve started with the variables SageMaker sets for a batch transform job."""
+    base = tmp_path_factory.mktemp("batch")
+    serve = start_serve(make_tree(base, trained_model), base / "serve.log",
+                        "nginx" if HAS_NGINX else "gunicorn", SAGEMAKER_BATCH="true",
+                        SAGEMAKER_MAX_PAYLOAD_IN_MB="10", SAGEMAKER_BATCH_STRATEGY="MultiRecord")
+    try:
+        serve.wait_until(lambda answer: answer.status_code == 200)
+        yield serve
+    finally:
+        serve.stop()
+
+
+def test_execution_parameters_follow_the_batch_job(batch_server: Serve) -> None:
+    parameters = requests.get(f"{batch_server.url}/execution-parameters", timeout=5).json()
+    assert parameters == {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD",
+                          "MaxPayloadInMB": 10}
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    pytest.param({}, (2, "MULTI_RECORD", 6), id="defaults"),
+    pytest.param({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "60"}, (1, "MULTI_RECORD", 60), id="budget"),
+    pytest.param({"SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "8", "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD"},
+                 (8, "SINGLE_RECORD", 6), id="set-by-the-job"),
+    pytest.param({"SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "50", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "10"},
+                 (10, "MULTI_RECORD", 10), id="job-value-capped-by-budget"),
+])
+def test_execution_parameters_stay_within_sagemaker_limits(settings: dict[str, str],
+                                                           expected: tuple[int, str, int]) -> None:
+    sys.path.insert(0, str(PROGRAM_DIR))
+    try:
+        from settings import Settings
+    finally:
+        sys.path.remove(str(PROGRAM_DIR))
+    parameters = Settings.from_env({"MODEL_SERVER_WORKERS": "2", **settings}).execution_parameters()
+    assert (parameters["MaxConcurrentTransforms"], parameters["BatchStrategy"],
+            parameters["MaxPayloadInMB"]) == expected
+
+
+def test_a_bad_batch_strategy_exits_2(tmp_path: Path) -> None:
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(make_tree(tmp_path, None)),
+           "SAGEMAKER_BATCH_STRATEGY": "ALL_AT_ONCE"}
+    result = subprocess.run([sys.executable, str(PROGRAM_DIR / "serve")], env=env,
+                            capture_output=True, text=True, timeout=30, start_new_session=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("serve: SAGEMAKER_BATCH_STRATEGY must be one of MULTI_RECORD,"
+                                     " SINGLE_RECORD, got 'ALL_AT_ONCE'")
+
+
+@pytest.mark.parametrize("accept", ["text/csv", "application/jsonlines"])
+def test_a_multirecord_csv_batch_is_answered_line_by_line_in_order(
+        batch_server: Serve, trained_model: Path, accept: str) -> None:
+    rows = batch_rows(20_000)
+    body = "\n".join(",".join(f"{value:g}" for value in row) for row in rows) + "\n"
+    answer = batch_server.post(body, "text/csv", accept)
+    assert answer.status_code == 200, answer.text[:300]
+    assert predictions(answer) == reference_predictions(trained_model, rows)
+    assert len(set(predictions(answer))) == 3  # the order matters: the answers differ
+
+
+def test_a_multirecord_json_lines_batch_is_answered_in_order(batch_server: Serve,
+                                                              trained_model: Path) -> None:
+    rows = batch_rows(5_000)
+    lines = [json.dumps({"features": row.tolist()}) if number % 2 else json.dumps(row.tolist())
+             for number, row in enumerate(rows)]
+    answer = batch_server.post("\n".join(lines), "application/jsonlines")
+    assert answer.status_code == 200, answer.text[:300]
+    assert media_type(answer) == "application/jsonlines"
+    assert predictions(answer) == reference_predictions(trained_model, rows)
+
+
+def test_concurrent_batches_each_get_their_own_answers(batch_server: Serve, trained_model: Path) -> None:
+    batches = [batch_rows(3_000)[offset::4] for offset in range(4)]
+    bodies = ["\n".join(",".join(f"{value:g}" for value in row) for row in rows) for rows in batches]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda body: batch_server.post(body, "text/csv"), bodies))
+    for rows, answer in zip(batches, answers, strict=True):
+        assert answer.status_code == 200
+        assert predictions(answer) == reference_predictions(trained_model, rows)

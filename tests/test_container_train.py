@@ -9,15 +9,20 @@ the one-line reason first in ``output/failure`` and nothing in ``model/``.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import tarfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +111,7 @@ def test_a_good_run_writes_the_model_and_prints_the_metric(opt_ml: Path) -> None
     result = run_train(opt_ml)
 
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^training:accuracy=(0\.9\d*|1\.0+);$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^training:accuracy=(0\.9\d*|1);$", result.stdout, re.MULTILINE), result.stdout
     assert model_files(opt_ml) == ["model.npz"]  # and no partial or temp file beside it
     assert not (opt_ml / "output" / "failure").exists()
     fitted = load_model(opt_ml)
@@ -242,10 +247,10 @@ def test_a_byte_order_mark_does_not_become_part_of_a_label(opt_ml: Path) -> None
     assert sorted(load_model(opt_ml).classes) == ["setosa", "versicolor", "virginica"]
 
 
-def test_pipe_input_mode_is_refused(opt_ml: Path) -> None:
-    write_config(opt_ml, "inputdataconfig", {"training": {"TrainingInputMode": "Pipe"}})
+def test_an_unknown_input_mode_is_refused(opt_ml: Path) -> None:
+    write_config(opt_ml, "inputdataconfig", {"training": {"TrainingInputMode": "Stream"}})
     assert_failed(opt_ml, run_train(opt_ml),
-                  "channel 'training': input mode 'Pipe' is not supported; use File")
+                  "channel 'training': input mode 'Stream' is not supported; use one of File, FastFile, Pipe")
 
 
 def add_validation_channel(root: Path, lines: list[str]) -> None:
@@ -261,15 +266,15 @@ def test_a_validation_channel_is_scored(opt_ml: Path) -> None:
     add_validation_channel(opt_ml, data_file(opt_ml).read_text().splitlines()[::10])
     result = run_train(opt_ml)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^training:accuracy=\d\.\d+;$", result.stdout, re.MULTILINE)
-    assert re.search(r"^validation:accuracy=\d\.\d+;$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^training:accuracy=(0\.\d+|1);$", result.stdout, re.MULTILINE)
+    assert re.search(r"^validation:accuracy=(0\.\d+|1);$", result.stdout, re.MULTILINE), result.stdout
     assert model_files(opt_ml) == ["model.npz"]
 
 
 def test_a_validation_channel_of_another_width_is_a_failure(opt_ml: Path) -> None:
     add_validation_channel(opt_ml, ["setosa,5.1,3.5,1.4", "virginica,6.3,3.3,6.0"])
     assert_failed(opt_ml, run_train(opt_ml),
-                  "channel 'validation' has 3 feature columns, channel 'training' has 4")
+                  "channel 'validation' has 3 feature columns, the training channel has 4")
 
 
 def test_a_long_value_is_cut_short_in_the_reason(opt_ml: Path) -> None:
@@ -355,3 +360,298 @@ def test_sigterm_while_training_stops_with_143_and_a_reason(opt_ml: Path) -> Non
     reason = (opt_ml / "output" / "failure").read_text().splitlines()[0]
     assert reason == "Training stopped: SIGTERM received before training finished"
     assert model_files(opt_ml) == []
+
+
+# ---- the model module as the user writes it -------------------------------------------------
+
+
+def program_with_model(parent: Path, source: str) -> Path:
+    """A copy of the program dir whose model.py is *source*; the real one is real_model.py."""
+    program = parent / "program"
+    shutil.copytree(PROGRAM_DIR, program, ignore=shutil.ignore_patterns("__pycache__"))
+    (program / "model.py").rename(program / "real_model.py")
+    (program / "model.py").write_text(source, encoding="utf-8")
+    return program
+
+
+def run_program(program: Path, root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(program / "train")], env=train_env(root),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_module_missing_at_import_is_a_written_failure(opt_ml: Path, tmp_path: Path) -> None:
+    program = program_with_model(tmp_path, "import no_such_library_xyz  # noqa\n"
+                                           "from real_model import *  # noqa\n")
+    result = run_program(program, opt_ml)
+    assert_failed(opt_ml, result, "ModuleNotFoundError: No module named 'no_such_library_xyz'")
+    detail = (opt_ml / "output" / "failure").read_text(encoding="utf-8")
+    assert "Traceback" in detail and "import no_such_library_xyz" in detail
+
+
+SAVES_BY_EXTENSION = '''
+import json
+from pathlib import Path
+
+from real_model import HYPERPARAMETERS, fit, metrics, predict  # noqa: F401
+import real_model
+
+def save(model, model_dir):
+    # a library that picks the format from the file name, as XGBoost does for model.json
+    assert model_dir.is_dir() and not list(model_dir.iterdir())
+    real_model.save(model, model_dir)
+    (model_dir / "model.json").write_text(json.dumps({"saved_as": (model_dir / "model.json").suffix}))
+    (model_dir / "extra").mkdir()
+    (model_dir / "extra" / "vocabulary.txt").write_text("a\\n")
+
+def load(model_dir):
+    return real_model.load(model_dir)
+'''
+
+
+def test_save_writes_final_names_into_a_directory_moved_into_place(opt_ml: Path, tmp_path: Path) -> None:
+    result = run_program(program_with_model(tmp_path, SAVES_BY_EXTENSION), opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert model_files(opt_ml) == ["extra", "model.json", "model.npz"]  # nothing else left
+    assert json.loads((opt_ml / "model" / "model.json").read_text()) == {"saved_as": ".json"}
+    assert (opt_ml / "model" / "extra" / "vocabulary.txt").read_text() == "a\n"
+    model_dir = opt_ml / "model"
+    assert (f"algo-1: model saved to {model_dir / 'extra'}, {model_dir / 'model.json'},"
+            f" {model_dir / 'model.npz'}\n") in result.stdout
+
+
+def test_a_save_that_fails_leaves_no_file(opt_ml: Path, tmp_path: Path) -> None:
+    source = SAVES_BY_EXTENSION.replace('    (model_dir / "extra").mkdir()',
+                                        '    raise OSError("disk full")')
+    result = run_program(program_with_model(tmp_path, source), opt_ml)
+    assert_failed(opt_ml, result, "OSError: disk full")
+
+
+def test_a_save_that_writes_nothing_is_a_failure(opt_ml: Path, tmp_path: Path) -> None:
+    source = SAVES_BY_EXTENSION.replace("    real_model.save(model, model_dir)\n", "    return\n")
+    result = run_program(program_with_model(tmp_path, source), opt_ml)
+    assert_failed(opt_ml, result, "model.save wrote no file into the directory it was given")
+
+
+# ---- what fit gets besides the data: Job ----------------------------------------------------
+
+SHOWS_THE_JOB = '''
+import real_model
+from real_model import HYPERPARAMETERS, load, metrics, predict, save  # noqa: F401
+
+def fit(training, validation, job):
+    previous = job.previous_model_dir
+    print(f"checkpoint_dir={job.checkpoint_dir}")
+    print(f"previous={sorted(p.name for p in previous.iterdir()) if previous else None}")
+    if previous:
+        print(f"previous classes={sorted(load(previous).classes.tolist())}")
+    for epoch in (1, 2):
+        job.report({"loss": 1.0 / epoch, "rows": len(training)}, "training", epoch=epoch)
+    if job.checkpoint_dir:
+        (job.checkpoint_dir / "epoch-2.txt").write_text("resume here")
+    return real_model.fit(training, validation, job)
+'''
+
+
+def test_fit_reports_metrics_per_epoch(opt_ml: Path, tmp_path: Path) -> None:
+    result = run_program(program_with_model(tmp_path, SHOWS_THE_JOB), opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "epoch=1 training:loss=1; training:rows=150;\nepoch=2 training:loss=0.5; training:rows=150;\n" \
+        in result.stdout
+    assert "checkpoint_dir=None\nprevious=None\n" in result.stdout
+
+
+def test_fit_gets_the_previous_model_unpacked(opt_ml: Path, tmp_path: Path) -> None:
+    assert run_train(opt_ml).returncode == 0  # a first job
+    previous = channel(opt_ml, "model")
+    previous.mkdir()
+    with tarfile.open(previous / "model.tar.gz", "w:gz") as archive:
+        archive.add(opt_ml / "model" / "model.npz", arcname="model.npz")
+    shutil.rmtree(opt_ml / "model")
+    (opt_ml / "model").mkdir()
+    write_config(opt_ml, "inputdataconfig", {
+        "training": {"TrainingInputMode": "File"},
+        "model": {"TrainingInputMode": "File", "ContentType": "application/x-sagemaker-model"},
+    })
+    result = run_program(program_with_model(tmp_path, SHOWS_THE_JOB), opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "previous=['model.npz']" in result.stdout
+    assert "previous classes=['setosa', 'versicolor', 'virginica']" in result.stdout
+
+
+def test_a_previous_model_archive_reaching_outside_is_refused(opt_ml: Path, tmp_path: Path) -> None:
+    previous = channel(opt_ml, "model")
+    previous.mkdir()
+    payload = tmp_path / "evil.txt"
+    payload.write_text("x")
+    with tarfile.open(previous / "model.tar.gz", "w:gz") as archive:
+        archive.add(payload, arcname="../evil.txt")
+    write_config(opt_ml, "inputdataconfig", {"training": {}, "model": {}})
+    result = run_program(program_with_model(tmp_path, SHOWS_THE_JOB), opt_ml)
+    assert_failed(opt_ml, result, f"{previous / 'model.tar.gz'}: refusing member '../evil.txt':"
+                  " only plain files and directories inside the archive")
+
+
+def test_fit_gets_the_checkpoint_dir_of_checkpointconfig(opt_ml: Path, tmp_path: Path) -> None:
+    local = tmp_path / "checkpoints"
+    write_config(opt_ml, "checkpointconfig", {"LocalPath": str(local)})
+    result = run_program(program_with_model(tmp_path, SHOWS_THE_JOB), opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert f"checkpoint_dir={local}\n" in result.stdout
+    assert (local / "epoch-2.txt").read_text() == "resume here"
+
+
+# ---- input modes: File, FastFile and Pipe ---------------------------------------------------
+
+RECORDIO_MAGIC = 0xCED7230A
+
+
+def recordio(payload: bytes, flag: int = 0) -> bytes:
+    """*payload* as one RecordIO record (or part, by *flag*), padded to 4 bytes."""
+    return (struct.pack("<II", RECORDIO_MAGIC, (flag << 29) | len(payload)) + payload
+            + b"\0" * ((4 - len(payload) % 4) % 4))
+
+
+@pytest.fixture
+def fifos() -> Iterator[Callable[..., None]]:
+    """Feed named pipes from threads as SageMaker does in Pipe mode; unblock leftovers at the end."""
+    made: list[tuple[Path, threading.Thread]] = []
+
+    def feed(path: Path, data: bytes, delay: float = 0.0) -> None:
+        def write() -> None:
+            time.sleep(delay)
+            os.mkfifo(path)
+            try:
+                with path.open("wb") as pipe:  # blocks until train opens its end
+                    for start in range(0, len(data), 4096):
+                        pipe.write(data[start:start + 4096])
+            except BrokenPipeError:  # the reader closed early: the epoch is over
+                pass
+
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        made.append((path, thread))
+
+    yield feed
+    for path, thread in made:
+        if thread.is_alive() and path.exists():
+            descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # lets a blocked writer finish
+            thread.join(timeout=5)
+            os.close(descriptor)
+
+
+def use_pipe_mode(root: Path, wrapper: str = "None", **more: dict[str, str]) -> bytes:
+    """Configure the training channel for Pipe mode, remove its directory, return its data."""
+    data = data_file(root).read_bytes()
+    shutil.rmtree(channel(root))
+    write_config(root, "inputdataconfig", {
+        "training": {"ContentType": "text/csv", "TrainingInputMode": "Pipe",
+                     "S3DistributionType": "FullyReplicated", "RecordWrapperType": wrapper},
+        **more,
+    })
+    return data
+
+
+def test_recordio_reader_decodes_the_documented_bytes() -> None:
+    sys.path.insert(0, str(PROGRAM_DIR))
+    try:
+        import channels
+    finally:
+        sys.path.remove(str(PROGRAM_DIR))
+    stream = io.BytesIO(bytes.fromhex("0a23d7ce01000000310000000a23d7ce0400000061626364"))
+    assert list(channels.read_recordio(stream, "x")) == [b"1", b"abcd"]
+    assert recordio(b"1") == bytes.fromhex("0a23d7ce0100000031000000")
+
+
+def test_pipe_mode_reads_the_epoch_fifo(opt_ml: Path, fifos: Callable[..., None]) -> None:
+    data = use_pipe_mode(opt_ml)
+    fifos(opt_ml / "input" / "data" / "training_0", data)
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "channel training: 150 rows" in result.stdout
+    assert model_files(opt_ml) == ["model.npz"]
+
+
+def test_pipe_mode_waits_for_a_fifo_that_appears_late(opt_ml: Path, fifos: Callable[..., None]) -> None:
+    data = use_pipe_mode(opt_ml)
+    fifos(opt_ml / "input" / "data" / "training_0", data, delay=0.7)
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "channel training: 150 rows" in result.stdout
+
+
+def test_pipe_mode_reads_recordio_wrapped_objects(opt_ml: Path, fifos: Callable[..., None]) -> None:
+    lines = use_pipe_mode(opt_ml, "RecordIO").decode().splitlines(keepends=True)
+    objects = ["".join(lines[:50]).encode(), "".join(lines[50:101]).encode(), "".join(lines[101:]).encode()]
+    third = objects[2]
+    stream = (recordio(objects[0]) + recordio(objects[1])
+              # the last object as a multi-part record: first, middle and last parts
+              + recordio(third[:7], flag=1) + recordio(third[7:100], flag=2) + recordio(third[100:], flag=3))
+    fifos(opt_ml / "input" / "data" / "training_0", stream)
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "channel training: 150 rows" in result.stdout
+
+
+def test_pipe_mode_reads_two_channels_fed_at_once(opt_ml: Path, fifos: Callable[..., None]) -> None:
+    data = use_pipe_mode(opt_ml, validation={"TrainingInputMode": "Pipe"})
+    fifos(opt_ml / "input" / "data" / "training_0", data)
+    fifos(opt_ml / "input" / "data" / "validation_0", b"".join(data.splitlines(keepends=True)[::10]))
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert "channel validation: 15 rows" in result.stdout
+    assert re.search(r"^validation:accuracy=(0\.\d+|1);$", result.stdout, re.MULTILINE), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("stream", "problem"),
+    [
+        pytest.param(b"setosa,5.1,3.5,1.4,0.2\n", "not RecordIO: a record header does not start with"
+                     " the magic number", id="not-recordio"),
+        pytest.param(recordio(b"setosa,5.1,3.5,1.4,0.2\n")[:-6], "the RecordIO stream ends in the middle"
+                     " of a record", id="truncated"),
+    ],
+)
+def test_pipe_mode_bad_recordio_is_a_failure(opt_ml: Path, fifos: Callable[..., None], stream: bytes,
+                                             problem: str) -> None:
+    use_pipe_mode(opt_ml, "RecordIO")
+    fifo = opt_ml / "input" / "data" / "training_0"
+    fifos(fifo, stream)
+    assert_failed(opt_ml, run_train(opt_ml), f"{fifo}: {problem}")
+
+
+def test_pipe_mode_rows_name_the_fifo_and_line(opt_ml: Path, fifos: Callable[..., None]) -> None:
+    data = use_pipe_mode(opt_ml)
+    fifo = opt_ml / "input" / "data" / "training_0"
+    fifos(fifo, data + b"setosa,4.8,n/a,1.4,0.2\n")
+    assert_failed(opt_ml, run_train(opt_ml), f"{fifo}:151: column 3 is not a number: 'n/a'")
+
+
+def test_sigterm_while_waiting_for_a_fifo_stops_with_143(opt_ml: Path) -> None:
+    use_pipe_mode(opt_ml)  # and no FIFO ever appears
+    process = subprocess.Popen([sys.executable, str(PROGRAM_DIR / "train")], env=train_env(opt_ml),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("algo-1: hosts")
+        time.sleep(0.5)  # polling for training_0
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143
+    reason = (opt_ml / "output" / "failure").read_text().splitlines()[0]
+    assert reason == "Training stopped: SIGTERM received before training finished"
+
+
+def test_fastfile_mode_reads_a_read_only_channel(opt_ml: Path) -> None:
+    write_config(opt_ml, "inputdataconfig", {"training": {"TrainingInputMode": "FastFile"}})
+    data_file(opt_ml).chmod(0o444)
+    channel(opt_ml).chmod(0o555)
+    try:
+        result = run_train(opt_ml)
+    finally:
+        channel(opt_ml).chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    assert "channel training: 150 rows" in result.stdout

@@ -71,14 +71,14 @@ def test_the_container_copy_of_the_paths_agrees(tmp_path: Path) -> None:
     optml = _container_optml()
     theirs = optml.OptMl(tmp_path)  # type: ignore[attr-defined]
     ours = contract.OptMl(tmp_path)
-    assert theirs.hyperparameters_file == ours.hyperparameters_json
-    assert theirs.input_data_config_file == ours.inputdataconfig_json
-    assert theirs.resource_config_file == ours.resourceconfig_json
+    names = {name for name, value in vars(type(theirs)).items() if isinstance(value, property)}
+    assert names == {name for name, value in vars(contract.OptMl).items() if isinstance(value, property)}
+    for name in sorted(names):
+        assert getattr(theirs, name) == getattr(ours, name), name
     assert theirs.channel("training") == ours.channel("training")
-    assert (theirs.model_dir, theirs.output_data_dir, theirs.failure_file) == (
-        ours.model_dir, ours.output_data_dir, ours.failure_file)
     assert optml.FAILURE_REASON_LIMIT == contract.FAILURE_REASON_LIMIT  # type: ignore[attr-defined]
     assert optml.BASE_DIR_ENV == contract.BASE_DIR_ENV  # type: ignore[attr-defined]
+    assert optml.DEFAULT_BASE_DIR == contract.CONTAINER_ROOT  # type: ignore[attr-defined]
 
 
 def _train(root: Path) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,7 @@
-"""Typed hyperparameters from SageMaker's string-to-string map.
+"""Runtime: you should not need to edit this. Typed hyperparameters from SageMaker's string map.
+
+model.py declares ``HYPERPARAMETERS`` with the specs below (``Int``, ``Float``,
+``Bool``, ``Choice``); ``parse`` checks what the job sent against them.
 
 ``hyperparameters.json`` holds strings only. The SageMaker Python SDK often
 JSON-encodes them first, so ``"gini"`` may arrive as ``"\\"gini\\""``; both

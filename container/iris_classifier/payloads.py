@@ -1,4 +1,4 @@
-"""Request bodies in, predictions out, for the content types serve supports.
+"""Request bodies in, predictions out: edit decode/encode for requests that are not numeric rows.
 
 Requests are rows of numeric features (no label). Responses hold one
 prediction per row: CSV lines, ``{"predictions": [...]}`` for JSON, a value
@@ -7,8 +7,10 @@ per line for JSON Lines, a 1-d array for NumPy.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import math
 
 import numpy as np
 
@@ -77,11 +79,15 @@ def response_type(accept: str | None, request_kind: str) -> str:
     raise PayloadError(406, f"cannot answer with Accept {accept!r}; use one of {', '.join(SUPPORTED)}")
 
 
-def decode(body: bytes, kind: str, n_features: int) -> np.ndarray:
-    """Parse *body* into a 2-d float array of *n_features* columns.
+def decode(body: bytes, kind: str, n_features: int | None, *, accepts_missing: bool = False
+           ) -> np.ndarray:
+    """Parse *body* into a 2-d float array of *n_features* columns (any width if None).
 
-    :raises PayloadError: 400 for empty, malformed or non-finite data and for
-        rows of the wrong width.
+    Empty CSV cells, NaN and JSON ``null`` are missing values: NaN in the array
+    when *accepts_missing*, else refused.
+
+    :raises PayloadError: 400 for empty, malformed or infinite data, missing
+        values the model does not accept, and rows of the wrong width.
     """
     if not body.strip():
         raise PayloadError(400, "the request body is empty")
@@ -95,32 +101,54 @@ def decode(body: bytes, kind: str, n_features: int) -> np.ndarray:
         rows = _csv_rows(text, n_features) if kind == CSV else _json_rows(text, kind)
     if rows.ndim != 2 or rows.shape[0] == 0:
         raise PayloadError(400, "expected one or more rows of numbers")
-    if rows.shape[1] != n_features:
+    if n_features is not None and rows.shape[1] != n_features:
         raise PayloadError(400, f"expected {n_features} features per row, got {rows.shape[1]}")
     if not np.isfinite(rows).all():
-        row = int(np.argwhere(~np.isfinite(rows))[0][0]) + 1
-        raise PayloadError(400, f"row {row}: features must be finite numbers (no NaN or Inf)")
+        infinite = np.isinf(rows)
+        if infinite.any():
+            row = int(np.argwhere(infinite)[0][0]) + 1
+            raise PayloadError(400, f"row {row}: features must be finite numbers (no Inf)")
+        if not accepts_missing:
+            row = int(np.argwhere(np.isnan(rows))[0][0]) + 1
+            raise PayloadError(400, f"row {row}: a missing value (empty cell, NaN or null);"
+                                    " this model does not accept missing values")
     return rows
 
 
-def _csv_rows(text: str, n_features: int) -> np.ndarray:
-    lines = [line for line in text.splitlines() if line.strip()]
-    for number, line in enumerate(lines, start=1):
-        if line.count(",") != n_features - 1:
-            found = line.count(",") + 1
-            raise PayloadError(400, f"row {number}: expected {n_features} features, got {found}")
+def _csv_rows(text: str, n_features: int | None) -> np.ndarray:
+    """RFC 4180 CSV rows; unquoted bodies (the common case) take a faster path."""
+    if '"' in text:
+        try:
+            table = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+        except csv.Error as exc:
+            raise PayloadError(400, f"malformed CSV: {exc}") from None
+        widths = [len(row) for row in table]
+        cells = [cell for row in table for cell in row]
+    else:
+        lines = [line for line in text.splitlines() if line.strip()]
+        widths = [line.count(",") + 1 for line in lines]
+        cells = ",".join(lines).split(",")
+    width = n_features if n_features is not None else (widths[0] if widths else 0)
+    for number, found in enumerate(widths, start=1):
+        if found != width:
+            raise PayloadError(400, f"row {number}: expected {width} features, got {found}")
     try:
-        values = np.array(",".join(lines).split(","), dtype=np.float64)
+        values = np.array(cells, dtype=np.float64)
     except ValueError:
-        for number, line in enumerate(lines, start=1):
-            for cell in line.split(","):
-                try:
-                    float(cell)
-                except ValueError:
-                    shown = cell.strip()[:40]
-                    raise PayloadError(400, f"row {number}: {shown!r} is not a number") from None
-        raise PayloadError(400, "the CSV body holds a value that is not a number") from None
-    return values.reshape(len(lines), n_features)
+        values = np.array([_cell(cell, index // max(width, 1) + 1) for index, cell in enumerate(cells)],
+                          dtype=np.float64)
+    return values.reshape(len(widths), width)
+
+
+def _cell(cell: str, row: int) -> float:
+    """One CSV cell as a float, an empty one as NaN (a missing value)."""
+    text = cell.strip()
+    if not text:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise PayloadError(400, f"row {row}: {text[:40]!r} is not a number") from None
 
 
 def _json_rows(text: str, kind: str) -> np.ndarray:

@@ -1,78 +1,127 @@
-"""The Flask app behind nginx: ``/ping``, ``/invocations``, ``/execution-parameters``.
+"""Runtime: you should not need to edit this. The Flask app that answers SageMaker's requests.
 
-The model is loaded when the app is created (once, in the gunicorn master,
-before workers fork). If loading fails the app still starts: ``/ping``
-answers 503 and the log says why, so SageMaker sees an unhealthy container
-instead of a crash loop.
+Its routes are ``/ping``, ``/invocations`` and ``/execution-parameters``.
+
+The model is loaded once per process that serves it: in the gunicorn master
+before the workers fork when the model is fork-safe (see server.py), else in
+each worker on a background thread, so that ``/ping`` can answer meanwhile
+(with gevent workers that thread is a greenlet: a load that computes without
+pausing holds ``/ping`` back until it is done).
+Until it is loaded ``/ping`` answers 503 with ``X-Model-Load-Status: loading``;
+if loading fails the app stays up and ``/ping`` answers 503 with the reason and
+``X-Model-Load-Status: failed``, so SageMaker sees an unhealthy container
+instead of a crash loop, and a client can stop waiting at once.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+import threading
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-import model
 import payloads
 from optml import OptMl
 from settings import Settings
 
 log = logging.getLogger("predictor")
 
+#: Response header saying why /ping is not 200: ``loading`` or ``failed`` (final).
+LOAD_STATUS_HEADER = "X-Model-Load-Status"
+
 
 @dataclass(frozen=True)
 class Loaded:
-    """The model, or why there is none."""
+    """The model module and the fitted model, or why there is none yet."""
 
+    status: str  # "loading", "ready" or "failed"
+    module: ModuleType | None = None
     model: Any = None
-    n_features: int = 0
+    n_features: int | None = None
+    accepts_missing: bool = False
     error: str = ""
 
 
+LOADING = Loaded(status="loading")
+
+
 def load_model(model_dir: Path) -> Loaded:
+    """Import model.py and load the model from *model_dir*; never raises."""
     try:
-        fitted = model.load(model_dir)
-        return Loaded(model=fitted, n_features=model.n_features(fitted))
+        module = importlib.import_module("model")
+        fitted = module.load(model_dir)
+        width = module.n_features(fitted) if hasattr(module, "n_features") else None
+        return Loaded(status="ready", module=module, model=fitted, n_features=width,
+                      accepts_missing=bool(getattr(module, "ACCEPTS_MISSING", False)))
     except Exception as exc:  # a broken model must not crash the server
-        return Loaded(error=f"cannot load the model from {model_dir}: {type(exc).__name__}: {exc}")
+        return Loaded(status="failed",
+                      error=f"cannot load the model from {model_dir}: {type(exc).__name__}: {exc}")
 
 
-def create_app(environ: Mapping[str, str] | None = None) -> Flask:
-    """Build the app for the /opt/ml root and settings in *environ*."""
+class ModelSlot:
+    """The model of this process, loaded now or on a background thread."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        self.current = LOADING
+
+    def load(self) -> None:
+        loaded = load_model(self.model_dir)
+        if loaded.error:
+            print(f"predictor: {loaded.error}; /ping answers 503", file=sys.stderr, flush=True)
+        else:
+            print(f"predictor: model loaded from {self.model_dir}", file=sys.stderr, flush=True)
+        self.current = loaded  # one assignment: readers see the old or the new state
+
+    def load_in_background(self) -> None:
+        threading.Thread(target=self.load, name="load-model", daemon=True).start()
+
+
+def create_app(environ: Mapping[str, str] | None = None, *, load_in_background: bool = False) -> Flask:
+    """Build the app for the /opt/ml root and settings in *environ*.
+
+    The model is loaded before this returns, unless *load_in_background*.
+    """
     settings = Settings.from_env(environ)
-    model_dir = OptMl.from_env(environ).model_dir
-    loaded = load_model(model_dir)
-    if loaded.error:
-        print(f"predictor: {loaded.error}; /ping answers 503", file=sys.stderr, flush=True)
+    slot = ModelSlot(OptMl.from_env(environ).model_dir)
+    if load_in_background:
+        slot.load_in_background()
     else:
-        print(f"predictor: model loaded from {model_dir}", file=sys.stderr, flush=True)
+        slot.load()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
 
     @app.get("/ping")
     def ping() -> Response:
-        if loaded.error:
-            return _text(503, loaded.error)
+        loaded = slot.current
+        if loaded.status != "ready":
+            return _not_ready(loaded)
         return Response(b"", status=200)
 
     @app.post("/invocations")
     def invocations() -> Response:
-        if loaded.error:
-            return _text(503, loaded.error)
+        loaded = slot.current
+        if loaded.status != "ready":
+            return _not_ready(loaded)
+        assert loaded.module is not None
         try:
             kind = payloads.request_type(request.headers.get("Content-Type"))
             answer = payloads.response_type(request.headers.get("Accept"), kind)
-            rows = payloads.decode(_body(settings.max_payload_bytes), kind, loaded.n_features)
+            rows = payloads.decode(_body(settings.max_payload_bytes), kind, loaded.n_features,
+                                   accepts_missing=loaded.accepts_missing)
         except payloads.PayloadError as exc:
             return _text(exc.status, str(exc))
-        predictions = model.predict(loaded.model, rows)
+        predictions = loaded.module.predict(loaded.model, rows)
         return Response(payloads.encode(predictions, answer), status=200, mimetype=answer)
 
     @app.get("/execution-parameters")
@@ -83,7 +132,23 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     def too_large(exc: RequestEntityTooLarge) -> Response:
         return _text(413, f"the body is larger than {settings.max_payload_mb} MiB")
 
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return _text(exc.code or 500, f"{exc.code} {exc.name}")
+
+    @app.errorhandler(Exception)
+    def failed(exc: Exception) -> Response:
+        traceback.print_exc()
+        return _text(500, f"prediction failed: {type(exc).__name__}: {exc}")
+
     return app
+
+
+def _not_ready(loaded: Loaded) -> Response:
+    message = loaded.error or "the model is loading"
+    answer = _text(503, message)
+    answer.headers[LOAD_STATUS_HEADER] = loaded.status
+    return answer
 
 
 def _body(limit: int) -> bytes:
@@ -96,4 +161,5 @@ def _body(limit: int) -> bytes:
 
 
 def _text(status: int, message: str) -> Response:
-    return Response(message + "\n", status=status, mimetype="text/plain")
+    line = " ".join(message.split())[:1000]  # one line, whatever the exception said
+    return Response(line + "\n", status=status, mimetype="text/plain")

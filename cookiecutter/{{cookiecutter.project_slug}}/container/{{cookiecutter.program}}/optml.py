@@ -1,6 +1,7 @@
-"""The /opt/ml tree that SageMaker mounts into the container.
+"""Runtime: you should not need to edit this. The /opt/ml tree SageMaker mounts into the container.
 
-Every path hangs off ``SAGEMAKER_BASE_DIR`` (default ``/opt/ml``), read when the
+Its names are those of byoc's own contract module, which writes this tree for
+local runs. Every path hangs off ``SAGEMAKER_BASE_DIR`` (default ``/opt/ml``), read when the
 program runs, so the same code runs in the container and as a plain process.
 """
 
@@ -36,19 +37,27 @@ class OptMl:
         return self.root / "input" / "config"
 
     @property
-    def hyperparameters_file(self) -> Path:
+    def hyperparameters_json(self) -> Path:
         return self.config_dir / "hyperparameters.json"
 
     @property
-    def input_data_config_file(self) -> Path:
+    def inputdataconfig_json(self) -> Path:
         return self.config_dir / "inputdataconfig.json"
 
     @property
-    def resource_config_file(self) -> Path:
+    def resourceconfig_json(self) -> Path:
         return self.config_dir / "resourceconfig.json"
 
+    @property
+    def checkpointconfig_json(self) -> Path:
+        return self.config_dir / "checkpointconfig.json"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "input" / "data"
+
     def channel(self, name: str) -> Path:
-        return self.root / "input" / "data" / name
+        return self.data_dir / name
 
     @property
     def model_dir(self) -> Path:
@@ -65,6 +74,10 @@ class OptMl:
     @property
     def failure_file(self) -> Path:
         return self.output_dir / "failure"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
 
 
 def read_json_object(path: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""What ``serve`` does: run nginx in front of gunicorn and supervise both.
+"""Runtime: you should not need to edit this. ``serve``: nginx in front of gunicorn, supervised.
 
 nginx listens on the port and proxies to gunicorn on a unix socket. Where
 nginx is not installed (or ``SAGEMAKER_USE_NGINX=false``) gunicorn listens
@@ -6,10 +6,15 @@ on the port itself. SIGTERM (or SIGINT) drains in-flight requests and exits
 0; if either process dies on its own, the other is stopped and serve exits
 non-zero. Workers orphaned by a dying master (nginx workers outlive theirs)
 are adopted and killed, as they would be when serve is a container's PID 1.
+
+Each gunicorn worker loads the model itself, after the fork, unless model.py
+declares ``FORK_SAFE = True`` (or ``MODEL_SERVER_PRELOAD=true``): then the
+gunicorn master loads it once and the workers share it copy-on-write.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import ctypes
 import importlib.util
@@ -25,7 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
-from settings import Settings, SettingsError
+from settings import PRELOAD_ENV, Settings, SettingsError
 
 PROGRAM_DIR = Path(__file__).resolve().parent
 #: SageMaker kills a serving container 30 s after SIGTERM: drain within that.
@@ -61,8 +66,11 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     _adopt_orphans()
 
     bind = f"unix:{runtime}/gunicorn.sock" if nginx else f"{settings.address}:{settings.port}"
+    preload = settings.preload if settings.preload is not None else declares_fork_safe(
+        PROGRAM_DIR / "model.py")
+    env[PRELOAD_ENV] = "true" if preload else "false"  # what wsgi.py acts on
     children: dict[str, subprocess.Popen[bytes]] = {
-        "gunicorn": subprocess.Popen(_gunicorn_command(settings, bind), env=env)
+        "gunicorn": subprocess.Popen(_gunicorn_command(settings, bind, preload), env=env)
     }
     if nginx:
         config = _write_nginx_config(settings, runtime)
@@ -70,8 +78,10 @@ def main(environ: Mapping[str, str] | None = None) -> int:
                                              stderr=subprocess.PIPE)
         _relay_nginx_log(children["nginx"], runtime / "gunicorn.sock")
     where = "nginx" if nginx else "gunicorn"
-    print(f"serve: {where} on {settings.address}:{settings.port}, {settings.workers} worker(s)",
-          file=sys.stderr, flush=True)
+    loading = ("loaded once before the workers fork" if preload
+               else "loaded by each worker")
+    print(f"serve: {where} on {settings.address}:{settings.port}, {settings.workers} worker(s),"
+          f" model {loading} ({PRELOAD_ENV}={env[PRELOAD_ENV]})", file=sys.stderr, flush=True)
     try:
         return _supervise(children, lambda: stopping)
     finally:
@@ -79,7 +89,29 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def _gunicorn_command(settings: Settings, bind: str) -> list[str]:
+def declares_fork_safe(model_file: Path) -> bool:
+    """Whether *model_file* sets ``FORK_SAFE = True`` at its top level.
+
+    Read from the source rather than imported, so that serve itself never loads
+    the model's libraries. Anything else (no such line, unreadable file) is False.
+    """
+    try:
+        tree = ast.parse(model_file.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(target, ast.Name) and target.id == "FORK_SAFE" for target in targets):
+            return isinstance(value, ast.Constant) and value.value is True
+    return False
+
+
+def _gunicorn_command(settings: Settings, bind: str, preload: bool) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn",
         "--chdir", str(PROGRAM_DIR),
@@ -91,7 +123,7 @@ def _gunicorn_command(settings: Settings, bind: str) -> list[str]:
         # idle upstream connections close after 5 s (nginx lets them go after 4 s, so it
         # never reuses one gunicorn is closing), and so cannot hold up a drain
         "--keep-alive", str(KEEP_ALIVE_SECONDS),
-        "--preload",
+        *(["--preload"] if preload else []),
         "--error-logfile", "-",
         *_optional_flags(),
         "wsgi:app",
@@ -146,9 +178,25 @@ def _write_nginx_config(settings: Settings, runtime: Path) -> Path:
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (runtime / name).mkdir(mode=0o777)
         (runtime / name).chmod(0o777)
+    (runtime / "errors").mkdir()
+    for code, line in _nginx_errors(settings).items():
+        (runtime / "errors" / f"{code}.txt").write_text(line + "\n", encoding="utf-8")
     path = runtime / "nginx.conf"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _nginx_errors(settings: Settings) -> dict[int, str]:
+    """The line nginx answers for each error it makes itself (see nginx.conf)."""
+    return {
+        400: "bad request: not valid HTTP",
+        408: "the request was not received in time",
+        413: f"the body is larger than {settings.max_payload_mb} MiB",
+        414: "the request line is too long",
+        500: "the proxy failed: see the server log",
+        503: "the model server is not ready",
+        504: f"the model server did not answer within {settings.timeout} s (MODEL_SERVER_TIMEOUT)",
+    }
 
 
 def _supervise(children: dict[str, subprocess.Popen[bytes]], stopping: Callable[[], bool]) -> int:

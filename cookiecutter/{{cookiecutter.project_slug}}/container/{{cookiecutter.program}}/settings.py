@@ -1,15 +1,31 @@
-"""Serving knobs, read from the environment when the server starts.
+"""Runtime: you should not need to edit this. Serving knobs, read from the environment.
 
-=================================  ========================================
-``SAGEMAKER_BIND_TO_PORT``         port to listen on (8080)
-``MODEL_SERVER_WORKERS``           gunicorn workers (the CPU count)
-``MODEL_SERVER_WORKER_CLASS``      ``gevent`` (default), ``gthread`` or ``sync``
-``MODEL_SERVER_THREADS``           threads per gthread worker (4)
-``MODEL_SERVER_TIMEOUT``           seconds per request (60)
-``SAGEMAKER_MAX_PAYLOAD_IN_MB``    body limit in MiB (6, raised up to 100)
-``SAGEMAKER_USE_NGINX``            ``false`` serves gunicorn on the port directly
-``SERVE_BIND_ADDRESS``             address to listen on (0.0.0.0)
-=================================  ========================================
+=======================================  ============================================
+``SAGEMAKER_BIND_TO_PORT``               port to listen on (8080)
+``MODEL_SERVER_WORKERS``                 gunicorn workers (the CPU count)
+``MODEL_SERVER_WORKER_CLASS``            ``gevent`` (default), ``gthread`` or
+                                         ``sync``
+``MODEL_SERVER_THREADS``                 threads per gthread worker (4)
+``MODEL_SERVER_TIMEOUT``                 seconds per request (60)
+``MODEL_SERVER_PRELOAD``                 ``true``: load the model once, before the
+                                         workers fork (they share its memory);
+                                         ``false``: in each worker. Default:
+                                         ``FORK_SAFE`` in model.py, else ``false``
+``SAGEMAKER_MAX_PAYLOAD_IN_MB``          body limit in MiB (6, raised up to 100)
+``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``  batch transform's parallel requests, as
+                                         /execution-parameters answers (default: the
+                                         workers, within MaxConcurrentTransforms x
+                                         MaxPayloadInMB <= 100)
+``SAGEMAKER_BATCH_STRATEGY``             ``MULTI_RECORD`` (default) or
+                                         ``SINGLE_RECORD``
+``SAGEMAKER_USE_NGINX``                  ``false`` serves gunicorn on the port
+                                         directly
+``SERVE_BIND_ADDRESS``                   address to listen on (0.0.0.0)
+=======================================  ============================================
+
+Preloading saves memory (one copy of the model, shared copy-on-write) but is
+only safe for a model whose loading starts no threads: a forked worker has
+none of its parent's threads, so XGBoost, OpenMP or PyTorch models can hang.
 
 ``SAGEMAKER_MODEL_SERVER_WORKERS`` and ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` are
 accepted too, the names the SageMaker containers use.
@@ -30,6 +46,8 @@ WORKER_CLASSES = ("gevent", "gthread", "sync")
 MAX_PAYLOAD_MB = 100
 #: SageMaker batch transform: MaxConcurrentTransforms * MaxPayloadInMB <= 100.
 BATCH_BUDGET_MB = 100
+BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
+PRELOAD_ENV = "MODEL_SERVER_PRELOAD"
 
 
 class SettingsError(ValueError):
@@ -46,6 +64,11 @@ class Settings:
     timeout: int
     max_payload_mb: int
     use_nginx: bool | None
+    #: None: as model.py declares (see server.py).
+    preload: bool | None = None
+    #: Batch transform: set by the job, else chosen by execution_parameters.
+    max_concurrent_transforms: int | None = None
+    batch_strategy: str = BATCH_STRATEGIES[0]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +87,10 @@ class Settings:
                              DEFAULT_TIMEOUT, 1, 3600),
             max_payload_mb=min(max(payload, DEFAULT_PAYLOAD_MB), MAX_PAYLOAD_MB),
             use_nginx=_flag(env, "SAGEMAKER_USE_NGINX"),
+            preload=_flag(env, PRELOAD_ENV),
+            max_concurrent_transforms=_integer(env, ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), 0, 1,
+                                               BATCH_BUDGET_MB) or None,
+            batch_strategy=_batch_strategy(env, "SAGEMAKER_BATCH_STRATEGY"),
         )
 
     @property
@@ -71,10 +98,16 @@ class Settings:
         return self.max_payload_mb * 1024 * 1024
 
     def execution_parameters(self) -> dict[str, object]:
-        """What ``GET /execution-parameters`` answers for batch transform."""
+        """What ``GET /execution-parameters`` answers for batch transform.
+
+        One request per worker at most, and within SageMaker's budget of
+        MaxConcurrentTransforms x MaxPayloadInMB <= 100; MULTI_RECORD, since
+        /invocations answers a batch of rows in order.
+        """
+        budget = max(1, BATCH_BUDGET_MB // self.max_payload_mb)
         return {
-            "MaxConcurrentTransforms": max(1, min(self.workers, BATCH_BUDGET_MB // self.max_payload_mb)),
-            "BatchStrategy": "MULTI_RECORD",
+            "MaxConcurrentTransforms": min(self.max_concurrent_transforms or self.workers, budget),
+            "BatchStrategy": self.batch_strategy,
             "MaxPayloadInMB": self.max_payload_mb,
         }
 
@@ -99,6 +132,18 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     if text not in choices:
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {text!r}")
     return text
+
+
+def _batch_strategy(env: Mapping[str, str], name: str) -> str:
+    """``MULTI_RECORD`` or ``SINGLE_RECORD``; the API's ``MultiRecord`` spelling is accepted too."""
+    text = env.get(name, "").strip()
+    if not text:
+        return BATCH_STRATEGIES[0]
+    spelled = {"MULTIRECORD": "MULTI_RECORD", "SINGLERECORD": "SINGLE_RECORD"}
+    value = spelled.get(text.upper().replace("_", ""), "")
+    if not value:
+        raise SettingsError(f"{name} must be one of {', '.join(BATCH_STRATEGIES)}, got {text!r}")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool | None:

@@ -1,31 +1,38 @@
-"""What ``train`` does: SageMaker's training contract around :mod:`model`.
+"""Runtime: you should not need to edit this. What ``train`` does around model.py and dataset.py.
 
 Reads the config files and the ``training`` (and optional ``validation``)
-channel, fits the model, prints metrics as ``<channel>:<metric>=<value>;``
-(regex ``<channel>:accuracy=(.*?);``) and writes the model file only once
-training succeeded. Any failure writes ``output/failure``, reason first, and
-exits non-zero; so does SIGTERM.
+channel with ``dataset.read``, calls ``model.fit``, prints ``model.metrics``
+for each channel as ``<channel>:<name>=<value>;`` and has ``model.save``
+write the model only once training succeeded. Any failure writes
+``output/failure``, reason first, and exits non-zero; so does SIGTERM.
+
+Only the standard library and runtime modules are imported at the top: the
+model's modules, and so its libraries, are imported inside the guard, so a
+missing one is a failure with its reason written too.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import dataset
-import hyperparameters
-import model
+from channels import Channel, DataError
+from hyperparameters import HyperparameterError, parse
+from job import MODEL_CHANNEL, Job, checkpoint_dir, previous_model_dir
 from optml import FAILURE_REASON_LIMIT, OptMl, read_json_object
 
 TRAINING_CHANNEL = "training"
 VALIDATION_CHANNEL = "validation"
-SUPPORTED_INPUT_MODES = ("File", "FastFile")
+#: Written beside the other config files when the job has a CheckpointConfig.
+CHECKPOINT_CONFIG = "checkpointconfig.json"
 EXIT_FAILED = 1
 EXIT_STOPPED = 128 + signal.SIGTERM
 
@@ -47,41 +54,54 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     except Stopped:
         _fail(paths, "Training stopped: SIGTERM received before training finished", "")
         return EXIT_STOPPED
-    except (TrainingError, dataset.DataError, hyperparameters.HyperparameterError) as exc:
+    except (TrainingError, DataError, HyperparameterError) as exc:
         _fail(paths, str(exc), "")
         return EXIT_FAILED
-    except Exception as exc:  # anything else is a bug: keep the traceback
+    except Exception as exc:  # anything else (an import too) is a bug: keep the traceback
         _fail(paths, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         return EXIT_FAILED
     return 0
 
 
 def run(paths: OptMl) -> None:
-    params = hyperparameters.parse(_read_config(paths.hyperparameters_file, {}),
-                                   model.HYPERPARAMETERS)
-    channels = _read_config(paths.input_data_config_file, None)
-    resources = _read_config(paths.resource_config_file, {})
+    import dataset  # the plug-in modules: inside main's guard
+    import model
+
+    params = parse(_read_config(paths.hyperparameters_json, {}), model.HYPERPARAMETERS)
+    entries = _read_config(paths.inputdataconfig_json, None)
+    resources = _read_config(paths.resourceconfig_json, {})
     host = str(resources.get("current_host", "algo-1"))
     hosts = [str(name) for name in resources.get("hosts", [host])]
     print(f"{host}: hosts {', '.join(hosts)}; hyperparameters {params}", flush=True)
 
-    features, labels = _read_channel(paths, channels, TRAINING_CHANNEL, host)
-    fitted = model.fit(features, labels, params)
-    _report(fitted, TRAINING_CHANNEL, features, labels)
+    channels = {name: Channel.from_config(name, entry, paths.data_dir) for name, entry in entries.items()}
+    checkpoints = checkpoint_dir(paths.config_dir / CHECKPOINT_CONFIG, paths.checkpoints_dir)
+    job = Job(params=params, host=host, hosts=hosts, channels=channels, checkpoint_dir=checkpoints,
+              previous_model_dir=previous_model_dir(channels.get(MODEL_CHANNEL)))
+    training = dataset.read(_channel(channels, TRAINING_CHANNEL))
+    print(f"{host}: channel {TRAINING_CHANNEL}: {len(training)} rows", flush=True)
+    validation = None
     if VALIDATION_CHANNEL in channels:
-        checked, expected = _read_channel(paths, channels, VALIDATION_CHANNEL, host)
-        if checked.shape[1] != features.shape[1]:
-            raise TrainingError(
-                f"channel {VALIDATION_CHANNEL!r} has {checked.shape[1]} feature columns,"
-                f" channel {TRAINING_CHANNEL!r} has {features.shape[1]}"
-            )
-        _report(fitted, VALIDATION_CHANNEL, checked, expected)
+        validation = dataset.read(channels[VALIDATION_CHANNEL], like=training)
+        print(f"{host}: channel {VALIDATION_CHANNEL}: {len(validation)} rows", flush=True)
 
-    if host != sorted(hosts)[0]:
+    fitted = model.fit(training, validation, job)
+    job.report(model.metrics(fitted, training), TRAINING_CHANNEL)
+    if validation is not None:
+        job.report(model.metrics(fitted, validation), VALIDATION_CHANNEL)
+
+    if not job.is_first_host:
         print(f"{host}: not the first host; the model is saved by {sorted(hosts)[0]}")
         return
-    _save_atomically(fitted, paths.model_dir)
-    print(f"{host}: model saved to {paths.model_dir / model.MODEL_FILE}", flush=True)
+    saved = _save_atomically(model.save, fitted, paths.model_dir)
+    print(f"{host}: model saved to {', '.join(str(paths.model_dir / name) for name in saved)}", flush=True)
+
+
+def _channel(channels: Mapping[str, Channel], name: str) -> Channel:
+    if name not in channels:
+        listed = ", ".join(sorted(channels)) or "none"
+        raise TrainingError(f"channel {name!r} is required but not configured (channels: {listed})")
+    return channels[name]
 
 
 def _read_config(path: Path, default: dict[str, Any] | None) -> dict[str, Any]:
@@ -95,40 +115,24 @@ def _read_config(path: Path, default: dict[str, Any] | None) -> dict[str, Any]:
         raise TrainingError(str(exc)) from None
 
 
-def _read_channel(
-    paths: OptMl, channels: dict[str, Any], name: str, host: str
-) -> tuple[Any, Any]:
-    if name not in channels:
-        listed = ", ".join(sorted(channels)) or "none"
-        raise TrainingError(f"channel {name!r} is required but not configured (channels: {listed})")
-    settings = channels[name] or {}
-    if not isinstance(settings, dict):
-        raise TrainingError(f"channel {name!r}: its inputdataconfig.json entry must be a JSON object")
-    mode = settings.get("TrainingInputMode", "File")
-    if mode not in SUPPORTED_INPUT_MODES:
-        raise TrainingError(f"channel {name!r}: input mode {mode!r} is not supported; use File")
-    directory = paths.channel(name)
-    features, labels = dataset.read_labelled_csv(directory, name)
-    files = [str(p.relative_to(directory)) for p in dataset.channel_files(directory)]
-    print(f"{host}: channel {name}: {len(labels)} rows from {', '.join(files)}", flush=True)
-    return features, labels
+def _save_atomically(save: Any, fitted: Any, model_dir: Path) -> list[str]:
+    """Have *save* write into a staging directory, then rename what it wrote into *model_dir*.
 
-
-def _report(fitted: Any, channel: str, features: Any, labels: Any) -> None:
-    accuracy = float((model.predict(fitted, features) == labels).mean())
-    print(f"{channel}:accuracy={accuracy:.4f};", flush=True)
-
-
-def _save_atomically(fitted: Any, model_dir: Path) -> None:
-    """Write the model beside its final name, then rename: never a partial file."""
+    The files carry their final names from the start (libraries that choose a
+    format by extension see the real one), and none appears half-written.
+    """
     model_dir.mkdir(parents=True, exist_ok=True)
-    final = model_dir / model.MODEL_FILE
-    partial = model_dir / f".{model.MODEL_FILE}.partial"
+    staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=model_dir))
     try:
-        model.save(fitted, partial)
-        os.replace(partial, final)
+        save(fitted, staging)
+        names = sorted(path.name for path in staging.iterdir())
+        if not names:
+            raise TrainingError("model.save wrote no file into the directory it was given")
+        for name in names:
+            os.replace(staging / name, model_dir / name)
+        return names
     finally:
-        partial.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _fail(paths: OptMl, reason: str, detail: str) -> None:
