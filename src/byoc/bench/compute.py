@@ -45,11 +45,14 @@ try:
     with open(payload, "rb") as handle:
         body = handle.read()
     fitted = model.load(Path(model_dir))
-    n = model.n_features(fitted)
+    width = getattr(model, "n_features", None)
+    n = width(fitted) if width else None
+    missing = bool(getattr(model, "ACCEPTS_MISSING", False))
     kind = payloads.request_type(kind)
     answer = payloads.response_type(None, kind)
     def once():
-        return payloads.encode(model.predict(fitted, payloads.decode(body, kind, n)), answer)
+        rows = payloads.decode(body, kind, n, accepts_missing=missing)
+        return payloads.encode(model.predict(fitted, rows), answer)
     for _ in range(20):
         once()
     times = []
