@@ -177,7 +177,7 @@ def test_every_host_resolves_every_peer_also_after_it_exited(
     (["--compression", "train=Gzip"], "CompressionType is used only in Pipe input mode"),
     (["--record-wrapper", "train=RecordIO", "--channel-input-mode", "train=FastFile"],
      "RecordWrapperType RecordIO is used only in Pipe input mode"),
-    (["--shuffle", "other=1"], "--shuffle names channel 'other', which is not a channel"),
+    (["--shuffle-seed", "other=1"], "--shuffle-seed names channel 'other', which is not a channel"),
 ])
 def test_invalid_combinations_are_refused_before_any_container_starts(
         tmp_path: Path, args: list[str], message: str) -> None:
@@ -230,7 +230,7 @@ def test_stopping_byoc_while_a_program_ignores_its_fifo_leaves_nothing_behind(
     time.sleep(1.0)
     byoc.terminate()
     _, stderr = byoc.communicate(timeout=30)
-    assert byoc.returncode == 130, stderr
+    assert byoc.returncode == 143, stderr  # 128 + SIGTERM
     assert f"Error: training job {job} interrupted" in stderr
     assert not (tmp_path / "jobs" / job / "hosts").exists()
     if kind == "docker":

@@ -178,7 +178,7 @@ def test_local_and_sagemaker_requests_differ_only_where_they_must(tmp_path: Path
     root = write_project(tmp_path / "p")
     definition, _ = jobdef.from_project(
         _project(root), input_mode="Pipe", instance_count=4, spot=True, max_runtime=3600,
-        max_wait=7200, checkpoint_s3="s3://bkt/ckpt/demo",
+        max_wait=7200, checkpoint_uri="s3://bkt/ckpt/demo",
         metric_definitions=(jobdef.MetricDefinition("validation:loss", r"val_loss=([0-9.]+)"),),
         environment={"PROBE_LEVEL": "INFO"}, record_wrappers={"training": "RecordIO"})
     local = definition.local_request(job_name="demo-1", image="demo:latest",
@@ -270,7 +270,9 @@ def test_pipe_channels_time_limits_and_channel_options(aws: str, tmp_path: Path)
                  "--channel-input-mode", "extra=FastFile", "--distribution",
                  "training=ShardedByS3Key", "--max-run", "600", "--job-name", "pipe-1")
     assert result.exit_code == 2, result.stderr  # Gzip needs Pipe, and extra is FastFile
-    assert one_line_error(result) == "Error: channel 'extra': CompressionType Gzip needs Pipe input mode"
+    assert one_line_error(result) == (
+        "Error: channel 'extra' (FastFile mode): CompressionType is used only in Pipe input mode."
+        " In FastFile mode, leave this field unset or set it to None.")
     result = run("train", str(root), "--image", IMAGE, "--dry-run", "--input-mode", "Pipe",
                  "--channel", f"training={root / 'local_test/test_dir/input/data/training'}",
                  "--channel", f"images={manifest}", "--channel", "extra=s3://other/data/",
@@ -303,13 +305,18 @@ def test_pipe_channels_time_limits_and_channel_options(aws: str, tmp_path: Path)
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--spot"], "--spot needs --max-wait SECONDS"),
-    (["--spot", "--max-wait", "100", "--max-run", "100"], "--max-wait 100 must be longer than"),
+    (["--spot"], "--spot needs --max-wait DURATION"),
+    (["--spot", "--max-wait", "100", "--max-run", "2m"], "--max-wait 100 must be at least --max-run 120"),
+    (["--max-run", "1h", "--max-wait", "soon", "--spot"], "--max-wait: 'soon' is not a duration"),
     (["--max-wait", "100"], "--max-wait applies to managed spot training only"),
     (["--max-run", str(29 * 86400)], "MaxRuntimeInSeconds takes 1 to 2419200"),
-    (["--metric-definition", "loss=no group"], "metric 'loss': the regex needs a capture group"),
-    (["--attribute-names", "training=a"], "an augmented manifest (AttributeNames) needs Pipe"),
-    (["--checkpoint-s3", "/tmp/ckpt"], "--checkpoint-s3 takes an s3:// URI"),
+    (["--metric-definition", "loss=no group"],
+     "--metric-definition 'loss': Regex has no capture group"),
+    (["--attribute-names", "training=a"],
+     "AugmentedManifestFile can only be used if the Channel's input mode is Pipe"),
+    (["--input-mode", "Streaming"], "Value 'Streaming' at 'algorithmSpecification.trainingInputMode'"),
+    (["--checkpoint-uri", "file:///tmp/ckpt"], "use an s3:// URI or a local directory"),
+    (["--checkpoint-uri", "s3://b/c", "--checkpoint-dir", "/tmp/c"], "name the same setting"),
     (["--distribution", "nope=ShardedByS3Key"], "--distribution names channel 'nope'"),
 ])
 def test_definition_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
@@ -331,7 +338,7 @@ def test_train_multi_instance_spot_with_checkpoints(aws: str, tmp_path: Path) ->
     client("s3").put_object(Bucket=BUCKET, Key=f"{prefix}/output/{job}/output/model.tar.gz",
                             Body=model_tar())
     result = run("train", str(root), "--image", IMAGE, "--instance-count", "4", "--spot",
-                 "--max-run", "3600", "--max-wait", "7200", "--checkpoint-s3",
+                 "--max-run", "1h", "--max-wait", "2h", "--checkpoint-uri",
                  f"s3://{BUCKET}/ckpt/{job}", "--metric-definition",
                  r"validation:loss=val_loss=([-+0-9.eE]+)", "--job-name", job,
                  "--poll-interval", "0.01")
@@ -885,7 +892,10 @@ def test_the_definition_runs_locally_with_what_the_request_says(tmp_path: Path) 
     assert request["ResourceConfig"]["InstanceCount"] == 2
     assert report["env"]["PROBE_LEVEL"] == request["Environment"]["PROBE_LEVEL"] == "INFO"
     spot = definition.with_changes(spot=True, max_wait=90000, input_mode="Pipe")
-    assert spot.local_gaps() == ["input mode Pipe", "managed spot"]
+    assert spot.local_gaps() == []
+    assert definition.with_changes(channels=(jobdef.ChannelDefinition(
+        "training", str(probe.root), s3_data_type="ManifestFile"),)).local_gaps() == [
+            "S3DataType ManifestFile (channel 'training')"]
 
 
 def test_logs_and_describe(aws: str, tmp_path: Path) -> None:
