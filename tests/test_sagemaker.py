@@ -859,6 +859,129 @@ def test_image_is_pushed_only_when_ecr_lacks_it(aws: str, tmp_path: Path) -> Non
 
 # ---- the same definition, run locally ---------------------------------------------------------
 
+#: One job's options, as a user types them for both commands.
+SAME_JOB = ("--hyperparameter", "epochs=3", "--hyperparameter", "epoch_seconds=0.05",
+            "--instance-count", "2", "--distribution", "training=ShardedByS3Key",
+            "--shuffle-seed", "training=7", "--env", "LOG_LEVEL=INFO", "--max-run", "5m",
+            "--spot", "--max-wait", "10m", "--metric-definition", r"train:loss=loss=([-+0-9.eE]+)",
+            "--job-name", "same-1")
+#: Where the request of a local run and a SageMaker run of the same command line may differ.
+MAY_DIFFER = {"AlgorithmSpecification.TrainingImage", "RoleArn", "ResourceConfig.InstanceType",
+              "InputDataConfig.0.DataSource.S3DataSource.S3Uri", "OutputDataConfig.S3OutputPath",
+              "CheckpointConfig.S3Uri"}
+
+
+def _parsed(group: str, argv: list[str], project: Any) -> jobdef.JobDefinition:
+    """The definition a command builds from *argv*, parsed by that command's own options."""
+    from byoc.cli.jobdef import definition_from_options
+
+    command = cli.commands[group].commands["train"]  # type: ignore[attr-defined]
+    with command.make_context("train", list(argv)) as context:
+        return definition_from_options(project, dict(context.params))[0]
+
+
+def test_one_command_line_one_request_locally_and_on_sagemaker(aws: str, tmp_path: Path) -> None:
+    """The same job options, parsed by byoc local train and by byoc sagemaker train: one
+    definition, and requests side by side that differ only in what must differ."""
+    import shutil
+
+    root = Path(shutil.copytree(FIXTURES / "epochs", tmp_path / "epochs"))
+    (root / "byoc.toml").write_text((root / "byoc.toml").read_text() +
+                                    '\n[[metric_definitions]]\nName = "epoch"\n'
+                                    'Regex = "epoch ([0-9]+):"\n')
+    argv = [*SAME_JOB, "--checkpoint-uri", str(tmp_path / "ckpt")]
+    project = _project(root)
+    definition = _parsed("local", argv, project)
+    assert _parsed("sagemaker", [*argv, "--image", IMAGE], project) == definition
+    assert definition.local_gaps() == []
+    result = run("train", str(root), *argv, "--image", IMAGE, "--role", ROLE, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    remote = json.loads(result.stdout)
+    validate("CreateTrainingJob", remote)
+    local_request = definition.local_request(job_name="same-1", image="byoc-test-epochs:latest",
+                                             output_dir=tmp_path / "jobs")
+    differing = dict(_diff(local_request, remote))
+    print("\n".join(f"{path}:\n  local     {a}\n  sagemaker {b}" for path, (a, b) in differing.items()))
+    assert set(differing) == MAY_DIFFER
+    prefix = f"s3://{BUCKET}/byoc/epochs"
+    assert differing["CheckpointConfig.S3Uri"] == (
+        (tmp_path / "ckpt").resolve().as_uri() + "/", f"{prefix}/checkpoints/same-1/")
+    assert remote["StoppingCondition"] == {"MaxRuntimeInSeconds": 300, "MaxWaitTimeInSeconds": 600}
+    assert remote["AlgorithmSpecification"]["MetricDefinitions"] == [
+        {"Name": "epoch", "Regex": "epoch ([0-9]+):"},  # byoc.toml's, then the options'
+        {"Name": "train:loss", "Regex": "loss=([-+0-9.eE]+)"}]
+    assert remote["InputDataConfig"][0]["ShuffleConfig"] == {"Seed": 7}
+
+
+def test_the_same_command_line_runs_locally_and_dry_runs_on_sagemaker(aws: str,
+                                                                       tmp_path: Path) -> None:
+    """`byoc local train ARGS` (process backend) runs the job the request of `byoc sagemaker
+    train ARGS --dry-run` describes: the same hyperparameters, hosts, channels, time limits, spot,
+    checkpoints, environment and metric definitions."""
+    import shutil
+
+    root = Path(shutil.copytree(FIXTURES / "epochs", tmp_path / "epochs"))
+    checkpoints = tmp_path / "ckpt"
+    argv = [*SAME_JOB, "--checkpoint-uri", str(checkpoints)]
+    ran = CliRunner().invoke(cli, ["local", "train", str(root), *argv, "--backend", "process",
+                                   "--output-dir", str(tmp_path / "jobs")])
+    assert ran.exit_code == 0, ran.stderr
+    result = run("train", str(root), *argv, "--image", IMAGE, "--role", ROLE, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stdout)
+    record = json.loads((tmp_path / "jobs" / "same-1" / "job.json").read_text())
+    for key in ("HyperParameters", "StoppingCondition", "EnableManagedSpotTraining", "Environment"):
+        assert record[key] == request[key], key
+    assert request["HyperParameters"] == {"epochs": "3", "epoch_seconds": "0.05"}
+    assert record["ResourceConfig"]["InstanceCount"] == request["ResourceConfig"]["InstanceCount"] == 2
+    assert record["CheckpointConfig"] == {"S3Uri": checkpoints.resolve().as_uri() + "/",
+                                          "LocalPath": request["CheckpointConfig"]["LocalPath"]}
+    assert record["AlgorithmSpecification"]["MetricDefinitions"] == \
+        request["AlgorithmSpecification"]["MetricDefinitions"]
+    [ran_channel] = record["InputDataConfig"]
+    [asked] = request["InputDataConfig"]
+    assert ran_channel["ChannelName"] == asked["ChannelName"] == "training"
+    assert ran_channel["InputMode"] == request["AlgorithmSpecification"]["TrainingInputMode"]
+    assert ran_channel["DataSource"]["S3DataSource"]["S3DataDistributionType"] == \
+        asked["DataSource"]["S3DataSource"]["S3DataDistributionType"] == "ShardedByS3Key"
+    # the job really ran with them: both hosts checkpointed every epoch, the metric was read
+    assert sorted(path.name for path in checkpoints.iterdir()) == [
+        f"{host}-epoch-{epoch:04d}.json" for host in ("algo-1", "algo-2") for epoch in (2, 3)]
+    assert record["FinalMetricDataList"][0]["MetricName"] == "train:loss"
+    assert record["FinalMetricDataList"][0]["Value"] == pytest.approx(1 / 3, rel=1e-4)
+    assert record["TrainingJobStatus"] == "Completed"
+
+
+def test_an_s3_checkpoint_or_channel_is_sagemaker_only(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    for extra, message in ((["--checkpoint-uri", "s3://bkt/ckpt"], "--checkpoint-uri s3://bkt/ckpt"
+                            " is in S3; a local run keeps checkpoints in a local directory"),
+                           (["--channel", "training=s3://bkt/data/"], "channel 'training' is in"
+                            " S3; a local run needs a local path")):
+        ran = CliRunner().invoke(cli, ["local", "train", str(root), "--backend", "process",
+                                       "--output-dir", str(tmp_path / "jobs"), *extra])
+        assert ran.exit_code == 2, ran.stderr
+        assert ran.stderr.strip() == f"Error: {message}"
+    assert not (tmp_path / "jobs").exists()
+
+
+def test_a_local_checkpoint_directory_seeds_the_sagemaker_job(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    (checkpoints / "algo-1-epoch-0002.json").write_text("{}")
+    job = f"seed-{uuid.uuid4().hex[:6]}"
+    result = run("train", str(root), "--image", IMAGE, "--checkpoint-uri", str(checkpoints),
+                 "--job-name", job, "--detach")
+    assert result.exit_code == 0, result.stderr
+    prefix = f"byoc/{_project(root).name}/checkpoints/{job}"
+    described = client("sagemaker").describe_training_job(TrainingJobName=job)
+    assert described["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/{prefix}/"
+    body = client("s3").get_object(Bucket=BUCKET, Key=f"{prefix}/algo-1-epoch-0002.json")["Body"]
+    assert body.read() == b"{}"
+
+
+
 def test_the_definition_runs_locally_with_what_the_request_says(tmp_path: Path) -> None:
     """The probe project reports the /opt/ml config it was given: a local run of a definition
     gives the container what the SageMaker request of that definition asks for."""
