@@ -952,6 +952,49 @@ def test_the_same_command_line_runs_locally_and_dry_runs_on_sagemaker(aws: str,
     assert record["TrainingJobStatus"] == "Completed"
 
 
+def test_the_project_file_feeds_the_sagemaker_request_as_it_feeds_a_local_run(
+        aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    (root / "byoc.toml").write_text((root / "byoc.toml").read_text() + (
+        '\n[train]\ninput_mode = "Pipe"\n[train.channels.training]\nrecord_wrapper = "RecordIO"\n'
+        'shuffle_seed = 3\n\n[[metric_definitions]]\nName = "loss"\nRegex = "loss=([0-9.]+)"\n'))
+    result = run("train", str(root), "--image", IMAGE, "--dry-run", "--shuffle-seed", "training=9")
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stdout)
+    assert request["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == [
+        {"Name": "loss", "Regex": "loss=([0-9.]+)"}]
+    [channel] = request["InputDataConfig"]
+    assert (channel["RecordWrapperType"], channel["ShuffleConfig"]) == ("RecordIO", {"Seed": 9})
+    definition = _parsed("local", ["--shuffle-seed", "training=9"], _project(root))
+    arguments = definition.local_train_arguments()
+    inputs = arguments["inputs"]
+    assert (inputs.input_mode, dict(inputs.record_wrappers), dict(inputs.shuffle_seeds)) == (
+        "Pipe", {"training": "RecordIO"}, {"training": 9})
+    assert [m.name for m in arguments["metrics"].definitions] == ["loss"]
+    (root / "byoc.toml").write_text((root / "byoc.toml").read_text() +
+                                    '\n[train.channels.validation]\ninput_mode = "File"\n')
+    result = run("train", str(root), "--image", IMAGE, "--dry-run")
+    assert one_line_error(result) == ("Error: byoc.toml [train.channels.validation] names channel"
+                                      " 'validation', which is not a channel of this job")
+
+
+def test_local_train_arguments_carry_the_whole_definition(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    argv = ["--input-mode", "Pipe", "--channel-input-mode", "training=FastFile", "--spot",
+            "--max-run", "90s", "--max-wait", "1.5m", "--checkpoint-uri", str(tmp_path / "ck"),
+            "--checkpoint-local-path", "/opt/ml/checkpoints/run", "--metric-definition",
+            "loss=loss=([0-9.]+)", "--env", "A=1", "--instance-count", "3"]
+    arguments = _parsed("local", argv, _project(root)).local_train_arguments()
+    assert arguments["inputs"].channel_modes == {"training": "FastFile"}
+    assert (arguments["spot"], arguments["max_runtime"], arguments["max_wait"]) == (True, 90, 90)
+    assert arguments["checkpoint_dir"] == tmp_path / "ck"
+    assert arguments["checkpoint_local_path"] == "/opt/ml/checkpoints/run"
+    assert [(m.name, m.regex) for m in arguments["metrics"].definitions] == [("loss", "loss=([0-9.]+)")]
+    assert (arguments["env"], arguments["instance_count"]) == ({"A": "1"}, 3)
+    assert arguments["channels"] == {"training": root / "local_test/test_dir/input/data/training"}
+
+
 def test_an_s3_checkpoint_or_channel_is_sagemaker_only(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p")
     for extra, message in ((["--checkpoint-uri", "s3://bkt/ckpt"], "--checkpoint-uri s3://bkt/ckpt"

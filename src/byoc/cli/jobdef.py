@@ -1,8 +1,11 @@
 """The training job options, shared by every command that runs a training job.
 
-``@job_options`` adds them to a click command; :func:`definition_from_options` turns the values
-into a :class:`~byoc.jobdef.JobDefinition`. Local and SageMaker runs take the same options, so a
-job rehearsed locally runs on SageMaker with the same command line.
+``@job_options`` adds them to a click command (``byoc local train``, ``byoc sagemaker train`` and
+``byoc sagemaker tune``); ``@sagemaker_job_options`` adds the few only SageMaker has;
+:func:`definition_from_options` turns the values into a :class:`~byoc.jobdef.JobDefinition`.
+Local and SageMaker runs take the same options, so a job rehearsed locally runs on SageMaker with
+the same command line. Options are spelled as SageMaker names the setting; ``--shuffle``,
+``--metric``, ``--checkpoint-dir`` and ``--checkpoint-s3`` remain as hidden older spellings.
 """
 
 from __future__ import annotations
