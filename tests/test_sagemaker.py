@@ -995,6 +995,16 @@ def test_local_train_arguments_carry_the_whole_definition(tmp_path: Path) -> Non
     assert arguments["channels"] == {"training": root / "local_test/test_dir/input/data/training"}
 
 
+def test_a_job_without_channels_has_no_input_data_config() -> None:
+    definition, _ = jobdef.from_project(None, channels={})
+    request = definition.training_request(job_name="none-1", image=IMAGE, role_arn=ROLE,
+                                          instance_type="ml.m5.xlarge", channel_uris={},
+                                          output_path="s3://bkt/out/")
+    assert "InputDataConfig" not in request
+    validate("CreateTrainingJob", request)
+    assert definition.local_train_arguments()["channels"] == {}
+
+
 def test_an_s3_checkpoint_or_channel_is_sagemaker_only(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p")
     for extra, message in ((["--checkpoint-uri", "s3://bkt/ckpt"], "--checkpoint-uri s3://bkt/ckpt"

@@ -267,15 +267,15 @@ class JobDefinition:
             "RoleArn": role_arn,
             "AlgorithmSpecification": algorithm,
             "HyperParameters": dict(self.hyperparameters),
+            # InputDataConfig is optional: a job may read no channel at all
+            **({"InputDataConfig": [
+                channel.request(channel.source if channel.remote else channel_uris[channel.name])
+                for channel in self.channels]} if self.channels else {}),
             "OutputDataConfig": {"S3OutputPath": output_path},
             "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": self.instance_count,
                                "VolumeSizeInGB": self.volume_size},
             "StoppingCondition": stopping,
         }
-        if self.channels:
-            request["InputDataConfig"] = [
-                channel.request(channel.source if channel.remote else channel_uris[channel.name])
-                for channel in self.channels]
         if self.spot:
             request["EnableManagedSpotTraining"] = True
         if self.checkpoint_uri is not None and is_s3(self.checkpoint_uri):
