@@ -177,7 +177,7 @@ def test_every_host_resolves_every_peer_also_after_it_exited(
     (["--compression", "train=Gzip"], "CompressionType is used only in Pipe input mode"),
     (["--record-wrapper", "train=RecordIO", "--channel-input-mode", "train=FastFile"],
      "RecordWrapperType RecordIO is used only in Pipe input mode"),
-    (["--shuffle", "other=1"], "--shuffle names channel 'other', which is not a channel"),
+    (["--shuffle-seed", "other=1"], "--shuffle-seed names channel 'other', which is not a channel"),
 ])
 def test_invalid_combinations_are_refused_before_any_container_starts(
         tmp_path: Path, args: list[str], message: str) -> None:

@@ -160,7 +160,8 @@ def test_local_train_records_metrics_and_describe_shows_them(tmp_path: Path) -> 
     run = subprocess.run(
         ["byoc", "local", "train", str(TUNEPROBE), "--backend", "process", "--output-dir", str(jobs),
          "--job-name", "metrics-job", "--hyperparameter", "epochs=4",
-         "--metric", r"objective:name=objective metric: (\S*)", "--metric", r"epoch=epoch=(\d+)"],
+         "--metric-definition", r"objective:name=objective metric: (\S*)",
+         "--metric-definition", r"epoch=epoch=(\d+)"],
         capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     job = jobs / "metrics-job"

@@ -178,7 +178,7 @@ def test_local_and_sagemaker_requests_differ_only_where_they_must(tmp_path: Path
     root = write_project(tmp_path / "p")
     definition, _ = jobdef.from_project(
         _project(root), input_mode="Pipe", instance_count=4, spot=True, max_runtime=3600,
-        max_wait=7200, checkpoint_s3="s3://bkt/ckpt/demo",
+        max_wait=7200, checkpoint_uri="s3://bkt/ckpt/demo",
         metric_definitions=(jobdef.MetricDefinition("validation:loss", r"val_loss=([0-9.]+)"),),
         environment={"PROBE_LEVEL": "INFO"}, record_wrappers={"training": "RecordIO"})
     local = definition.local_request(job_name="demo-1", image="demo:latest",
@@ -270,7 +270,9 @@ def test_pipe_channels_time_limits_and_channel_options(aws: str, tmp_path: Path)
                  "--channel-input-mode", "extra=FastFile", "--distribution",
                  "training=ShardedByS3Key", "--max-run", "600", "--job-name", "pipe-1")
     assert result.exit_code == 2, result.stderr  # Gzip needs Pipe, and extra is FastFile
-    assert one_line_error(result) == "Error: channel 'extra': CompressionType Gzip needs Pipe input mode"
+    assert one_line_error(result) == (
+        "Error: channel 'extra' (FastFile mode): CompressionType is used only in Pipe input mode."
+        " In FastFile mode, leave this field unset or set it to None.")
     result = run("train", str(root), "--image", IMAGE, "--dry-run", "--input-mode", "Pipe",
                  "--channel", f"training={root / 'local_test/test_dir/input/data/training'}",
                  "--channel", f"images={manifest}", "--channel", "extra=s3://other/data/",
@@ -303,13 +305,18 @@ def test_pipe_channels_time_limits_and_channel_options(aws: str, tmp_path: Path)
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--spot"], "--spot needs --max-wait SECONDS"),
-    (["--spot", "--max-wait", "100", "--max-run", "100"], "--max-wait 100 must be longer than"),
+    (["--spot"], "--spot needs --max-wait DURATION"),
+    (["--spot", "--max-wait", "100", "--max-run", "2m"], "--max-wait 100 must be at least --max-run 120"),
+    (["--max-run", "1h", "--max-wait", "soon", "--spot"], "--max-wait: 'soon' is not a duration"),
     (["--max-wait", "100"], "--max-wait applies to managed spot training only"),
     (["--max-run", str(29 * 86400)], "MaxRuntimeInSeconds takes 1 to 2419200"),
-    (["--metric-definition", "loss=no group"], "metric 'loss': the regex needs a capture group"),
-    (["--attribute-names", "training=a"], "an augmented manifest (AttributeNames) needs Pipe"),
-    (["--checkpoint-s3", "/tmp/ckpt"], "--checkpoint-s3 takes an s3:// URI"),
+    (["--metric-definition", "loss=no group"],
+     "--metric-definition 'loss': Regex has no capture group"),
+    (["--attribute-names", "training=a"],
+     "AugmentedManifestFile can only be used if the Channel's input mode is Pipe"),
+    (["--input-mode", "Streaming"], "Value 'Streaming' at 'algorithmSpecification.trainingInputMode'"),
+    (["--checkpoint-uri", "file:///tmp/ckpt"], "use an s3:// URI or a local directory"),
+    (["--checkpoint-uri", "s3://b/c", "--checkpoint-dir", "/tmp/c"], "name the same setting"),
     (["--distribution", "nope=ShardedByS3Key"], "--distribution names channel 'nope'"),
 ])
 def test_definition_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
@@ -331,7 +338,7 @@ def test_train_multi_instance_spot_with_checkpoints(aws: str, tmp_path: Path) ->
     client("s3").put_object(Bucket=BUCKET, Key=f"{prefix}/output/{job}/output/model.tar.gz",
                             Body=model_tar())
     result = run("train", str(root), "--image", IMAGE, "--instance-count", "4", "--spot",
-                 "--max-run", "3600", "--max-wait", "7200", "--checkpoint-s3",
+                 "--max-run", "1h", "--max-wait", "2h", "--checkpoint-uri",
                  f"s3://{BUCKET}/ckpt/{job}", "--metric-definition",
                  r"validation:loss=val_loss=([-+0-9.eE]+)", "--job-name", job,
                  "--poll-interval", "0.01")
@@ -852,6 +859,182 @@ def test_image_is_pushed_only_when_ecr_lacks_it(aws: str, tmp_path: Path) -> Non
 
 # ---- the same definition, run locally ---------------------------------------------------------
 
+#: One job's options, as a user types them for both commands.
+SAME_JOB = ("--hyperparameter", "epochs=3", "--hyperparameter", "epoch_seconds=0.05",
+            "--instance-count", "2", "--distribution", "training=ShardedByS3Key",
+            "--shuffle-seed", "training=7", "--env", "LOG_LEVEL=INFO", "--max-run", "5m",
+            "--spot", "--max-wait", "10m", "--metric-definition", r"train:loss=loss=([-+0-9.eE]+)",
+            "--job-name", "same-1")
+#: Where the request of a local run and a SageMaker run of the same command line may differ.
+MAY_DIFFER = {"AlgorithmSpecification.TrainingImage", "RoleArn", "ResourceConfig.InstanceType",
+              "InputDataConfig.0.DataSource.S3DataSource.S3Uri", "OutputDataConfig.S3OutputPath",
+              "CheckpointConfig.S3Uri"}
+
+
+def _parsed(group: str, argv: list[str], project: Any) -> jobdef.JobDefinition:
+    """The definition a command builds from *argv*, parsed by that command's own options."""
+    from byoc.cli.jobdef import definition_from_options
+
+    command = cli.commands[group].commands["train"]  # type: ignore[attr-defined]
+    with command.make_context("train", list(argv)) as context:
+        return definition_from_options(project, dict(context.params))[0]
+
+
+def test_one_command_line_one_request_locally_and_on_sagemaker(aws: str, tmp_path: Path) -> None:
+    """The same job options, parsed by byoc local train and by byoc sagemaker train: one
+    definition, and requests side by side that differ only in what must differ."""
+    import shutil
+
+    root = Path(shutil.copytree(FIXTURES / "epochs", tmp_path / "epochs"))
+    (root / "byoc.toml").write_text((root / "byoc.toml").read_text() +
+                                    '\n[[metric_definitions]]\nName = "epoch"\n'
+                                    'Regex = "epoch ([0-9]+):"\n')
+    argv = [*SAME_JOB, "--checkpoint-uri", str(tmp_path / "ckpt")]
+    project = _project(root)
+    definition = _parsed("local", argv, project)
+    assert _parsed("sagemaker", [*argv, "--image", IMAGE], project) == definition
+    assert definition.local_gaps() == []
+    result = run("train", str(root), *argv, "--image", IMAGE, "--role", ROLE, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    remote = json.loads(result.stdout)
+    validate("CreateTrainingJob", remote)
+    local_request = definition.local_request(job_name="same-1", image="byoc-test-epochs:latest",
+                                             output_dir=tmp_path / "jobs")
+    differing = dict(_diff(local_request, remote))
+    print("\n".join(f"{path}:\n  local     {a}\n  sagemaker {b}" for path, (a, b) in differing.items()))
+    assert set(differing) == MAY_DIFFER
+    prefix = f"s3://{BUCKET}/byoc/epochs"
+    assert differing["CheckpointConfig.S3Uri"] == (
+        (tmp_path / "ckpt").resolve().as_uri() + "/", f"{prefix}/checkpoints/same-1/")
+    assert remote["StoppingCondition"] == {"MaxRuntimeInSeconds": 300, "MaxWaitTimeInSeconds": 600}
+    assert remote["AlgorithmSpecification"]["MetricDefinitions"] == [
+        {"Name": "epoch", "Regex": "epoch ([0-9]+):"},  # byoc.toml's, then the options'
+        {"Name": "train:loss", "Regex": "loss=([-+0-9.eE]+)"}]
+    assert remote["InputDataConfig"][0]["ShuffleConfig"] == {"Seed": 7}
+
+
+def test_the_same_command_line_runs_locally_and_dry_runs_on_sagemaker(aws: str,
+                                                                       tmp_path: Path) -> None:
+    """`byoc local train ARGS` (process backend) runs the job the request of `byoc sagemaker
+    train ARGS --dry-run` describes: the same hyperparameters, hosts, channels, time limits, spot,
+    checkpoints, environment and metric definitions."""
+    import shutil
+
+    root = Path(shutil.copytree(FIXTURES / "epochs", tmp_path / "epochs"))
+    checkpoints = tmp_path / "ckpt"
+    argv = [*SAME_JOB, "--checkpoint-uri", str(checkpoints)]
+    ran = CliRunner().invoke(cli, ["local", "train", str(root), *argv, "--backend", "process",
+                                   "--output-dir", str(tmp_path / "jobs")])
+    assert ran.exit_code == 0, ran.stderr
+    result = run("train", str(root), *argv, "--image", IMAGE, "--role", ROLE, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stdout)
+    record = json.loads((tmp_path / "jobs" / "same-1" / "job.json").read_text())
+    for key in ("HyperParameters", "StoppingCondition", "EnableManagedSpotTraining", "Environment"):
+        assert record[key] == request[key], key
+    assert request["HyperParameters"] == {"epochs": "3", "epoch_seconds": "0.05"}
+    assert record["ResourceConfig"]["InstanceCount"] == request["ResourceConfig"]["InstanceCount"] == 2
+    assert record["CheckpointConfig"] == {"S3Uri": checkpoints.resolve().as_uri() + "/",
+                                          "LocalPath": request["CheckpointConfig"]["LocalPath"]}
+    assert record["AlgorithmSpecification"]["MetricDefinitions"] == \
+        request["AlgorithmSpecification"]["MetricDefinitions"]
+    [ran_channel] = record["InputDataConfig"]
+    [asked] = request["InputDataConfig"]
+    assert ran_channel["ChannelName"] == asked["ChannelName"] == "training"
+    assert ran_channel["InputMode"] == request["AlgorithmSpecification"]["TrainingInputMode"]
+    assert ran_channel["DataSource"]["S3DataSource"]["S3DataDistributionType"] == \
+        asked["DataSource"]["S3DataSource"]["S3DataDistributionType"] == "ShardedByS3Key"
+    # the job really ran with them: both hosts checkpointed every epoch, the metric was read
+    assert sorted(path.name for path in checkpoints.iterdir()) == [
+        f"{host}-epoch-{epoch:04d}.json" for host in ("algo-1", "algo-2") for epoch in (2, 3)]
+    assert record["FinalMetricDataList"][0]["MetricName"] == "train:loss"
+    assert record["FinalMetricDataList"][0]["Value"] == pytest.approx(1 / 3, rel=1e-4)
+    assert record["TrainingJobStatus"] == "Completed"
+
+
+def test_the_project_file_feeds_the_sagemaker_request_as_it_feeds_a_local_run(
+        aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    (root / "byoc.toml").write_text((root / "byoc.toml").read_text() + (
+        '\n[train]\ninput_mode = "Pipe"\n[train.channels.training]\nrecord_wrapper = "RecordIO"\n'
+        'shuffle_seed = 3\n\n[[metric_definitions]]\nName = "loss"\nRegex = "loss=([0-9.]+)"\n'))
+    result = run("train", str(root), "--image", IMAGE, "--dry-run", "--shuffle-seed", "training=9")
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stdout)
+    assert request["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == [
+        {"Name": "loss", "Regex": "loss=([0-9.]+)"}]
+    [channel] = request["InputDataConfig"]
+    assert (channel["RecordWrapperType"], channel["ShuffleConfig"]) == ("RecordIO", {"Seed": 9})
+    definition = _parsed("local", ["--shuffle-seed", "training=9"], _project(root))
+    arguments = definition.local_train_arguments()
+    inputs = arguments["inputs"]
+    assert (inputs.input_mode, dict(inputs.record_wrappers), dict(inputs.shuffle_seeds)) == (
+        "Pipe", {"training": "RecordIO"}, {"training": 9})
+    assert [m.name for m in arguments["metrics"].definitions] == ["loss"]
+    (root / "byoc.toml").write_text((root / "byoc.toml").read_text() +
+                                    '\n[train.channels.validation]\ninput_mode = "File"\n')
+    result = run("train", str(root), "--image", IMAGE, "--dry-run")
+    assert one_line_error(result) == ("Error: byoc.toml [train.channels.validation] names channel"
+                                      " 'validation', which is not a channel of this job")
+
+
+def test_local_train_arguments_carry_the_whole_definition(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    argv = ["--input-mode", "Pipe", "--channel-input-mode", "training=FastFile", "--spot",
+            "--max-run", "90s", "--max-wait", "1.5m", "--checkpoint-uri", str(tmp_path / "ck"),
+            "--checkpoint-local-path", "/opt/ml/checkpoints/run", "--metric-definition",
+            "loss=loss=([0-9.]+)", "--env", "A=1", "--instance-count", "3"]
+    arguments = _parsed("local", argv, _project(root)).local_train_arguments()
+    assert arguments["inputs"].channel_modes == {"training": "FastFile"}
+    assert (arguments["spot"], arguments["max_runtime"], arguments["max_wait"]) == (True, 90, 90)
+    assert arguments["checkpoint_dir"] == tmp_path / "ck"
+    assert arguments["checkpoint_local_path"] == "/opt/ml/checkpoints/run"
+    assert [(m.name, m.regex) for m in arguments["metrics"].definitions] == [("loss", "loss=([0-9.]+)")]
+    assert (arguments["env"], arguments["instance_count"]) == ({"A": "1"}, 3)
+    assert arguments["channels"] == {"training": root / "local_test/test_dir/input/data/training"}
+
+
+def test_a_job_without_channels_has_no_input_data_config() -> None:
+    definition, _ = jobdef.from_project(None, channels={})
+    request = definition.training_request(job_name="none-1", image=IMAGE, role_arn=ROLE,
+                                          instance_type="ml.m5.xlarge", channel_uris={},
+                                          output_path="s3://bkt/out/")
+    assert "InputDataConfig" not in request
+    validate("CreateTrainingJob", request)
+    assert definition.local_train_arguments()["channels"] == {}
+
+
+def test_an_s3_checkpoint_or_channel_is_sagemaker_only(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    for extra, message in ((["--checkpoint-uri", "s3://bkt/ckpt"], "--checkpoint-uri s3://bkt/ckpt"
+                            " is in S3; a local run keeps checkpoints in a local directory"),
+                           (["--channel", "training=s3://bkt/data/"], "channel 'training' is in"
+                            " S3; a local run needs a local path")):
+        ran = CliRunner().invoke(cli, ["local", "train", str(root), "--backend", "process",
+                                       "--output-dir", str(tmp_path / "jobs"), *extra])
+        assert ran.exit_code == 2, ran.stderr
+        assert ran.stderr.strip() == f"Error: {message}"
+    assert not (tmp_path / "jobs").exists()
+
+
+def test_a_local_checkpoint_directory_seeds_the_sagemaker_job(aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    (checkpoints / "algo-1-epoch-0002.json").write_text("{}")
+    job = f"seed-{uuid.uuid4().hex[:6]}"
+    result = run("train", str(root), "--image", IMAGE, "--checkpoint-uri", str(checkpoints),
+                 "--job-name", job, "--detach")
+    assert result.exit_code == 0, result.stderr
+    prefix = f"byoc/{_project(root).name}/checkpoints/{job}"
+    described = client("sagemaker").describe_training_job(TrainingJobName=job)
+    assert described["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/{prefix}/"
+    body = client("s3").get_object(Bucket=BUCKET, Key=f"{prefix}/algo-1-epoch-0002.json")["Body"]
+    assert body.read() == b"{}"
+
+
+
 def test_the_definition_runs_locally_with_what_the_request_says(tmp_path: Path) -> None:
     """The probe project reports the /opt/ml config it was given: a local run of a definition
     gives the container what the SageMaker request of that definition asks for."""
@@ -885,7 +1068,10 @@ def test_the_definition_runs_locally_with_what_the_request_says(tmp_path: Path) 
     assert request["ResourceConfig"]["InstanceCount"] == 2
     assert report["env"]["PROBE_LEVEL"] == request["Environment"]["PROBE_LEVEL"] == "INFO"
     spot = definition.with_changes(spot=True, max_wait=90000, input_mode="Pipe")
-    assert spot.local_gaps() == ["input mode Pipe", "managed spot"]
+    assert spot.local_gaps() == []
+    assert definition.with_changes(channels=(jobdef.ChannelDefinition(
+        "training", str(probe.root), s3_data_type="ManifestFile"),)).local_gaps() == [
+            "S3DataType ManifestFile (channel 'training')"]
 
 
 def test_logs_and_describe(aws: str, tmp_path: Path) -> None:

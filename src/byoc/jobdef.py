@@ -5,14 +5,20 @@ hyperparameters, the channels (with their input modes, record wrapping, shufflin
 augmented-manifest attributes), the metric definitions, checkpoints, managed spot, time limits,
 instance count and environment. :meth:`JobDefinition.training_request` turns it into the
 ``CreateTrainingJob`` request, given only what must differ between runs: the image, the role, the
-instance type and the channels' URIs. :meth:`JobDefinition.local_request` is the same request for a
-local run (``file://`` URIs, instance type ``local``), so the two can be compared field by field.
+instance type, the output path and the S3 URIs of local channels and checkpoints.
+:meth:`JobDefinition.local_request` is the same request for a local run (``file://`` URIs,
+instance type ``local``), so the two can be compared field by field, and
+:meth:`JobDefinition.local_train_arguments` runs it with :func:`byoc.local.train`.
+
+A channel's source and the checkpoint URI are each a local path or an ``s3://`` URI: a SageMaker
+run uploads a local one first, a local run refuses an ``s3://`` one.
 
 Nothing here talks to AWS or Docker.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,6 +27,7 @@ from typing import Any
 
 from . import contract
 from .errors import ConfigError
+from .inputs import manifest
 
 INPUT_MODES = contract.INPUT_MODES
 DISTRIBUTIONS = contract.DISTRIBUTIONS
@@ -37,6 +44,8 @@ MAX_CHANNELS = 20
 MAX_HYPERPARAMETERS = 100
 MAX_ENVIRONMENT = 100
 MAX_ATTRIBUTE_NAMES = 16
+#: ShuffleConfig.Seed is a Long.
+SEED_RANGE = (-(1 << 63), (1 << 63) - 1)
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
@@ -139,7 +148,9 @@ class JobDefinition:
     max_runtime: int = DEFAULT_MAX_RUNTIME
     spot: bool = False
     max_wait: int | None = None
-    checkpoint_s3: str | None = None
+    #: CheckpointConfig.S3Uri: an ``s3://`` URI, or a local directory (a local run's stand-in for
+    #: S3, uploaded under the project's S3 prefix before a SageMaker run).
+    checkpoint_uri: str | None = None
     checkpoint_local_path: str = DEFAULT_CHECKPOINT_PATH
     volume_size: int = DEFAULT_VOLUME_GB
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -160,18 +171,21 @@ class JobDefinition:
     def local_channels(self) -> tuple[ChannelDefinition, ...]:
         return tuple(channel for channel in self.channels if not channel.remote)
 
+    @property
+    def local_checkpoint(self) -> Path | None:
+        """The checkpoint directory when :attr:`checkpoint_uri` is a local path."""
+        if self.checkpoint_uri is None or is_s3(self.checkpoint_uri):
+            return None
+        return Path(self.checkpoint_uri)
+
     def contract_channels(self) -> list[contract.Channel]:
         return [channel.contract_channel(self.input_mode) for channel in self.channels]
 
     def validate(self) -> None:
         """Refuse what CreateTrainingJob would refuse. :raises ConfigError:"""
-        if self.input_mode not in INPUT_MODES:
-            raise ConfigError(f"--input-mode {self.input_mode}: use {', '.join(INPUT_MODES)}")
+        _enum(self.input_mode, INPUT_MODES, "algorithmSpecification.trainingInputMode")
         if self.instance_count < 1:
             raise ConfigError(f"--instance-count must be at least 1, got {self.instance_count}")
-        if not self.channels:
-            raise ConfigError("no channels: pass --channel NAME=PATH (a directory, a file or an"
-                              " s3:// URI)")
         if len(self.channels) > MAX_CHANNELS:
             raise ConfigError(f"{len(self.channels)} channels; SageMaker allows at most {MAX_CHANNELS}")
         names = [channel.name for channel in self.channels]
@@ -202,16 +216,23 @@ class JobDefinition:
                               f" {MAX_RUNTIME_LIMIT} (28 days)")
         if self.spot:
             if self.max_wait is None:
-                raise ConfigError("--spot needs --max-wait SECONDS (MaxWaitTimeInSeconds, longer"
-                                  " than --max-run: it covers waiting for capacity plus training)")
-            if self.max_wait <= self.max_runtime:
-                raise ConfigError(f"--max-wait {self.max_wait} must be longer than --max-run"
+                raise ConfigError("--spot needs --max-wait DURATION (MaxWaitTimeInSeconds, at least"
+                                  " --max-run: it covers waiting for capacity plus training)")
+            if self.max_wait < self.max_runtime:
+                raise ConfigError(f"--max-wait {self.max_wait} must be at least --max-run"
                                   f" {self.max_runtime}: MaxWaitTimeInSeconds covers waiting for"
                                   " spot capacity plus the run")
         elif self.max_wait is not None:
             raise ConfigError("--max-wait applies to managed spot training only: add --spot")
-        if self.checkpoint_s3 is not None and not is_s3(self.checkpoint_s3):
-            raise ConfigError(f"--checkpoint-s3 takes an s3:// URI, got {self.checkpoint_s3!r}")
+        if self.checkpoint_uri is not None:
+            if not self.checkpoint_uri.strip():
+                raise ConfigError("--checkpoint-uri is empty: give a directory or an s3:// URI")
+            if self.checkpoint_uri.startswith(("s3:", "file:")) and not is_s3(self.checkpoint_uri):
+                raise ConfigError(f"--checkpoint-uri {self.checkpoint_uri}: use an s3:// URI or a"
+                                  " local directory")
+            local = self.local_checkpoint
+            if local is not None and local.exists() and not local.is_dir():
+                raise ConfigError(f"--checkpoint-uri {local} is a file, not a directory")
         if not self.checkpoint_local_path.startswith("/"):
             raise ConfigError(f"the checkpoint local path must be absolute ({contract.CHECKPOINT_PATH})")
         if not 1 <= self.volume_size <= 16384:
@@ -224,9 +245,12 @@ class JobDefinition:
                          checkpoint_uri: str | None = None) -> dict[str, Any]:
         """The ``CreateTrainingJob`` request.
 
-        :param channel_uris: the ``S3Uri`` of each channel (an ``s3://`` source needs none).
-        :param checkpoint_uri: where checkpoints go when :attr:`checkpoint_s3` is unset; ignored
-            when neither is set.
+        :param channel_uris: the ``S3Uri`` of each local channel (an ``s3://`` source needs none).
+        :param checkpoint_uri: the ``S3Uri`` of checkpoints when :attr:`checkpoint_uri` is a local
+            directory (where it was uploaded), or when it is unset (a default for spot jobs);
+            ignored when :attr:`checkpoint_uri` is an ``s3://`` URI.
+        :raises ConfigError: for an invalid job name, or a local checkpoint directory without
+            *checkpoint_uri*.
         """
         if not JOB_NAME.fullmatch(job_name):
             raise ConfigError(f"invalid job name {job_name!r}: 1-63 letters, digits and hyphens,"
@@ -243,9 +267,10 @@ class JobDefinition:
             "RoleArn": role_arn,
             "AlgorithmSpecification": algorithm,
             "HyperParameters": dict(self.hyperparameters),
-            "InputDataConfig": [channel.request(channel.source if channel.remote
-                                                else channel_uris[channel.name])
-                                for channel in self.channels],
+            # InputDataConfig is optional: a job may read no channel at all
+            **({"InputDataConfig": [
+                channel.request(channel.source if channel.remote else channel_uris[channel.name])
+                for channel in self.channels]} if self.channels else {}),
             "OutputDataConfig": {"S3OutputPath": output_path},
             "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": self.instance_count,
                                "VolumeSizeInGB": self.volume_size},
@@ -253,7 +278,12 @@ class JobDefinition:
         }
         if self.spot:
             request["EnableManagedSpotTraining"] = True
-        checkpoint = self.checkpoint_s3 or checkpoint_uri
+        if self.checkpoint_uri is not None and is_s3(self.checkpoint_uri):
+            checkpoint: str | None = self.checkpoint_uri
+        elif self.checkpoint_uri is not None and checkpoint_uri is None:
+            raise ConfigError(f"checkpoint directory {self.checkpoint_uri} has no S3 URI yet")
+        else:
+            checkpoint = checkpoint_uri
         if checkpoint:
             request["CheckpointConfig"] = {"S3Uri": with_slash(checkpoint),
                                            "LocalPath": self.checkpoint_local_path}
@@ -264,47 +294,65 @@ class JobDefinition:
         return request
 
     def local_request(self, *, job_name: str, image: str, output_dir: Path) -> dict[str, Any]:
-        """The same request for a local run: ``file://`` channels and output, instance type
-        ``local``, no role. Checkpoints keep their S3 URI (a local run syncs them the same way)."""
+        """The same request for a local run: ``file://`` channels, checkpoints and output, instance
+        type ``local``, no role (:data:`LOCAL_ROLE`)."""
+        local = self.local_checkpoint
         return self.training_request(
             job_name=job_name, image=image, role_arn=LOCAL_ROLE, instance_type=LOCAL_INSTANCE_TYPE,
             channel_uris={c.name: c.local_uri() for c in self.local_channels},
-            output_path=output_dir.resolve().as_uri() + "/")
-
+            output_path=output_dir.resolve().as_uri() + "/",
+            checkpoint_uri=local.resolve().as_uri() + "/" if local is not None else None)
 
     def local_train_arguments(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`byoc.local.train` that run this definition locally (with
-        ``backend=`` and ``job_name=`` added by the caller). :meth:`local_gaps` names what the
-        local harness does not take yet.
+        """Keyword arguments for :func:`byoc.local.train` that run this definition locally (the
+        caller adds ``backend=``, ``project=``, ``job_name=`` and the local-only settings).
+        :meth:`local_gaps` names what a local run cannot honour.
 
-        :raises ConfigError: for an ``s3://`` channel (a local run reads local files).
+        :raises ConfigError: for an ``s3://`` channel or checkpoint URI (a local run reads and
+            writes local files).
         """
+        from .inputs.config import InputOptions
+        from .metrics import MetricScanner
+        from .metrics import definition as metric
+
         remote = [channel.name for channel in self.channels if channel.remote]
         if remote:
             raise ConfigError(f"channel {remote[0]!r} is in S3; a local run needs a local path")
+        if self.checkpoint_uri is not None and self.local_checkpoint is None:
+            raise ConfigError(f"--checkpoint-uri {self.checkpoint_uri} is in S3; a local run keeps"
+                              " checkpoints in a local directory")
+        inputs = InputOptions(
+            input_mode=self.input_mode,
+            channel_modes={c.name: c.input_mode for c in self.channels if c.input_mode},
+            record_wrappers={c.name: c.record_wrapper for c in self.channels if c.record_wrapper},
+            compressions={c.name: c.compression for c in self.channels if c.compression},
+            shuffle_seeds={c.name: c.shuffle_seed for c in self.channels
+                           if c.shuffle_seed is not None},
+            attribute_names={c.name: c.attribute_names for c in self.channels
+                             if c.attribute_names is not None})
+        scanner = MetricScanner([metric(m.name, m.regex) for m in self.metric_definitions]) \
+            if self.metric_definitions else None
         return {"channels": {c.name: Path(c.source) for c in self.channels},
                 "hyperparameters": dict(self.hyperparameters),
                 "content_types": {c.name: c.content_type for c in self.channels if c.content_type},
                 "distribution": {c.name: c.distribution for c in self.channels},
-                "instance_count": self.instance_count, "env": dict(self.environment)}
+                "instance_count": self.instance_count, "env": dict(self.environment),
+                "inputs": inputs, "metrics": scanner, "checkpoint_dir": self.local_checkpoint,
+                "checkpoint_local_path": self.checkpoint_local_path, "spot": self.spot,
+                "max_runtime": self.max_runtime, "max_wait": self.max_wait}
 
     def local_gaps(self) -> list[str]:
-        """The settings of this definition :meth:`local_train_arguments` cannot pass on."""
-        gaps = []
-        modes = {channel.effective_input_mode(self.input_mode) for channel in self.channels}
-        if modes - {"File"}:
-            gaps.append(f"input mode {', '.join(sorted(modes - {'File'}))}")
-        for label, present in (
-                ("record wrapping", any(c.record_wrapper for c in self.channels)),
-                ("compression", any(c.compression for c in self.channels)),
-                ("ShuffleConfig", any(c.shuffle_seed is not None for c in self.channels)),
-                ("augmented manifests", any(c.attribute_names for c in self.channels)),
-                ("metric definitions", bool(self.metric_definitions)),
-                ("managed spot", self.spot), ("checkpoints", self.checkpoint_s3 is not None),
-                ("MaxRuntimeInSeconds", self.max_runtime != DEFAULT_MAX_RUNTIME)):
-            if present:
-                gaps.append(label)
-        return gaps
+        """The settings of this definition a local run cannot honour (it runs without them)."""
+        return [f"S3DataType {c.s3_data_type} (channel {c.name!r})" for c in self.channels
+                if c.s3_data_type == "ManifestFile"]
+
+
+def seconds(value: float | int | str, option: str) -> int:
+    """A duration (``3600``, ``90s``, ``5m``, ``1h30m``) in whole seconds, rounded up, as
+    ``StoppingCondition`` takes it. :raises ConfigError:"""
+    from .stopping import parse_duration
+
+    return math.ceil(parse_duration(value, option) if isinstance(value, str) else value)
 
 
 def with_slash(uri: str) -> str:
@@ -319,32 +367,42 @@ def _check_channel(channel: ChannelDefinition, job_mode: str) -> None:
     if not channel.remote and not Path(channel.source).exists():
         raise ConfigError(f"channel {name!r}: {channel.source} does not exist")
     mode = channel.effective_input_mode(job_mode)
-    if channel.input_mode is not None and channel.input_mode not in INPUT_MODES:
-        raise ConfigError(f"channel {name!r}: input mode {channel.input_mode!r}; use"
-                          f" {', '.join(INPUT_MODES)}")
+    if channel.input_mode is not None:
+        _enum(channel.input_mode, INPUT_MODES, f"channel {name!r} inputMode")
     if channel.distribution not in DISTRIBUTIONS:
         raise ConfigError(f"channel {name!r}: distribution {channel.distribution!r}; use"
                           " FullyReplicated or ShardedByS3Key")
-    if channel.record_wrapper is not None and channel.record_wrapper not in RECORD_WRAPPERS:
-        raise ConfigError(f"channel {name!r}: record wrapper {channel.record_wrapper!r}; use None"
-                          " or RecordIO")
+    where = f"channel {name!r} ({mode} mode)"
+    if channel.record_wrapper is not None:
+        _enum(channel.record_wrapper, RECORD_WRAPPERS, f"channel {name!r} recordWrapperType")
+        if channel.record_wrapper != "None" and mode != "Pipe":
+            raise ConfigError(f"{where}: RecordWrapperType RecordIO is used only in Pipe input"
+                              f" mode. In {mode} mode, leave this field unset or set it to None.")
     if channel.compression is not None:
-        if channel.compression not in COMPRESSIONS:
-            raise ConfigError(f"channel {name!r}: compression {channel.compression!r}; use None"
-                              " or Gzip")
-        if channel.compression == "Gzip" and mode != "Pipe":
-            raise ConfigError(f"channel {name!r}: CompressionType Gzip needs Pipe input mode")
+        _enum(channel.compression, COMPRESSIONS, f"channel {name!r} compressionType")
+        if channel.compression != "None" and mode != "Pipe":
+            raise ConfigError(f"{where}: CompressionType is used only in Pipe input mode. In"
+                              f" {mode} mode, leave this field unset or set it to None.")
+    if channel.shuffle_seed is not None and not SEED_RANGE[0] <= channel.shuffle_seed <= SEED_RANGE[1]:
+        raise ConfigError(f"channel {name!r}: ShuffleConfig.Seed must fit in 64 bits")
     if channel.s3_data_type not in S3_DATA_TYPES:
         raise ConfigError(f"channel {name!r}: S3DataType {channel.s3_data_type!r}; use"
                           f" {', '.join(S3_DATA_TYPES)}")
     if channel.attribute_names is not None:
+        manifest.check_attribute_names(name, channel.attribute_names)
         if mode != "Pipe":
-            raise ConfigError(f"channel {name!r}: an augmented manifest (AttributeNames) needs Pipe"
-                              f" input mode, not {mode}")
-        if len(channel.attribute_names) > MAX_ATTRIBUTE_NAMES:
-            raise ConfigError(f"channel {name!r}: at most {MAX_ATTRIBUTE_NAMES} attribute names")
+            raise ConfigError(f"{where}: AugmentedManifestFile can only be used if the Channel's"
+                              f" input mode is Pipe; add --channel-input-mode {name}=Pipe")
         if not channel.remote and not Path(channel.source).is_file():
-            raise ConfigError(f"channel {name!r}: an augmented manifest is one JSON Lines file")
+            raise ConfigError(f"{where}: an AugmentedManifestFile channel is one JSON-lines"
+                              f" manifest file, and {channel.source} is not a file")
+
+
+def _enum(value: str, allowed: Sequence[str], at: str) -> None:
+    """CreateTrainingJob's own words for a value outside an enum. :raises ConfigError:"""
+    if value not in allowed:
+        raise ConfigError(f"1 validation error detected: Value '{value}' at '{at}' failed to satisfy"
+                          f" constraint: Member must satisfy enum value set: [{', '.join(allowed)}]")
 
 
 def _check_metrics(definitions: Sequence[MetricDefinition]) -> None:
@@ -378,19 +436,30 @@ def from_project(project: Any | None, *, channels: Mapping[str, str] | None = No
                  shuffle_seeds: Mapping[str, int] | None = None,
                  attribute_names: Mapping[str, Sequence[str]] | None = None,
                  s3_data_types: Mapping[str, str] | None = None,
+                 input_mode: str | None = None,
+                 metric_definitions: Sequence[MetricDefinition] = (),
                  **settings: Any) -> tuple[JobDefinition, list[str]]:
-    """A definition from a project's ``local_test/test_dir`` (channels, hyperparameters, content
-    types) overridden by the options ``byoc local train`` takes; *settings* are
-    :class:`JobDefinition`'s other fields. :returns: it and the warnings to show (hyperparameters
-    that were not strings).
+    """A definition from a project, overridden by the job options (``byoc local train`` and
+    ``byoc sagemaker train`` take the same); *settings* are :class:`JobDefinition`'s other fields.
 
-    :raises ConfigError: for a per-channel option naming no channel, or anything
-        :meth:`JobDefinition.validate` refuses.
+    The project gives, under the options: the channels, hyperparameters and content types of
+    ``local_test/test_dir``; the input settings of ``byoc.toml``'s ``[train]`` table (an unset
+    *input_mode* is its ``input_mode``, else File); and its ``[[metric_definitions]]``, which
+    *metric_definitions* of the same name replace and the others follow.
+
+    :returns: it and the warnings to show (hyperparameters that were not strings).
+    :raises ConfigError: for a per-channel option naming no channel, an unreadable ``byoc.toml``,
+        or anything :meth:`JobDefinition.validate` refuses.
     """
+    from .inputs.config import InputOptions
+    from .project import CONFIG_FILE
+
     found = project.local_inputs() if project is not None else None
     default_channels = found.channels if found else {}
     default_hps = found.hyperparameters if found else {}
     default_types = found.content_types if found else {}
+    config_file = project.root / CONFIG_FILE if project is not None else None
+    toml = InputOptions.from_project_file(config_file) if config_file is not None else InputOptions()
     sources = ({name: str(path) for name, path in default_channels.items()} if channels is None
                else dict(channels))
     hps, notes = contract.stringify_hyperparameters(
@@ -405,15 +474,33 @@ def from_project(project: Any | None, *, channels: Mapping[str, str] | None = No
         for name in values:
             if name not in sources:
                 raise ConfigError(f"{option} names channel {name!r}, which is not a channel")
+    for values in (toml.channel_modes, toml.record_wrappers, toml.compressions,
+                   toml.shuffle_seeds, toml.attribute_names):
+        for name in values:
+            if name not in sources:
+                raise ConfigError(f"{CONFIG_FILE} [train.channels.{name}] names channel {name!r},"
+                                  " which is not a channel of this job")
+    modes = {**toml.channel_modes, **(channel_input_modes or {})}
+    wrappers = {**toml.record_wrappers, **(record_wrappers or {})}
+    compressions = {**toml.compressions, **(compression or {})}
+    seeds = {**toml.shuffle_seeds, **(shuffle_seeds or {})}
+    attributes: dict[str, Sequence[str]] = {**toml.attribute_names, **(attribute_names or {})}
     built = tuple(ChannelDefinition(
-        name, sources[name], content_type=types.get(name),
-        input_mode=(channel_input_modes or {}).get(name),
+        name, sources[name], content_type=types.get(name), input_mode=modes.get(name),
         distribution=(distribution or {}).get(name, "FullyReplicated"),
-        record_wrapper=(record_wrappers or {}).get(name),
-        compression=(compression or {}).get(name),
-        shuffle_seed=(shuffle_seeds or {}).get(name),
-        attribute_names=(tuple((attribute_names or {})[name]) if name in (attribute_names or {})
-                         else None),
+        record_wrapper=wrappers.get(name), compression=compressions.get(name),
+        shuffle_seed=seeds.get(name),
+        attribute_names=tuple(attributes[name]) if name in attributes else None,
         s3_data_type=(s3_data_types or {}).get(name, "S3Prefix")) for name in sorted(sources))
+    metrics = list(metric_definitions)
+    if config_file is not None and config_file.is_file():
+        from . import metrics as metric_files
+
+        names = {metric.name for metric in metrics}
+        metrics = [MetricDefinition(item.name, item.regex)
+                   for item in metric_files.from_project(config_file)
+                   if item.name not in names] + metrics
     base = settings.pop("base_name", None) or (project.name if project is not None else "byoc-job")
-    return JobDefinition(base_name=base, channels=built, hyperparameters=hps, **settings), notes
+    return JobDefinition(base_name=base, channels=built, hyperparameters=hps,
+                         input_mode=input_mode or toml.input_mode or "File",
+                         metric_definitions=tuple(metrics), **settings), notes

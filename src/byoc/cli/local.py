@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from .. import contract, invoke, jobrecord, metrics, stopping
+from .. import invoke, jobrecord, stopping
 from .. import local as harness
 from ..errors import ConfigError, Interrupted, ServeError
-from ..inputs.config import InputOptions
 from ..project import Project
-from .options import BACKEND, ENV, IMAGE, PROJECT, channel_paths, echo_err, log_line, pairs
+from .jobdef import definition_from_options, job_options
+from .options import BACKEND, ENV, IMAGE, PROJECT, echo_err, log_line, pairs
 
 
 @click.group(name="local")
@@ -25,92 +26,40 @@ def local_group() -> None:
 @PROJECT
 @IMAGE
 @BACKEND
-@click.option("--channel", multiple=True, metavar="NAME=PATH",
-              help="Input channel from a directory or file (default: local_test/test_dir/input/data/*).")
-@click.option("--content-type", "content_types", multiple=True, metavar="NAME=TYPE",
-              help="ContentType of a channel in inputdataconfig.json.")
-@click.option("--hyperparameter", multiple=True, metavar="KEY=VALUE",
-              help="A hyperparameter, sent as the string given. Repeatable.")
-@click.option("--hyperparameters", "hyperparameters_file", type=click.Path(dir_okay=False, exists=True,
-              path_type=Path), help="JSON file of hyperparameters (default: local_test's).")
-@click.option("--instance-count", default=1, show_default=True, type=int,
-              help="Hosts algo-1..algo-N, each in its own container.")
-@click.option("--distribution", multiple=True, metavar="NAME=KIND",
-              help="S3DistributionType of a channel: FullyReplicated or ShardedByS3Key.")
-@click.option("--input-mode", metavar="File|FastFile|Pipe",
-              help="TrainingInputMode of the job (default: byoc.toml's [train] input_mode, else File).")
-@click.option("--channel-input-mode", "channel_modes", multiple=True, metavar="NAME=MODE",
-              help="A channel's own InputMode, over --input-mode.")
-@click.option("--record-wrapper", "record_wrappers", multiple=True, metavar="NAME=RecordIO",
-              help="RecordWrapperType of a Pipe channel: each file (or manifest attribute) becomes"
-                   " one RecordIO record.")
-@click.option("--compression", "compressions", multiple=True, metavar="NAME=Gzip",
-              help="CompressionType of a Pipe channel: its files are gunzipped into the pipe.")
-@click.option("--shuffle", "shuffles", multiple=True, metavar="NAME=SEED",
-              help="ShuffleConfig of a channel: Pipe mode reshuffles its objects every epoch.")
-@click.option("--attribute-names", "attribute_names", multiple=True, metavar="NAME=A,B",
-              help="Make channel NAME an AugmentedManifestFile (a JSON-lines file) streaming these"
-                   " attributes in order (Pipe mode only).")
-@ENV
+@job_options
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the job's directory goes (default: .byoc/jobs in the project).")
-@click.option("--job-name", help="Training job name (default: <project>-<timestamp>).")
 @click.option("--grace", default=harness.TRAIN_GRACE, show_default=True, type=float,
               help="Seconds between SIGTERM and SIGKILL when stopping.")
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="CheckpointConfig.S3Uri: a local directory playing S3. Restored into every host"
-                   " at start, synced while the job runs.")
-@click.option("--checkpoint-local-path", default=contract.CHECKPOINT_PATH, show_default=True,
-              help="CheckpointConfig.LocalPath in the container.")
-@click.option("--spot", is_flag=True, help="EnableManagedSpotTraining (simulated).")
-@click.option("--max-run", metavar="DURATION",
-              help="StoppingCondition.MaxRuntimeInSeconds, e.g. 3600, 90s, 5m, 2h (default 1 day).")
-@click.option("--max-wait", metavar="DURATION",
-              help="StoppingCondition.MaxWaitTimeInSeconds (with --spot): at least --max-run.")
 @click.option("--interrupt-after", metavar="DURATION[,DURATION...]",
               help="With --spot: simulate a capacity reclaim this long into each attempt's"
                    " training, e.g. 30s,1m (two interruptions).")
 @click.option("--incremental-from", metavar="JOB|PATH",
               help="Incremental training: a local job's (or any) model.tar.gz as the model channel.")
-@click.option("--metric", multiple=True, metavar="NAME=REGEX",
-              help="A MetricDefinition over the logs (the first group is the value), added to"
-                   " byoc.toml's metric_definitions. Repeatable.")
-def train(project: Path | None, image: str | None, backend: str, channel: tuple[str, ...],
-          content_types: tuple[str, ...], hyperparameter: tuple[str, ...],
-          hyperparameters_file: Path | None, instance_count: int, distribution: tuple[str, ...],
-          input_mode: str | None, channel_modes: tuple[str, ...], record_wrappers: tuple[str, ...],
-          compressions: tuple[str, ...], shuffles: tuple[str, ...], attribute_names: tuple[str, ...],
-          env: tuple[str, ...], output_dir: Path | None, job_name: str | None, grace: float,
-          checkpoint_dir: Path | None, checkpoint_local_path: str, spot: bool,
-          max_run: str | None, max_wait: str | None, interrupt_after: str | None,
-          incremental_from: str | None, metric: tuple[str, ...]) -> None:
-    """Run a training job against local channels; print the model archive's path."""
-    inputs = InputOptions.parse(
-        input_mode=input_mode, channel_modes=pairs(channel_modes, "--channel-input-mode"),
-        record_wrappers=pairs(record_wrappers, "--record-wrapper"),
-        compressions=pairs(compressions, "--compression"), shuffle_seeds=pairs(shuffles, "--shuffle"),
-        attribute_names=pairs(attribute_names, "--attribute-names"))
+def train(project: Path | None, image: str | None, backend: str, output_dir: Path | None,
+          grace: float, interrupt_after: str | None, incremental_from: str | None,
+          **options: Any) -> None:
+    """Run a training job against local channels; print the model archive's path.
+
+    The job options are byoc sagemaker train's: the same command line runs the same job there.
+    """
     loaded = Project.find(project, required=image is None)
     harness.reap_orphans(loaded.jobs_dir if loaded else None, say=echo_err)
-    scanner = metrics.scanner_for(loaded, metric)
+    definition, notes = definition_from_options(loaded, options)
+    arguments = definition.local_train_arguments()
+    for gap in definition.local_gaps():
+        echo_err(f"warning: a local run ignores {gap}")
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
     jobs_dir = output_dir or (loaded.jobs_dir if loaded else Path.cwd() / ".byoc" / "jobs")
     previous = harness.resolve_incremental(incremental_from, jobs_dir) if incremental_from else None
-    channels = channel_paths(channel)
-    hyperparameters = harness.hyperparameters_of(loaded, hyperparameters_file,
-                                                 pairs(hyperparameter, "--hyperparameter"))
+    for note in notes:
+        echo_err(f"warning: {note}")
     result = harness.train(
-        backend=chosen, project=loaded, channels=channels, hyperparameters=hyperparameters,
-        content_types=pairs(content_types, "--content-type"),
-        distribution=pairs(distribution, "--distribution"), instance_count=instance_count,
-        env=pairs(env, "--env"), output_dir=output_dir, job_name=job_name,
-        grace_seconds=grace, log=log_line, say=echo_err, inputs=inputs,
-        checkpoint_dir=checkpoint_dir, checkpoint_local_path=checkpoint_local_path, spot=spot,
-        max_runtime=stopping.parse_duration(max_run, "--max-run") if max_run else None,
-        max_wait=stopping.parse_duration(max_wait, "--max-wait") if max_wait else None,
+        backend=chosen, project=loaded, output_dir=output_dir, job_name=options["job_name"],
+        grace_seconds=grace, log=log_line, say=echo_err,
         interrupt_after=[stopping.parse_duration(part, "--interrupt-after")
                          for part in interrupt_after.split(",")] if interrupt_after else (),
-        incremental_from=previous, image=getattr(chosen, "image", None), metrics=scanner)
+        incremental_from=previous, image=getattr(chosen, "image", None), **arguments)
     for note in result.notes:
         echo_err(f"note: {note}")
     if result.status == jobrecord.STOPPED:

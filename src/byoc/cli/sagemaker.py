@@ -12,7 +12,7 @@ import click
 from .. import invoke
 from ..errors import ConfigError, Interrupted
 from ..project import Project
-from .jobdef import definition_from_options, job_options
+from .jobdef import definition_from_options, job_options, sagemaker_job_options
 from .options import echo_err, pairs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,6 +94,7 @@ POLL = click.option("--poll-interval", "poll", type=float, default=5.0, show_def
 @sagemaker_group.command()
 @PROJECT
 @job_options
+@sagemaker_job_options
 @target_options
 @click.option("--instance-type", help="Training instance type (default: [sagemaker]"
                                       " instance_type, else ml.m5.xlarge).")
@@ -106,8 +107,10 @@ POLL = click.option("--poll-interval", "poll", type=float, default=5.0, show_def
 def train(project: Path | None, image: str | None, role: str | None, bucket: str | None,
           instance_type: str | None, detach: bool, dry_run: bool, poll: float,
           region: str | None, profile: str | None, **options: Any) -> None:
-    """Run the training job on SageMaker: the same options as byoc local train, plus where it
-    runs. Follows status and logs, then downloads the model to .byoc/jobs/<job>/."""
+    """Run the training job on SageMaker: the job options of byoc local train (the same command
+    line runs the same job), plus where it runs. Local channels and a local --checkpoint-uri
+    directory are uploaded first. Follows status and logs, then downloads the model to
+    .byoc/jobs/<job>/."""
     from ..sagemaker import image as images
     from ..sagemaker import training
 
@@ -192,6 +195,7 @@ def stop(job: str, region: str | None, profile: str | None) -> None:
               type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="CreateHyperParameterTuningJob JSON (the file byoc local tune reads).")
 @job_options
+@sagemaker_job_options
 @target_options
 @click.option("--instance-type", help="Instance type of each training job.")
 @click.option("--detach", is_flag=True, help="Return once the tuning job is created.")
@@ -220,7 +224,7 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
     plan = training.plan(definition, aws=aws, project=loaded, image=uri, role=role, bucket=bucket,
                          instance_type=instance_type, job_name=name, dry_run=dry_run, log=echo_err)
     fields = tuning.definition_fields(plan.request,
-                                      keep_checkpoint=definition.checkpoint_s3 is not None)
+                                      keep_checkpoint=definition.checkpoint_uri is not None)
     request = tuning.request(config, fields, name=str(name))
     if dry_run:
         click.echo(training.to_json(request))

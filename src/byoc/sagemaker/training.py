@@ -94,7 +94,13 @@ def plan(definition: JobDefinition, *, aws: Aws, project: Project | None, image:
                                                                  else "")
         else:
             uris[channel.name] = storage.sync_channel(aws, source, bucket_name, key, log).uri
-    checkpoint = f"s3://{bucket_name}/{prefix}/checkpoints/{job_name}/" if definition.spot else None
+    checkpoint = None
+    if definition.spot or definition.local_checkpoint is not None:
+        checkpoint = f"s3://{bucket_name}/{prefix}/checkpoints/{job_name}/"
+    local = definition.local_checkpoint
+    if local is not None and local.is_dir() and any(local.iterdir()) and not dry_run:
+        # a local checkpoint directory seeds the job's checkpoints, as a local run restores it
+        storage.sync_channel(aws, local, bucket_name, f"{prefix}/checkpoints/{job_name}", log)
     request = definition.training_request(
         job_name=job_name, image=image, role_arn=role_arn,
         instance_type=instance_type or config.instance_type or DEFAULT_INSTANCE_TYPE,
