@@ -170,12 +170,12 @@ def check_checkpoint_config(store: Path, local_path: str, channels: Mapping[str,
         raise ConfigError(f"--checkpoint-local-path {local_path}: the process backend maps only"
                           f" paths under {contract.CONTAINER_ROOT}; use the default or --backend docker")
     if store.exists() and not store.is_dir():
-        raise ConfigError(f"--checkpoint-dir {store} is a file, not a directory")
+        raise ConfigError(f"--checkpoint-uri {store} is a file, not a directory")
     resolved = store.resolve()
     for name, source in channels.items():
         source = source.resolve()
         if resolved == source or resolved.is_relative_to(source) or source.is_relative_to(resolved):
-            raise ConfigError(f"--checkpoint-dir {store} overlaps channel {name!r} ({source});"
+            raise ConfigError(f"--checkpoint-uri {store} overlaps channel {name!r} ({source});"
                               " keep checkpoints apart from the input data")
 
 
@@ -193,7 +193,7 @@ def describe_fields(*, job_name: str, arn: str, image: str | None,
         "TrainingJobName": job_name,
         "TrainingJobArn": arn,
         "AlgorithmSpecification": {"TrainingImage": image or "(process backend)",
-                                   "TrainingInputMode": "File"},
+                                   "TrainingInputMode": _job_input_mode(channels)},
         "HyperParameters": dict(hyperparameters),
         "InputDataConfig": [
             {"ChannelName": c.name, "InputMode": c.input_mode,
@@ -214,6 +214,12 @@ def describe_fields(*, job_name: str, arn: str, image: str | None,
         fields["CheckpointConfig"] = {"S3Uri": checkpoint_dir.resolve().as_uri() + "/",
                                       "LocalPath": checkpoint_local_path}
     return fields
+
+
+def _job_input_mode(channels: Sequence[contract.Channel]) -> str:
+    """The job's TrainingInputMode as a record shows it: the channels' one mode, else File."""
+    modes = {channel.input_mode for channel in channels}
+    return modes.pop() if len(modes) == 1 else "File"
 
 
 def process_start(pid: int) -> str | None:

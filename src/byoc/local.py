@@ -218,7 +218,7 @@ def train(*, backend: Backend, project: Project | None = None,
     for note in notes:
         say(f"warning: {note}")
     if spot and interrupt_after and checkpoint_dir is None:
-        say("warning: no --checkpoint-dir: each simulated spot interruption restarts the job"
+        say("warning: no --checkpoint-uri: each simulated spot interruption restarts the job"
             " from scratch, as SageMaker does for a job without CheckpointConfig")
 
     hosts = contract.host_names(instance_count)

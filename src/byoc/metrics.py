@@ -209,8 +209,7 @@ class MetricScanner:
         (job_dir / METRICS_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         jobrecord.merge(job_dir, {
             "FinalMetricDataList": [sample.as_api() for sample in self.final()],
-            "AlgorithmSpecification": {"TrainingInputMode": "File",
-                                       "MetricDefinitions": document["MetricDefinitions"]}})
+            "AlgorithmSpecification": {"MetricDefinitions": document["MetricDefinitions"]}})
         if not self.defer_plot:
             self.plot(job_dir, say)
 
