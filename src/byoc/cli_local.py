@@ -21,6 +21,8 @@ IMAGE = click.option("--image", help="Run this image instead of the project's (n
 BACKEND = click.option("--backend", type=click.Choice(harness.BACKENDS), default="auto",
                        show_default=True,
                        help="docker, process (the project's programs on this machine) or auto.")
+GPUS = click.option("--gpus", metavar="all|N|device=ID,..",
+                    help="GPUs for the container(s), as `docker run --gpus` (Docker backend only).")
 ENV = click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
                    help="Environment variable for the container. Repeatable.")
 
@@ -61,6 +63,7 @@ def local_group() -> None:
 @click.option("--distribution", multiple=True, metavar="NAME=KIND",
               help="S3DistributionType of a channel: FullyReplicated or ShardedByS3Key.")
 @ENV
+@GPUS
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the job's directory goes (default: .byoc/jobs in the project).")
 @click.option("--job-name", help="Training job name (default: <project>-<timestamp>).")
@@ -69,10 +72,11 @@ def local_group() -> None:
 def train(project: Path | None, image: str | None, backend: str, channel: tuple[str, ...],
           content_types: tuple[str, ...], hyperparameter: tuple[str, ...],
           hyperparameters_file: Path | None, instance_count: int, distribution: tuple[str, ...],
-          env: tuple[str, ...], output_dir: Path | None, job_name: str | None, grace: float) -> None:
+          env: tuple[str, ...], gpus: str | None, output_dir: Path | None, job_name: str | None,
+          grace: float) -> None:
     """Run a training job against local channels; print the model archive's path."""
     loaded = _project(project, image)
-    chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
+    chosen = harness.choose_backend(backend, loaded, image, say=echo_err, gpus=gpus)
     channels = {name: Path(path) for name, path in pairs(channel, "--channel").items()} or None
     hyperparameters: dict[str, object] | None = None
     if hyperparameters_file is not None:
@@ -107,15 +111,16 @@ def train(project: Path | None, image: str | None, backend: str, channel: tuple[
 @click.option("--port", default=harness.DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
               help="Port on 127.0.0.1.")
 @ENV
+@GPUS
 @click.option("--startup-timeout", default=harness.DEFAULT_STARTUP_TIMEOUT, show_default=True,
               type=float, help="Seconds to wait for /ping to answer 200.")
 @click.option("--grace", default=harness.SERVE_GRACE, show_default=True, type=float,
               help="Seconds between SIGTERM and SIGKILL when stopping.")
 def serve(project: Path | None, image: str | None, backend: str, model: Path | None, port: int,
-          env: tuple[str, ...], startup_timeout: float, grace: float) -> None:
+          env: tuple[str, ...], gpus: str | None, startup_timeout: float, grace: float) -> None:
     """Serve a model on 127.0.0.1 until Ctrl-C."""
     loaded = _project(project, image)
-    chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
+    chosen = harness.choose_backend(backend, loaded, image, say=echo_err, gpus=gpus)
     model_path = harness.resolve_model(model, loaded)
     echo_err(f"model: {model_path}")
     try:
