@@ -333,6 +333,9 @@ def _wait_for_name(host: str) -> None:
             socket.gethostbyname(host)
             return
         except OSError:
+            if delay == 0.5:
+                print(f"waiting for host {host!r} to resolve (up to {DNS_WAIT_SECONDS} s)",
+                      file=sys.stderr, flush=True)
             if time.monotonic() > deadline:
                 raise DataError(f"host {host!r} did not resolve within {DNS_WAIT_SECONDS} s") from None
             time.sleep(delay)
