@@ -10,6 +10,7 @@ of several GB: install the CPU wheel (`pip install --find-links DIR torch==2.13.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import tarfile
@@ -21,6 +22,7 @@ from byoc import scaffold
 
 BYOC = [sys.executable, "-m", "byoc"]
 LIBRARY = {"xgboost": "xgboost", "pytorch": "torch"}
+TORCH_WHEELS = Path(os.environ.get("BYOC_TORCH_WHEEL", "/opt/wheels/torch.whl")).parent
 
 
 @pytest.mark.parametrize("template", ["xgboost", "pytorch"])
@@ -30,8 +32,10 @@ def test_template_trains_as_processes_where_its_library_is_installed(template: s
         pytest.skip(f"{LIBRARY[template]} is not installed beside byoc: the process backend runs"
                     f" the {template} template with this Python (Docker covers it)")
     project = scaffold.new_project(f"proc-{template}", output_dir=tmp_path, framework=template)
+    # where a project environment is built with uv, it takes the CPU wheel from here
+    env = {**os.environ, "UV_FIND_LINKS": str(TORCH_WHEELS)} if template == "pytorch" else None
     trained = subprocess.run([*BYOC, "local", "train", str(project), "--backend", "process"],
-                             capture_output=True, text=True, timeout=600)
+                             capture_output=True, text=True, timeout=600, env=env)
     assert trained.returncode == 0, trained.stderr
     with tarfile.open(trained.stdout.strip()) as tar:
         assert len(tar.getnames()) == 1
