@@ -124,6 +124,7 @@ def fit(training: Table, validation: Table | None, job: Job) -> Model:
                 if job.checkpoint_dir is not None:
                     save_checkpoint(job.checkpoint_dir, epoch, model, optimizer)
         model.network.to("cpu")
+        model.mean, model.std = model.mean.cpu(), model.std.cpu()
         return model
     finally:
         cluster.stop()
