@@ -1,6 +1,18 @@
 # SageMaker runs this image as `docker run IMAGE train` and `docker run IMAGE serve`:
 # both programs live in /opt/program, which is on PATH. No ENTRYPOINT, no tini.
+# BASE_IMAGE: any Debian or Ubuntu image with python3 and python3-venv, e.g. a CUDA
+# runtime image with them added, for GPUs (see the README).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# The virtualenv is built in a stage of its own, so the wheels in wheels/ never reach the image.
+FROM ${BASE_IMAGE} AS venv
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY container/requirements.txt /opt/requirements.txt
+# wheels/: put wheels here to install them offline (pip takes them before any index)
+COPY wheels/ /opt/wheels/
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --find-links /opt/wheels -r /opt/requirements.txt
+
 FROM ${BASE_IMAGE}
 
 RUN apt-get update \
@@ -13,9 +25,7 @@ ENV PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/program:/opt/venv/bin:$PATH
 
-COPY container/requirements.txt /opt/requirements.txt
-RUN python3 -m venv /opt/venv \
-    && pip install --no-cache-dir -r /opt/requirements.txt
+COPY --from=venv /opt/venv /opt/venv
 
 COPY container/iris_classifier /opt/program
 RUN chmod 755 /opt/program/train /opt/program/serve

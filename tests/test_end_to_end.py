@@ -24,7 +24,7 @@ from helpers import FIXTURES, REPO, free_port
 
 BYOC = [sys.executable, "-m", "byoc"]
 LABELS = ["setosa", "setosa", "versicolor", "versicolor", "virginica", "virginica"]
-ROOT_EXAMPLE = ("container", "local_test", "Dockerfile", ".dockerignore", "byoc.toml", "Makefile")
+ROOT_EXAMPLE = ("container", "local_test", "wheels", "Dockerfile", ".dockerignore", "byoc.toml", "Makefile")
 
 
 def _left_behind(docker_client: Any) -> list[str]:

@@ -1,6 +1,6 @@
 """Re-render the default template over the repository root's example files.
 
-The root's container/, local_test/, Dockerfile, .dockerignore and byoc.toml are
+The root's container/, local_test/, wheels/, Dockerfile, .dockerignore and byoc.toml are
 the default project rendered, and the root Makefile starts with the rendered
 Makefile; tests/test_root_example.py fails when they drift. Run this after
 changing the template: python tools/sync_root.py
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COPIED = ("container", "local_test", "Dockerfile", ".dockerignore", "byoc.toml")
+COPIED = ("container", "local_test", "wheels", "Dockerfile", ".dockerignore", "byoc.toml")
 MAKEFILE_MARK = "# ---- byoc's own targets (not part of the generated project) ----\n"
 
 

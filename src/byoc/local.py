@@ -20,7 +20,7 @@ from typing import Any
 from . import _jobs, archive, checkpoints, contract, images, jobrecord, stopping
 from ._docker import docker_available
 from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec, stop_all
-from .backends.docker import DockerBackend
+from .backends.docker import DockerBackend, device_request
 from .backends.process import ProcessBackend
 from .errors import (
     ConfigError,
@@ -51,19 +51,27 @@ LOAD_FAILED = "failed"
 
 
 def choose_backend(kind: str, project: Project | None, image: str | None,
-                   say: Say = quiet, environ: Mapping[str, str] | None = None) -> Backend:
+                   say: Say = quiet, environ: Mapping[str, str] | None = None,
+                   gpus: str | None = None) -> Backend:
     """The backend *kind* names; ``auto`` is Docker when an engine answers, else processes.
 
     On Docker without *image*, the project's ``<image>:latest`` is built when missing and rebuilt
     when the project changed since it was built (:func:`byoc.images.ensure_current`).
 
-    :raises ConfigError: when the process backend is asked for an image byoc did not make.
+    :param gpus: GPUs for every container (``docker run --gpus``): Docker only.
+    :raises ConfigError: when the process backend is asked for an image byoc did not make,
+        or for GPUs.
     :raises BuildError: when that build fails.
     """
     if kind not in BACKENDS:
         raise ConfigError(f"unknown backend {kind!r}; use auto, docker or process")
+    if gpus is not None:
+        try:
+            device_request(gpus)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if kind == "auto":
-        if docker_available(environ):
+        if gpus is not None or docker_available(environ):
             kind = "docker"
         elif project is not None and image is None:
             kind = "process"
@@ -72,6 +80,9 @@ def choose_backend(kind: str, project: Project | None, image: str | None,
         say(f"backend: {kind}" + (" (a Docker engine answers)" if kind == "docker" else
                                   " (no Docker engine answers; running the programs as processes)"))
     if kind == "process":
+        if gpus is not None:
+            raise ConfigError("--gpus needs the docker backend: the process backend runs the"
+                              " programs on this machine, which sees its own GPUs as they are")
         if project is None or image is not None:
             raise ConfigError("--backend process runs a byoc project's programs; --image needs Docker")
         if not (project.program_dir / "train").is_file():
@@ -84,7 +95,7 @@ def choose_backend(kind: str, project: Project | None, image: str | None,
         # the project's image must be what the project is now: built when missing, rebuilt
         # when the project changed since (an --image is run as it is)
         images.ensure_current(project.root, image, log=say, environ=environ)
-    return DockerBackend(image, environ)
+    return DockerBackend(image, environ, gpus=gpus)
 
 
 class SigTerm(KeyboardInterrupt):

@@ -8,6 +8,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,35 @@ def template_variables(template: Path | None = None) -> dict[str, object]:
     return {key: value for key, value in data.items() if not key.startswith("_")}
 
 
+#: Where each template's one-line summary (and default description) is kept.
+TEMPLATES_FILE = Path("templates") / "templates.json"
+DEFAULT_TEMPLATE = "sklearn"
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """One choice of ``framework``: what ``byoc new --template NAME`` renders."""
+
+    name: str
+    summary: str
+    description: str
+
+
+def list_templates(template: Path | None = None) -> list[TemplateInfo]:
+    """The templates ``cookiecutter.json``'s ``framework`` offers, in its order, default first."""
+    root = template or template_dir()
+    choices = template_variables(root).get("framework")
+    names = [str(name) for name in choices] if isinstance(choices, list) else [DEFAULT_TEMPLATE]
+    path = root / TEMPLATES_FILE
+    known: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    found = []
+    for name in names:
+        entry = known.get(name) or {}
+        found.append(TemplateInfo(name=name, summary=str(entry.get("summary", "")),
+                                  description=str(entry.get("description", ""))))
+    return found
+
+
 def check_name(name: str) -> str:
     """Return *name* if SageMaker and ECR accept it; :raises ConfigError: otherwise."""
     if not NAME_PATTERN.fullmatch(name):
@@ -51,7 +81,7 @@ def check_name(name: str) -> str:
 
 def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = True,
                 extra_context: Mapping[str, str] | None = None,
-                template: Path | None = None) -> Path:
+                template: Path | None = None, framework: str | None = None) -> Path:
     """Render a new project called *name* under *output_dir* and return its directory.
 
     The project is rendered into a hidden temporary directory beside the target
@@ -59,6 +89,8 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
 
     :param no_input: take the template's defaults instead of prompting.
     :param extra_context: template variables to set (``--set KEY=VALUE``).
+    :param framework: the template to render (``--template``), as if ``framework`` were set;
+        its description becomes the default ``description``.
     :raises ConfigError: for a bad name or an unknown or invalid variable.
     :raises ProjectExistsError: when the target directory exists.
     """
@@ -68,7 +100,18 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
     check_name(name)
     template = template or template_dir()
     variables = template_variables(template)
-    context = _check_context(dict(extra_context or {}), variables)
+    context = dict(extra_context or {})
+    if framework is not None:
+        if context.get("framework", framework) != framework:
+            raise ConfigError(f"--template {framework} and framework={context['framework']}"
+                              " disagree; give one of them")
+        context["framework"] = framework
+    context = _check_context(context, variables)
+    chosen = context.get("framework")
+    if chosen and "description" not in context:
+        description = {info.name: info.description for info in list_templates(template)}.get(chosen)
+        if description:
+            context["description"] = description
     parent = (output_dir or Path.cwd()).resolve()
     target = parent / name
     if target.exists():
@@ -106,7 +149,8 @@ def check_value(key: str, value: str, variables: Mapping[str, object]) -> str:
 
     choices = variables.get(key)
     if isinstance(choices, list) and value not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}"
+                          + (" (byoc new --list-templates)" if key == "framework" else ""))
     if key == "program" and not (value.isidentifier() and value.isascii()):
         raise ConfigError(f"program must be a Python identifier, got {value!r}")
     if key == "aws_region" and not REGION_PATTERN.fullmatch(value):

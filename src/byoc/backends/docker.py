@@ -127,11 +127,16 @@ class ContainerServer(ContainerRun):
 
 @dataclass
 class DockerBackend:
-    """Runs *image* on the engine found from the environment."""
+    """Runs *image* on the engine found from the environment.
+
+    *gpus* (``all``, a count, or ``device=0,1``) gives every container those GPUs,
+    as ``docker run --gpus`` does.
+    """
 
     image: str
     environ: Mapping[str, str] | None = None
     name: str = "docker"
+    gpus: str | None = None
     _client: Any = None
 
     @property
@@ -150,6 +155,14 @@ class DockerBackend:
             raise ImageNotFoundError(
                 f"image {self.image} is not in the local Docker engine; build it with"
                 " `byoc build` (or pull it) first") from None
+
+    def _devices(self) -> dict[str, Any]:
+        return {"device_requests": [device_request(self.gpus)]} if self.gpus else {}
+
+    def _gpu_hint(self, exc: Exception) -> str:
+        if self.gpus and "device driver" in str(exc):
+            return " (--gpus needs an engine with a GPU runtime, such as the NVIDIA Container Toolkit)"
+        return ""
 
     def train(self, spec: TrainSpec, log: LogSink) -> dict[str, int]:
         import docker.errors
@@ -175,7 +188,8 @@ class DockerBackend:
                     self.image, command=["train"], name=f"byoc-{spec.job_name}-{host.host}-{suffix}",
                     environment=dict(spec.env),
                     mounts=training_mounts(host, spec.checkpoint_path),
-                    network_mode=f"container:{identity.id}", labels={LABEL: spec.job_name})
+                    network_mode=f"container:{identity.id}", labels={LABEL: spec.job_name},
+                    **self._devices())
                 runs[host.host] = ContainerRun(container, LogPump(
                     host.host, log, spec.log_dir / f"{host.host}.log"))
             _each(lambda run: run.container.start(), list(runs.values()))
@@ -184,7 +198,8 @@ class DockerBackend:
             return supervise(runs, spec.grace_seconds, say=spec.notify,
                              on_failure=spec.on_host_failure, stop=spec.stop)
         except docker.errors.APIError as exc:
-            raise DockerUnavailableError(f"Docker refused the job: {explain(exc)}") from exc
+            raise DockerUnavailableError(f"Docker refused the job: {explain(exc)}"
+                                         + self._gpu_hint(exc)) from exc
         finally:
             # all at once: a placeholder may go while the exited container that used it is removed
             _each(lambda item: item.remove() if isinstance(item, ContainerRun) else _remove(item),
@@ -204,6 +219,7 @@ class DockerBackend:
                 self.image, command=["serve"], name=name, environment=dict(spec.env),
                 volumes=model_volume(spec.model_dir),
                 ports={f"{contract.PORT}/tcp": ("127.0.0.1", spec.port)}, labels={LABEL: name},
+                **self._devices(),
             )
         except docker.errors.APIError as exc:
             raise ServeError(f"Docker refused to create the server: {explain(exc)}") from exc
@@ -216,6 +232,25 @@ class DockerBackend:
             if "address already in use" in text or "port is already allocated" in text:
                 raise PortInUseError(f"port {spec.port} on 127.0.0.1 is in use; pick another with"
                                      " --port") from exc
-            raise ServeError(f"Docker could not start the server: {text}") from exc
+            raise ServeError(f"Docker could not start the server: {text}" + self._gpu_hint(exc)) from exc
         server.pump.start(container.logs(stream=True, follow=True))
         return server
+
+
+def device_request(gpus: str) -> Any:
+    """``docker run --gpus`` *gpus* as the engine API's DeviceRequest.
+
+    :raises ValueError: for a value that is not ``all``, a positive count or ``device=ID[,ID]``.
+    """
+    import docker.types
+
+    value = gpus.strip()
+    if value == "all":
+        return docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
+    if value.isdigit() and int(value) > 0:
+        return docker.types.DeviceRequest(count=int(value), capabilities=[["gpu"]])
+    if value.startswith("device="):
+        ids = [part.strip() for part in value.removeprefix("device=").split(",") if part.strip()]
+        if ids:
+            return docker.types.DeviceRequest(device_ids=ids, capabilities=[["gpu"]])
+    raise ValueError(f"--gpus takes all, a count or device=ID[,ID...]; got {gpus!r}")

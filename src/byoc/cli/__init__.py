@@ -27,17 +27,31 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--template", "-T", metavar="NAME",
+              help="The project template: sklearn (default), xgboost, pytorch, ...;"
+                   " --list-templates lists them. Sets the framework variable.")
+@click.option("--list-templates", is_flag=True, help="List the templates, one line each, and exit.")
 @click.option("--output-dir", "-o", type=click.Path(file_okay=False, path_type=Path),
               default=Path("."), show_default=True, help="Where to create the project directory.")
 @click.option("--no-input", is_flag=True, help="Take the template's defaults; do not prompt.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Set a template variable (program, framework, aws_region, ecr_repository,"
                    " description). Repeatable.")
-def new(name: str, output_dir: Path, no_input: bool, settings: tuple[str, ...]) -> None:
+def new(name: str | None, template: str | None, list_templates: bool, output_dir: Path,
+        no_input: bool, settings: tuple[str, ...]) -> None:
     """Create the project NAME: a SageMaker container with train and serve."""
+    if list_templates:
+        found = scaffold.list_templates()
+        width = max(len(info.name) for info in found)
+        for info in found:
+            default = " (default)" if info.name == scaffold.DEFAULT_TEMPLATE else ""
+            click.echo(f"{info.name:<{width}}  {info.summary}{default}")
+        return
+    if name is None:
+        raise click.UsageError("missing argument NAME (or --list-templates)")
     target = scaffold.new_project(name, output_dir=output_dir, no_input=no_input,
-                                  extra_context=pairs(settings, "--set"))
+                                  extra_context=pairs(settings, "--set"), framework=template)
     echo_err(f"Created {target}. Next: cd {target} && make test")
     click.echo(str(target))
 

@@ -14,7 +14,7 @@ from .. import local as harness
 from ..errors import ConfigError, Interrupted, ServeError
 from ..project import Project
 from .jobdef import definition_from_options, job_options
-from .options import BACKEND, ENV, IMAGE, PROJECT, echo_err, log_line, pairs
+from .options import BACKEND, ENV, GPUS, IMAGE, PROJECT, echo_err, log_line, pairs
 
 
 @click.group(name="local")
@@ -27,6 +27,7 @@ def local_group() -> None:
 @IMAGE
 @BACKEND
 @job_options
+@GPUS
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the job's directory goes (default: .byoc/jobs in the project).")
 @click.option("--grace", default=harness.TRAIN_GRACE, show_default=True, type=float,
@@ -38,7 +39,7 @@ def local_group() -> None:
               help="Incremental training: a local job's (or any) model.tar.gz as the model channel.")
 def train(project: Path | None, image: str | None, backend: str, output_dir: Path | None,
           grace: float, interrupt_after: str | None, incremental_from: str | None,
-          **options: Any) -> None:
+          gpus: str | None, **options: Any) -> None:
     """Run a training job against local channels; print the model archive's path.
 
     The job options are byoc sagemaker train's: the same command line runs the same job there.
@@ -49,7 +50,7 @@ def train(project: Path | None, image: str | None, backend: str, output_dir: Pat
     arguments = definition.local_train_arguments()
     for gap in definition.local_gaps():
         echo_err(f"warning: a local run ignores {gap}")
-    chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
+    chosen = harness.choose_backend(backend, loaded, image, say=echo_err, gpus=gpus)
     jobs_dir = output_dir or (loaded.jobs_dir if loaded else Path.cwd() / ".byoc" / "jobs")
     previous = harness.resolve_incremental(incremental_from, jobs_dir) if incremental_from else None
     for note in notes:
@@ -122,15 +123,16 @@ def _jobs_dir(project_path: Path | None, output_dir: Path | None) -> Path:
 @click.option("--port", default=harness.DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
               help="Port on 127.0.0.1.")
 @ENV
+@GPUS
 @click.option("--startup-timeout", default=harness.DEFAULT_STARTUP_TIMEOUT, show_default=True,
               type=float, help="Seconds to wait for /ping to answer 200.")
 @click.option("--grace", default=harness.SERVE_GRACE, show_default=True, type=float,
               help="Seconds between SIGTERM and SIGKILL when stopping.")
 def serve(project: Path | None, image: str | None, backend: str, model: Path | None, port: int,
-          env: tuple[str, ...], startup_timeout: float, grace: float) -> None:
+          env: tuple[str, ...], gpus: str | None, startup_timeout: float, grace: float) -> None:
     """Serve a model on 127.0.0.1 until Ctrl-C."""
     loaded = Project.find(project, required=image is None)
-    chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
+    chosen = harness.choose_backend(backend, loaded, image, say=echo_err, gpus=gpus)
     model_path = harness.resolve_model(model, loaded)
     echo_err(f"model: {model_path}")
     try:

@@ -19,6 +19,8 @@ IMAGE = click.option("--image", help="Run this image as it is instead of the pro
 BACKEND = click.option("--backend", type=click.Choice(local.BACKENDS), default="auto",
                        show_default=True,
                        help="docker, process (the project's programs on this machine) or auto.")
+GPUS = click.option("--gpus", metavar="all|N|device=ID,..",
+                    help="GPUs for the container(s), as `docker run --gpus` (Docker backend only).")
 ENV = click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
                    help="Environment variable for the container. Repeatable.")
 

@@ -1,3 +1,6 @@
+{#- A template may bring its own reader as templates/<framework>/dataset.py; else this one. -#}
+{%- set override %}{% include cookiecutter.framework ~ "/dataset.py" ignore missing %}{% endset -%}
+{%- if override %}{{ override }}{% else -%}
 """Yours: the training data reader, the one place to change for data that is not CSV.
 
 ``read(channel)`` turns a channel into what ``model.fit`` and ``model.metrics``
@@ -92,3 +95,4 @@ def _numbers(row: list[str], where: str) -> list[float]:
             raise DataError(f"{where}: column {column} is not a finite number: {cell.strip()[:40]!r}")
         values.append(value)
     return values
+{% endif %}

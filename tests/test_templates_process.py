@@ -1,0 +1,55 @@
+"""The XGBoost and PyTorch templates on the process backend, where their libraries are here.
+
+The process backend runs the project's programs with this Python, so the template's
+libraries must be installed beside byoc; without them these tests skip. (On Docker they
+always run: tests/test_templates_docker.py.) PyTorch from PyPI for Linux is a CUDA build
+of several GB: install the CPU wheel (`pip install --find-links DIR torch==2.13.0`, or
+`UV_FIND_LINKS=DIR` for uv) rather than let an environment fetch it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from byoc import scaffold
+
+BYOC = [sys.executable, "-m", "byoc"]
+LIBRARY = {"xgboost": "xgboost", "pytorch": "torch"}
+TORCH_WHEELS = Path(os.environ.get("BYOC_TORCH_WHEEL", "/opt/wheels/torch.whl")).parent
+
+
+@pytest.mark.parametrize("template", ["xgboost", "pytorch"])
+def test_template_trains_as_processes_where_its_library_is_installed(template: str,
+                                                                    tmp_path: Path) -> None:
+    if importlib.util.find_spec(LIBRARY[template]) is None:
+        pytest.skip(f"{LIBRARY[template]} is not installed beside byoc: the process backend runs"
+                    f" the {template} template with this Python (Docker covers it)")
+    project = scaffold.new_project(f"proc-{template}", output_dir=tmp_path, framework=template)
+    # where a project environment is built with uv, it takes the CPU wheel from here
+    env = {**os.environ, "UV_FIND_LINKS": str(TORCH_WHEELS)} if template == "pytorch" else None
+    trained = subprocess.run([*BYOC, "local", "train", str(project), "--backend", "process"],
+                             capture_output=True, text=True, timeout=600, env=env)
+    assert trained.returncode == 0, trained.stderr
+    with tarfile.open(trained.stdout.strip()) as tar:
+        assert len(tar.getnames()) == 1
+    assert "algo-1 | training:accuracy=" in trained.stderr
+
+
+def test_gpus_are_refused_on_the_process_backend(tmp_path: Path) -> None:
+    project = scaffold.new_project("proc-gpus", output_dir=tmp_path, framework="pytorch")
+    result = subprocess.run([*BYOC, "local", "train", str(project), "--backend", "process",
+                             "--gpus", "all"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == ("Error: --gpus needs the docker backend: the process backend runs the"
+                             " programs on this machine, which sees its own GPUs as they are\n")
+    bad = subprocess.run([*BYOC, "local", "serve", str(project), "--gpus", "two"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr == "Error: --gpus takes all, a count or device=ID[,ID...]; got 'two'\n"
