@@ -20,7 +20,7 @@ from . import _jobs, archive, contract
 from ._docker import docker_available
 from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec, stop_all
 from .backends.docker import DockerBackend
-from .backends.process import ProcessBackend
+from .backends.process import ProcessBackend, check_toolchain
 from .errors import ConfigError, ContainerFailedError, Interrupted, ServeError
 from .project import Project
 
@@ -61,6 +61,7 @@ def choose_backend(kind: str, project: Project | None, image: str | None,
             raise ConfigError("--backend process runs a byoc project's programs; --image needs Docker")
         if not (project.program_dir / "train").is_file():
             raise ConfigError(f"{project.program_dir} has no train program")
+        check_toolchain(project.program_dir)
         return ProcessBackend(project.program_dir)
     if image is None:
         if project is None:

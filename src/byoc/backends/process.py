@@ -4,6 +4,10 @@ Each host gets its own /opt/ml tree, passed as ``SAGEMAKER_BASE_DIR``; channel
 files are copied in and made read-only, so the program cannot change the
 user's data. Hosts are not reachable by name: multi-host jobs run, but
 programs that talk to their peers need the Docker backend.
+
+Python programs run with this Python; any other program (an R project's
+``train`` and ``serve`` are bash scripts that start ``Rscript``) runs as it is,
+after a check that its toolchain is on this machine.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ConfigError
 from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
+
+#: The R packages an R project's programs load: to train, and also to serve.
+R_TRAIN_PACKAGES = ("jsonlite",)
+R_SERVE_PACKAGES = ("jsonlite", "plumber")
+R_INSTALL_HINT = ("on Debian: apt-get install r-base-core r-cran-jsonlite r-cran-plumber nginx;"
+                  " or use --backend docker")
 
 
 @dataclass
@@ -67,6 +78,7 @@ class ProcessBackend:
     name: str = "process"
 
     def train(self, spec: TrainSpec, log: LogSink) -> dict[str, int]:
+        check_toolchain(self.program_dir, "train")
         runs: dict[str, ProcessRun] = {}
         try:
             for host in spec.hosts:
@@ -83,6 +95,7 @@ class ProcessBackend:
                 run.pump.join()
 
     def start_server(self, spec: ServeSpec, log: LogSink) -> ProcessServer:
+        check_toolchain(self.program_dir, "serve")
         model_dir = spec.root / "model"
         if model_dir.exists():
             shutil.rmtree(model_dir)
@@ -95,7 +108,7 @@ class ProcessBackend:
     def _start(self, program: str, env: Mapping[str, str], host: str, log: LogSink,
                log_file: Path | None) -> ProcessRun:
         process = subprocess.Popen(
-            [sys.executable, str(self.program_dir / program)], env=dict(env),
+            program_command(self.program_dir / program), env=dict(env),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=self.program_dir,
         )
@@ -116,3 +129,46 @@ def _stage_channels(host: HostSpec) -> None:
         for path in sorted(target.rglob("*"), reverse=True):
             path.chmod(stat.S_IMODE(path.stat().st_mode) & ~0o222)
         target.chmod(0o555)
+
+
+def program_command(program: Path) -> list[str]:
+    """How to run *program*: a Python script with this Python, anything else as it is."""
+    with program.open("rb") as handle:
+        first = handle.readline(256)
+    if first.startswith(b"#!") and b"python" not in first:
+        return [str(program)]
+    return [sys.executable, str(program)]
+
+
+def is_r_program(program_dir: Path) -> bool:
+    """Whether *program_dir* holds an R program (byoc's R template: ``*.R`` beside train)."""
+    return any(program_dir.glob("*.R"))
+
+
+def check_toolchain(program_dir: Path, program: str = "train") -> None:
+    """Check that *program* of *program_dir* can run here.
+
+    :raises ConfigError: for an R program when ``Rscript``, the R packages it
+        loads or (to serve) nginx are missing, naming what to install.
+    """
+    if not is_r_program(program_dir):
+        return
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        raise ConfigError(f"{program_dir} holds an R program, but Rscript is not on PATH"
+                          f" ({R_INSTALL_HINT})")
+    packages = R_SERVE_PACKAGES if program == "serve" else R_TRAIN_PACKAGES
+    probe = ("wanted <- commandArgs(TRUE); "
+             "cat(wanted[!vapply(wanted, requireNamespace, logical(1), quietly = TRUE)])")
+    try:
+        found = subprocess.run([rscript, "--vanilla", "-e", probe, *packages], capture_output=True,
+                               text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"cannot run {rscript}: {exc}") from None
+    missing = found.stdout.split()
+    if found.returncode != 0 or missing:
+        named = ", ".join(missing) or (found.stderr.strip().splitlines() or ["Rscript failed"])[-1]
+        raise ConfigError(f"Rscript ({rscript}) lacks the R packages {program} needs: {named}"
+                          f" ({R_INSTALL_HINT})")
+    if program == "serve" and shutil.which("nginx") is None:
+        raise ConfigError(f"the R program's serve runs nginx, which is not on PATH ({R_INSTALL_HINT})")
