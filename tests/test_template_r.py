@@ -274,7 +274,7 @@ def write_config(root: Path, name: str, data: Any) -> None:
 def losses(log: str, channel: str = "training") -> dict[int, float]:
     """Each epoch's loss from the metric lines."""
     return {int(m[1]): float(m[2])
-            for m in re.finditer(rf"^epoch=(\d+) {channel}:loss=([-+0-9.eE]+);", log, re.MULTILINE)}
+            for m in re.finditer(rf"^epoch=(\d+) (?:.* )?{channel}:loss=([-+0-9.eE]+);", log, re.MULTILINE)}
 
 
 def failure(root: Path) -> str:
@@ -291,6 +291,21 @@ def test_train_fits_and_prints_metrics_per_epoch(start_train: StartTrain, opt_ml
     assert re.search(r"^epoch=30 training:loss=[0-9.e-]+; training:accuracy=0\.9\d*;$", log, re.MULTILINE)
     assert sorted(p.name for p in (opt_ml / "model").iterdir()) == ["model.rds"]
     assert not (opt_ml / "output" / "failure").exists()
+
+
+def test_a_validation_channel_is_scored_each_epoch(start_train: StartTrain, opt_ml: Path) -> None:
+    rows = (opt_ml / "input" / "data" / "training" / "iris.csv").read_text().splitlines()
+    (opt_ml / "input" / "data" / "validation").mkdir()
+    (opt_ml / "input" / "data" / "validation" / "part.csv").write_text("\n".join(rows[::5]) + "\n")
+    write_config(opt_ml, "inputdataconfig", {"training": {"TrainingInputMode": "File"},
+                                             "validation": {"TrainingInputMode": "FastFile"}})
+    write_config(opt_ml, "hyperparameters", {"epochs": "3"})
+    status, log = run_to_end(start_train, opt_ml)
+    assert status == 0, log
+    assert "channel validation: 30 rows" in log
+    assert sorted(losses(log, "validation")) == [1, 2, 3]
+    assert re.search(r"^epoch=3 training:loss=\S+; training:accuracy=\S+; validation:loss=\S+;"
+                     r" validation:accuracy=\S+;$", log, re.MULTILINE), log
 
 
 def test_a_bad_hyperparameter_writes_the_failure_file(start_train: StartTrain, opt_ml: Path) -> None:

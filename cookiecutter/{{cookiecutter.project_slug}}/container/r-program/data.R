@@ -47,8 +47,9 @@ parse_csv <- function(bytes, where) {
   if (header_rows > 0) lines <- lines[-seq_len(min(header_rows, length(lines)))]
   lines <- lines[nzchar(trimws(lines))]
   if (length(lines) == 0) return(list(labels = character(0), features = matrix(0, 0, 0)))
-  widths <- utils::count.fields(textConnection(lines), sep = ",", quote = "\"",
-                                blank.lines.skip = FALSE)
+  lines_in <- textConnection(lines)
+  widths <- utils::count.fields(lines_in, sep = ",", quote = "\"", blank.lines.skip = FALSE)
+  close(lines_in)
   if (any(is.na(widths))) stop(sprintf("%s: malformed CSV (an unclosed quote)", where), call. = FALSE)
   if (widths[[1]] < 2) {
     stop(sprintf("%s:1: a row needs a label and at least one feature, found %d column", where,

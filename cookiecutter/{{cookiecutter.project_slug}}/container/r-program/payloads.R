@@ -97,8 +97,9 @@ decode_body <- function(body, kind, width = NULL) {
 csv_rows <- function(text) {
   lines <- strsplit(text, "\r?\n")[[1]]
   lines <- lines[nzchar(trimws(lines))]
-  widths <- utils::count.fields(textConnection(lines), sep = ",", quote = "\"",
-                                blank.lines.skip = FALSE)
+  lines_in <- textConnection(lines)
+  widths <- utils::count.fields(lines_in, sep = ",", quote = "\"", blank.lines.skip = FALSE)
+  close(lines_in)
   if (any(is.na(widths))) http_error(400, "malformed CSV: an unclosed quote")
   bad <- which(widths != widths[[1]])
   if (length(bad) > 0) {

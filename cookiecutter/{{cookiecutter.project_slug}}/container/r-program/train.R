@@ -44,8 +44,10 @@ main <- function() {
       break
     }
     state <- fit_epoch(state, training, hp)
-    report(state$epoch, model_metrics(state, training), training_channel, validation,
-           if (!is.null(validation)) model_metrics(state, validation))
+    scores <- list(model_metrics(state, training))
+    names(scores) <- training_channel
+    if (!is.null(validation)) scores[[validation_channel]] <- model_metrics(state, validation)
+    report(state$epoch, scores)
     if (!is.null(checkpoints)) keep_checkpoint(state, checkpoints, host)
   }
   if (host != hosts[[1]]) {
@@ -65,16 +67,13 @@ main <- function() {
 
 #' Print one epoch's metrics on one line, e.g. `epoch=3 training:loss=0.41; training:accuracy=0.9;`
 #' (a MetricDefinition regex such as `training:loss=([-+0-9.eE]+);` reads them).
-report <- function(epoch, values, channel, validation = NULL, validation_values = NULL) {
-  format_metrics <- function(values, channel) {
-    paste0(channel, ":", names(values), "=", sprintf("%.6g", values), ";",
-           collapse = " ")
-  }
-  line <- paste0("epoch=", epoch, " ", format_metrics(values, channel))
-  if (!is.null(validation)) {
-    line <- paste(line, format_metrics(validation_values, validation_channel))
-  }
-  cat(line, "\n", sep = "")
+#' @param epoch the epoch just finished
+#' @param scores named list: each channel's named metric values
+report <- function(epoch, scores) {
+  parts <- unlist(Map(function(values, channel) {
+    paste0(channel, ":", names(values), "=", sprintf("%.6g", values), ";")
+  }, scores, names(scores)), use.names = FALSE)
+  cat("epoch=", epoch, " ", paste(parts, collapse = " "), "\n", sep = "")
   flush(stdout())
 }
 
