@@ -370,6 +370,18 @@ def test_pipe_mode_reads_recordio_records_from_the_fifo(start_train: StartTrain,
     assert (opt_ml / "model" / "model.rds").is_file()
 
 
+def test_sigterm_while_waiting_for_the_fifo_stops_with_143(start_train: StartTrain,
+                                                           opt_ml: Path) -> None:
+    shutil.rmtree(opt_ml / "input" / "data" / "training")
+    write_config(opt_ml, "inputdataconfig", {"training": {"TrainingInputMode": "Pipe"}})
+    handle = start_train(opt_ml)
+    time.sleep(3)  # R is up and polls for training_0, which never appears
+    handle.sigterm()
+    assert handle.wait(timeout=30) == 143, handle.log()
+    assert failure(opt_ml).startswith("Training stopped: SIGTERM received while waiting for /")
+    assert failure(opt_ml).endswith("/input/data/training_0")
+
+
 def test_checkpoints_each_epoch_and_a_rerun_resumes(start_train: StartTrain, opt_ml: Path) -> None:
     write_config(opt_ml, "checkpointconfig", {"LocalPath": "/opt/ml/checkpoints"})
     write_config(opt_ml, "hyperparameters", {"epochs": "5"})

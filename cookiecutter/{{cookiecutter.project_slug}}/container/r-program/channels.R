@@ -67,7 +67,7 @@ channel_files <- function(name) {
 #' (SIGTERM) ends the wait.
 read_pipe <- function(path) {
   while (!file.exists(path)) {
-    if (stop_requested()) stop(sprintf("stopped while waiting for %s", path), call. = FALSE)
+    if (stop_requested()) stop_training(sprintf("while waiting for %s", path))
     Sys.sleep(0.1)
   }
   con <- file(path, open = "rb")

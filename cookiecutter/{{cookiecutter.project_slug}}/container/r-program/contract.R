@@ -179,6 +179,13 @@ stop_requested <- function() {
   nzchar(flag) && file.exists(flag)
 }
 
+#' Stop training at once for a stop request: train.R writes the reason and exits 143.
+#' @param where what training was doing, for the reason
+stop_training <- function(where) {
+  stop(structure(class = c("training_stopped", "error", "condition"),
+                 list(message = paste("Training stopped: SIGTERM received", where), call = NULL)))
+}
+
 #' Where to keep checkpoints: checkpointconfig.json's LocalPath (default
 #' /opt/ml/checkpoints), or /opt/ml/checkpoints when it exists; NULL otherwise.
 checkpoint_dir <- function() {

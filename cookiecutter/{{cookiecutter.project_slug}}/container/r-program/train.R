@@ -151,6 +151,9 @@ run_job <- function() {
       source(file.path(program_dir(), part))
     }
     main()
+  }, training_stopped = function(e) {
+    write_failure(conditionMessage(e))
+    quit(save = "no", status = exit_stopped)
   }, error = function(e) {
     write_failure(conditionMessage(e))
     quit(save = "no", status = 1L)
