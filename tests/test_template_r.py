@@ -9,6 +9,7 @@ backends, and a slow model shows that /ping keeps answering within 2 s.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -413,6 +414,31 @@ def test_incremental_training_starts_from_the_previous_model(start_train: StartT
     assert status == 0, second
     assert "previous model unpacked from" in second
     assert losses(second)[1] < losses(first)[30] < losses(first)[1]
+
+
+@pytest.mark.parametrize("member, reason", [
+    ("../model.rds", "refusing an archive with absolute or '..' paths"),
+    ("link", "refusing an archive with links"),
+])
+def test_a_previous_model_archive_reaching_outside_is_refused(start_train: StartTrain, opt_ml: Path,
+                                                              member: str, reason: str) -> None:
+    (opt_ml / "input" / "data" / "model").mkdir()
+    with tarfile.open(opt_ml / "input" / "data" / "model" / "model.tar.gz", "w:gz") as tar:
+        if member == "link":
+            info = tarfile.TarInfo("model.rds")
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            data = b"not a model"
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    write_config(opt_ml, "inputdataconfig", {"training": {"TrainingInputMode": "File"},
+                                             "model": {"TrainingInputMode": "File"}})
+    status, log = run_to_end(start_train, opt_ml)
+    assert status == 1, log
+    assert reason in failure(opt_ml)
+    assert not list((opt_ml / "model").iterdir())
 
 
 def test_a_previous_model_of_other_classes_is_refused(start_train: StartTrain, opt_ml: Path,

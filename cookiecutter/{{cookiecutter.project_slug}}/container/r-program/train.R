@@ -96,6 +96,11 @@ previous_model <- function(configs) {
   if (utils::untar(archives[[1]], exdir = scratch, tar = "internal") != 0) {
     stop(sprintf("cannot unpack %s", archives[[1]]), call. = FALSE)
   }
+  unpacked <- list.files(scratch, recursive = TRUE, all.files = TRUE, full.names = TRUE)
+  if (any(nzchar(Sys.readlink(unpacked)))) {
+    stop(sprintf("%s: refusing an archive with links: only plain files and directories",
+                 archives[[1]]), call. = FALSE)
+  }
   cat(sprintf("previous model unpacked from %s\n", archives[[1]]))
   load_model(scratch)
 }
