@@ -156,6 +156,26 @@ def test_the_process_backend_names_rscript_when_r_is_missing(r_project: Path, tm
     assert not (r_project / ".byoc").exists()
 
 
+@pytest.mark.skipif(RSCRIPT is None, reason="needs Rscript to hide its packages from")
+def test_the_process_backend_names_the_missing_r_packages(r_project: Path, tmp_path: Path) -> None:
+    # Debian's Renviron puts the r-cran-* packages on R_LIBS_SITE: point it elsewhere
+    hidden = {**os.environ, "R_LIBS_SITE": str(tmp_path)}
+    probe = subprocess.run(
+        [str(RSCRIPT), "--vanilla", "-e", "cat(requireNamespace('plumber', quietly = TRUE))"],
+        env=hidden, capture_output=True, text=True, timeout=60, check=False)
+    if probe.stdout.strip() != "FALSE":
+        pytest.skip("plumber is installed where R_LIBS_SITE does not hide it")
+    model = tmp_path / "model"
+    model.mkdir()
+    done = subprocess.run(["byoc", "local", "serve", "--backend", "process", "--model", str(model)],
+                          cwd=r_project, env=hidden, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: Rscript (") and "lacks R packages that serve needs:" in lines[-1]
+    assert "plumber" in lines[-1] and sum(line.startswith("Error") for line in lines) == 1
+
+
 @pytest.mark.docker
 def test_the_image_passes_byoc_validate(r_image: str, r_project: Path, tmp_path: Path) -> None:
     report = tmp_path / "report.json"

@@ -145,8 +145,10 @@ def is_r_program(program_dir: Path) -> bool:
     return any(program_dir.glob("*.R"))
 
 
-def check_toolchain(program_dir: Path, program: str = "train") -> None:
-    """Check that *program* of *program_dir* can run here.
+def check_toolchain(program_dir: Path, program: str | None = None) -> None:
+    """Check that the programs of *program_dir* (or only *program*: train, serve) can run here.
+
+    Without *program* only the interpreter is looked for; with it, also what it loads.
 
     :raises ConfigError: for an R program when ``Rscript``, the R packages it
         loads or (to serve) nginx are missing, naming what to install.
@@ -157,6 +159,8 @@ def check_toolchain(program_dir: Path, program: str = "train") -> None:
     if rscript is None:
         raise ConfigError(f"{program_dir} holds an R program, but Rscript is not on PATH"
                           f" ({R_INSTALL_HINT})")
+    if program is None:
+        return
     packages = R_SERVE_PACKAGES if program == "serve" else R_TRAIN_PACKAGES
     probe = ("wanted <- commandArgs(TRUE); "
              "cat(wanted[!vapply(wanted, requireNamespace, logical(1), quietly = TRUE)])")
@@ -168,7 +172,7 @@ def check_toolchain(program_dir: Path, program: str = "train") -> None:
     missing = found.stdout.split()
     if found.returncode != 0 or missing:
         named = ", ".join(missing) or (found.stderr.strip().splitlines() or ["Rscript failed"])[-1]
-        raise ConfigError(f"Rscript ({rscript}) lacks the R packages {program} needs: {named}"
+        raise ConfigError(f"Rscript ({rscript}) lacks R packages that {program} needs: {named}"
                           f" ({R_INSTALL_HINT})")
     if program == "serve" and shutil.which("nginx") is None:
         raise ConfigError(f"the R program's serve runs nginx, which is not on PATH ({R_INSTALL_HINT})")
