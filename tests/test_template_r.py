@@ -634,10 +634,18 @@ def test_ping_answers_while_a_slow_invocation_runs_in_the_image(
             assert time.monotonic() < deadline, bytes(container.logs()).decode()
             time.sleep(0.25)
         assert_ping_answers_during_a_slow_invocation(url)
+        # SIGTERM (docker stop) with an invocation in flight: it is answered, then serve exits 0
+        answers: list[requests.Response] = []
+        in_flight = threading.Thread(target=lambda: answers.append(
+            http("POST", f"{url}/invocations", CSV_ROWS.encode(), **{"Content-Type": "text/csv"})))
+        in_flight.start()
+        time.sleep(1)
         started = time.monotonic()
         container.stop(timeout=30)
         assert container.wait(timeout=10)["StatusCode"] == 0
         assert time.monotonic() - started < 30
+        in_flight.join(timeout=10)
+        assert [(a.status_code, a.text) for a in answers] == [(200, "setosa\nvirginica\n")]
     finally:
         container.remove(force=True)
 
