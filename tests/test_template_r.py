@@ -549,6 +549,7 @@ def test_local_train_serve_and_predict(backend: Backend, r_project: Path, tmp_pa
             assert response.status_code == status, (path, headers, response.text)
             assert response.headers["Content-Type"].startswith("text/plain")
             assert response.text.count("\n") == 1 and text in response.text, response.text
+        assert http("HEAD", f"{url}/ping").status_code == 200
         parameters = http("GET", f"{url}/execution-parameters").json()
         assert parameters == {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD",
                               "MaxPayloadInMB": 6}

@@ -70,6 +70,7 @@ if (is.null(served$error)) {
 
 #* Health check: 200 once the model is loaded.
 #* @get /ping
+#* @head /ping
 #* @serializer text
 function(res) {
   if (!is.null(served$error)) {
