@@ -21,7 +21,7 @@ from . import _jobs, archive, checkpoints, contract, images, jobrecord, stopping
 from ._docker import docker_available
 from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec, stop_all
 from .backends.docker import DockerBackend, device_request
-from .backends.process import ProcessBackend
+from .backends.process import ProcessBackend, check_toolchain
 from .errors import (
     ConfigError,
     ContainerFailedError,
@@ -87,6 +87,7 @@ def choose_backend(kind: str, project: Project | None, image: str | None,
             raise ConfigError("--backend process runs a byoc project's programs; --image needs Docker")
         if not (project.program_dir / "train").is_file():
             raise ConfigError(f"{project.program_dir} has no train program")
+        check_toolchain(project.program_dir)
         return ProcessBackend(project.program_dir, say=say)
     if image is None:
         if project is None:

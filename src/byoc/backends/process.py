@@ -6,6 +6,10 @@ user's data. The programs run in the project's own environment, made from
 ``container/requirements.txt`` (the file the image installs) by :mod:`byoc.envs`
 before the first run. Hosts are not reachable by name: multi-host jobs run, but
 programs that talk to their peers need the Docker backend.
+
+Python programs run with this Python; any other program (an R project's
+``train`` and ``serve`` are bash scripts that start ``Rscript``) runs as it is,
+after a check that its toolchain is on this machine.
 """
 
 from __future__ import annotations
@@ -15,13 +19,21 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import contract, envs
+from ..errors import ConfigError
 from ..say import quiet
 from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
+
+#: The R packages an R project's programs load: to train, and also to serve.
+R_TRAIN_PACKAGES = ("jsonlite",)
+R_SERVE_PACKAGES = ("jsonlite", "plumber")
+R_INSTALL_HINT = ("on Debian: apt-get install r-base-core r-cran-jsonlite r-cran-plumber nginx;"
+                  " or use --backend docker")
 
 
 @dataclass
@@ -86,12 +98,19 @@ class ProcessBackend:
             self._env.append(envs.prepare(self.project_root, say=self.say))
         return self._env[0]
 
+    def _prepare(self, program: str) -> None:
+        """What *program* needs before it starts: R's toolchain, or the project's environment."""
+        if is_r_program(self.program_dir):
+            check_toolchain(self.program_dir, program)
+        else:
+            self.environment()
+
     def python(self) -> str:
         """The interpreter of the project's environment."""
         return str(self.environment().python)
 
     def train(self, spec: TrainSpec, log: LogSink) -> dict[str, int]:
-        self.environment()
+        self._prepare("train")
         runs: dict[str, ProcessRun] = {}
         try:
             for host in spec.hosts:
@@ -109,7 +128,7 @@ class ProcessBackend:
                 run.pump.join()
 
     def start_server(self, spec: ServeSpec, log: LogSink) -> ProcessServer:
-        self.environment()
+        self._prepare("serve")
         model_dir = spec.root / "model"
         if model_dir.exists():
             shutil.rmtree(model_dir)
@@ -121,13 +140,19 @@ class ProcessBackend:
 
     def _start(self, program: str, env: Mapping[str, str], host: str, log: LogSink,
                log_file: Path | None) -> ProcessRun:
-        environment = self.environment()
+        target = self.program_dir / program
+        command = program_command(target)
+        extra: dict[str, str] = {}
+        places = [str(self.program_dir)]
+        if command[0] == sys.executable:  # a Python program: the project's own environment
+            environment = self.environment()
+            command = [str(environment.python), str(target)]
+            places.append(str(environment.bin_dir))
+            extra["VIRTUAL_ENV"] = str(environment.root)
         # as in the image: the program's directory, then the environment's bin, on PATH
-        path = os.pathsep.join([str(self.program_dir), str(environment.bin_dir),
-                                env.get("PATH", os.defpath)])
+        path = os.pathsep.join([*places, env.get("PATH", os.defpath)])
         process = subprocess.Popen(
-            [str(environment.python), str(self.program_dir / program)],
-            env={**env, "PATH": path, "VIRTUAL_ENV": str(environment.root)},
+            command, env={**env, "PATH": path, **extra},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=self.program_dir,
         )
@@ -148,3 +173,50 @@ def _stage_channels(host: HostSpec) -> None:
         for path in sorted(target.rglob("*"), reverse=True):
             path.chmod(stat.S_IMODE(path.stat().st_mode) & ~0o222)
         target.chmod(0o555)
+
+
+def program_command(program: Path) -> list[str]:
+    """How to run *program*: a Python script with this Python, anything else as it is."""
+    with program.open("rb") as handle:
+        first = handle.readline(256)
+    if first.startswith(b"#!") and b"python" not in first:
+        return [str(program)]
+    return [sys.executable, str(program)]
+
+
+def is_r_program(program_dir: Path) -> bool:
+    """Whether *program_dir* holds an R program (byoc's R template: ``*.R`` beside train)."""
+    return any(program_dir.glob("*.R"))
+
+
+def check_toolchain(program_dir: Path, program: str | None = None) -> None:
+    """Check that the programs of *program_dir* (or only *program*: train, serve) can run here.
+
+    Without *program* only the interpreter is looked for; with it, also what it loads.
+
+    :raises ConfigError: for an R program when ``Rscript``, the R packages it
+        loads or (to serve) nginx are missing, naming what to install.
+    """
+    if not is_r_program(program_dir):
+        return
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        raise ConfigError(f"{program_dir} holds an R program, but Rscript is not on PATH"
+                          f" ({R_INSTALL_HINT})")
+    if program is None:
+        return
+    packages = R_SERVE_PACKAGES if program == "serve" else R_TRAIN_PACKAGES
+    probe = ("wanted <- commandArgs(TRUE); "
+             "cat(wanted[!vapply(wanted, requireNamespace, logical(1), quietly = TRUE)])")
+    try:
+        found = subprocess.run([rscript, "--vanilla", "-e", probe, *packages], capture_output=True,
+                               text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"cannot run {rscript}: {exc}") from None
+    missing = found.stdout.split()
+    if found.returncode != 0 or missing:
+        named = ", ".join(missing) or (found.stderr.strip().splitlines() or ["Rscript failed"])[-1]
+        raise ConfigError(f"Rscript ({rscript}) lacks R packages that {program} needs: {named}"
+                          f" ({R_INSTALL_HINT})")
+    if program == "serve" and shutil.which("nginx") is None:
+        raise ConfigError(f"the R program's serve runs nginx, which is not on PATH ({R_INSTALL_HINT})")

@@ -1,1 +1,1 @@
-{% include cookiecutter.framework ~ "/model.py" %}
+{% include cookiecutter.framework ~ "/model.py" ignore missing %}

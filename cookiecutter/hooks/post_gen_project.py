@@ -1,0 +1,22 @@
+"""Keep the runtime of the chosen framework: R projects get the R program, the others Python's."""
+
+import shutil
+from pathlib import Path
+
+FRAMEWORK = "{{ cookiecutter.framework }}"
+PROGRAM = Path("container") / "{{ cookiecutter.program }}"
+#: Where the template keeps the R program until it is moved to container/<program>.
+R_PROGRAM = Path("container") / "r-program"
+R_TESTS = Path("tests") / "testthat"
+#: What only the Python runtime uses.
+PYTHON_ONLY = [Path("requirements.txt"), Path("container") / "requirements.txt"]
+
+if FRAMEWORK == "r":
+    shutil.rmtree(PROGRAM)
+    R_PROGRAM.rename(PROGRAM)
+    for path in [*Path("tests").glob("*.py"), *PYTHON_ONLY]:
+        path.unlink()
+    shutil.rmtree("wheels", ignore_errors=True)  # offline Python wheels: not for R
+else:
+    shutil.rmtree(R_PROGRAM)
+    shutil.rmtree(R_TESTS)
