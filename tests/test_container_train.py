@@ -500,6 +500,21 @@ def test_a_previous_model_archive_reaching_outside_is_refused(opt_ml: Path, tmp_
                   " only plain files and directories inside the archive")
 
 
+def test_a_local_path_under_opt_ml_is_taken_under_the_trees_root(opt_ml: Path) -> None:
+    # SageMaker's own checkpointconfig.json, with the tree elsewhere (SAGEMAKER_BASE_DIR)
+    write_config(opt_ml, "checkpointconfig", {"LocalPath": "/opt/ml/checkpoints"})
+    write_config(opt_ml, "hyperparameters", {"epochs": "4"})
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (opt_ml / "checkpoints").iterdir()) == [
+        "epoch-000002.npz", "epoch-000003.npz", "epoch-000004.npz"]
+    write_config(opt_ml, "hyperparameters", {"epochs": "6"})
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert (f"resuming from checkpoint {opt_ml / 'checkpoints' / 'epoch-000004.npz'} (epoch 4)\n"
+            in result.stdout)
+
+
 def test_fit_gets_the_checkpoint_dir_of_checkpointconfig(opt_ml: Path, tmp_path: Path) -> None:
     local = tmp_path / "checkpoints"
     write_config(opt_ml, "checkpointconfig", {"LocalPath": str(local)})
