@@ -32,7 +32,7 @@ from helpers import REPO
 
 PROGRAM_DIR = REPO / "container" / "iris_classifier"
 TEST_DIR = REPO / "local_test" / "test_dir"
-VALID_NAMES = "criterion, max_depth, max_leaf_nodes, min_samples_leaf, random_state"
+VALID_NAMES = "batch_size, epochs, l2, learning_rate, momentum, seed"
 #: Keys the SageMaker Python SDK adds to every job's hyperparameters.
 SDK_KEYS = {
     "sagemaker_program": '"train.py"',
@@ -111,37 +111,43 @@ def test_a_good_run_writes_the_model_and_prints_the_metric(opt_ml: Path) -> None
     result = run_train(opt_ml)
 
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^training:accuracy=(0\.9\d*|1);$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^training:loss=0\.\d+; training:accuracy=(0\.9\d*|1);$", result.stdout,
+                     re.MULTILINE), result.stdout
+    epochs = re.findall(r"^epoch=(\d+) training:loss=(\S+); training:accuracy=\S+;$", result.stdout,
+                        re.MULTILINE)
+    assert [int(epoch) for epoch, _ in epochs] == list(range(1, 31))  # local_test's epochs: 30
+    assert float(epochs[-1][1]) < float(epochs[0][1]) / 3  # the loss falls
     assert model_files(opt_ml) == ["model.npz"]  # and no partial or temp file beside it
     assert not (opt_ml / "output" / "failure").exists()
     fitted = load_model(opt_ml)
-    assert (fitted.params["criterion"], fitted.params["max_depth"]) == ("gini", 5)  # applied
+    assert (fitted.params["epochs"], fitted.params["learning_rate"]) == (30, 0.1)  # applied
     assert sorted(fitted.classes) == ["setosa", "versicolor", "virginica"]
 
 
 @pytest.mark.parametrize(
     ("hyperparameters", "reason"),
     [
-        pytest.param({"max_detph": "3"},
-                     f"unknown hyperparameter 'max_detph' (valid: {VALID_NAMES})", id="unknown"),
-        pytest.param({"max_depth": "0"},
-                     "hyperparameter 'max_depth': must be at least 1, got 0", id="below-range"),
-        pytest.param({"max_depth": "1001"},
-                     "hyperparameter 'max_depth': must be at most 1000, got 1001", id="above-range"),
-        pytest.param({"max_depth": "deep"},
-                     "hyperparameter 'max_depth': expected an integer, got 'deep'", id="wrong-type"),
-        pytest.param({"min_samples_leaf": "2.5"},
-                     "hyperparameter 'min_samples_leaf': expected an integer, got '2.5'",
+        pytest.param({"epoch": "3"},
+                     f"unknown hyperparameter 'epoch' (valid: {VALID_NAMES})", id="unknown"),
+        pytest.param({"epochs": "0"},
+                     "hyperparameter 'epochs': must be at least 1, got 0", id="below-range"),
+        pytest.param({"epochs": "100001"},
+                     "hyperparameter 'epochs': must be at most 100000, got 100001", id="above-range"),
+        pytest.param({"epochs": "many"},
+                     "hyperparameter 'epochs': expected an integer, got 'many'", id="wrong-type"),
+        pytest.param({"batch_size": "2.5"},
+                     "hyperparameter 'batch_size': expected an integer, got '2.5'",
                      id="fraction-for-int"),
-        pytest.param({"criterion": "gain"},
-                     "hyperparameter 'criterion': expected one of gini, entropy, log_loss; got 'gain'",
-                     id="bad-choice"),
-        pytest.param({"criterion": '"gain"'},
-                     "hyperparameter 'criterion': expected one of gini, entropy, log_loss; got 'gain'",
-                     id="bad-choice-json-encoded"),
-        pytest.param({"max_depth": "0", "colour": "red"},
+        pytest.param({"learning_rate": "fast"},
+                     "hyperparameter 'learning_rate': expected a number, got 'fast'", id="not-a-number"),
+        pytest.param({"learning_rate": '"inf"'},
+                     "hyperparameter 'learning_rate': expected a finite number, got 'inf'",
+                     id="infinite-json-encoded"),
+        pytest.param({"momentum": "1"},
+                     "hyperparameter 'momentum': must be at most 0.999, got 1.0", id="float-above-range"),
+        pytest.param({"epochs": "0", "colour": "red"},
                      f"unknown hyperparameter 'colour' (valid: {VALID_NAMES});"
-                     " hyperparameter 'max_depth': must be at least 1, got 0", id="every-problem-named"),
+                     " hyperparameter 'epochs': must be at least 1, got 0", id="every-problem-named"),
     ],
 )
 def test_bad_hyperparameters_fail_with_a_reason(opt_ml: Path, hyperparameters: dict[str, str],
@@ -151,14 +157,14 @@ def test_bad_hyperparameters_fail_with_a_reason(opt_ml: Path, hyperparameters: d
 
 
 def test_json_encoded_values_are_accepted(opt_ml: Path) -> None:
-    # What the SageMaker Python SDK sends for criterion="entropy", max_depth=3
-    write_config(opt_ml, "hyperparameters", {"criterion": '"entropy"', "max_depth": '"3"',
-                                             "min_samples_leaf": "2"})
+    # What the SageMaker Python SDK sends for epochs=3, learning_rate=0.05
+    write_config(opt_ml, "hyperparameters", {"epochs": '"3"', "learning_rate": '"0.05"',
+                                             "batch_size": "8"})
     result = run_train(opt_ml)
     assert result.returncode == 0, result.stderr
     fitted = load_model(opt_ml)
-    assert (fitted.params["criterion"], fitted.params["max_depth"],
-            fitted.params["min_samples_leaf"]) == ("entropy", 3, 2)
+    assert (fitted.params["epochs"], fitted.params["learning_rate"],
+            fitted.params["batch_size"]) == (3, 0.05, 8)
 
 
 def test_sagemaker_keys_are_ignored(opt_ml: Path) -> None:
@@ -266,8 +272,11 @@ def test_a_validation_channel_is_scored(opt_ml: Path) -> None:
     add_validation_channel(opt_ml, data_file(opt_ml).read_text().splitlines()[::10])
     result = run_train(opt_ml)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^training:accuracy=(0\.\d+|1);$", result.stdout, re.MULTILINE)
-    assert re.search(r"^validation:accuracy=(0\.\d+|1);$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^training:loss=\S+; training:accuracy=(0\.\d+|1);$", result.stdout, re.MULTILINE)
+    assert re.search(r"^validation:loss=\S+; validation:accuracy=(0\.\d+|1);$", result.stdout,
+                     re.MULTILINE), result.stdout
+    assert re.search(r"^epoch=30 validation:loss=\S+; validation:accuracy=(0\.\d+|1);$",
+                     result.stdout, re.MULTILINE), result.stdout
     assert model_files(opt_ml) == ["model.npz"]
 
 
@@ -279,10 +288,10 @@ def test_a_validation_channel_of_another_width_is_a_failure(opt_ml: Path) -> Non
 
 def test_a_long_value_is_cut_short_in_the_reason(opt_ml: Path) -> None:
     # CreateTrainingJob allows values of 2500 characters; FailureReason shows 1024.
-    write_config(opt_ml, "hyperparameters", {"criterion": "x" * 2500})
+    write_config(opt_ml, "hyperparameters", {"learning_rate": "x" * 2500})
     result = run_train(opt_ml)
-    assert_failed(opt_ml, result, "hyperparameter 'criterion': expected one of gini, entropy,"
-                  f" log_loss; got {'x' * 40!r}... (2500 characters)")
+    assert_failed(opt_ml, result, "hyperparameter 'learning_rate': expected a number,"
+                  f" got {'x' * 40!r}... (2500 characters)")
 
 
 def test_a_reason_over_1024_characters_keeps_a_useful_marked_first_line(opt_ml: Path) -> None:
@@ -303,11 +312,11 @@ def test_a_reason_over_1024_characters_keeps_a_useful_marked_first_line(opt_ml: 
 def test_an_existing_failure_file_is_not_overwritten(opt_ml: Path) -> None:
     failure = opt_ml / "output" / "failure"
     failure.write_text("the platform's own reason\n")
-    write_config(opt_ml, "hyperparameters", {"max_depth": "deep"})
+    write_config(opt_ml, "hyperparameters", {"epochs": "many"})
     result = run_train(opt_ml)
     assert result.returncode == 1
     assert failure.read_text() == "the platform's own reason\n"
-    assert "hyperparameter 'max_depth': expected an integer" in result.stderr
+    assert "hyperparameter 'epochs': expected an integer" in result.stderr
 
 
 @pytest.mark.parametrize(("host", "saves"), [("algo-1", True), ("algo-2", False)])
@@ -491,6 +500,21 @@ def test_a_previous_model_archive_reaching_outside_is_refused(opt_ml: Path, tmp_
                   " only plain files and directories inside the archive")
 
 
+def test_a_local_path_under_opt_ml_is_taken_under_the_trees_root(opt_ml: Path) -> None:
+    # SageMaker's own checkpointconfig.json, with the tree elsewhere (SAGEMAKER_BASE_DIR)
+    write_config(opt_ml, "checkpointconfig", {"LocalPath": "/opt/ml/checkpoints"})
+    write_config(opt_ml, "hyperparameters", {"epochs": "4"})
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (opt_ml / "checkpoints").iterdir()) == [
+        "epoch-000002.npz", "epoch-000003.npz", "epoch-000004.npz"]
+    write_config(opt_ml, "hyperparameters", {"epochs": "6"})
+    result = run_train(opt_ml)
+    assert result.returncode == 0, result.stderr
+    assert (f"resuming from checkpoint {opt_ml / 'checkpoints' / 'epoch-000004.npz'} (epoch 4)\n"
+            in result.stdout)
+
+
 def test_fit_gets_the_checkpoint_dir_of_checkpointconfig(opt_ml: Path, tmp_path: Path) -> None:
     local = tmp_path / "checkpoints"
     write_config(opt_ml, "checkpointconfig", {"LocalPath": str(local)})
@@ -599,7 +623,8 @@ def test_pipe_mode_reads_two_channels_fed_at_once(opt_ml: Path, fifos: Callable[
     result = run_train(opt_ml)
     assert result.returncode == 0, result.stderr
     assert "channel validation: 15 rows" in result.stdout
-    assert re.search(r"^validation:accuracy=(0\.\d+|1);$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^validation:loss=\S+; validation:accuracy=(0\.\d+|1);$", result.stdout,
+                     re.MULTILINE), result.stdout
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,7 @@ def _train(root: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_generated_train_runs_on_a_tree_written_by_contract(tmp_path: Path) -> None:
-    tree = contract.write_training_config(tmp_path, {"max_depth": '"3"', "criterion": "entropy"},
+    tree = contract.write_training_config(tmp_path, {"epochs": '"3"', "learning_rate": "0.05"},
                                           [contract.Channel("training", content_type="text/csv")])
     shutil.copytree(IRIS, tree.channel("training"))
     result = _train(tmp_path)
@@ -99,14 +99,14 @@ def test_generated_train_runs_on_a_tree_written_by_contract(tmp_path: Path) -> N
 
 
 def test_generated_train_failure_is_read_back_by_contract(tmp_path: Path) -> None:
-    tree = contract.write_training_config(tmp_path, {"max_depth": "0"},
+    tree = contract.write_training_config(tmp_path, {"epochs": "0"},
                                           [contract.Channel("training")])
     shutil.copytree(IRIS, tree.channel("training"))
     result = _train(tmp_path)
     assert result.returncode == 1
     reason = contract.read_failure(tmp_path)
     assert reason is not None
-    assert reason.splitlines()[0] == "hyperparameter 'max_depth': must be at least 1, got 0"
+    assert reason.splitlines()[0] == "hyperparameter 'epochs': must be at least 1, got 0"
     assert list(tree.model_dir.iterdir()) == []
 
 

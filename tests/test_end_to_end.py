@@ -109,7 +109,12 @@ def test_new_train_serve_predict_as_processes(tmp_path: Path,
     assert model.parent.parent == project / ".byoc" / "jobs" and model.name == "model.tar.gz"
     with tarfile.open(model) as tar:
         assert tar.getnames() == ["model.npz"]
-    assert "algo-1 | training:accuracy=" in trained.stderr
+    assert re.search(r"algo-1 \| epoch=30 training:loss=\S+; training:accuracy=\S+;", trained.stderr)
+    # byoc.toml's metric definitions read the log: the last value of each is in job.json
+    record = json.loads((model.parent / "job.json").read_text())
+    final = {entry["MetricName"]: entry["Value"] for entry in record["FinalMetricDataList"]}
+    assert set(final) == {"train:loss", "train:accuracy"}  # no validation channel here
+    assert final["train:accuracy"] >= 0.9 and 0 < final["train:loss"] < 0.5
     _serve_and_predict(project, "process", background)
 
 

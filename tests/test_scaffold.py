@@ -27,7 +27,7 @@ def test_default_render_is_a_complete_project(tmp_path: Path) -> None:
     for name in ("train", "serve"):
         assert (program / name).stat().st_mode & stat.S_IXUSR, f"{name} is not executable"
     config = root / "local_test" / "test_dir" / "input" / "config"
-    assert json.loads((config / "hyperparameters.json").read_text())["criterion"] == '"gini"'
+    assert json.loads((config / "hyperparameters.json").read_text())["epochs"] == "30"
     assert set(json.loads((config / "inputdataconfig.json").read_text())) == {"training"}
     project = Project.load(root)
     assert (project.name, project.program, project.image) == ("churn-model", "churn_model",

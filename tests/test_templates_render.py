@@ -56,7 +56,8 @@ def test_every_runtime_file_is_the_same_in_every_python_template(rendered: dict[
 def test_each_template_brings_its_model_requirements_and_tests(rendered: dict[str, Path]) -> None:
     sklearn, xgboost, pytorch = (rendered[name] for name in PYTHON_TEMPLATES)
     program = Path("container") / "churn_model"
-    assert "scikit-learn==" in (sklearn / "container" / "requirements.txt").read_text()
+    default = (sklearn / "container" / "requirements.txt").read_text()
+    assert "numpy==" in default and "scikit-learn" not in default and "xgboost" not in default
     assert "xgboost-cpu==" in (xgboost / "container" / "requirements.txt").read_text()
     assert "torch==2.13.0" in (pytorch / "container" / "requirements.txt").read_text()
     assert "import xgboost" in (xgboost / program / "model.py").read_text()
@@ -65,7 +66,8 @@ def test_each_template_brings_its_model_requirements_and_tests(rendered: dict[st
     assert "text/libsvm" in (xgboost / program / "dataset.py").read_text()
     assert filecmp.cmp(sklearn / program / "dataset.py", pytorch / program / "dataset.py", shallow=False)
     assert sorted(p.name for p in (sklearn / "tests").iterdir()) == [
-        "conftest.py", "test_hyperparameters.py", "test_predictor.py", "test_train.py"]
+        "conftest.py", "test_hyperparameters.py", "test_metric_definitions.py", "test_predictor.py",
+        "test_train.py"]
     for project in (xgboost, pytorch):
         assert sorted(p.name for p in (project / "tests").iterdir()) == ["conftest.py", "test_model.py"]
     assert '"num_round"' in (xgboost / "local_test/test_dir/input/config/hyperparameters.json").read_text()

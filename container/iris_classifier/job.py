@@ -22,6 +22,8 @@ from channels import Channel, DataError
 
 #: The channel SageMaker's incremental training uses for the previous model.
 MODEL_CHANNEL = "model"
+#: Where SageMaker mounts the job's files.
+OPT_ML = Path("/opt/ml")
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,11 @@ class Job:
 
 
 def checkpoint_dir(config_file: Path, default: Path) -> Path | None:
-    """``LocalPath`` of checkpointconfig.json, *default* if it names none, None without the file."""
+    """``LocalPath`` of checkpointconfig.json, *default* if it names none, None without the file.
+
+    *default* is ``<root>/checkpoints``; a ``LocalPath`` under /opt/ml is taken under
+    that root, so a tree moved elsewhere (``SAGEMAKER_BASE_DIR``) keeps its checkpoints in it.
+    """
     if not config_file.exists():
         return default if default.is_dir() else None
     try:
@@ -60,6 +66,8 @@ def checkpoint_dir(config_file: Path, default: Path) -> Path | None:
     except (ValueError, AttributeError):
         raise DataError(f"{config_file} must hold a JSON object") from None
     path = Path(local) if local else default
+    if path.is_relative_to(OPT_ML):
+        path = default.parent / path.relative_to(OPT_ML)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -42,22 +42,28 @@ May define:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import os
+import re
+import sys
+import zipfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from channels import DataError
 from dataset import Table
-from hyperparameters import Choice, Int, Spec
+from hyperparameters import Float, Int, Spec
 from job import Job
 
 HYPERPARAMETERS: dict[str, Spec] = {
-    "criterion": Choice(("gini", "entropy", "log_loss"), default="gini"),
-    "max_depth": Int(min=1, max=1000),
-    "max_leaf_nodes": Int(min=2, max=100000),
-    "min_samples_leaf": Int(default=1, min=1),
-    "random_state": Int(default=0, min=0),
+    "epochs": Int(default=30, min=1, max=100000),
+    "learning_rate": Float(default=0.1, min=1e-6, max=10.0),
+    "momentum": Float(default=0.9, min=0.0, max=0.999),
+    "batch_size": Int(default=16, min=1, max=1000000),
+    "l2": Float(default=1e-4, min=0.0, max=10.0),
+    "seed": Int(default=0, min=0, max=2**32 - 1),
 }
 
 #: Loading reads arrays with numpy and starts no threads.
@@ -65,116 +71,243 @@ FORK_SAFE = True
 ACCEPTS_MISSING = False
 
 
-def fit(training: Table, validation: Table | None, job: Job) -> Tree:
-    """Train a scikit-learn decision tree classifier (from scratch: a tree cannot resume)."""
-    from sklearn.tree import DecisionTreeClassifier
+def fit(training: Table, validation: Table | None, job: Job) -> Softmax:
+    """Train a softmax (multinomial logistic) regression by mini-batch SGD with momentum.
 
-    estimator = DecisionTreeClassifier(**job.params).fit(training.features, training.labels)
-    return Tree.from_estimator(estimator, job.params)
+    Each epoch visits the rows in an order drawn from ``seed`` and the epoch
+    number, so a job resumed from a checkpoint repeats exactly what an
+    uninterrupted one does. After each epoch the state is checkpointed (first
+    host only) and the metrics of each channel are reported.
+    """
+    params = job.params
+    state = _resume(job.checkpoint_dir, params) if job.checkpoint_dir else None
+    if state is None:
+        start = _previous(job.previous_model_dir, training) if job.previous_model_dir else None
+        state = TrainingState.start(training, params, start)
+    labels = state.model.label_indices(training.labels)
+    for epoch in range(state.epoch + 1, params["epochs"] + 1):
+        state = state.run_epoch(training.features, labels, epoch)
+        if job.checkpoint_dir is not None and job.is_first_host:
+            _checkpoint(job.checkpoint_dir, state)
+        job.report(metrics(state.model, training), "training", epoch=epoch)
+        if validation is not None:
+            job.report(metrics(state.model, validation), "validation", epoch=epoch)
+    return state.model
 
 
-def save(model: Tree, model_dir: Path) -> None:
-    model.save(model_dir / MODEL_FILE)
+def save(model: Softmax, model_dir: Path) -> None:
+    _write_arrays(model_dir / MODEL_FILE, model.arrays())
 
 
-def load(model_dir: Path) -> Tree:
-    return Tree.load(model_dir / MODEL_FILE)
+def load(model_dir: Path) -> Softmax:
+    return Softmax.from_arrays(_read_arrays(model_dir / MODEL_FILE))
 
 
-def predict(model: Tree, features: np.ndarray) -> np.ndarray:
+def predict(model: Softmax, features: np.ndarray) -> np.ndarray:
     return model.predict(features)
 
 
-def metrics(model: Tree, data: Table) -> dict[str, float]:
-    return {"accuracy": float((predict(model, data.features) == data.labels).mean())}
+def metrics(model: Softmax, data: Table) -> dict[str, float]:
+    """Mean log loss (cross-entropy) and accuracy; a label training never saw counts as wrong."""
+    known = np.isin(data.labels, model.classes)
+    probabilities = model.probabilities(data.features)
+    indices = np.searchsorted(model.classes, data.labels)
+    indices = np.where(known, np.minimum(indices, len(model.classes) - 1), 0)
+    chosen = np.where(known, probabilities[np.arange(len(indices)), indices], 0.0)
+    with np.errstate(divide="ignore"):
+        loss = float(-np.mean(np.log(chosen)))
+    accuracy = float(np.mean(model.classes[probabilities.argmax(axis=1)] == data.labels))
+    return {"loss": loss, "accuracy": accuracy}
 
 
-def n_features(model: Tree) -> int:
-    return int(model.params["n_features"])
+def n_features(model: Softmax) -> int:
+    return int(model.weights.shape[0])
 
 
 # ---- This example's internals: replace everything below with your model's code ----------
 #
-# The fitted tree is saved as plain arrays in model.npz (loaded without pickle, so a
-# model file cannot run code) and serving walks them with numpy: the server never
-# imports scikit-learn, which keeps its start fast and its workers small.
+# The model is plain arrays in model.npz (read without pickle, so a model file cannot run
+# code), and training and serving are numpy only: the server starts fast and its workers
+# stay small. Checkpoints are the same kind of file, with the optimizer's state added.
 
 #: The file written into the model directory.
 MODEL_FILE = "model.npz"
-LEAF = -1
-#: Up to this many rows are walked in Python; more, with numpy (measured crossover).
-SMALL_BATCH = 64
+#: Checkpoints are named epoch-<n>.npz; the last few are kept.
+CHECKPOINT = re.compile(r"epoch-(\d+)\.npz")
+KEEP_CHECKPOINTS = 3
+#: Suffix of a checkpoint being written: SageMaker's checkpoint sync skips such files.
+WRITING = ".sagemaker-ignore"
+#: A fixed time stamp inside .npz files, so that the same arrays give the same bytes.
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 @dataclass(frozen=True)
-class Tree:
-    """A fitted decision tree as arrays, one entry per node."""
+class Softmax:
+    """Class scores ``((x - mean) / scale) @ weights + bias``; the highest one wins."""
 
-    left: np.ndarray  # child node ids, LEAF at leaves
-    right: np.ndarray
-    feature: np.ndarray  # feature tested at the node
-    threshold: np.ndarray  # go left when feature value <= threshold
-    leaf_class: np.ndarray  # index into classes of the node's majority class
-    classes: np.ndarray
-    depth: int
+    classes: np.ndarray  # sorted labels
+    mean: np.ndarray  # per feature, from the training data
+    scale: np.ndarray
+    weights: np.ndarray  # (features, classes)
+    bias: np.ndarray  # (classes,)
     params: dict[str, Any]
-    #: The same arrays as Python lists, for walking a few rows without numpy's per-call cost.
-    lists: tuple[list[Any], ...] = field(init=False, repr=False, compare=False)
+    #: Scaling folded into the weights: scores = x @ folded_weights + folded_bias.
+    folded: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        lists = tuple(array.tolist() for array in (self.left, self.right, self.feature,
-                                                   self.threshold, self.leaf_class))
-        object.__setattr__(self, "lists", lists)
+        folded_weights = self.weights / self.scale[:, None]
+        folded_bias = self.bias - (self.mean / self.scale) @ self.weights
+        object.__setattr__(self, "folded", (folded_weights, folded_bias))
 
-    @classmethod
-    def from_estimator(cls, estimator: Any, params: dict[str, Any]) -> Tree:
-        tree = estimator.tree_
-        return cls(
-            left=tree.children_left.astype(np.int32),
-            right=tree.children_right.astype(np.int32),
-            feature=np.maximum(tree.feature, 0).astype(np.int32),
-            threshold=tree.threshold.astype(np.float64),
-            leaf_class=tree.value[:, 0, :].argmax(axis=1).astype(np.int32),
-            classes=np.asarray(estimator.classes_),
-            depth=int(estimator.get_depth()),
-            params={**params, "n_features": int(estimator.n_features_in_)},
-        )
-
-    def save(self, path: Path) -> None:
-        with path.open("wb") as handle:
-            np.savez(handle, left=self.left, right=self.right, feature=self.feature,
-                     threshold=self.threshold, leaf_class=self.leaf_class,
-                     classes=self.classes.astype(str), depth=np.int64(self.depth),
-                     params=np.str_(json.dumps(self.params)))
-
-    @classmethod
-    def load(cls, path: Path) -> Tree:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(left=data["left"], right=data["right"], feature=data["feature"],
-                       threshold=data["threshold"], leaf_class=data["leaf_class"],
-                       classes=data["classes"], depth=int(data["depth"]),
-                       params=json.loads(str(data["params"])))
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        weights, bias = self.folded
+        return features @ weights + bias
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """One label per row of *features*, exactly as scikit-learn would."""
-        # scikit-learn compares float32 feature values with float64 thresholds
-        values = features.astype(np.float32).astype(np.float64)
-        if len(values) <= SMALL_BATCH:
-            left, right, feature, threshold, leaf_class = self.lists
-            found = []
-            for row in values.tolist():
-                node = 0
-                while left[node] != LEAF:
-                    node = left[node] if row[feature[node]] <= threshold[node] else right[node]
-                found.append(leaf_class[node])
-            return self.classes[found]
-        rows = np.arange(len(values))
-        node = np.zeros(len(values), dtype=np.int32)
-        for _ in range(self.depth):
-            left_child = self.left[node]
-            inner = left_child != LEAF
-            if not inner.any():
-                break
-            go_left = values[rows, self.feature[node]] <= self.threshold[node]
-            node = np.where(inner, np.where(go_left, left_child, self.right[node]), node)
-        return self.classes[self.leaf_class[node]]
+        return self.classes[self.scores(features).argmax(axis=1)]
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        return _softmax(self.scores(features))
+
+    def label_indices(self, labels: np.ndarray) -> np.ndarray:
+        unknown = sorted(set(np.unique(labels).tolist()) - set(self.classes.tolist()))
+        if unknown:
+            raise DataError(f"labels {unknown} are not among the model's classes"
+                             f" {self.classes.tolist()}: a model cannot learn new classes")
+        return np.searchsorted(self.classes, labels)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"classes": self.classes.astype(str), "mean": self.mean, "scale": self.scale,
+                "weights": self.weights, "bias": self.bias,
+                "params": np.array(json.dumps(self.params, sort_keys=True))}
+
+    @classmethod
+    def from_arrays(cls, data: dict[str, np.ndarray]) -> Softmax:
+        return cls(classes=data["classes"], mean=data["mean"], scale=data["scale"],
+                   weights=data["weights"], bias=data["bias"], params=json.loads(str(data["params"])))
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """Everything an epoch needs: the model, the momentum and the epochs done."""
+
+    model: Softmax
+    velocity_weights: np.ndarray
+    velocity_bias: np.ndarray
+    epoch: int
+
+    @classmethod
+    def start(cls, training: Table, params: dict[str, Any], previous: Softmax | None) -> TrainingState:
+        if previous is not None:
+            model = replace(previous, params={**params, "n_features": int(previous.weights.shape[0])})
+        else:
+            classes = np.unique(training.labels).astype(str)
+            scale = training.features.std(axis=0)
+            scale[scale == 0] = 1.0
+            size = (training.features.shape[1], len(classes))
+            model = Softmax(classes=classes, mean=training.features.mean(axis=0), scale=scale,
+                            weights=np.zeros(size), bias=np.zeros(len(classes)),
+                            params={**params, "n_features": size[0]})
+        return cls(model, np.zeros_like(model.weights), np.zeros_like(model.bias), 0)
+
+    def run_epoch(self, features: np.ndarray, labels: np.ndarray, epoch: int) -> TrainingState:
+        """One pass over the rows in the epoch's own order: the same epoch, the same result."""
+        params = self.model.params
+        rate, momentum, l2 = params["learning_rate"], params["momentum"], params["l2"]
+        batch = params["batch_size"]
+        scaled = (features - self.model.mean) / self.model.scale
+        onehot = np.eye(len(self.model.classes))[labels]
+        order = np.random.default_rng([params["seed"], epoch]).permutation(len(labels))
+        weights, bias = self.model.weights.copy(), self.model.bias.copy()
+        velocity_weights, velocity_bias = self.velocity_weights.copy(), self.velocity_bias.copy()
+        for begin in range(0, len(order), batch):
+            rows = order[begin:begin + batch]
+            x = scaled[rows]
+            error = (_softmax(x @ weights + bias) - onehot[rows]) / len(rows)
+            velocity_weights = momentum * velocity_weights - rate * (x.T @ error + l2 * weights)
+            velocity_bias = momentum * velocity_bias - rate * error.sum(axis=0)
+            weights += velocity_weights
+            bias += velocity_bias
+        model = replace(self.model, weights=weights, bias=bias)
+        return TrainingState(model, velocity_weights, velocity_bias, epoch)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {**self.model.arrays(), "velocity_weights": self.velocity_weights,
+                "velocity_bias": self.velocity_bias, "epoch": np.int64(self.epoch)}
+
+    @classmethod
+    def from_arrays(cls, data: dict[str, np.ndarray]) -> TrainingState:
+        return cls(Softmax.from_arrays(data), data["velocity_weights"], data["velocity_bias"],
+                   int(data["epoch"]))
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _previous(model_dir: Path, training: Table) -> Softmax:
+    """The model of the ``model`` channel (incremental training), checked against the data."""
+    previous = load(model_dir)
+    if previous.weights.shape[0] != training.features.shape[1]:
+        raise DataError(f"the previous model takes {previous.weights.shape[0]} features,"
+                         f" the training channel has {training.features.shape[1]}")
+    previous.label_indices(training.labels)  # refuses labels it has no class for
+    print(f"starting from the previous model in {model_dir}", flush=True)
+    return previous
+
+
+def _resume(directory: Path, params: dict[str, Any]) -> TrainingState | None:
+    """The latest readable checkpoint of a job with these hyperparameters, or None."""
+    for path in sorted(_checkpoints(directory), key=_epoch_of, reverse=True):
+        try:
+            state = TrainingState.from_arrays(_read_arrays(path))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            print(f"skipping checkpoint {path}: unreadable ({exc})", file=sys.stderr, flush=True)
+            continue
+        saved = {key: value for key, value in state.model.params.items() if key != "n_features"}
+        if {key: value for key, value in saved.items() if key != "epochs"} != \
+                {key: value for key, value in params.items() if key != "epochs"}:
+            print(f"skipping checkpoint {path}: written with other hyperparameters", file=sys.stderr,
+                  flush=True)
+            continue
+        model = replace(state.model, params={**params, "n_features": state.model.params["n_features"]})
+        print(f"resuming from checkpoint {path} (epoch {state.epoch})", flush=True)
+        return replace(state, model=model)
+    return None
+
+
+def _checkpoint(directory: Path, state: TrainingState) -> None:
+    """Write epoch-<n>.npz under a name the sync skips, rename it into place, keep the last few."""
+    path = directory / f"epoch-{state.epoch:06d}.npz"
+    writing = path.with_name(path.name + WRITING)
+    _write_arrays(writing, state.arrays())
+    os.replace(writing, path)
+    for old in sorted(_checkpoints(directory), key=_epoch_of)[:-KEEP_CHECKPOINTS]:
+        old.unlink(missing_ok=True)
+
+
+def _checkpoints(directory: Path) -> list[Path]:
+    return [path for path in directory.iterdir() if CHECKPOINT.fullmatch(path.name)]
+
+
+def _epoch_of(path: Path) -> int:
+    match = CHECKPOINT.fullmatch(path.name)
+    return int(match.group(1)) if match else -1
+
+
+def _write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An .npz (what np.load reads) whose bytes depend on the arrays only, flushed to disk."""
+    with path.open("wb") as handle:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+            for name, array in arrays.items():
+                entry = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_TIME)
+                with archive.open(entry, "w") as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
