@@ -110,7 +110,7 @@ def test_template_trains_serves_and_predicts_on_docker(template: str, projects: 
     finally:
         os.killpg(server.pid, 2)
         server.communicate(timeout=60)
-    assert server.returncode == 0
+    assert server.returncode == 130  # Ctrl-C
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
