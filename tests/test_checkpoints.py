@@ -41,7 +41,8 @@ def test_closed_files_are_copied_while_the_job_runs(tmp_path: Path) -> None:
         (local / "epoch-1.ckpt").write_bytes(b"a" * 1000)
         assert eventually(lambda: (store / "epoch-1.ckpt").exists())
         assert (store / "epoch-1.ckpt").read_bytes() == b"a" * 1000
-        assert (local / "epoch-1.ckpt.sagemaker-uploaded").exists()
+        # the marker follows the copy: the store may hold the file a moment before it appears
+        assert eventually(lambda: (local / "epoch-1.ckpt.sagemaker-uploaded").exists())
         # a rename into place counts as a new file
         (local / "tmp.sagemaker-ignore").write_bytes(b"b")
         assert not eventually(lambda: (store / "tmp.sagemaker-ignore").exists(), 0.5)
