@@ -11,10 +11,10 @@ import click
 
 from .. import invoke, jobrecord, stopping
 from .. import local as harness
-from ..errors import ConfigError, Interrupted, ServeError
+from ..errors import Interrupted, ServeError
 from ..project import Project
 from .jobdef import definition_from_options, job_options
-from .options import BACKEND, ENV, GPUS, IMAGE, PROJECT, echo_err, log_line, pairs
+from .options import BACKEND, ENV, GPUS, IMAGE, PROJECT, echo_err, log_line, pairs, read_payload
 
 
 @click.group(name="local")
@@ -164,17 +164,7 @@ def predict(file: Path | None, url: str, content_type: str | None, accept: str |
             max_payload: float | None) -> None:
     """POST FILE (or - for stdin) to /invocations and print the answer."""
     limit = invoke.max_body(max_payload)
-    if file is None:
-        raise ConfigError("pass a payload FILE, or - to read standard input")
-    if str(file) == "-":
-        body = sys.stdin.buffer.read()
-        kind = content_type or invoke.guess_content_type(None)
-    else:
-        try:
-            body = file.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {file}: {exc.strerror}") from exc
-        kind = content_type or invoke.guess_content_type(file)
+    body, kind = read_payload(file, content_type)
     answer = invoke.predict(url, body, kind, accept, limit=limit)
     sys.stdout.buffer.write(answer.body)
     sys.stdout.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,20 @@ def echo_err(message: str) -> None:
 def log_line(source: str, line: str) -> None:
     """Show one line of a container's (or host's) log on stderr, prefixed with its name."""
     click.echo(f"{source} | {line}", err=True)
+
+
+def read_payload(file: Path | None, content_type: str | None) -> tuple[bytes, str]:
+    """The request body from FILE (``-``: standard input) and its Content-Type (given, else
+    guessed from the file's suffix). :raises ConfigError: without FILE or when it cannot be read.
+    """
+    from .. import invoke
+
+    if file is None:
+        raise ConfigError("pass a payload FILE, or - to read standard input")
+    if str(file) == "-":
+        return sys.stdin.buffer.read(), content_type or invoke.guess_content_type(None)
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror}") from exc
+    return body, content_type or invoke.guess_content_type(file)

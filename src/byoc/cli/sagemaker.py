@@ -9,11 +9,10 @@ from typing import Any, TypeVar
 
 import click
 
-from .. import invoke
 from ..errors import ConfigError, Interrupted
 from ..project import Project
 from .jobdef import definition_from_options, job_options, sagemaker_job_options
-from .options import echo_err, pairs
+from .options import echo_err, pairs, read_payload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -415,17 +414,7 @@ def predict(endpoint: str, file: Path | None, content_type: str | None, accept: 
     """Send FILE (or - for stdin) to the endpoint with InvokeEndpoint and print the answer."""
     from ..sagemaker import hosting
 
-    if file is None:
-        raise ConfigError("pass a payload FILE, or - to read standard input")
-    if str(file) == "-":
-        body = sys.stdin.buffer.read()
-        kind = content_type or invoke.guess_content_type(None)
-    else:
-        try:
-            body = file.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {file}: {exc.strerror}") from exc
-        kind = content_type or invoke.guess_content_type(file)
+    body, kind = read_payload(file, content_type)
     aws = _connect(region, profile, _optional_project())
     answer = hosting.predict(aws, endpoint, body, kind, accept)
     sys.stdout.buffer.write(answer.body)
