@@ -6,9 +6,11 @@
       containers' own run time (Docker's start and die events), per job, jobs one at a time.
   python benchmarks/tune.py parallel   --image IMAGE [--jobs 10] [--seconds 5]
       MaxParallelTrainingJobs 2 against 1: wall time of ten 5-second jobs, and the ratio.
-  python benchmarks/tune.py strategies [--budget 30] [--seeds 5] [--backend process]
+  python benchmarks/tune.py strategies [--budget 60] [--seeds 5] [--scales 1 3] [--backend process]
       Bayesian against Random on the probe's known optimum (1.0): after how many jobs the best
-      objective is within 5% of it, per seed, and the median of the seeds, at an equal budget.
+      objective is within 5% of it, per seed, and the median of the seeds, at an equal budget,
+      for each curvature ``scale`` of the probe's loss (a larger scale narrows the region within
+      5%). TargetObjectiveMetricValue 1.05 ends a tuning job once it gets there.
 
 Build the image first: byoc build tests/fixtures/tuneprobe --tag byoc-bench-tuneprobe:latest
 (--build-arg BASE_IMAGE=... --network host where python:3.11-slim-bookworm cannot be pulled).
@@ -35,8 +37,8 @@ LOSS_REGEX = r"val_loss=([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
 
 
 def request(name: str, strategy: str, jobs: int, parallel: int, seed: int,
-            static: dict[str, str]) -> dict[str, Any]:
-    return {
+            static: dict[str, str], **completion: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "HyperParameterTuningJobName": name,
         "HyperParameterTuningJobConfig": {
             "Strategy": strategy,
@@ -59,6 +61,9 @@ def request(name: str, strategy: str, jobs: int, parallel: int, seed: int,
             "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
             "StoppingCondition": {"MaxRuntimeInSeconds": 3600}},
     }
+    if completion:
+        body["HyperParameterTuningJobConfig"]["TuningJobCompletionCriteria"] = completion
+    return body
 
 
 def tune(body: dict[str, Any], work: Path, backend: str, image: str | None) -> tuple[float, Path]:
@@ -152,27 +157,32 @@ def parallel(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def strategies(args: argparse.Namespace) -> dict[str, Any]:
-    reached: dict[str, list[int | None]] = {"Bayesian": [], "Random": []}
-    for strategy in reached:
-        for seed in range(1, args.seeds + 1):
-            with tempfile.TemporaryDirectory(prefix="byoc-bench-tune-") as tmp:
-                body = request(f"bench-{strategy.lower()}-{seed}", strategy, args.budget, 1, seed,
-                               {"epochs": "1"})
-                _, tuning_dir = tune(body, Path(tmp), args.backend, args.image)
-                values = [e.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
-                          for e in summaries(tuning_dir)]
-            first = next((i + 1 for i, v in enumerate(values)
-                          if v is not None and v <= OPTIMUM * 1.05), None)
-            reached[strategy].append(first)
-            print(f"{strategy} seed {seed}: within 5% after"
-                  f" {first if first is not None else f'more than {args.budget}'} jobs;"
-                  f" best {min(v for v in values if v is not None):.4f}")
-    result: dict[str, Any] = {"budget": args.budget, "seeds": args.seeds, "jobs_to_within_5pct": reached}
-    for strategy, counts in reached.items():
-        scored = [c if c is not None else args.budget + 1 for c in counts]
-        result[f"median_{strategy.lower()}"] = statistics.median(scored)
-        print(f"{strategy}: median {statistics.median(scored)} jobs (a seed that never got there"
-              f" counts as {args.budget + 1})")
+    target = OPTIMUM * 1.05
+    result: dict[str, Any] = {"budget": args.budget, "seeds": args.seeds, "backend": args.backend}
+    for scale in args.scales:
+        reached: dict[str, list[int | None]] = {"Bayesian": [], "Random": []}
+        for strategy in reached:
+            for seed in range(1, args.seeds + 1):
+                with tempfile.TemporaryDirectory(prefix="byoc-bench-tune-") as tmp:
+                    body = request(f"bench-{strategy.lower()}-{seed}", strategy, args.budget, 1,
+                                   seed, {"epochs": "1", "scale": f"{scale:g}"},
+                                   TargetObjectiveMetricValue=target)
+                    _, tuning_dir = tune(body, Path(tmp), args.backend, args.image)
+                    values = [e.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
+                              for e in summaries(tuning_dir)]
+                first = next((i + 1 for i, v in enumerate(values)
+                              if v is not None and v <= target), None)
+                reached[strategy].append(first)
+                print(f"scale {scale:g} {strategy} seed {seed}: within 5% after"
+                      f" {first if first is not None else f'more than {args.budget}'} jobs;"
+                      f" best {min(v for v in values if v is not None):.4f}", flush=True)
+        medians = {s: statistics.median(c if c is not None else args.budget + 1 for c in counts)
+                   for s, counts in reached.items()}
+        result[f"scale_{scale:g}"] = {"jobs_to_within_5pct": reached,
+                                      **{f"median_{s.lower()}": m for s, m in medians.items()}}
+        print(f"scale {scale:g}: median jobs to within 5%: Bayesian {medians['Bayesian']},"
+              f" Random {medians['Random']} (a seed that never got there counts as"
+              f" {args.budget + 1})", flush=True)
     return result
 
 
@@ -184,7 +194,9 @@ def main() -> None:
     parser.add_argument("--backend", default=None, help="docker (with --image) or process.")
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--budget", type=int, default=30)
+    parser.add_argument("--budget", type=int, default=60)
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 3.0],
+                        help="The probe's curvature scales to measure (static hyperparameter).")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--json", type=Path, help="Write the figures here.")
     args = parser.parse_args()

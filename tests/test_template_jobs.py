@@ -266,18 +266,25 @@ def test_the_projects_metric_definitions_give_final_metrics(iris_project: Projec
 
 
 def tuning_request(name: str, strategy: str, regexes: dict[str, str]) -> dict[str, Any]:
+    ranges: dict[str, Any] = {
+        "ContinuousParameterRanges": [{"Name": "learning_rate", "MinValue": "0.001",
+                                       "MaxValue": "1", "ScalingType": "Logarithmic"}],
+        "IntegerParameterRanges": [{"Name": "batch_size", "MinValue": "4",
+                                    "MaxValue": "64", "ScalingType": "Linear"}]}
+    config: dict[str, Any] = {}
+    if strategy == "Grid":  # categorical ranges only: 2 x 2 combinations
+        ranges = {"CategoricalParameterRanges": [{"Name": "learning_rate", "Values": ["0.003", "0.3"]},
+                                                 {"Name": "batch_size", "Values": ["8", "32"]}]}
+    if strategy == "Hyperband":  # one epoch at least; the epochs hyperparameter gives the most
+        config["StrategyConfig"] = {"HyperbandStrategyConfig": {"MinResource": 1}}
     return {
         "HyperParameterTuningJobName": name,
         "HyperParameterTuningJobConfig": {
             "Strategy": strategy,
             "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "validation:loss"},
             "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
-            "ParameterRanges": {
-                "ContinuousParameterRanges": [{"Name": "learning_rate", "MinValue": "0.001",
-                                               "MaxValue": "1", "ScalingType": "Logarithmic"}],
-                "IntegerParameterRanges": [{"Name": "batch_size", "MinValue": "4",
-                                            "MaxValue": "64", "ScalingType": "Linear"}]},
-            "RandomSeed": 11},
+            "ParameterRanges": ranges,
+            "RandomSeed": 11, **config},
         "TrainingJobDefinition": {
             "AlgorithmSpecification": {
                 "TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/iris-classifier:latest",
@@ -291,9 +298,14 @@ def tuning_request(name: str, strategy: str, regexes: dict[str, str]) -> dict[st
     }
 
 
-@pytest.mark.parametrize("strategy", ["Random", "Bayesian"])
-def test_byoc_local_tune_picks_the_best_job(strategy: str, iris_project: Project, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+STRATEGIES = ["Random", "Bayesian", "Grid", "Hyperband"]
+
+
+@pytest.mark.parametrize("backend", ["process", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_byoc_local_tune_picks_the_best_job(strategy: str, backend: str, iris_project: Project,
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            request: pytest.FixtureRequest) -> None:
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
     toml = tomllib.loads((iris_project.root / "byoc.toml").read_text())
     regexes = {d["Name"]: d["Regex"] for d in toml["metric_definitions"]}
@@ -301,25 +313,41 @@ def test_byoc_local_tune_picks_the_best_job(strategy: str, iris_project: Project
     config = tmp_path / "tune.json"
     config.write_text(json.dumps(tuning_request(name, strategy, regexes)))
     channels = holdout(tmp_path, iris_project)
-    run = subprocess.run(["byoc", "local", "tune", str(iris_project.root), "--backend", "process",
+    # on Docker: the image built once for the session, as for an image byoc did not build
+    where = [str(iris_project.root)] if backend == "process" else \
+        ["--image", request.getfixturevalue("default_image")]
+    run = subprocess.run(["byoc", "local", "tune", *where, "--backend", backend,
                           "--config", str(config), "--output-dir", str(tmp_path / "out"),
                           *[f"--channel={n}={p}" for n, p in channels.items()]],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     tuning = tmp_path / "out" / name
     described = json.loads((tuning / "tuning.json").read_text())
     assert described["HyperParameterTuningJobStatus"] == "Completed"
-    assert described["TrainingJobStatusCounters"]["Completed"] == 4
+    counters = described["TrainingJobStatusCounters"]
+    assert counters["Completed"] + counters["Stopped"] == 4 and counters["Completed"] >= 1
     assert described["ObjectiveStatusCounters"]["Succeeded"] == 4
     jobs = json.loads((tuning / "training-jobs.json").read_text())["TrainingJobSummaries"]
     values = {job["TrainingJobName"]: job["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
-              for job in jobs}
+              for job in jobs if job["TrainingJobStatus"] == "Completed"}
     best = described["BestTrainingJob"]
     assert values[best["TrainingJobName"]] == min(values.values())
     assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == min(values.values())
-    assert len(set(values.values())) > 1  # the hyperparameters mattered
+    tuned = [job["TunedHyperParameters"] for job in jobs]
+    assert len({tuple(sorted(t.items())) for t in tuned}) == 4  # four different settings
+    if strategy == "Grid":
+        assert sorted((t["learning_rate"], t["batch_size"]) for t in tuned) == [
+            ("0.003", "32"), ("0.003", "8"), ("0.3", "32"), ("0.3", "8")]
     assert set(best["TunedHyperParameters"]) == {"learning_rate", "batch_size"}
+    for job in jobs:  # each job's own record, with what the container was given
+        record = json.loads((tuning / "jobs" / job["TrainingJobName"] / "job.json").read_text())
+        assert record["HyperParameters"]["_tuning_objective_metric"] == "validation:loss"
+        assert record["HyperParameters"]["epochs"] == "8"
+        if job["TrainingJobStatus"] == "Stopped":  # Hyperband stopped it at a rung
+            assert strategy == "Hyperband"
+            assert f"{job['TrainingJobName']} Stopped (Hyperband)" in run.stderr
     archive = Path(run.stdout.strip().splitlines()[-1])
     assert archive.name == "model.tar.gz" and best["TrainingJobName"] in str(archive)
     with tarfile.open(archive) as tar:
         assert tar.getnames() == ["model.npz"]
+

@@ -334,15 +334,50 @@ def tuneprobe_image(docker_client: Any, base_image: str) -> Iterator[str]:
     docker_client.images.remove(tag, force=True)
 
 
+def docker_request(strategy: str) -> dict[str, Any]:
+    """Four jobs, two at a time, of each strategy; Hyperband over 6 epochs of the probe;
+    Bayesian reads the probe's own metric format."""
+    name = f"probe-docker-{strategy.lower()}"
+    if strategy == "Grid":
+        body = grid(name, parallel=2)
+        body[CFG]["ParameterRanges"]["CategoricalParameterRanges"][1]["Values"] = ["5", "7"]
+        return body
+    if strategy == "Hyperband":
+        return request(name, strategy, max_jobs=4, parallel=2, static={"epochs": "6", "sleep": "0.2"},
+                       StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 1}})
+    body = request(name, strategy, max_jobs=4, parallel=2)
+    if strategy == "Bayesian":  # the metric in the image's own format, on stderr
+        body["TrainingJobDefinition"]["StaticHyperParameters"]["format"] = "own"
+        body["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"] = [
+            {"Name": "validation:loss", "Regex": r"\[probe\] objective -> (\S+)"}]
+    return body
+
+
 @pytest.mark.docker
-def test_tuning_on_docker_with_an_image(tmp_path: Path, tuneprobe_image: str) -> None:
-    body = request("probe-docker", "Random", max_jobs=3, parallel=2)
+@pytest.mark.parametrize("strategy", ["Random", "Grid", "Bayesian", "Hyperband"])
+def test_tuning_on_docker_with_an_image(strategy: str, tmp_path: Path, tuneprobe_image: str) -> None:
+    body = docker_request(strategy)
     data = tmp_path / "data"
     data.mkdir()
     (data / "rows.csv").write_text("1,2\n")
     run, tuning_dir = tune(body, tmp_path, "--image", tuneprobe_image, "--channel", f"training={data}",
                            backend="docker", project=None)
-    description = check_finished(run, tuning_dir, 3)
-    assert description["TrainingJobStatusCounters"]["Completed"] == 3
-    for entry in summaries(tuning_dir):
-        assert objective(entry) == pytest.approx(loss_of(entry["TunedHyperParameters"]), rel=1e-5)
+    assert run.returncode == 0, run.stderr
+    entries = summaries(tuning_dir)
+    assert len(entries) == 4
+    static = body["TrainingJobDefinition"]["StaticHyperParameters"]
+    for entry in entries:  # each container computed its loss from what it was given
+        loss = loss_of(entry["TunedHyperParameters"], static)
+        if entry["TrainingJobStatus"] == "Completed":
+            assert objective(entry) == pytest.approx(loss, rel=1e-5)
+        else:  # stopped after epoch e of 6: its last value was loss + 0.1 * (6 - e)
+            assert strategy == "Hyperband" and f"{entry['TrainingJobName']} Stopped (Hyperband)" in run.stderr
+            epochs_left = (objective(entry) - loss) / 0.1  # type: ignore[operator]
+            assert epochs_left == pytest.approx(round(epochs_left), abs=1e-3) and 1 <= round(epochs_left) <= 5
+    counters = described(tuning_dir)["TrainingJobStatusCounters"]
+    assert counters["Completed"] + counters["Stopped"] == 4
+    if strategy != "Hyperband":
+        check_finished(run, tuning_dir, 4)
+        assert counters["Completed"] == 4
+    if strategy == "Grid":
+        assert described(tuning_dir)["BestTrainingJob"]["TunedHyperParameters"] == {"kind": "b", "n": "7"}

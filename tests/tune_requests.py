@@ -13,8 +13,8 @@ OPTIMUM = 1.0
 LOSS_REGEX = r"val_loss=([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
 
 
-def probe_loss(x: float, n: int, kind: str) -> float:
-    return 1.0 + (x - 0.3) ** 2 + ((n - 7) / 10) ** 2 + (0.0 if kind == "b" else 0.5)
+def probe_loss(x: float, n: int, kind: str, scale: float = 1.0) -> float:
+    return 1.0 + scale * ((x - 0.3) ** 2 + ((n - 7) / 10) ** 2) + (0.0 if kind == "b" else 0.5)
 
 
 def request(name: str = "probe-tune", strategy: str = "Random", max_jobs: int | None = 6,

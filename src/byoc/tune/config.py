@@ -56,6 +56,7 @@ class TuningRequest:
     early_stopping: str
     target_value: float | None
     not_improving: int | None
+    complete_on_convergence: bool
     seed: int | None
     hyperband_min: int
     hyperband_max: int
@@ -78,9 +79,22 @@ class TuningRequest:
             return False
         return value <= self.target_value if self.minimize else value >= self.target_value
 
+    @property
+    def epoch_hyperparameter(self) -> str | None:
+        """The static hyperparameter that names the epochs (``epochs``, ``num_epochs``, ...)."""
+        return next((name for name in EPOCH_NAMES if name in self.static), None)
+
     def hyperparameters(self, tuned: Mapping[str, str]) -> dict[str, str]:
-        """What a training job of this tuning job receives: static, tuned, the objective's name."""
-        return {**self.static, **tuned, OBJECTIVE_KEY: self.objective_metric}
+        """What a training job of this tuning job receives: static, tuned, the objective's name.
+
+        With Hyperband each job is told its largest budget, MaxResource, through the static
+        epoch hyperparameter (the strategy stops it earlier at a rung it does not pass).
+        """
+        values = {**self.static, **tuned, OBJECTIVE_KEY: self.objective_metric}
+        epochs = self.epoch_hyperparameter
+        if self.strategy == "Hyperband" and epochs is not None and epochs not in tuned:
+            values[epochs] = str(self.hyperband_max)
+        return values
 
     def grid(self) -> list[dict[str, str]]:
         """Every combination of the categorical values, in the order the request lists them."""
@@ -298,6 +312,8 @@ def _semantics(raw: Mapping[str, Any]) -> TuningRequest:
         max_runtime=float(max_runtime) if max_runtime is not None else None,
         ranges=tuple(ranges), early_stopping=early,
         target_value=criteria.get("TargetObjectiveMetricValue"), not_improving=not_improving,
+        complete_on_convergence=criteria.get("ConvergenceDetected", {}).get(
+            "CompleteOnConvergence") == "Enabled",
         seed=config.get("RandomSeed"), hyperband_min=hb_min, hyperband_max=hb_max, static=static,
         metric_definitions=tuple(defined), instance_count=int(resources.get("InstanceCount", 1)),
         job_max_runtime=stopping.get("MaxRuntimeInSeconds"),

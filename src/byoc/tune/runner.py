@@ -27,6 +27,7 @@ from ..errors import ByocError, ConfigError, ContainerFailedError, Interrupted
 from ..project import Project
 from ..say import Say
 from . import report, warmstart
+from .completion import Completion
 from .config import TuningRequest
 from .strategies import COMPLETE, FAILED, STOPPED, MedianRule, Strategy, Trial, make
 
@@ -98,8 +99,7 @@ class Tuner:
         self.created = datetime.now(UTC)
         self.ending: str | None = None
         self.status = "InProgress"
-        self.not_improving = 0
-        self.best: float | None = None
+        self.completion = Completion(self.request)
 
     # the loop -----------------------------------------------------------------------------
     def run(self) -> TuningResult:
@@ -231,26 +231,13 @@ class Tuner:
 
     def _account(self, job: JobState, status: str) -> None:
         """The completion criteria, once a job has ended with *status*."""
+        if job.stop_reason == "interrupted":
+            return  # Ctrl-C: --resume runs it again
+        value = job.objective if status in ("Completed", "Stopped") else None
         with self.lock:
-            if job.objective is not None and status in ("Completed", "Stopped"):
-                if self.request.reaches_target(job.objective):
-                    self._end(f"TargetObjectiveMetricValue {self.request.target_value} reached")
-                if self.best is None or self._improves(job.objective, self.best):
-                    self.not_improving = 0
-                else:
-                    self.not_improving += 1
-                if self.request.better(job.objective, self.best):
-                    self.best = job.objective
-            elif job.stop_reason != "interrupted":
-                self.not_improving += 1
-            if self.request.not_improving is not None and \
-                    self.not_improving >= self.request.not_improving:
-                self._end(f"{self.not_improving} training jobs did not improve the objective")
-
-    def _improves(self, value: float, best: float) -> bool:
-        """Better than *best* by at least 1% (the BestObjectiveNotImproving rule)."""
-        margin = abs(best) * 0.01
-        return value < best - margin if self.request.minimize else value > best + margin
+            reason = self.completion.add(value)
+            if reason is not None:
+                self._end(reason)
 
     def _end(self, reason: str) -> None:
         if self.ending is None:
@@ -304,6 +291,7 @@ class Tuner:
         summaries = self.previous + [self.summary(job) for job in jobs]
         description = report.describe(self.request, summaries, self.parents, self.created,
                                       self.status if final else "InProgress")
+        description["TuningJobCompletionDetails"] = self.completion.details()
         with self.write_lock:
             report.write(self.tuning_dir, description, summaries, self.request,
                          say=self.say if final else None, plot=final)
@@ -340,8 +328,7 @@ class Tuner:
             self.strategy.seed(entry["TunedHyperParameters"], value, outcome, curve)
             if self.median is not None and curve:
                 self.median.seed(report.job_number(entry["TrainingJobName"]), curve)
-            if value is not None and outcome != FAILED and self.request.better(value, self.best):
-                self.best = value
+            self.completion.seed(value if outcome != FAILED else None)
 
     def warm_start(self, parents: list[dict[str, Any]]) -> None:
         """Seed the strategy with the parents' jobs (WarmStartConfig, see :mod:`.warmstart`)."""
