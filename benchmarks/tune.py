@@ -88,7 +88,7 @@ def summaries(tuning_dir: Path) -> list[dict[str, Any]]:
 
 
 class ContainerClock:
-    """Each container's own run time, from the engine's start and die events."""
+    """Each training container's own run time, from the engine's start and die events."""
 
     def __init__(self) -> None:
         import docker
@@ -104,8 +104,11 @@ class ContainerClock:
         for event in self.client.events(since=self.since, until=until, decode=True,
                                         filters={"type": "container", "label": "com.byoc.job"}):
             ident, action, nano = event["id"], event["Action"], event["timeNano"]
-            if not event["Actor"]["Attributes"].get("com.byoc.job", "").startswith(prefix):
+            attributes = event["Actor"]["Attributes"]
+            if not attributes.get("com.byoc.job", "").startswith(prefix):
                 continue  # another job on the same engine
+            if "-net-" in attributes.get("name", ""):
+                continue  # the placeholder that keeps a host's name: not the training program
             if action == "start":
                 self.started[ident] = nano
             elif action == "die" and ident in self.started:

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from byoc import scaffold
-from helpers import BASE_IMAGE_ENV, FIXTURES, REQUIRE_DOCKER_ENV, build_project, free_port
+from helpers import (
+    BASE_IMAGE_ENV,
+    FIXTURES,
+    PROBE_REPOSITORY,
+    REQUIRE_DOCKER_ENV,
+    build_project,
+    free_port,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -92,8 +99,8 @@ def default_image(docker_client: Any, base_image: str, default_project: Path) ->
 
 @pytest.fixture(scope="session")
 def probe_image(docker_client: Any, base_image: str) -> Iterator[str]:
-    """tests/fixtures/probe built as the image its byoc.toml names."""
-    tag = "byoc-test-probe:latest"
+    """tests/fixtures/probe built as the image its copies name (:func:`helpers.copy_probe`)."""
+    tag = f"{PROBE_REPOSITORY}:latest"
     build_project(FIXTURES / "probe", tag, base_image)
     yield tag
     docker_client.images.remove(tag, force=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from pathlib import Path
 
 from byoc import images
@@ -13,8 +15,20 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 #: else the Debian image .ci/run imports (see ENVIRONMENT in the README).
 BASE_IMAGE_ENV = "BYOC_TEST_BASE_IMAGE"
 REQUIRE_DOCKER_ENV = "BYOC_REQUIRE_DOCKER"
+#: The probe project's image in this test session: a name of its own, so that test sessions
+#: sharing one engine never remove each other's image.
+PROBE_REPOSITORY = f"byoc-test-probe-{uuid.uuid4().hex[:8]}"
 
 
 def build_project(root: Path, tag: str, base: str) -> str:
     """Build the project at *root* as *tag* on the base image *base*, quietly."""
     return images.build(root, tag=tag, build_args={"BASE_IMAGE": base}, network="host")
+
+
+def copy_probe(dest: Path) -> Path:
+    """A private copy of tests/fixtures/probe whose byoc.toml names this session's probe image."""
+    root = Path(shutil.copytree(FIXTURES / "probe", dest))
+    config = root / "byoc.toml"
+    config.write_text(config.read_text().replace('image = "byoc-test-probe"',
+                                                 f'image = "{PROBE_REPOSITORY}"'))
+    return root

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from byoc.cli import cli
-from helpers import FIXTURES, REPO, free_port
+from helpers import FIXTURES, REPO, copy_probe, free_port
 
 BYOC = [sys.executable, "-m", "byoc"]
 LABELS = ["setosa", "setosa", "versicolor", "versicolor", "virginica", "virginica"]
@@ -157,7 +157,7 @@ def test_ctrl_c_during_training_leaves_nothing_running(tmp_path: Path, backend: 
                                                        background: list[Background]) -> None:
     if backend == "docker":
         request.getfixturevalue("probe_image")
-    project = Path(shutil.copytree(FIXTURES / "probe", tmp_path / "probe"))
+    project = copy_probe(tmp_path / "probe")
     job = Background([*BYOC, "local", "train", str(project), "--backend", backend, "--job-name",
                       "stop-me", "--hyperparameter", "sleep=120", "--grace", "20"], cwd=project)
     background.append(job)

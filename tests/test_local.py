@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import tarfile
 from pathlib import Path
@@ -22,17 +21,15 @@ from byoc.errors import (
     ServeError,
 )
 from byoc.project import Project
-from helpers import FIXTURES
+from helpers import copy_probe
 
-PROBE = FIXTURES / "probe"
-PROBE_IMAGE = "byoc-test-probe:latest"
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 
 
 @pytest.fixture
 def probe(tmp_path: Path) -> Project:
-    """A private copy of the probe project."""
-    return Project.load(Path(shutil.copytree(PROBE, tmp_path / "probe")))
+    """A private copy of the probe project (naming this session's probe image)."""
+    return Project.load(copy_probe(tmp_path / "probe"))
 
 
 @pytest.fixture(params=KINDS)
