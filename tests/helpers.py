@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 import uuid
 from pathlib import Path
+from types import ModuleType
 
 from byoc import images
 from byoc.local import free_port as free_port
@@ -32,3 +35,15 @@ def copy_probe(dest: Path) -> Path:
     config.write_text(config.read_text().replace('image = "byoc-test-probe"',
                                                  f'image = "{PROBE_REPOSITORY}"'))
     return root
+
+
+def load_fixture(relative: str) -> ModuleType:
+    """A Python file under tests/fixtures, loaded once by path (``fixtures`` is no package)."""
+    name = "byoc_test_" + relative.removesuffix(".py").replace("/", "_")
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, FIXTURES / relative)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

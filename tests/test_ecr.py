@@ -9,7 +9,6 @@ instead: AWS's wire protocol is a boundary byoc does not own. None of these test
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import subprocess
 import sys
@@ -28,22 +27,16 @@ from byoc import _ecr
 from byoc.cli import cli
 from byoc.errors import AwsError, ConfigError
 from byoc.project import Project
-from helpers import FIXTURES
+from helpers import load_fixture
 
 
 def load_servers() -> ModuleType:
-    """tests/fixtures/registry/servers.py, loaded by path (``fixtures`` is no package name)."""
-    name = "byoc_test_registry_servers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, FIXTURES / "registry" / "servers.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """tests/fixtures/registry/servers.py: moto's server and Debian's docker-registry."""
+    return load_fixture("registry/servers.py")
 
 
 servers = load_servers()
+scripted = load_fixture("fake_aws.py")
 ACCOUNT = servers.MOTO_ACCOUNT
 
 
@@ -223,9 +216,9 @@ def test_rejected_credentials_with_moto_enforcing_iam(aws: str) -> None:
 
 
 def test_expired_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    answers = {"GetCallerIdentity": servers.sts_error(
+    answers = {"GetCallerIdentity": scripted.sts_error(
         "ExpiredToken", "The security token included in the request is expired")}
-    with servers.fake_aws(answers) as fake:
+    with scripted.fake_aws(answers) as fake:
         monkeypatch.setenv("AWS_ENDPOINT_URL", fake.url)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
@@ -275,7 +268,7 @@ def _ecr_ok(operation: str) -> tuple[int, str]:
                   "repositoryUri": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/app",
                   "imageScanningConfiguration": {"scanOnPush": True}}
     return {
-        "DescribeRepositories": servers.ecr_error("RepositoryNotFoundException", "no app"),
+        "DescribeRepositories": scripted.error("RepositoryNotFoundException", "no app"),
         "CreateRepository": (200, json.dumps({"repository": repository})),
         "GetAuthorizationToken": (200, json.dumps({"authorizationData": [{
             "authorizationToken": base64.b64encode(b"AWS:pw").decode(),
@@ -291,9 +284,9 @@ def test_access_denied_in_ecrs_own_wire_format(denied: str, monkeypatch: pytest.
                f" on resource: * because no identity-based policy allows the ecr:{denied} action")
     answers = {op: _ecr_ok(op) for op in ("DescribeRepositories", "CreateRepository",
                                           "GetAuthorizationToken")}
-    answers[denied] = servers.ecr_error("AccessDeniedException", message)
-    answers["GetCallerIdentity"] = servers.sts_identity()
-    with servers.fake_aws(answers) as fake:
+    answers[denied] = scripted.error("AccessDeniedException", message)
+    answers["GetCallerIdentity"] = scripted.sts_identity()
+    with scripted.fake_aws(answers) as fake:
         monkeypatch.setenv("AWS_ENDPOINT_URL", fake.url)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
@@ -302,7 +295,7 @@ def test_access_denied_in_ecrs_own_wire_format(denied: str, monkeypatch: pytest.
     assert caught.value.message.startswith(f"access denied calling ecr:{denied}: the AWS identity"
                                            f" in use needs the ecr:{denied} permission")
     assert caught.value.detail == message
-    assert fake.calls[-1] == denied
+    assert fake.operations()[-1] == denied
 
 
 # ---- through the CLI ---------------------------------------------------------------------------

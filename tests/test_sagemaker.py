@@ -3,7 +3,7 @@ over real HTTP (botocore validates every request against the service model befor
 
 What moto fakes, and how these tests deal with it (none of this is a pass of the real service):
 - a training, transform or tuning job is ``Completed`` the moment it is created: the watching
-  loop's transitions are tested against a scripted server (tests/fixtures/sagemaker/fake_aws.py);
+  loop's transitions are tested against a scripted server (tests/fixtures/fake_aws.py);
 - moto replaces ``MetricDefinitions`` with its own and invents ``FinalMetricDataList``: the
   metric definitions byoc sent are read from the job record byoc wrote (the request it sent);
 - moto's SageMaker writes no logs and no model: the tests seed CloudWatch Logs streams and the
@@ -17,20 +17,17 @@ What moto fakes, and how these tests deal with it (none of this is a pass of the
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io
 import json
 import os
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -44,24 +41,13 @@ from byoc import jobdef, local
 from byoc.cli import cli
 from byoc.sagemaker import storage, training
 from byoc.sagemaker._aws import Aws
-from helpers import FIXTURES
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
+from helpers import FIXTURES, load_fixture
 
 #: The local registry and the tiny image of push's tests (session fixtures).
 local_registry = test_push.local_registry
 tiny_image = test_push.tiny_image
-servers = _load("byoc_test_registry_servers", FIXTURES / "registry" / "servers.py")
-fake = _load("byoc_test_sagemaker_fake", FIXTURES / "sagemaker" / "fake_aws.py")
+servers = load_fixture("registry/servers.py")
+fake = load_fixture("fake_aws.py")
 ACCOUNT = servers.MOTO_ACCOUNT
 REGION = "us-east-1"
 BUCKET = f"sagemaker-{REGION}-{ACCOUNT}"
@@ -1130,6 +1116,56 @@ def test_deploy_waits_for_in_service_and_reports_a_failure(scripted: Any) -> Non
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: endpoint ep is Failed: The primary container for production variant AllTraffic"
         " did not pass the ping health check. (see the log group /aws/sagemaker/Endpoints/ep)")
+
+
+def test_every_waiter_says_each_new_status_once_and_reports_how_the_wait_ended(scripted: Any) -> None:
+    """Endpoints, transform and tuning jobs move through states only on the scripted server."""
+    from byoc.errors import AwsError
+    from byoc.sagemaker import batch, hosting, tuning
+
+    said: list[str] = []
+    connection = Aws.connect(REGION)
+    scripted.answers["DescribeEndpoint"] = [_endpoint("Creating")]  # never InService
+    with pytest.raises(AwsError, match=r"^endpoint ep is still Creating after 1 s$"):
+        hosting.wait_in_service(connection, "ep", say=said.append, poll_seconds=0.01, timeout=1.0)
+    assert said == ["endpoint ep: Creating"] and scripted.operations().count("DescribeEndpoint") > 1
+
+    said.clear()
+    transform = {"TransformJobName": "tj", "TransformJobArn": "arn:aws:sagemaker:x",
+                 "ModelName": "m", "CreationTime": 1700000000,
+                 "TransformInput": {"DataSource": {"S3DataSource": {
+                     "S3DataType": "S3Prefix", "S3Uri": "s3://bkt/in"}}},
+                 "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1}}
+    scripted.answers["DescribeTransformJob"] = [
+        fake.ok({**transform, "TransformJobStatus": "InProgress"}),
+        fake.ok({**transform, "TransformJobStatus": "InProgress"}),
+        fake.ok({**transform, "TransformJobStatus": "Failed", "FailureReason": "ClientError: 413"})]
+    with pytest.raises(AwsError, match=r"^transform job tj Failed: ClientError: 413 \(see the log"
+                                       r" group /aws/sagemaker/TransformJobs\)$"):
+        batch.wait(connection, "tj", say=said.append, poll_seconds=0.01)
+    assert said == ["transform job tj: InProgress", "transform job tj: Failed"]
+
+    said.clear()
+    tuning_job = {"HyperParameterTuningJobName": "tj", "HyperParameterTuningJobArn": "arn:x",
+                  "HyperParameterTuningJobConfig": {
+                      "Strategy": "Random", "ResourceLimits": {"MaxParallelTrainingJobs": 1}},
+                  "CreationTime": 1700000000, "ObjectiveStatusCounters": {},
+                  "TrainingJobStatusCounters": {"Completed": 1, "InProgress": 1}}
+    best = {"TrainingJobName": "tj-001-aaaaaaaa", "CreationTime": 1700000000,
+            "TrainingJobStatus": "Completed", "TunedHyperParameters": {"x": "0.3"},
+            "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "loss", "Value": 1.5}}
+    scripted.answers["DescribeHyperParameterTuningJob"] = [
+        fake.ok({**tuning_job, "HyperParameterTuningJobStatus": "InProgress"}),
+        fake.ok({**tuning_job, "HyperParameterTuningJobStatus": "InProgress",
+                 "TrainingJobStatusCounters": {"Completed": 2}}),
+        fake.ok({**tuning_job, "HyperParameterTuningJobStatus": "Completed",
+                 "TrainingJobStatusCounters": {"Completed": 2}, "BestTrainingJob": best})]
+    ended = tuning.wait(connection, "tj", say=said.append, poll_seconds=0.01)
+    assert ended["BestTrainingJob"]["TrainingJobName"] == "tj-001-aaaaaaaa"
+    assert said == ["tuning job tj: InProgress; training jobs Completed 1, InProgress 1",
+                    "tuning job tj: InProgress; training jobs Completed 2",
+                    "tuning job tj: Completed; training jobs Completed 2",
+                    'best training job: tj-001-aaaaaaaa loss = 1.5 with {"x": "0.3"}']
 
 
 # ---- the project's image, pushed for real (Docker, a local registry standing in for ECR) -------

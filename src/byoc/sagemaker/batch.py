@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from ..errors import AwsError, ConfigError
 from . import storage
 from ._aws import Aws, split_s3
 from .hosting import check_name
+from .watch import poll
 
 Say = Callable[[str], None]
 SPLIT_TYPES = ("None", "Line", "RecordIO", "TFRecord")
@@ -116,20 +116,15 @@ def input_uri(aws: Aws, source: str, *, bucket: str, prefix: str, say: Say) -> s
 
 def wait(aws: Aws, job_name: str, *, say: Say, poll_seconds: float = POLL_SECONDS
          ) -> dict[str, Any]:
-    last = ""
-    while True:
-        job = aws.call("sagemaker", "DescribeTransformJob", TransformJobName=job_name)
-        status = str(job.get("TransformJobStatus"))
-        if status != last:
-            say(f"transform job {job_name}: {status}")
-            last = status
-        if status in TERMINAL:
-            if status != "Completed":
-                raise AwsError(f"transform job {job_name} {status}:"
-                               f" {job.get('FailureReason') or '?'} (see the log group"
-                               " /aws/sagemaker/TransformJobs)")
-            return job
-        time.sleep(poll_seconds)
+    job = poll(lambda: aws.call("sagemaker", "DescribeTransformJob", TransformJobName=job_name),
+               ended=lambda answer: answer.get("TransformJobStatus") in TERMINAL,
+               line=lambda answer: f"transform job {job_name}: {answer.get('TransformJobStatus')}",
+               say=say, poll_seconds=poll_seconds)
+    status = job.get("TransformJobStatus")
+    if status != "Completed":
+        raise AwsError(f"transform job {job_name} {status}: {job.get('FailureReason') or '?'}"
+                       " (see the log group /aws/sagemaker/TransformJobs)")
+    return job
 
 
 def download_outputs(aws: Aws, output_uri: str, target: Path) -> list[Path]:

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from ..errors import AwsError, ConfigError, PredictError
 from ..invoke import MAX_BODY
 from . import storage
 from ._aws import Aws
+from .watch import poll
 
 Say = Callable[[str], None]
 NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
@@ -25,6 +25,7 @@ DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 #: The ping window an endpoint gives the container at start (ContainerStartupHealthCheck...).
 STARTUP_HEALTH_CHECK = 600
 ENDPOINT_FAILED = frozenset({"Failed", "OutOfService", "UpdateRollbackFailed"})
+ENDPOINT_ENDED = ENDPOINT_FAILED | {"InService"}
 
 
 def check_name(name: str, what: str) -> str:
@@ -115,22 +116,17 @@ def deploy(aws: Aws, *, name: str, model: Mapping[str, Any], instance_type: str,
 
 def wait_in_service(aws: Aws, name: str, *, say: Say, poll_seconds: float = POLL_SECONDS,
                     timeout: float = ENDPOINT_WAIT) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while True:
-        endpoint = aws.call("sagemaker", "DescribeEndpoint", EndpointName=name)
-        status = str(endpoint.get("EndpointStatus"))
-        if status != last:
-            say(f"endpoint {name}: {status}")
-            last = status
-        if status == "InService":
-            return endpoint
-        if status in ENDPOINT_FAILED:
-            raise AwsError(f"endpoint {name} is {status}: {endpoint.get('FailureReason') or '?'}"
-                           f" (see the log group /aws/sagemaker/Endpoints/{name})")
-        if time.monotonic() > deadline:
-            raise AwsError(f"endpoint {name} is still {status} after {timeout:.0f} s")
-        time.sleep(poll_seconds)
+    endpoint = poll(lambda: aws.call("sagemaker", "DescribeEndpoint", EndpointName=name),
+                    ended=lambda answer: answer.get("EndpointStatus") in ENDPOINT_ENDED,
+                    line=lambda answer: f"endpoint {name}: {answer.get('EndpointStatus')}",
+                    say=say, poll_seconds=poll_seconds, timeout=timeout)
+    status = endpoint.get("EndpointStatus")
+    if status == "InService":
+        return endpoint
+    if status in ENDPOINT_FAILED:
+        raise AwsError(f"endpoint {name} is {status}: {endpoint.get('FailureReason') or '?'}"
+                       f" (see the log group /aws/sagemaker/Endpoints/{name})")
+    raise AwsError(f"endpoint {name} is still {status} after {timeout:.0f} s")
 
 
 def how_to_call(name: str, region: str, content_type: str = "text/csv") -> list[str]:

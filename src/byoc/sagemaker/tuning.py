@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AwsError, ConfigError
+from .watch import poll
 
 Say = Callable[[str], None]
 NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}")
@@ -110,25 +111,22 @@ def default_name(base: str, now: float | None = None) -> str:
 
 def wait(aws: Any, name: str, *, say: Say, poll_seconds: float = POLL_SECONDS) -> dict[str, Any]:
     """Poll DescribeHyperParameterTuningJob until it ends; print counters as they change."""
-    last = ""
-    while True:
-        job = aws.call("sagemaker", "DescribeHyperParameterTuningJob",
-                       HyperParameterTuningJobName=name)
-        status = str(job.get("HyperParameterTuningJobStatus"))
-        counters = job.get("TrainingJobStatusCounters") or {}
-        line = f"tuning job {name}: {status}; training jobs " + ", ".join(
-            f"{key} {value}" for key, value in counters.items() if value)
-        if line != last:
-            say(line)
-            last = line
-        if status in TERMINAL:
-            best = job.get("BestTrainingJob") or {}
-            if best:
-                metric = best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
-                say(f"best training job: {best.get('TrainingJobName')}"
-                    f" {metric.get('MetricName', '')} = {metric.get('Value', '?')}"
-                    f" with {json.dumps(best.get('TunedHyperParameters') or {})}")
-            if status != "Completed":
-                raise AwsError(f"tuning job {name} {status}: {job.get('FailureReason') or '?'}")
-            return dict(job)
-        time.sleep(poll_seconds)
+    def line(answer: dict[str, Any]) -> str:
+        counters = answer.get("TrainingJobStatusCounters") or {}
+        return f"tuning job {name}: {answer.get('HyperParameterTuningJobStatus')}; training jobs " \
+            + ", ".join(f"{key} {value}" for key, value in counters.items() if value)
+
+    job = poll(lambda: aws.call("sagemaker", "DescribeHyperParameterTuningJob",
+                                HyperParameterTuningJobName=name),
+               ended=lambda answer: answer.get("HyperParameterTuningJobStatus") in TERMINAL,
+               line=line, say=say, poll_seconds=poll_seconds)
+    best = job.get("BestTrainingJob") or {}
+    if best:
+        metric = best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+        say(f"best training job: {best.get('TrainingJobName')}"
+            f" {metric.get('MetricName', '')} = {metric.get('Value', '?')}"
+            f" with {json.dumps(best.get('TunedHyperParameters') or {})}")
+    status = job.get("HyperParameterTuningJobStatus")
+    if status != "Completed":
+        raise AwsError(f"tuning job {name} {status}: {job.get('FailureReason') or '?'}")
+    return dict(job)

@@ -8,6 +8,7 @@ not exist yet, so a missing group is no error.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,24 @@ HOST_OF_STREAM = re.compile(r"^(?P<host>.+?)-\d{9,}$")
 
 LogSink = Callable[[str, str], None]
 Say = Callable[[str], None]
+
+
+def poll(describe: Callable[[], dict[str, Any]], *, ended: Callable[[dict[str, Any]], bool],
+         line: Callable[[dict[str, Any]], str], say: Say, poll_seconds: float,
+         timeout: float | None = None) -> dict[str, Any]:
+    """Call *describe* until *ended* holds for its answer (or *timeout* seconds have passed),
+    saying ``line(answer)`` each time it changes; the last answer."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = ""
+    while True:
+        answer = describe()
+        text = line(answer)
+        if text != last:
+            say(text)
+            last = text
+        if ended(answer) or (deadline is not None and time.monotonic() > deadline):
+            return answer
+        time.sleep(poll_seconds)
 
 
 def host_of(stream: str, job: str) -> str:
