@@ -55,7 +55,22 @@ def make(request: TuningRequest) -> Strategy:
     return OptunaStrategy(request)
 
 
-class RandomStrategy:
+class _Blind:
+    """A strategy that learns nothing from results (Random and Grid)."""
+
+    def report(self, trial: Trial, step: int, value: float) -> bool:
+        return False
+
+    def tell(self, trial: Trial, value: float | None, outcome: str,
+             curve: Sequence[float] = ()) -> None:
+        pass
+
+    def seed(self, tuned: Mapping[str, str], value: float | None, outcome: str,
+             curve: Sequence[float] = ()) -> None:
+        pass
+
+
+class RandomStrategy(_Blind):
     """Each job draws every parameter independently, uniformly in the range's scale."""
 
     def __init__(self, ranges: Sequence[Range], seed: int | None) -> None:
@@ -69,19 +84,8 @@ class RandomStrategy:
         tuned = {item.name: tuned_value(item, item.sample(rng)) for item in self.ranges}
         return Trial(number, tuned)
 
-    def report(self, trial: Trial, step: int, value: float) -> bool:
-        return False
 
-    def tell(self, trial: Trial, value: float | None, outcome: str,
-             curve: Sequence[float] = ()) -> None:
-        pass
-
-    def seed(self, tuned: Mapping[str, str], value: float | None, outcome: str,
-             curve: Sequence[float] = ()) -> None:
-        pass
-
-
-class GridStrategy:
+class GridStrategy(_Blind):
     """Every combination of the categorical values once, in order."""
 
     def __init__(self, combinations: Sequence[Mapping[str, str]]) -> None:
@@ -92,15 +96,9 @@ class GridStrategy:
         with self._lock:
             return Trial(number, self.pending.pop(0)) if self.pending else None
 
-    def report(self, trial: Trial, step: int, value: float) -> bool:
-        return False
-
-    def tell(self, trial: Trial, value: float | None, outcome: str,
-             curve: Sequence[float] = ()) -> None:
-        pass
-
     def seed(self, tuned: Mapping[str, str], value: float | None, outcome: str,
              curve: Sequence[float] = ()) -> None:
+        """A combination an earlier run (``--resume``) has run is not run again."""
         with self._lock:
             if dict(tuned) in self.pending:
                 self.pending.remove(dict(tuned))
