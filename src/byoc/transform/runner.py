@@ -240,11 +240,7 @@ def _start_servers(stack: contextlib.ExitStack, count: int,
     else:
         threads = [threading.Thread(target=enter, args=(number,), daemon=True) for number in range(count)]
         try:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(POLL)
+            _start_and_join(threads)
         finally:
             for thread in threads:
                 thread.join()
@@ -256,17 +252,22 @@ def _start_servers(stack: contextlib.ExitStack, count: int,
     return [running.url for running in entered if running is not None]
 
 
+def _start_and_join(threads: Sequence[threading.Thread]) -> None:
+    """Start every thread and wait for all, in short joins so that Ctrl-C gets through."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(POLL)
+
+
 def _run_instances(job: _Job, urls: Sequence[str], items: Sequence[InputFile]) -> None:
     shares = [list(items[number::len(urls)]) for number in range(len(urls))]
     threads = [threading.Thread(target=_run_instance, args=(job, url, share), daemon=True,
                                 name=f"transform-{number + 1}")
                for number, (url, share) in enumerate(zip(urls, shares, strict=True)) if share]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(POLL)
+        _start_and_join(threads)
     except BaseException:
         job.stop.set()
         for thread in threads:
