@@ -132,3 +132,19 @@ def test_bayesian_search_that_converges_ends_on_convergence(tmp_path: Path) -> N
     # the rule, recomputed from what was recorded
     replay = Completion(config.parse(body))
     assert [replay.add(value) is not None for value in values] == [False] * (len(values) - 1) + [True]
+
+
+def test_convergence_without_complete_on_convergence_is_said_and_tuning_goes_on(
+        tmp_path: Path) -> None:
+    body = request("probe-converge-on", "Bayesian", max_jobs=24, parallel=1,
+                   TuningJobCompletionCriteria={"ConvergenceDetected": {
+                       "CompleteOnConvergence": "Disabled"}})
+    body["HyperParameterTuningJobConfig"]["RandomSeed"] = 7  # converges after 15 of 24 jobs
+    run, tuning_dir = tune(body, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "convergence detected (TuningJobCompletionDetails.ConvergenceDetectedTime); the tuning" \
+        " job goes on: CompleteOnConvergence is not Enabled" in run.stderr
+    assert "tuning job ends" not in run.stderr
+    described, values = ended_values(tuning_dir)
+    assert len(values) == 24
+    assert "ConvergenceDetectedTime" in described["TuningJobCompletionDetails"]

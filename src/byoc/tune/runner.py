@@ -235,9 +235,13 @@ class Tuner:
             return  # Ctrl-C: --resume runs it again
         value = job.objective if status in ("Completed", "Stopped") else None
         with self.lock:
+            converged = self.completion.converged
             reason = self.completion.add(value)
             if reason is not None:
                 self._end(reason)
+            elif converged is None and self.completion.converged is not None:
+                self.say("convergence detected (TuningJobCompletionDetails.ConvergenceDetectedTime);"
+                         " the tuning job goes on: CompleteOnConvergence is not Enabled")
 
     def _end(self, reason: str) -> None:
         if self.ending is None:
