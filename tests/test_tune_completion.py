@@ -148,3 +148,22 @@ def test_convergence_without_complete_on_convergence_is_said_and_tuning_goes_on(
     described, values = ended_values(tuning_dir)
     assert len(values) == 24
     assert "ConvergenceDetectedTime" in described["TuningJobCompletionDetails"]
+
+
+def test_resuming_a_tuning_job_that_met_its_target_runs_no_more_jobs(tmp_path: Path) -> None:
+    body = request("probe-met", "Random", max_jobs=30, parallel=1,
+                   TuningJobCompletionCriteria={"TargetObjectiveMetricValue": 1.6})
+    run, tuning_dir = tune(body, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "tuning job ends: TargetObjectiveMetricValue 1.6 reached" in run.stderr
+    _, values = ended_values(tuning_dir)
+    assert len(values) < 30 and values[-1] <= 1.6
+    request_file = tmp_path / "request.json"
+    again = subprocess.run(["byoc", "local", "tune", str(TUNEPROBE), "--backend", "process",
+                            "--config", str(request_file), "--output-dir", str(tmp_path / "out"),
+                            "--resume"], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                           env={**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")})
+    assert again.returncode == 0, again.stderr
+    assert "tuning job ends: TargetObjectiveMetricValue 1.6 reached" in again.stderr
+    described, after = ended_values(tuning_dir)
+    assert after == values and described["HyperParameterTuningJobStatus"] == "Completed"

@@ -71,9 +71,10 @@ class Completion:
                 return "convergence detected: the latest jobs came near the best without bettering it"
         return None
 
-    def seed(self, value: float | None) -> None:
-        """A job of an earlier run of this tuning job (``--resume``): counted, never ending it."""
-        self.add(value)
+    def seed(self, value: float | None) -> str | None:
+        """A job of an earlier run of this tuning job (``--resume``), counted as :meth:`add`
+        counts it; why that run had already met a criterion, or None."""
+        return self.add(value)
 
     def _converged(self) -> bool:
         if len(self.history) < CONVERGENCE_MIN_JOBS or self.best is None:

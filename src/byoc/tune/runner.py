@@ -317,9 +317,11 @@ class Tuner:
         """Take the jobs of an earlier run of this tuning job (``--resume``).
 
         Jobs that Ctrl-C stopped stay listed as Stopped but do not count towards
-        MaxNumberOfTrainingJobs, and the strategy does not learn from them.
+        MaxNumberOfTrainingJobs, and the strategy does not learn from them. A tuning job
+        whose finished jobs already meet its TuningJobCompletionCriteria runs no more.
         """
         skipped = set(self._interrupted_before())
+        met: str | None = None
         for entry in report.read_summaries(self.tuning_dir):
             self.previous.append(entry)
             if entry["TrainingJobName"] in skipped or entry["TrainingJobStatus"] == "InProgress":
@@ -332,7 +334,9 @@ class Tuner:
             self.strategy.seed(entry["TunedHyperParameters"], value, outcome, curve)
             if self.median is not None and curve:
                 self.median.seed(report.job_number(entry["TrainingJobName"]), curve)
-            self.completion.seed(value if outcome != FAILED else None)
+            met = self.completion.seed(value if outcome != FAILED else None) or met
+        if met is not None:  # the earlier run had ended on its TuningJobCompletionCriteria
+            self._end(met)
 
     def warm_start(self, parents: list[dict[str, Any]]) -> None:
         """Seed the strategy with the parents' jobs (WarmStartConfig, see :mod:`.warmstart`)."""
