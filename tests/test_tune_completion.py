@@ -167,3 +167,21 @@ def test_resuming_a_tuning_job_that_met_its_target_runs_no_more_jobs(tmp_path: P
     assert "tuning job ends: TargetObjectiveMetricValue 1.6 reached" in again.stderr
     described, after = ended_values(tuning_dir)
     assert after == values and described["HyperParameterTuningJobStatus"] == "Completed"
+
+
+def test_hyperband_stops_a_job_at_max_resource_when_no_hyperparameter_told_it(tmp_path: Path) -> None:
+    # no static epochs: the probe runs its default 3 epochs unless stopped after MaxResource 2
+    # (MinResource 2 too: no rung below it, so nothing is pruned earlier)
+    body = request("probe-budget", "Hyperband", max_jobs=2, parallel=2, static={"sleep": "0.3"},
+                   StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 2, "MaxResource": 2}})
+    del body["TrainingJobDefinition"]["StaticHyperParameters"]["epochs"]
+    run, tuning_dir = tune(body, tmp_path)
+    jobs = json.loads((tuning_dir / "training-jobs.json").read_text())["TrainingJobSummaries"]
+    assert len(jobs) == 2, run.stderr
+    for job in jobs:
+        assert job["TrainingJobStatus"] == "Stopped", run.stderr
+        saved = json.loads((tuning_dir / "jobs" / job["TrainingJobName"] / "metrics.json").read_text())
+        assert len(saved["Samples"]["algo-1"]) == 2
+        assert "epochs" not in json.loads((tuning_dir / "jobs" / job["TrainingJobName"] /
+                                           "job.json").read_text())["HyperParameters"]
+    assert run.stderr.count("Stopped (Hyperband MaxResource)") == 2

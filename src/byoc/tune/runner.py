@@ -221,9 +221,14 @@ class Tuner:
         if sample.host != "algo-1":  # one host's curve, so that duplicated lines count once
             return
         job.curve.append(sample.value)
-        if job.stop.is_set() or (self.request.strategy == "Hyperband"
-                                 and len(job.curve) >= self.request.hyperband_max):
-            return  # at MaxResource the job has had its full budget
+        if job.stop.is_set():
+            return
+        if self.request.strategy == "Hyperband" and len(job.curve) >= self.request.hyperband_max:
+            # at MaxResource the job has had its full budget: one told it through its epoch
+            # hyperparameter ends by itself; any other is stopped, as the service does
+            if self.request.epoch_hyperparameter is None:
+                job.stop_for("Hyperband MaxResource")
+            return
         if self.strategy.report(job.trial, len(job.curve), sample.value):
             job.stop_for("Hyperband")
         elif self.median is not None and self.median.add(job.number, sample.value):
