@@ -48,7 +48,11 @@ SERVE_STOP_GRACE = 30.0
 LOCAL_ACCOUNT = "000000000000"
 DEFAULT_REGION = "us-east-1"
 FAILURE_REASON_LIMIT = 1024
-INPUT_MODES = ("File", "FastFile", "Pipe")
+#: TrainingInputMode, RecordWrapperType and CompressionType, in the service model's order
+#: (the order its enum error lists them in).
+INPUT_MODES = ("Pipe", "File", "FastFile")
+RECORD_WRAPPERS = ("None", "RecordIO")
+COMPRESSIONS = ("None", "Gzip")
 DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
 DEFAULT_INSTANCE_TYPE = "local"
 DEFAULT_GROUP = "homogeneousCluster"
@@ -270,13 +274,26 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
+def check_enum(value: str, allowed: Sequence[str], at: str) -> None:
+    """The service's own words for a value outside an enum. :raises ConfigError:"""
+    if value not in allowed:
+        raise ConfigError(f"1 validation error detected: Value '{value}' at '{at}' failed to satisfy"
+                          f" constraint: Member must satisfy enum value set: [{', '.join(allowed)}]")
+
+
+def read_json(path: Path, kind: type = dict, what: str = "a JSON object") -> Any:
+    """The JSON value in *path*, which must be a *kind* (described as *what*).
+
+    :raises ConfigError: when the file cannot be read, is not JSON or holds something else.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object")
+    if not isinstance(data, kind):
+        raise ConfigError(f"{path} must hold {what}")
     return data
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return read_json(path) if path.exists() else {}

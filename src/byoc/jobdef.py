@@ -31,8 +31,8 @@ from .inputs import manifest
 
 INPUT_MODES = contract.INPUT_MODES
 DISTRIBUTIONS = contract.DISTRIBUTIONS
-RECORD_WRAPPERS = ("None", "RecordIO")
-COMPRESSIONS = ("None", "Gzip")
+RECORD_WRAPPERS = contract.RECORD_WRAPPERS
+COMPRESSIONS = contract.COMPRESSIONS
 S3_DATA_TYPES = ("S3Prefix", "ManifestFile", "AugmentedManifestFile")
 DEFAULT_CHECKPOINT_PATH = contract.CHECKPOINT_PATH
 #: StoppingCondition.MaxRuntimeInSeconds: SageMaker's default (1 day) and maximum (28 days).
@@ -183,7 +183,7 @@ class JobDefinition:
 
     def validate(self) -> None:
         """Refuse what CreateTrainingJob would refuse. :raises ConfigError:"""
-        _enum(self.input_mode, INPUT_MODES, "algorithmSpecification.trainingInputMode")
+        contract.check_enum(self.input_mode, INPUT_MODES, "algorithmSpecification.trainingInputMode")
         if self.instance_count < 1:
             raise ConfigError(f"--instance-count must be at least 1, got {self.instance_count}")
         if len(self.channels) > MAX_CHANNELS:
@@ -368,18 +368,18 @@ def _check_channel(channel: ChannelDefinition, job_mode: str) -> None:
         raise ConfigError(f"channel {name!r}: {channel.source} does not exist")
     mode = channel.effective_input_mode(job_mode)
     if channel.input_mode is not None:
-        _enum(channel.input_mode, INPUT_MODES, f"channel {name!r} inputMode")
+        contract.check_enum(channel.input_mode, INPUT_MODES, f"channel {name!r} inputMode")
     if channel.distribution not in DISTRIBUTIONS:
         raise ConfigError(f"channel {name!r}: distribution {channel.distribution!r}; use"
                           " FullyReplicated or ShardedByS3Key")
     where = f"channel {name!r} ({mode} mode)"
     if channel.record_wrapper is not None:
-        _enum(channel.record_wrapper, RECORD_WRAPPERS, f"channel {name!r} recordWrapperType")
+        contract.check_enum(channel.record_wrapper, RECORD_WRAPPERS, f"channel {name!r} recordWrapperType")
         if channel.record_wrapper != "None" and mode != "Pipe":
             raise ConfigError(f"{where}: RecordWrapperType RecordIO is used only in Pipe input"
                               f" mode. In {mode} mode, leave this field unset or set it to None.")
     if channel.compression is not None:
-        _enum(channel.compression, COMPRESSIONS, f"channel {name!r} compressionType")
+        contract.check_enum(channel.compression, COMPRESSIONS, f"channel {name!r} compressionType")
         if channel.compression != "None" and mode != "Pipe":
             raise ConfigError(f"{where}: CompressionType is used only in Pipe input mode. In"
                               f" {mode} mode, leave this field unset or set it to None.")
@@ -396,13 +396,6 @@ def _check_channel(channel: ChannelDefinition, job_mode: str) -> None:
         if not channel.remote and not Path(channel.source).is_file():
             raise ConfigError(f"{where}: an AugmentedManifestFile channel is one JSON-lines"
                               f" manifest file, and {channel.source} is not a file")
-
-
-def _enum(value: str, allowed: Sequence[str], at: str) -> None:
-    """CreateTrainingJob's own words for a value outside an enum. :raises ConfigError:"""
-    if value not in allowed:
-        raise ConfigError(f"1 validation error detected: Value '{value}' at '{at}' failed to satisfy"
-                          f" constraint: Member must satisfy enum value set: [{', '.join(allowed)}]")
 
 
 def _check_metrics(definitions: Sequence[MetricDefinition]) -> None:

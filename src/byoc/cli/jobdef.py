@@ -10,14 +10,13 @@ the same command line. Options are spelled as SageMaker names the setting; ``--s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from .. import jobdef
+from .. import contract, jobdef
 from ..errors import ConfigError
 from ..metrics import definition as metric_check
 from .options import pairs
@@ -187,7 +186,7 @@ def _hyperparameters(project: Any | None, path: Path | None, items: tuple[str, .
                      ) -> dict[str, object] | None:
     values: dict[str, object] | None = None
     if path is not None:
-        values = _json_file(path, dict, "a JSON object")
+        values = contract.read_json(path)
     if items:
         if values is None:
             values = dict(project.local_inputs().hyperparameters) if project is not None else {}
@@ -196,7 +195,7 @@ def _hyperparameters(project: Any | None, path: Path | None, items: tuple[str, .
 
 
 def _metrics_file(path: Path) -> list[jobdef.MetricDefinition]:
-    data = _json_file(path, list, 'a JSON list of {"Name": ..., "Regex": ...}')
+    data = contract.read_json(path, list, 'a JSON list of {"Name": ..., "Regex": ...}')
     found = []
     for item in data:
         if not isinstance(item, dict) or not isinstance(item.get("Name"), str) \
@@ -204,13 +203,3 @@ def _metrics_file(path: Path) -> list[jobdef.MetricDefinition]:
             raise ConfigError(f'{path}: each metric definition is {{"Name": ..., "Regex": ...}}')
         found.append(jobdef.MetricDefinition(item["Name"], item["Regex"]))
     return found
-
-
-def _json_file(path: Path, kind: type, what: str) -> Any:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, kind):
-        raise ConfigError(f"{path} must hold {what}")
-    return data

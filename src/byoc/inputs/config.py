@@ -18,17 +18,18 @@ Command-line options override it, key by key.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import contract
 from ..errors import ConfigError
 from . import manifest
 
-INPUT_MODES = ("Pipe", "File", "FastFile")
-RECORD_WRAPPERS = ("None", "RecordIO")
-COMPRESSIONS = ("None", "Gzip")
+INPUT_MODES = contract.INPUT_MODES
+RECORD_WRAPPERS = contract.RECORD_WRAPPERS
+COMPRESSIONS = contract.COMPRESSIONS
 S3_PREFIX = "S3Prefix"
 AUGMENTED_MANIFEST = "AugmentedManifestFile"
 LONG = (-(1 << 63), (1 << 63) - 1)
@@ -131,7 +132,7 @@ class InputOptions:
         :raises ConfigError: with CreateTrainingJob's reason for a combination it refuses.
         """
         mode = self.input_mode or "File"
-        _enum(mode, INPUT_MODES, "algorithmSpecification.trainingInputMode")
+        contract.check_enum(mode, INPUT_MODES, "algorithmSpecification.trainingInputMode")
         for option, values in (("--channel-input-mode", self.channel_modes),
                                ("--record-wrapper", self.record_wrappers),
                                ("--compression", self.compressions), ("--shuffle", self.shuffle_seeds),
@@ -148,9 +149,9 @@ class InputOptions:
                 compression=self.compressions.get(name, "None"),
                 shuffle_seed=self.shuffle_seeds.get(name),
                 attribute_names=self.attribute_names.get(name))
-            _enum(channel.input_mode, INPUT_MODES, f"{member}.inputMode")
-            _enum(channel.record_wrapper, RECORD_WRAPPERS, f"{member}.recordWrapperType")
-            _enum(channel.compression, COMPRESSIONS, f"{member}.compressionType")
+            contract.check_enum(channel.input_mode, INPUT_MODES, f"{member}.inputMode")
+            contract.check_enum(channel.record_wrapper, RECORD_WRAPPERS, f"{member}.recordWrapperType")
+            contract.check_enum(channel.compression, COMPRESSIONS, f"{member}.compressionType")
             _check_channel(channel, sources[name])
             resolved[name] = channel
         return resolved
@@ -173,12 +174,6 @@ def _check_channel(channel: ChannelInput, source: Path) -> None:
     if not channel.is_pipe and channel.record_wrapper != "None":
         raise ConfigError(f"{where}: RecordWrapperType RecordIO is used only in Pipe input mode. In"
                           f" {channel.input_mode} mode, leave this field unset or set it to None.")
-
-
-def _enum(value: str, allowed: Sequence[str], at: str) -> None:
-    if value not in allowed:
-        raise ConfigError(f"1 validation error detected: Value '{value}' at '{at}' failed to satisfy"
-                          f" constraint: Member must satisfy enum value set: [{', '.join(allowed)}]")
 
 
 def _seed(name: str, text: str, option: str) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import contract
 from ..errors import AwsError, ConfigError
 from .watch import poll
 
@@ -27,10 +28,7 @@ POLL_SECONDS = 30.0
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    data = contract.read_json(path, object)
     if not isinstance(data, dict) or not isinstance(data.get("HyperParameterTuningJobConfig"), dict):
         raise ConfigError(f"{path} must hold a CreateHyperParameterTuningJob request with a"
                           " HyperParameterTuningJobConfig")
