@@ -16,7 +16,7 @@ from helpers import (
     FIXTURES,
     PROBE_REPOSITORY,
     REQUIRE_DOCKER_ENV,
-    build_project,
+    built_image,
     free_port,
 )
 
@@ -49,6 +49,17 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture
 def unused_port() -> int:
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def matplotlib_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mplconfig")
+
+
+@pytest.fixture
+def shared_matplotlib_cache(matplotlib_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One matplotlib font cache for the session's plots (each test has its own HOME)."""
+    monkeypatch.setenv("MPLCONFIGDIR", str(matplotlib_cache))
 
 
 @pytest.fixture(scope="session")
@@ -92,24 +103,21 @@ def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def default_image(docker_client: Any, base_image: str, default_project: Path) -> Iterator[str]:
     """The default project's image, built once per session and removed afterwards."""
     tag = f"byoc-test-iris:{uuid.uuid4().hex[:8]}"
-    build_project(default_project, tag, base_image)
-    yield tag
-    docker_client.images.remove(tag, force=True)
+    with built_image(docker_client, default_project, tag, base_image):
+        yield tag
 
 
 @pytest.fixture(scope="session")
 def probe_image(docker_client: Any, base_image: str) -> Iterator[str]:
     """tests/fixtures/probe built as the image its copies name (:func:`helpers.copy_probe`)."""
     tag = f"{PROBE_REPOSITORY}:latest"
-    build_project(FIXTURES / "probe", tag, base_image)
-    yield tag
-    docker_client.images.remove(tag, force=True)
+    with built_image(docker_client, FIXTURES / "probe", tag, base_image):
+        yield tag
 
 
 @pytest.fixture(scope="session")
 def ioprobe_image(docker_client: Any, base_image: str) -> Iterator[str]:
     """tests/fixtures/ioprobe: reports how each input channel reached it; its program is in /opt/ml/code."""
     tag = f"byoc-test-ioprobe:{uuid.uuid4().hex[:8]}"
-    build_project(FIXTURES / "ioprobe", tag, base_image)
-    yield tag
-    docker_client.images.remove(tag, force=True)
+    with built_image(docker_client, FIXTURES / "ioprobe", tag, base_image):
+        yield tag

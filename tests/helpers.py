@@ -6,8 +6,11 @@ import importlib.util
 import shutil
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from byoc import images
 from byoc.local import free_port as free_port
@@ -26,6 +29,16 @@ PROBE_REPOSITORY = f"byoc-test-probe-{uuid.uuid4().hex[:8]}"
 def build_project(root: Path, tag: str, base: str) -> str:
     """Build the project at *root* as *tag* on the base image *base*, quietly."""
     return images.build(root, tag=tag, build_args={"BASE_IMAGE": base}, network="host")
+
+
+@contextmanager
+def built_image(docker_client: Any, root: Path, tag: str, base: str) -> Iterator[str]:
+    """The project at *root* built as *tag* for as long as the block runs, then removed."""
+    build_project(root, tag, base)
+    try:
+        yield tag
+    finally:
+        docker_client.images.remove(tag, force=True)
 
 
 def copy_probe(dest: Path) -> Path:

@@ -29,7 +29,7 @@ from byoc.backends.docker import DockerBackend
 from byoc.cli import cli
 from byoc.errors import ConfigError, ImageNotFoundError, Interrupted, PortInUseError, ServeError
 from byoc.project import Project
-from helpers import FIXTURES, build_project
+from helpers import FIXTURES, built_image
 
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 BYOC = [sys.executable, "-m", "byoc"]
@@ -44,9 +44,8 @@ def probe(tmp_path: Path) -> Project:
 def own_probe_image(docker_client: Any, base_image: str) -> Iterator[str]:
     """tests/fixtures/probe under a tag of this session's own."""
     tag = f"byoc-test-probe-edges:{uuid.uuid4().hex[:8]}"
-    build_project(FIXTURES / "probe", tag, base_image)
-    yield tag
-    docker_client.images.remove(tag, force=True)
+    with built_image(docker_client, FIXTURES / "probe", tag, base_image):
+        yield tag
 
 
 @pytest.fixture(params=KINDS)

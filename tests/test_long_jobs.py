@@ -20,7 +20,7 @@ from byoc import jobrecord, local
 from byoc.backends.base import Backend
 from byoc.errors import ConfigError, JobStoppedError
 from byoc.project import Project
-from helpers import FIXTURES, build_project
+from helpers import FIXTURES, built_image
 
 EPOCHS = FIXTURES / "epochs"
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
@@ -29,9 +29,8 @@ KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 @pytest.fixture(scope="session")
 def epochs_image(docker_client: Any, base_image: str) -> Any:
     tag = "byoc-test-epochs:latest"
-    build_project(EPOCHS, tag, base_image)
-    yield tag
-    docker_client.images.remove(tag, force=True)
+    with built_image(docker_client, EPOCHS, tag, base_image):
+        yield tag
 
 
 @pytest.fixture

@@ -17,16 +17,9 @@ TUNEPROBE = FIXTURES / "tuneprobe"
 SAFE = "val_loss=" + metrics.VALUE_PATTERN
 
 
+#: One font cache for the module's plots, not one per test (each test has its own HOME).
+pytestmark = pytest.mark.usefixtures("shared_matplotlib_cache")
 
-@pytest.fixture(scope="module")
-def matplotlib_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("mplconfig")
-
-
-@pytest.fixture(autouse=True)
-def shared_matplotlib_cache(matplotlib_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One font cache for the module's plots, not one per test (each test has its own HOME)."""
-    monkeypatch.setenv("MPLCONFIGDIR", str(matplotlib_cache))
 
 def scanner(*items: tuple[str, str]) -> metrics.MetricScanner:
     return metrics.MetricScanner([metrics.definition(name, regex) for name, regex in items])

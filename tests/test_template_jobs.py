@@ -303,10 +303,9 @@ STRATEGIES = ["Random", "Bayesian", "Grid", "Hyperband"]
 
 @pytest.mark.parametrize("backend", ["process", pytest.param("docker", marks=pytest.mark.docker)])
 @pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.usefixtures("shared_matplotlib_cache")
 def test_byoc_local_tune_picks_the_best_job(strategy: str, backend: str, iris_project: Project,
-                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            request: pytest.FixtureRequest) -> None:
-    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+                                            tmp_path: Path, request: pytest.FixtureRequest) -> None:
     toml = tomllib.loads((iris_project.root / "byoc.toml").read_text())
     regexes = {d["Name"]: d["Regex"] for d in toml["metric_definitions"]}
     name = f"iris-{strategy.lower()}"

@@ -34,7 +34,7 @@ from byoc.backends.base import Backend
 from byoc.backends.process import ProcessBackend
 from byoc.errors import ServeError
 from byoc.project import Project
-from helpers import build_project, free_port
+from helpers import built_image, free_port
 
 NAME = "r-iris"
 PROGRAM = "r_iris"
@@ -86,9 +86,8 @@ def r_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def r_image(docker_client: Any, base_image: str, r_project: Path) -> Iterator[str]:
     """The R project's image, built once per session and removed afterwards."""
     tag = f"byoc-test-r-iris:{uuid.uuid4().hex[:8]}"
-    build_project(r_project, tag, base_image)
-    yield tag
-    docker_client.images.remove(tag, force=True)
+    with built_image(docker_client, r_project, tag, base_image):
+        yield tag
 
 
 def test_the_r_project_has_the_r_runtime_and_nothing_of_python(r_project: Path) -> None:

@@ -19,22 +19,15 @@ from typing import Any
 import pytest
 from tune_requests import OPTIMUM, grid, probe_loss, request
 
-from helpers import build_project
+from helpers import built_image
 
 TUNEPROBE = Path(__file__).resolve().parent / "fixtures" / "tuneprobe"
 CFG = "HyperParameterTuningJobConfig"
 
 
+#: One font cache for the module's plots, not one per test (each test has its own HOME).
+pytestmark = pytest.mark.usefixtures("shared_matplotlib_cache")
 
-@pytest.fixture(scope="module")
-def matplotlib_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("mplconfig")
-
-
-@pytest.fixture(autouse=True)
-def shared_matplotlib_cache(matplotlib_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One font cache for the module's plots, not one per test (each test has its own HOME)."""
-    monkeypatch.setenv("MPLCONFIGDIR", str(matplotlib_cache))
 
 def tune(body: dict[str, Any], tmp_path: Path, *args: str, backend: str = "process",
          project: Path | None = TUNEPROBE) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -329,9 +322,8 @@ def test_warm_start_from_an_earlier_tuning_job(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tuneprobe_image(docker_client: Any, base_image: str) -> Iterator[str]:
     tag = f"byoc-test-tuneprobe:{uuid.uuid4().hex[:8]}"
-    build_project(TUNEPROBE, tag, base_image)
-    yield tag
-    docker_client.images.remove(tag, force=True)
+    with built_image(docker_client, TUNEPROBE, tag, base_image):
+        yield tag
 
 
 def docker_request(strategy: str) -> dict[str, Any]:

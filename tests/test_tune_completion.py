@@ -4,11 +4,11 @@ wired into ``byoc local tune`` on the tune probe (process backend)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tune_requests import request
 
 from byoc.tune import config
@@ -16,6 +16,8 @@ from byoc.tune.completion import CONVERGENCE_MIN_JOBS, Completion
 
 TUNEPROBE = Path(__file__).resolve().parent / "fixtures" / "tuneprobe"
 CONVERGE = {"ConvergenceDetected": {"CompleteOnConvergence": "Enabled"}}
+#: One font cache for the module's plots, not one per test (each test has its own HOME).
+pytestmark = pytest.mark.usefixtures("shared_matplotlib_cache")
 
 
 def completion(objective: str = "Minimize", **criteria: Any) -> Completion:
@@ -92,8 +94,7 @@ def tune(body: dict[str, Any], tmp_path: Path) -> tuple[subprocess.CompletedProc
     request_file.write_text(json.dumps(body))
     run = subprocess.run(["byoc", "local", "tune", str(TUNEPROBE), "--backend", "process", "--config",
                           str(request_file), "--output-dir", str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                         env={**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")})
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     return run, tmp_path / "out" / body["HyperParameterTuningJobName"]
 
 
@@ -161,8 +162,7 @@ def test_resuming_a_tuning_job_that_met_its_target_runs_no_more_jobs(tmp_path: P
     request_file = tmp_path / "request.json"
     again = subprocess.run(["byoc", "local", "tune", str(TUNEPROBE), "--backend", "process",
                             "--config", str(request_file), "--output-dir", str(tmp_path / "out"),
-                            "--resume"], capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                           env={**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")})
+                            "--resume"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "tuning job ends: TargetObjectiveMetricValue 1.6 reached" in again.stderr
     described, after = ended_values(tuning_dir)
