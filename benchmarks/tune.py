@@ -32,37 +32,20 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "tests" / "fixtures" / "tuneprobe"
-OPTIMUM = 1.0
-LOSS_REGEX = r"val_loss=([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+sys.path.insert(0, str(ROOT / "tests"))
+from tune_requests import OPTIMUM  # noqa: E402  (the tests' requests for the same probe)
+from tune_requests import request as probe_request  # noqa: E402
 
 
 def request(name: str, strategy: str, jobs: int, parallel: int, seed: int,
             static: dict[str, str], **completion: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "HyperParameterTuningJobName": name,
-        "HyperParameterTuningJobConfig": {
-            "Strategy": strategy,
-            "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "validation:loss"},
-            "ResourceLimits": {"MaxNumberOfTrainingJobs": jobs, "MaxParallelTrainingJobs": parallel},
-            "ParameterRanges": {
-                "IntegerParameterRanges": [{"Name": "n", "MinValue": "1", "MaxValue": "12",
-                                            "ScalingType": "Linear"}],
-                "ContinuousParameterRanges": [{"Name": "x", "MinValue": "0.001", "MaxValue": "1",
-                                               "ScalingType": "Logarithmic"}],
-                "CategoricalParameterRanges": [{"Name": "kind", "Values": ["a", "b"]}]},
-            "RandomSeed": seed},
-        "TrainingJobDefinition": {
-            "AlgorithmSpecification": {"TrainingImage": "tuneprobe", "TrainingInputMode": "File",
-                                       "MetricDefinitions": [{"Name": "validation:loss",
-                                                              "Regex": LOSS_REGEX}]},
-            "StaticHyperParameters": static,
-            "RoleArn": "arn:aws:iam::123456789012:role/SageMakerRole",
-            "OutputDataConfig": {"S3OutputPath": "s3://bucket/tuning/"},
-            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 3600}},
-    }
+    """The tests' probe request (tests/tune_requests.py) with this seed, static hyperparameters
+    and TuningJobCompletionCriteria."""
+    config: dict[str, Any] = {"RandomSeed": seed}
     if completion:
-        body["HyperParameterTuningJobConfig"]["TuningJobCompletionCriteria"] = completion
+        config["TuningJobCompletionCriteria"] = completion
+    body: dict[str, Any] = probe_request(name, strategy, max_jobs=jobs, parallel=parallel,
+                                         static=static, **config)
     return body
 
 
