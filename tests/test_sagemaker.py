@@ -247,26 +247,20 @@ def test_pipe_channels_time_limits_and_channel_options(aws: str, tmp_path: Path)
     root = write_project(tmp_path / "p")
     manifest = tmp_path / "train.manifest"
     manifest.write_text('{"source-ref": "s3://b/1.jpg", "label": 1}\n')
-    result = run("train", str(root), "--image", IMAGE, "--dry-run", "--input-mode", "Pipe",
-                 "--channel", f"training={root / 'local_test/test_dir/input/data/training'}",
-                 "--channel", f"images={manifest}", "--channel", "extra=s3://other/data/",
-                 "--attribute-names", "images=source-ref,label", "--record-wrapper",
-                 "images=RecordIO", "--content-type", "images=application/x-recordio",
-                 "--compression", "extra=Gzip", "--shuffle-seed", "training=7",
-                 "--channel-input-mode", "extra=FastFile", "--distribution",
-                 "training=ShardedByS3Key", "--max-run", "600", "--job-name", "pipe-1")
+    options = ["train", str(root), "--image", IMAGE, "--dry-run", "--input-mode", "Pipe",
+               "--channel", f"training={root / 'local_test/test_dir/input/data/training'}",
+               "--channel", f"images={manifest}", "--channel", "extra=s3://other/data/",
+               "--attribute-names", "images=source-ref,label", "--record-wrapper",
+               "images=RecordIO", "--content-type", "images=application/x-recordio",
+               "--compression", "extra=Gzip", "--shuffle-seed", "training=7",
+               "--distribution", "training=ShardedByS3Key", "--max-run", "600",
+               "--job-name", "pipe-1"]
+    result = run(*options, "--channel-input-mode", "extra=FastFile")
     assert result.exit_code == 2, result.stderr  # Gzip needs Pipe, and extra is FastFile
     assert one_line_error(result) == (
         "Error: channel 'extra' (FastFile mode): CompressionType is used only in Pipe input mode."
         " In FastFile mode, leave this field unset or set it to None.")
-    result = run("train", str(root), "--image", IMAGE, "--dry-run", "--input-mode", "Pipe",
-                 "--channel", f"training={root / 'local_test/test_dir/input/data/training'}",
-                 "--channel", f"images={manifest}", "--channel", "extra=s3://other/data/",
-                 "--attribute-names", "images=source-ref,label", "--record-wrapper",
-                 "images=RecordIO", "--content-type", "images=application/x-recordio",
-                 "--compression", "extra=Gzip", "--shuffle-seed", "training=7",
-                 "--distribution", "training=ShardedByS3Key", "--max-run", "600",
-                 "--job-name", "pipe-1")
+    result = run(*options)
     assert result.exit_code == 0, result.stderr
     request = json.loads(result.stdout)
     validate("CreateTrainingJob", request)
