@@ -19,7 +19,6 @@ from .inputs.pipe import shuffled
 from .project import LATEST
 
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 MAX_CHANNELS = 20
 MAX_HYPERPARAMETERS = 100
@@ -46,8 +45,7 @@ def check_job_inputs(job_name: str, channels: Mapping[str, Path],
     if len(channels) > MAX_CHANNELS:
         raise ConfigError(f"{len(channels)} channels; SageMaker allows at most {MAX_CHANNELS}")
     for name, path in channels.items():
-        if not CHANNEL_NAME.fullmatch(name):
-            raise ConfigError(f"invalid channel name {name!r}: letters, digits, '.', '-', '_'")
+        contract.check_channel_name(name)
         if not path.exists():
             raise ConfigError(f"channel {name!r}: {path} does not exist")
     if len(hyperparameters) > MAX_HYPERPARAMETERS:

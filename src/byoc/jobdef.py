@@ -46,7 +46,7 @@ MAX_ENVIRONMENT = 100
 MAX_ATTRIBUTE_NAMES = 16
 #: ShuffleConfig.Seed is a Long.
 SEED_RANGE = (-(1 << 63), (1 << 63) - 1)
-CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+CHANNEL_NAME = contract.CHANNEL_NAME
 ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 #: The role a local run names in its request: no IAM role is involved.
@@ -362,8 +362,7 @@ def with_slash(uri: str) -> str:
 
 def _check_channel(channel: ChannelDefinition, job_mode: str) -> None:
     name = channel.name
-    if not CHANNEL_NAME.fullmatch(name):
-        raise ConfigError(f"invalid channel name {name!r}: letters, digits, '.', '-', '_'")
+    contract.check_channel_name(name)
     if not channel.remote and not Path(channel.source).exists():
         raise ConfigError(f"channel {name!r}: {channel.source} does not exist")
     mode = channel.effective_input_mode(job_mode)
@@ -468,7 +467,7 @@ def from_project(project: Any | None, *, channels: Mapping[str, str] | None = No
             if name not in sources:
                 raise ConfigError(f"{option} names channel {name!r}, which is not a channel")
     for values in (toml.channel_modes, toml.record_wrappers, toml.compressions,
-                   toml.shuffle_seeds, toml.attribute_names):
+                   toml.shuffle_seeds, toml.attribute_names, toml.manifest_roots):
         for name in values:
             if name not in sources:
                 raise ConfigError(f"{CONFIG_FILE} [train.channels.{name}] names channel {name!r},"

@@ -177,6 +177,7 @@ def _one_of(given: dict[str, str | None]) -> str | None:
 def _channels(values: tuple[str, ...]) -> dict[str, str] | None:
     channels = pairs(values, "--channel")
     for name, path in channels.items():
+        contract.check_channel_name(name)
         if not path.strip():
             raise ConfigError(f"--channel {name}= has an empty path; give the channel's directory")
     return channels or None
