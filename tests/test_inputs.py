@@ -393,6 +393,17 @@ def test_refusals_name_the_rule(tmp_path: Path, options: dict[str, object], mess
     assert message in caught.value.message
 
 
+def test_a_channel_directory_with_the_name_of_a_pipe_fifo_is_refused(tmp_path: Path) -> None:
+    sources = {"train": tmp_path, "train_0": tmp_path, "train_x": tmp_path}
+    with pytest.raises(ConfigError, match="channel 'train_0' is a directory with the name of Pipe"
+                                          " channel 'train''s FIFO for epoch 0"):
+        InputOptions.parse(channel_modes={"train": "Pipe"}).resolve(sources)
+    both = InputOptions.parse(input_mode="Pipe").resolve(sources)  # FIFOs train_0, train_0_0: apart
+    assert {channel.input_mode for channel in both.values()} == {"Pipe"}
+    with pytest.raises(ConfigError, match="invalid channel name '..'"):
+        InputOptions().resolve({"..": tmp_path})
+
+
 def test_a_bad_project_file_is_refused(tmp_path: Path) -> None:
     toml = tmp_path / "byoc.toml"
     toml.write_text('[train.channels.train]\nshuffle = 3\n')
