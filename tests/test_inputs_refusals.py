@@ -118,6 +118,18 @@ def test_an_output_dir_under_a_file_is_one_error_line(ioprobe: Project, work: Pa
     assert (work / "secret.txt").read_text() == "not for the container\n"
 
 
+def test_a_checkpoint_dir_byoc_cannot_write_is_refused_before_the_job(
+        ioprobe: Project, read_only: Path, work: Path) -> None:
+    channel = ["--backend", "process", "--channel", f"train={work / 'data' / 'train'}",
+               "--output-dir", str(work / "jobs")]
+    _refused([*channel, "--checkpoint-uri", str(read_only / "ckpt")], ioprobe.root,
+             f"--checkpoint-uri {read_only / 'ckpt'}: {read_only} is read-only")
+    _refused([*channel, "--checkpoint-uri", str(work / "secret.txt" / "ckpt")], ioprobe.root,
+             f"{work / 'secret.txt'} is a file, not a directory")
+    assert _tree(read_only) == ["kept.txt"]
+    assert not (work / "jobs").exists()
+
+
 @pytest.mark.parametrize("mode", ["File", "Pipe"])
 def test_a_read_only_channel_is_read_as_any_other(ioprobe: Project, read_only: Path, work: Path,
                                                   mode: str) -> None:

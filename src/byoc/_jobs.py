@@ -169,12 +169,29 @@ def check_checkpoint_config(store: Path, local_path: str, channels: Mapping[str,
                           f" paths under {contract.CONTAINER_ROOT}; use the default or --backend docker")
     if store.exists() and not store.is_dir():
         raise ConfigError(f"--checkpoint-uri {store} is a file, not a directory")
+    check_writable_dir(store, "--checkpoint-uri")
     resolved = store.resolve()
     for name, source in channels.items():
         source = source.resolve()
         if resolved == source or resolved.is_relative_to(source) or source.is_relative_to(resolved):
             raise ConfigError(f"--checkpoint-uri {store} overlaps channel {name!r} ({source});"
                               " keep checkpoints apart from the input data")
+
+
+def check_writable_dir(path: Path, option: str) -> None:
+    """Refuse a directory byoc must create or write to when it cannot: its nearest existing
+    ancestor is a file, or is not writable (read-only, immutable, a read-only mount).
+
+    :raises ConfigError:
+    """
+    existing = path.resolve()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: {existing} is read-only; pick a directory byoc can"
+                          " write to")
 
 
 def describe_fields(*, job_name: str, arn: str, image: str | None,
