@@ -153,3 +153,18 @@ def test_a_job_name_that_leaves_the_jobs_dir_is_refused_by_the_library(ioprobe: 
                         channels={name: work / "data" / "train"}, output_dir=work / "jobs")
     assert not (work / "jobs").exists()
     assert _tree(work / "data") == ["train", "train/a.csv"]
+
+
+def test_a_job_definition_refuses_the_same_names_for_a_sagemaker_run(work: Path) -> None:
+    from byoc.jobdef import ChannelDefinition, JobDefinition
+
+    source = str(work / "data" / "train")
+    for name in (".", "..", "a/b", "c" * 65):
+        with pytest.raises(ConfigError, match=f"invalid channel name '{name}'"):
+            JobDefinition("base", (ChannelDefinition(name, source),))
+    definition = JobDefinition("base", (ChannelDefinition("train", source),))
+    for job_name in ("..", "../x", "a/b"):
+        with pytest.raises(ConfigError, match="invalid job name"):
+            definition.training_request(job_name=job_name, image="i", role_arn="r",
+                                        instance_type="ml.m5.large", channel_uris={"train": "s3://b/k"},
+                                        output_path="s3://b/out")
