@@ -7,9 +7,12 @@ written. Each case runs the real ``byoc`` command and checks that no folder was 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,3 +171,28 @@ def test_a_job_definition_refuses_the_same_names_for_a_sagemaker_run(work: Path)
             definition.training_request(job_name=job_name, image="i", role_arn="r",
                                         instance_type="ml.m5.large", channel_uris={"train": "s3://b/k"},
                                         output_path="s3://b/out")
+
+
+def test_manifest_root_lets_a_local_run_stream_files_from_the_folder_it_names(
+        ioprobe: Project, work: Path) -> None:
+    (work / "images").mkdir()
+    (work / "images" / "1.jpg").write_bytes(b"\xff\xd8first")
+    manifest = work / "data" / "train.manifest"
+    manifest.write_text('{"source-ref": "../images/1.jpg"}\n')
+    args = ["--backend", "process", "--channel", f"train={manifest}", "--channel-input-mode",
+            "train=Pipe", "--attribute-names", "train=source-ref", "--output-dir", str(work / "jobs")]
+    _refused(args, ioprobe.root, "line 1: '../images/1.jpg' is outside")
+    _refused([*args, "--manifest-root", f"train={work / 'images' / '1.jpg'}"], ioprobe.root,
+             "is not a directory")
+    _refused([*args, "--manifest-root", f"other={work}"], ioprobe.root,
+             "--manifest-root names channel 'other', which is not a channel")
+    _refused(["--backend", "process", "--channel", f"train={work / 'data' / 'train'}",
+              "--manifest-root", f"train={work}"], ioprobe.root,
+             "a manifest root applies to an augmented manifest channel only")
+    assert not (work / "jobs").exists()
+    run = subprocess.run(["byoc", "local", "train", *args, "--manifest-root", f"train={work}"],
+                         capture_output=True, text=True, cwd=ioprobe.root, timeout=120)
+    assert run.returncode == 0, run.stderr
+    with tarfile.open(run.stdout.strip()) as tar:
+        report = json.load(tar.extractfile("algo-1.json"))  # type: ignore[arg-type]
+    assert base64.b64decode(report["channels"]["train"]["epochs"][0]["data"]) == b"\xff\xd8first"

@@ -7,7 +7,8 @@ other attribute streams its value: a string as its UTF-8 text, anything else
 as compact JSON (``1`` becomes ``1``).
 
 A referenced file must lie under the manifest's folder, or under the root the
-user names for the channel (``manifest_root`` in ``byoc.toml``), after every
+user names for the channel (``--manifest-root NAME=DIR``, or ``manifest_root``
+in ``byoc.toml``), after every
 symlink is followed: a manifest is data, and data must not make byoc stream an
 arbitrary file of the host (``/etc/shadow``, ``~/.aws/credentials``) into a container.
 """
@@ -87,8 +88,8 @@ def _local_object(reference: str, base: Path, allowed: Path, where: str) -> Path
     path = (base / path_text).resolve()  # every symlink followed
     if not path.is_relative_to(allowed):
         raise ConfigError(f"{where}: {reference!r} is outside {allowed} ({path}); a manifest may"
-                          " only name files under its own folder, or under the channel's"
-                          " manifest_root in byoc.toml")
+                          " only name files under its own folder, or under the folder"
+                          " --manifest-root NAME=DIR names")
     if not path.is_file():
         raise ConfigError(f"{where}: {reference!r} is not a file ({path})")
     return path
