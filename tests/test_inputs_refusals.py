@@ -8,13 +8,16 @@ written. Each case runs the real ``byoc`` command and checks that no folder was 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
 import subprocess
 import tarfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -196,3 +199,30 @@ def test_manifest_root_lets_a_local_run_stream_files_from_the_folder_it_names(
     with tarfile.open(run.stdout.strip()) as tar:
         report = json.load(tar.extractfile("algo-1.json"))  # type: ignore[arg-type]
     assert base64.b64decode(report["channels"]["train"]["epochs"][0]["data"]) == b"\xff\xd8first"
+
+
+def test_describe_reads_a_job_folder_it_is_given_through_the_one_json_reader(work: Path) -> None:
+    for name in ("tuning.json", "job.json"):
+        job = work / name.split(".")[0]
+        job.mkdir()
+        (job / name).write_text(DEEP)
+        run = subprocess.run(["byoc", "local", "describe", str(job)], capture_output=True, text=True,
+                             cwd=work, timeout=60)
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.splitlines() == [
+            f"Error: {job / name} is not JSON byoc can read: it nests arrays or objects too deeply"]
+
+
+@pytest.mark.docker
+def test_an_image_label_nested_too_deeply_is_not_byocs_and_not_a_crash(
+        docker_client: Any, base_image: str) -> None:
+    from byoc import images
+
+    tag = f"byoc-test-deep-label:{uuid.uuid4().hex[:8]}"
+    docker_client.images.build(fileobj=io.BytesIO(f"FROM {base_image}\n".encode()), tag=tag,
+                               labels={images.OPTIONS_LABEL: "[" * 20000}, network_mode="host")
+    try:
+        found = images.provenance(tag)
+    finally:
+        docker_client.images.remove(tag, force=True)
+    assert found.present and found.options == {}
