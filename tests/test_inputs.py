@@ -412,3 +412,6 @@ def test_a_bad_project_file_is_refused(tmp_path: Path) -> None:
     toml.write_text('[train.channels.train]\nattribute_names = "a,b"\n')
     with pytest.raises(ConfigError, match="must be a list of strings"):
         InputOptions.from_project_file(toml)
+    toml.write_text("[train]\nx = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="byoc.toml: it nests arrays or tables too deeply"):
+        InputOptions.from_project_file(toml)
