@@ -130,10 +130,44 @@ def test_the_reader_takes_a_missing_file_as_empty_and_refuses_a_bad_one(tmp_path
     with pytest.raises(ConfigError, match="hyperparameters.json must hold a JSON object"):
         contract.read_training_config(tmp_path)
     tree.hyperparameters_json.write_text("{broken")
-    with pytest.raises(ConfigError, match="cannot read .*hyperparameters.json"):
+    with pytest.raises(ConfigError, match="hyperparameters.json is not JSON: Expecting property"):
         contract.read_training_config(tmp_path)
     with pytest.raises(ConfigError, match="not a file"):
         contract.read_hyperparameters(tmp_path / "missing.json")
+
+
+DEEP = "[" * 100000 + "]" * 100000
+
+
+def test_every_json_reader_turns_deep_nesting_into_one_error_naming_the_file(tmp_path: Path) -> None:
+    """JSON nested past Python's recursion limit is a ConfigError naming the file, whichever
+    reader meets it: contract's, the training config's, the tuning request's and a job's record."""
+    from byoc import jobrecord
+    from byoc.tune import config as tune_config
+
+    deep = tmp_path / "deep.json"
+    deep.write_text(DEEP)
+    message = f"{deep} is not JSON byoc can read: it nests arrays or objects too deeply"
+    with pytest.raises(ConfigError) as caught:
+        contract.read_json(deep)
+    assert caught.value.message == message
+    with pytest.raises(ConfigError) as caught:
+        tune_config.load(deep)
+    assert caught.value.message == message
+    tree = contract.OptMl(tmp_path / "tree")
+    tree.config_dir.mkdir(parents=True)
+    tree.inputdataconfig_json.write_text('{"train": ' + DEEP + "}")
+    with pytest.raises(ConfigError, match="inputdataconfig.json is not JSON byoc can read"):
+        contract.read_training_config(tree.root)
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / jobrecord.RECORD).write_text(DEEP)
+    with pytest.raises(ConfigError, match="job.json is not JSON byoc can read"):
+        jobrecord.JobRecord.load(job)
+    assert jobrecord.read(job) == {}
+    deep.write_text("1" * 5000)  # past int()'s digit limit: a ValueError, not a JSONDecodeError
+    with pytest.raises(ConfigError, match="deep.json is not JSON: Exceeds the limit"):
+        contract.read_json(deep, object)
 
 
 def test_job_env_and_container_paths_are_sagemakers() -> None:

@@ -281,6 +281,72 @@ def test_manifest_problems_are_refused_before_anything_runs(tmp_path: Path) -> N
         load_channels(channel, sources, {})
 
 
+@pytest.mark.parametrize("reference", [
+    "../secret.txt", "img/../../secret.txt", "{outside}/secret.txt", "file://{outside}/secret.txt",
+    "img/link.jpg", "linked/1.jpg"])
+def test_a_manifest_cannot_name_a_file_outside_its_folder(tmp_path: Path, reference: str) -> None:
+    """Relative, absolute, file:// and symlinked references that resolve outside the manifest's
+    folder are refused, naming the line, before any byte is read."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("the host's secret")
+    (outside / "1.jpg").write_bytes(b"\xff\xd8")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    manifest = _manifest(folder)
+    (folder / "img" / "link.jpg").symlink_to(outside / "secret.txt")
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    manifest.write_text('{"source-ref": "img/1.jpg"}\n'
+                        + json.dumps({"source-ref": reference.format(outside=outside)}) + "\n")
+    channel = {"train": ChannelInput("train", "Pipe", attribute_names=("source-ref",))}
+    with pytest.raises(ConfigError) as caught:
+        load_channels(channel, {"train": manifest}, {})
+    assert caught.value.message.startswith(f"{manifest.resolve()}, line 2: ")
+    assert f"is outside {folder.resolve()}" in caught.value.message
+
+
+def test_a_manifest_may_name_files_anywhere_under_its_folder_or_the_root_given(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    manifest = _manifest(folder)
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "3.jpg").write_bytes(b"three")
+    manifest.write_text(json.dumps({"source-ref": f"file://{folder / 'img' / '1.jpg'}"}) + "\n"
+                        + json.dumps({"source-ref": "img/sub/../2.jpg"}) + "\n")
+    channel = ChannelInput("train", "Pipe", attribute_names=("source-ref",))
+    found = load_channels({"train": channel}, {"train": manifest}, {})["train"]
+    assert found.epoch(0, ["algo-1"], "algo-1") == [(folder / "img" / "1.jpg").resolve(),
+                                                     (folder / "img" / "2.jpg").resolve()]
+    manifest.write_text('{"source-ref": "../images/3.jpg"}\n')
+    with pytest.raises(ConfigError, match="line 1: '../images/3.jpg' is outside"):
+        load_channels({"train": channel}, {"train": manifest}, {})
+    # byoc.toml names a root: a path relative to the file's folder
+    toml = tmp_path / "byoc.toml"
+    toml.write_text('[train.channels.train]\nmanifest_root = "."\n')
+    options = InputOptions.parse(channel_modes={"train": "Pipe"},
+                                 attribute_names={"train": "source-ref"})
+    settings = options.over(InputOptions.from_project_file(toml)).resolve({"train": manifest})
+    assert settings["train"].manifest_root == tmp_path / "."
+    found = load_channels(settings, {"train": manifest}, {})["train"]
+    assert found.epoch(0, ["algo-1"], "algo-1") == [(images / "3.jpg").resolve()]
+    toml.write_text('[train.channels.train]\nmanifest_root = "missing"\n')
+    with pytest.raises(ConfigError, match="manifest_root .*missing is not a directory"):
+        options.over(InputOptions.from_project_file(toml)).resolve({"train": manifest})
+    with pytest.raises(ConfigError, match="manifest_root applies to an augmented manifest channel"):
+        InputOptions(manifest_roots={"train": tmp_path}).resolve({"train": folder})
+
+
+def test_a_manifest_line_nested_too_deeply_is_refused_naming_the_line(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path)
+    manifest.write_text('{"source-ref": "img/1.jpg"}\n{"source-ref": "img/1.jpg", "x": '
+                        + "[" * 100000 + "]" * 100000 + "}\n")
+    channel = {"train": ChannelInput("train", "Pipe", attribute_names=("source-ref",))}
+    with pytest.raises(ConfigError, match=r"train.manifest, line 2 is not JSON byoc can read: it"
+                                          " nests arrays or objects too deeply"):
+        load_channels(channel, {"train": manifest}, {})
+
+
 # Settings and the service's refusals --------------------------------------------------------------
 
 def test_options_override_the_project_file_key_by_key(tmp_path: Path) -> None:
@@ -327,6 +393,17 @@ def test_refusals_name_the_rule(tmp_path: Path, options: dict[str, object], mess
     assert message in caught.value.message
 
 
+def test_a_channel_directory_with_the_name_of_a_pipe_fifo_is_refused(tmp_path: Path) -> None:
+    sources = {"train": tmp_path, "train_0": tmp_path, "train_x": tmp_path}
+    with pytest.raises(ConfigError, match="channel 'train_0' is a directory with the name of Pipe"
+                                          " channel 'train''s FIFO for epoch 0"):
+        InputOptions.parse(channel_modes={"train": "Pipe"}).resolve(sources)
+    both = InputOptions.parse(input_mode="Pipe").resolve(sources)  # FIFOs train_0, train_0_0: apart
+    assert {channel.input_mode for channel in both.values()} == {"Pipe"}
+    with pytest.raises(ConfigError, match="invalid channel name '..'"):
+        InputOptions().resolve({"..": tmp_path})
+
+
 def test_a_bad_project_file_is_refused(tmp_path: Path) -> None:
     toml = tmp_path / "byoc.toml"
     toml.write_text('[train.channels.train]\nshuffle = 3\n')
@@ -334,4 +411,7 @@ def test_a_bad_project_file_is_refused(tmp_path: Path) -> None:
         InputOptions.from_project_file(toml)
     toml.write_text('[train.channels.train]\nattribute_names = "a,b"\n')
     with pytest.raises(ConfigError, match="must be a list of strings"):
+        InputOptions.from_project_file(toml)
+    toml.write_text("[train]\nx = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="byoc.toml: it nests arrays or tables too deeply"):
         InputOptions.from_project_file(toml)

@@ -21,7 +21,7 @@ import pytest
 
 from byoc import local
 from byoc.backends.base import Backend
-from byoc.errors import ContainerFailedError
+from byoc.errors import ConfigError, ContainerFailedError
 from byoc.inputs.config import InputOptions
 from byoc.project import Project
 from helpers import FIXTURES
@@ -122,6 +122,27 @@ def test_an_augmented_manifest_streams_its_attributes_in_order(backend: Backend,
                                   attribute_names={"train": "source-ref,label"}))
     epoch = _reports(result)["algo-1"]["channels"]["train"]["epochs"][0]
     assert _records(epoch) == [b"\xff\xd8first", b"1", b"\xff\xd8second", b"0"]
+
+
+def test_a_manifest_streams_only_files_under_its_folder_or_the_root_byoc_toml_names(
+        backend: Backend, ioprobe: Project, tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "1.jpg").write_bytes(b"\xff\xd8first")
+    (tmp_path / "manifests").mkdir()
+    manifest = tmp_path / "manifests" / "train.manifest"
+    manifest.write_text('{"source-ref": "../images/1.jpg", "label": 1}\n')
+    inputs = InputOptions.parse(channel_modes={"train": "Pipe"}, record_wrappers={"train": "RecordIO"},
+                                attribute_names={"train": "source-ref,label"})
+    with pytest.raises(ConfigError, match=r"train.manifest, line 1: '../images/1.jpg' is outside"):
+        local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+                    channels={"train": manifest}, inputs=inputs)
+    assert not (tmp_path / "jobs").exists()
+    config = ioprobe.root / "byoc.toml"
+    config.write_text(config.read_text() + f'\n[train.channels.train]\nmanifest_root = "{tmp_path}"\n')
+    result = local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+                         channels={"train": manifest}, inputs=inputs)
+    epoch = _reports(result)["algo-1"]["channels"]["train"]["epochs"][0]
+    assert _records(epoch) == [b"\xff\xd8first", b"1"]
 
 
 def test_sharded_pipe_channels_split_the_files_between_hosts(backend: Backend, ioprobe: Project,

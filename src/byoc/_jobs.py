@@ -19,7 +19,6 @@ from .inputs.pipe import shuffled
 from .project import LATEST
 
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 MAX_CHANNELS = 20
 MAX_HYPERPARAMETERS = 100
@@ -46,8 +45,7 @@ def check_job_inputs(job_name: str, channels: Mapping[str, Path],
     if len(channels) > MAX_CHANNELS:
         raise ConfigError(f"{len(channels)} channels; SageMaker allows at most {MAX_CHANNELS}")
     for name, path in channels.items():
-        if not CHANNEL_NAME.fullmatch(name):
-            raise ConfigError(f"invalid channel name {name!r}: letters, digits, '.', '-', '_'")
+        contract.check_channel_name(name)
         if not path.exists():
             raise ConfigError(f"channel {name!r}: {path} does not exist")
     if len(hyperparameters) > MAX_HYPERPARAMETERS:
@@ -171,12 +169,29 @@ def check_checkpoint_config(store: Path, local_path: str, channels: Mapping[str,
                           f" paths under {contract.CONTAINER_ROOT}; use the default or --backend docker")
     if store.exists() and not store.is_dir():
         raise ConfigError(f"--checkpoint-uri {store} is a file, not a directory")
+    check_writable_dir(store, "--checkpoint-uri")
     resolved = store.resolve()
     for name, source in channels.items():
         source = source.resolve()
         if resolved == source or resolved.is_relative_to(source) or source.is_relative_to(resolved):
             raise ConfigError(f"--checkpoint-uri {store} overlaps channel {name!r} ({source});"
                               " keep checkpoints apart from the input data")
+
+
+def check_writable_dir(path: Path, option: str) -> None:
+    """Refuse a directory byoc must create or write to when it cannot: its nearest existing
+    ancestor is a file, or is not writable (read-only, immutable, a read-only mount).
+
+    :raises ConfigError:
+    """
+    existing = path.resolve()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: {existing} is read-only; pick a directory byoc can"
+                          " write to")
 
 
 def describe_fields(*, job_name: str, arn: str, image: str | None,

@@ -12,6 +12,7 @@ because it never imports byoc; a test checks that the two agree.)
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,24 @@ class OptMl:
 
 #: The tree as the container sees it (for messages and mount targets: use ``.as_posix()``).
 IN_CONTAINER = OptMl(Path(CONTAINER_ROOT))
+
+
+#: Channel.ChannelName in the service model: ``[A-Za-z0-9\.\-_]+``, at most 64 characters.
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+
+
+def check_channel_name(name: str) -> None:
+    """Refuse a channel name CreateTrainingJob refuses, and ``.`` and ``..``, which its pattern
+    lets through but which name no directory of their own under ``/opt/ml/input/data``.
+
+    :raises ConfigError:
+    """
+    if not CHANNEL_NAME.fullmatch(name):
+        raise ConfigError(f"invalid channel name {name!r}: 1 to 64 letters, digits, '.', '-' and"
+                          " '_'")
+    if name in (".", ".."):
+        raise ConfigError(f"invalid channel name {name!r}: a channel is a directory"
+                          f" {CONTAINER_ROOT}/input/data/<name>, and {name!r} is not a name of its own")
 
 
 def container_channel(name: str) -> str:
@@ -281,15 +300,34 @@ def check_enum(value: str, allowed: Sequence[str], at: str) -> None:
                           f" constraint: Member must satisfy enum value set: [{', '.join(allowed)}]")
 
 
+def parse_json(text: str, where: str) -> Any:
+    """The JSON value *text* holds; *where* names it in the error (a file, a file and a line).
+
+    :raises ConfigError: for text that is not JSON, or that nests deeper than Python's
+        parser can follow (``[`` repeated 100000 times would otherwise end in a RecursionError).
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{where} is not JSON byoc can read: it nests arrays or objects too"
+                          " deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and numbers past int's digit limit
+        raise ConfigError(f"{where} is not JSON: {exc}") from exc
+
+
 def read_json(path: Path, kind: type = dict, what: str = "a JSON object") -> Any:
     """The JSON value in *path*, which must be a *kind* (described as *what*).
 
-    :raises ConfigError: when the file cannot be read, is not JSON or holds something else.
+    Every JSON file a user hands byoc is read here, so each failure is one line naming the file.
+
+    :raises ConfigError: when the file cannot be read, is not JSON (see :func:`parse_json`) or
+        holds something else.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
+    data = parse_json(text, str(path))
     if not isinstance(data, kind):
         raise ConfigError(f"{path} must hold {what}")
     return data

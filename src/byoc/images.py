@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import contract
 from ._docker import docker_client, explain, stream_error
 from .errors import BuildError, ConfigError
 from .say import Say, quiet
@@ -227,8 +228,8 @@ def provenance(reference: str, environ: Mapping[str, str] | None = None,
             client.close()
     labels = (info.get("Config") or {}).get("Labels") or {}
     try:
-        options = json.loads(labels.get(OPTIONS_LABEL) or "{}")
-    except json.JSONDecodeError:
+        options = contract.parse_json(labels.get(OPTIONS_LABEL) or "{}", f"label {OPTIONS_LABEL}")
+    except ConfigError:  # not byoc's label after all
         options = {}
     return Provenance(reference, present=True, context=str(labels.get(CONTEXT_LABEL) or ""),
                       source=str(labels.get(SOURCE_LABEL) or ""),

@@ -46,7 +46,7 @@ MAX_ENVIRONMENT = 100
 MAX_ATTRIBUTE_NAMES = 16
 #: ShuffleConfig.Seed is a Long.
 SEED_RANGE = (-(1 << 63), (1 << 63) - 1)
-CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+CHANNEL_NAME = contract.CHANNEL_NAME
 ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 #: The role a local run names in its request: no IAM role is involved.
@@ -77,6 +77,9 @@ class ChannelDefinition:
     #: AugmentedManifestFile: the attributes streamed per line, in order (Pipe mode only).
     attribute_names: tuple[str, ...] | None = None
     s3_data_type: str = "S3Prefix"
+    #: A local run: the folder an augmented manifest's ``-ref`` files must lie under (None: the
+    #: manifest's own). Not part of the request: on SageMaker the references are S3 URIs.
+    manifest_root: Path | None = None
 
     @property
     def remote(self) -> bool:
@@ -329,7 +332,9 @@ class JobDefinition:
             shuffle_seeds={c.name: c.shuffle_seed for c in self.channels
                            if c.shuffle_seed is not None},
             attribute_names={c.name: c.attribute_names for c in self.channels
-                             if c.attribute_names is not None})
+                             if c.attribute_names is not None},
+            manifest_roots={c.name: c.manifest_root for c in self.channels
+                            if c.manifest_root is not None})
         scanner = MetricScanner([metric(m.name, m.regex) for m in self.metric_definitions]) \
             if self.metric_definitions else None
         return {"channels": {c.name: Path(c.source) for c in self.channels},
@@ -362,8 +367,7 @@ def with_slash(uri: str) -> str:
 
 def _check_channel(channel: ChannelDefinition, job_mode: str) -> None:
     name = channel.name
-    if not CHANNEL_NAME.fullmatch(name):
-        raise ConfigError(f"invalid channel name {name!r}: letters, digits, '.', '-', '_'")
+    contract.check_channel_name(name)
     if not channel.remote and not Path(channel.source).exists():
         raise ConfigError(f"channel {name!r}: {channel.source} does not exist")
     mode = channel.effective_input_mode(job_mode)
@@ -396,6 +400,12 @@ def _check_channel(channel: ChannelDefinition, job_mode: str) -> None:
         if not channel.remote and not Path(channel.source).is_file():
             raise ConfigError(f"{where}: an AugmentedManifestFile channel is one JSON-lines"
                               f" manifest file, and {channel.source} is not a file")
+        if channel.manifest_root is not None and not channel.manifest_root.is_dir():
+            raise ConfigError(f"channel {name!r}: manifest root {channel.manifest_root} is not a"
+                              " directory")
+    elif channel.manifest_root is not None:
+        raise ConfigError(f"channel {name!r}: a manifest root applies to an augmented manifest"
+                          " channel only (with --attribute-names)")
 
 
 def _check_metrics(definitions: Sequence[MetricDefinition]) -> None:
@@ -429,6 +439,7 @@ def from_project(project: Any | None, *, channels: Mapping[str, str] | None = No
                  shuffle_seeds: Mapping[str, int] | None = None,
                  attribute_names: Mapping[str, Sequence[str]] | None = None,
                  s3_data_types: Mapping[str, str] | None = None,
+                 manifest_roots: Mapping[str, Path] | None = None,
                  input_mode: str | None = None,
                  metric_definitions: Sequence[MetricDefinition] = (),
                  **settings: Any) -> tuple[JobDefinition, list[str]]:
@@ -462,13 +473,13 @@ def from_project(project: Any | None, *, channels: Mapping[str, str] | None = No
         "--distribution": distribution or {}, "--channel-input-mode": channel_input_modes or {},
         "--record-wrapper": record_wrappers or {}, "--compression": compression or {},
         "--shuffle-seed": shuffle_seeds or {}, "--attribute-names": attribute_names or {},
-        "--s3-data-type": s3_data_types or {}}
+        "--s3-data-type": s3_data_types or {}, "--manifest-root": manifest_roots or {}}
     for option, values in per_channel.items():
         for name in values:
             if name not in sources:
                 raise ConfigError(f"{option} names channel {name!r}, which is not a channel")
     for values in (toml.channel_modes, toml.record_wrappers, toml.compressions,
-                   toml.shuffle_seeds, toml.attribute_names):
+                   toml.shuffle_seeds, toml.attribute_names, toml.manifest_roots):
         for name in values:
             if name not in sources:
                 raise ConfigError(f"{CONFIG_FILE} [train.channels.{name}] names channel {name!r},"
@@ -478,13 +489,15 @@ def from_project(project: Any | None, *, channels: Mapping[str, str] | None = No
     compressions = {**toml.compressions, **(compression or {})}
     seeds = {**toml.shuffle_seeds, **(shuffle_seeds or {})}
     attributes: dict[str, Sequence[str]] = {**toml.attribute_names, **(attribute_names or {})}
+    roots = {**toml.manifest_roots, **(manifest_roots or {})}
     built = tuple(ChannelDefinition(
         name, sources[name], content_type=types.get(name), input_mode=modes.get(name),
         distribution=(distribution or {}).get(name, "FullyReplicated"),
         record_wrapper=wrappers.get(name), compression=compressions.get(name),
         shuffle_seed=seeds.get(name),
         attribute_names=tuple(attributes[name]) if name in attributes else None,
-        s3_data_type=(s3_data_types or {}).get(name, "S3Prefix")) for name in sorted(sources))
+        s3_data_type=(s3_data_types or {}).get(name, "S3Prefix"),
+        manifest_root=roots.get(name)) for name in sorted(sources))
     metrics = list(metric_definitions)
     if config_file is not None and config_file.is_file():
         from . import metrics as metric_files

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import contract
 from .errors import ConfigError
 
 RECORD = "job.json"
@@ -75,12 +76,7 @@ class JobRecord:
     @classmethod
     def load(cls, job_dir: Path) -> JobRecord:
         path = job_dir / RECORD
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read the job record {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} is not a job record")
+        data = contract.read_json(path, dict, "a job record (a JSON object)")
         return cls(job_dir, data)
 
     @property
@@ -132,7 +128,11 @@ class JobRecord:
 
     def write(self) -> None:
         """Write the record, keeping the keys other writers merged into the file (metrics)."""
-        self.job_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.job_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only output directory, a file in the way
+            raise ConfigError(f"cannot create the job directory {self.job_dir}:"
+                              f" {exc.strerror or exc}; pick a writable --output-dir") from exc
         self.data = merge(self.job_dir, self.data)
 
 
@@ -161,8 +161,8 @@ def find(jobs_dir: Path, name: str) -> JobRecord:
 def read(job_dir: Path) -> dict[str, Any]:
     """The record of the job in *job_dir* ({} when it has none or it cannot be read)."""
     try:
-        data = json.loads((job_dir / RECORD).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = contract.read_json(job_dir / RECORD, object)
+    except ConfigError:
         return {}
     return data if isinstance(data, dict) else {}
 

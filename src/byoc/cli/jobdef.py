@@ -26,7 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: The keyword arguments ``@job_options`` adds, in the order they are declared.
 OPTION_NAMES = ("channel", "content_types", "hyperparameter", "hyperparameters_file", "input_mode",
                 "channel_input_mode", "distribution", "record_wrapper", "compression",
-                "shuffle_seed", "shuffle_alias", "attribute_names", "metric_definition",
+                "shuffle_seed", "shuffle_alias", "attribute_names", "manifest_root", "metric_definition",
                 "metric_alias", "metric_definitions_file", "instance_count", "env", "max_run",
                 "spot", "max_wait", "checkpoint_uri", "checkpoint_dir_alias",
                 "checkpoint_s3_alias", "checkpoint_local_path", "job_name")
@@ -68,6 +68,9 @@ def job_options(command: F) -> F:
         click.option("--attribute-names", multiple=True, metavar="NAME=A,B",
                      help="Make a channel an AugmentedManifestFile (one JSON Lines file) streaming"
                           " these attributes in order (Pipe mode)."),
+        click.option("--manifest-root", multiple=True, metavar="NAME=DIR",
+                     help="A local run of an augmented manifest channel streams only files under"
+                          " DIR (default: the manifest's folder; byoc.toml: manifest_root)."),
         click.option("--metric-definition", multiple=True, metavar="NAME=REGEX",
                      help="A MetricDefinition over the logs (group 1 of REGEX is the value), after"
                           " byoc.toml's [[metric_definitions]] (a same-named one is replaced)."
@@ -157,6 +160,8 @@ def definition_from_options(project: Any | None, values: dict[str, Any]
         shuffle_seeds=seeds,
         attribute_names={name: [a.strip() for a in text.split(",")] for name, text in
                          pairs(taken["attribute_names"], "--attribute-names").items()},
+        manifest_roots={name: Path(folder) for name, folder in
+                        pairs(taken["manifest_root"], "--manifest-root").items()},
         input_mode=taken["input_mode"], metric_definitions=tuple(metrics),
         instance_count=taken["instance_count"], environment=pairs(taken["env"], "--env"),
         max_runtime=jobdef.seconds(max_run, "--max-run") if max_run is not None
@@ -177,6 +182,7 @@ def _one_of(given: dict[str, str | None]) -> str | None:
 def _channels(values: tuple[str, ...]) -> dict[str, str] | None:
     channels = pairs(values, "--channel")
     for name, path in channels.items():
+        contract.check_channel_name(name)
         if not path.strip():
             raise ConfigError(f"--channel {name}= has an empty path; give the channel's directory")
     return channels or None

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .. import local
+from .. import contract, local
 from ..errors import ByocError, ConfigError, Interrupted
 
 PROJECT = click.argument("project", required=False,
@@ -58,6 +58,7 @@ def channel_paths(values: Iterable[str]) -> dict[str, Path] | None:
     empty PATH (it would mean the current directory)."""
     channels: dict[str, Path] = {}
     for name, path in pairs(values, "--channel").items():
+        contract.check_channel_name(name)
         if not path.strip():
             raise ConfigError(f"--channel {name}= has an empty path; give the channel's directory")
         channels[name] = Path(path)

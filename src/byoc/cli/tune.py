@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .. import jobrecord
+from .. import contract, jobrecord
 from .. import local as harness
 from ..errors import ByocError, ConfigError
 from ..project import Project
@@ -101,7 +101,7 @@ def describe_command(job: str, project_path: Path | None, output_dir: Path | Non
     harness.reap_orphans(directory.parent, say=echo_err)
     tuning_file = directory / "tuning.json"
     if tuning_file.is_file() and not (directory / jobrecord.RECORD_FILE).is_file():
-        record = json.loads(tuning_file.read_text(encoding="utf-8"))
+        record = contract.read_json(tuning_file)
         click.echo(json.dumps(record, indent=2))
         best = record.get("BestTrainingJob")
         echo_err(f"{record['HyperParameterTuningJobName']}: {record['HyperParameterTuningJobStatus']}")
@@ -109,9 +109,10 @@ def describe_command(job: str, project_path: Path | None, output_dir: Path | Non
             metric = best["FinalHyperParameterTuningJobObjectiveMetric"]
             echo_err(f"best: {best['TrainingJobName']} {metric['MetricName']} = {metric['Value']}")
         return
-    record = jobrecord.read(directory)
-    if not record:
+    record_file = directory / jobrecord.RECORD_FILE
+    if not record_file.is_file():
         raise ConfigError(f"{directory} has no {jobrecord.RECORD_FILE}")
+    record = contract.read_json(record_file)
     click.echo(json.dumps(record, indent=2))
     status = record.get("TrainingJobStatus") or ("Completed" if not any(
         record.get("exit_statuses", {}).values()) else "Failed")

@@ -11,6 +11,7 @@
     compression = "Gzip"                # Channel.CompressionType
     shuffle_seed = 7                    # Channel.ShuffleConfig.Seed
     attribute_names = ["source-ref", "class"]   # AugmentedManifestFile
+    manifest_root = "data"              # where its -ref files may lie (default: the manifest's folder)
 
 Command-line options override it, key by key.
 """
@@ -33,7 +34,8 @@ COMPRESSIONS = contract.COMPRESSIONS
 S3_PREFIX = "S3Prefix"
 AUGMENTED_MANIFEST = "AugmentedManifestFile"
 LONG = (-(1 << 63), (1 << 63) - 1)
-_TOML_KEYS = ("input_mode", "record_wrapper", "compression", "shuffle_seed", "attribute_names")
+_TOML_KEYS = ("input_mode", "record_wrapper", "compression", "shuffle_seed", "attribute_names",
+              "manifest_root")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class ChannelInput:
     compression: str = "None"
     shuffle_seed: int | None = None
     attribute_names: tuple[str, ...] | None = None
+    #: The folder an augmented manifest's ``-ref`` files must lie under (None: the manifest's).
+    manifest_root: Path | None = None
 
     @property
     def data_type(self) -> str:
@@ -66,6 +70,7 @@ class InputOptions:
     compressions: Mapping[str, str] = field(default_factory=dict)
     shuffle_seeds: Mapping[str, int] = field(default_factory=dict)
     attribute_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    manifest_roots: Mapping[str, Path] = field(default_factory=dict)
 
     def over(self, base: InputOptions) -> InputOptions:
         """These options, with *base* filling what they leave unset."""
@@ -75,7 +80,8 @@ class InputOptions:
             record_wrappers={**base.record_wrappers, **self.record_wrappers},
             compressions={**base.compressions, **self.compressions},
             shuffle_seeds={**base.shuffle_seeds, **self.shuffle_seeds},
-            attribute_names={**base.attribute_names, **self.attribute_names})
+            attribute_names={**base.attribute_names, **self.attribute_names},
+            manifest_roots={**base.manifest_roots, **self.manifest_roots})
 
     @classmethod
     def parse(cls, *, input_mode: str | None = None,
@@ -104,6 +110,8 @@ class InputOptions:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}") from exc
+        except RecursionError:
+            raise ConfigError(f"cannot read {path}: it nests arrays or tables too deeply") from None
         table = data.get("train", {})
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [train] must be a table")
@@ -124,7 +132,8 @@ class InputOptions:
                 found[key][name] = _toml_value(path, name, key, value)
         return cls(input_mode=mode, channel_modes=found["input_mode"],
                    record_wrappers=found["record_wrapper"], compressions=found["compression"],
-                   shuffle_seeds=found["shuffle_seed"], attribute_names=found["attribute_names"])
+                   shuffle_seeds=found["shuffle_seed"], attribute_names=found["attribute_names"],
+                   manifest_roots=found["manifest_root"])
 
     def resolve(self, sources: Mapping[str, Path]) -> dict[str, ChannelInput]:
         """Every channel's settings.
@@ -136,10 +145,13 @@ class InputOptions:
         for option, values in (("--channel-input-mode", self.channel_modes),
                                ("--record-wrapper", self.record_wrappers),
                                ("--compression", self.compressions), ("--shuffle", self.shuffle_seeds),
-                               ("--attribute-names", self.attribute_names)):
+                               ("--attribute-names", self.attribute_names),
+                               ("manifest_root", self.manifest_roots)):
             for name in values:
                 if name not in sources:
                     raise ConfigError(f"{option} names channel {name!r}, which is not a channel")
+        for name in sources:
+            contract.check_channel_name(name)
         resolved: dict[str, ChannelInput] = {}
         for index, name in enumerate(sorted(sources), start=1):
             member = f"inputDataConfig.{index}.member"
@@ -148,13 +160,28 @@ class InputOptions:
                 record_wrapper=self.record_wrappers.get(name, "None"),
                 compression=self.compressions.get(name, "None"),
                 shuffle_seed=self.shuffle_seeds.get(name),
-                attribute_names=self.attribute_names.get(name))
+                attribute_names=self.attribute_names.get(name),
+                manifest_root=self.manifest_roots.get(name))
             contract.check_enum(channel.input_mode, INPUT_MODES, f"{member}.inputMode")
             contract.check_enum(channel.record_wrapper, RECORD_WRAPPERS, f"{member}.recordWrapperType")
             contract.check_enum(channel.compression, COMPRESSIONS, f"{member}.compressionType")
             _check_channel(channel, sources[name])
             resolved[name] = channel
+        _check_fifo_names(resolved)
         return resolved
+
+
+def _check_fifo_names(channels: Mapping[str, ChannelInput]) -> None:
+    """Refuse a channel directory that has the name of another channel's Pipe FIFO
+    (``<channel>_<epoch>``): both would be the same path under ``/opt/ml/input/data``."""
+    for name, channel in channels.items():
+        if not channel.is_pipe:
+            continue
+        for other, found in channels.items():
+            epoch = other[len(name) + 1:] if other.startswith(name + "_") else ""
+            if not found.is_pipe and epoch.isdigit() and epoch.isascii():
+                raise ConfigError(f"channel {other!r} is a directory with the name of Pipe channel"
+                                  f" {name!r}'s FIFO for epoch {int(epoch)}; rename one of them")
 
 
 def _check_channel(channel: ChannelInput, source: Path) -> None:
@@ -168,6 +195,12 @@ def _check_channel(channel: ChannelInput, source: Path) -> None:
         if not source.is_file():
             raise ConfigError(f"{where}: an AugmentedManifestFile channel is one JSON-lines manifest"
                               f" file, and {source} is not a file")
+        if channel.manifest_root is not None and not channel.manifest_root.is_dir():
+            raise ConfigError(f"channel {channel.name!r}: manifest_root {channel.manifest_root} is"
+                              " not a directory")
+    elif channel.manifest_root is not None:
+        raise ConfigError(f"channel {channel.name!r}: manifest_root applies to an augmented"
+                          " manifest channel only (with attribute_names)")
     if not channel.is_pipe and channel.compression != "None":
         raise ConfigError(f"{where}: CompressionType is used only in Pipe input mode. In"
                           f" {channel.input_mode} mode, leave this field unset or set it to None.")
@@ -192,6 +225,10 @@ def _toml_value(path: Path, channel: str, key: str, value: object) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer")
         return _seed(channel, str(value), "shuffle_seed")
+    if key == "manifest_root":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where} must be a directory path")
+        return path.parent / Path(value).expanduser()
     if key == "attribute_names":
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{where} must be a list of strings")

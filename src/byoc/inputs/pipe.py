@@ -69,7 +69,8 @@ class ChannelObjects:
     def load(cls, channel: ChannelInput, source: Path, sharded: bool) -> ChannelObjects:
         """:raises ConfigError: for an augmented manifest that cannot be expanded."""
         if channel.attribute_names is not None:
-            return cls(channel, manifest.read(source, channel.attribute_names), sharded)
+            return cls(channel, manifest.read(source, channel.attribute_names,
+                                              channel.manifest_root), sharded)
         if source.is_file():
             return cls(channel, [[source]], sharded)
         files = [p for p in source.rglob("*") if p.is_file()]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import contract
 from ..errors import ConfigError
 from ..project import Project
 from ._aws import Aws
@@ -28,8 +29,8 @@ def record_path(project: Project) -> Path:
 def recorded(project: Project) -> dict[str, str]:
     path = record_path(project)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = contract.read_json(path, object)
+    except ConfigError:
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 

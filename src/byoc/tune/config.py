@@ -11,7 +11,6 @@ metric with no definition, ...) are checked here. Every problem is a
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .. import metrics
+from .. import contract, metrics
 from ..errors import ConfigError
 from .ranges import CategoricalRange, NumericRange, Range
 
@@ -105,12 +104,7 @@ class TuningRequest:
 
 def load(path: Path) -> TuningRequest:
     """Read and check the JSON request in *path*. :raises ConfigError:"""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not JSON: {exc}") from exc
+    raw = contract.read_json(path, object)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold the JSON object of a {OPERATION} request")
     return parse(raw)
