@@ -250,6 +250,8 @@ class Collected:
     failure_reason: str | None
     failed_host: str | None
     notes: list[str]
+    #: How many files the model archive holds (0: the job saved no model).
+    model_files: int = 0
 
 
 def collect(job_dir: Path, hosts: Sequence[HostSpec], statuses: Mapping[str, int]) -> Collected:
@@ -257,8 +259,8 @@ def collect(job_dir: Path, hosts: Sequence[HostSpec], statuses: Mapping[str, int
     trees = [contract.OptMl(host.root) for host in hosts]
     model_archive = job_dir / "model.tar.gz"
     output_archive = job_dir / "output.tar.gz"
-    notes = archive.pack([tree.model_dir for tree in trees], model_archive)
-    notes += archive.pack([tree.output_data_dir for tree in trees], output_archive)
+    notes, model_files = archive.pack([tree.model_dir for tree in trees], model_archive)
+    notes += archive.pack([tree.output_data_dir for tree in trees], output_archive)[0]
     failed = [host for host in hosts if statuses.get(host.host, -1) != 0]
     reason = None
     for host in failed:
@@ -266,7 +268,31 @@ def collect(job_dir: Path, hosts: Sequence[HostSpec], statuses: Mapping[str, int
         if reason is not None:
             shutil.copy2(contract.OptMl(host.root).failure_file, job_dir / "failure")
             break
-    return Collected(model_archive, output_archive, reason, failed[0].host if failed else None, notes)
+    return Collected(model_archive, output_archive, reason, failed[0].host if failed else None, notes,
+                     model_files)
+
+
+def claim_job_dir(jobs_dir: Path, job_name: str) -> Path:
+    """Create the job's directory, which claims the name: of two runs started with one name,
+    the second is refused here, however close together they start.
+
+    :raises ConfigError: when a job of that name exists, or the directory cannot be created
+        (a read-only folder).
+    """
+    job_dir = jobs_dir / job_name
+    try:
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        job_dir.mkdir()
+    except FileExistsError:
+        raise job_exists(job_name, jobs_dir) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create the job directory in {jobs_dir}:"
+                          f" {exc.strerror or exc}") from None
+    return job_dir
+
+
+def job_exists(job_name: str, jobs_dir: Path) -> ConfigError:
+    return ConfigError(f"a job named {job_name} exists in {jobs_dir}; pick another --job-name")
 
 
 def record_latest(jobs_dir: Path, job_dir: Path) -> None:
