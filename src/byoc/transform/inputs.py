@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -13,6 +14,10 @@ OUT_SUFFIX = ".out"
 
 class InputError(ValueError):
     """The input or output location cannot be used."""
+
+
+class OutputLinkError(ValueError):
+    """A folder on an output's way is a symbolic link: writing there could land anywhere."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,55 @@ def check_output_dir(source: Path, output_dir: Path) -> None:
                          " read as inputs by the next run")
     if outputs.exists() and not outputs.is_dir():
         raise InputError(f"--output {output_dir} exists and is not a directory")
+
+
+def prepare_output_dir(output_dir: Path) -> None:
+    """Check that files can be written in *output_dir* (or, while it does not exist, in the
+    folder it would be made in), before any server starts; :func:`make_output_dir` makes it.
+
+    :raises InputError: naming the folder when it cannot be written (read-only).
+    """
+    existing = output_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".byoc-write-check-", dir=existing)
+    except OSError as exc:
+        where = "" if existing == output_dir.absolute() else f" (it would be made in {existing})"
+        raise InputError(f"--output {output_dir}: cannot write there{where}:"
+                         f" {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def make_output_dir(output_dir: Path) -> None:
+    """:raises InputError: naming the folder when it cannot be created."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--output {output_dir}: cannot create it: {exc.strerror or exc}"
+                         ) from None
+
+
+def output_parent(output_dir: Path, final: Path) -> None:
+    """Create the folders between *output_dir* and *final*, refusing any that is a link.
+
+    :raises OutputLinkError: for a symbolic link on the way (never followed out).
+    """
+    current = output_dir
+    for part in final.relative_to(output_dir).parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise OutputLinkError(f"{current} is a symbolic link; byoc does not write through it")
+        current.mkdir(exist_ok=True)
+
+
+def open_output(temp: Path) -> BinaryIO:
+    """Open *temp* for writing as a new file: whatever has its name (an earlier run's leftover,
+    a link planted there) is removed first, never followed."""
+    temp.unlink(missing_ok=True)
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    return os.fdopen(descriptor, "wb")
 
 
 @dataclass
