@@ -137,8 +137,9 @@ def check_model(archive: Path, what: str, limits: Limits | None = None) -> Conte
 
 def _walk(archive: Path, destination: Path | None, limits: Limits) -> Contents:
     members = files = total = 0
+    made: set[Path] = set()
     try:
-        with tarfile.open(archive, "r|*") as tar:
+        with tarfile.open(archive, "r:*") as tar:
             for member in tar:
                 members += 1
                 if members > limits.max_members:
@@ -150,13 +151,14 @@ def _walk(archive: Path, destination: Path | None, limits: Limits) -> Contents:
                     raise _too_big(archive, limits)
                 target = _target(destination, member)
                 if member.isdir():
-                    if target is not None:
+                    if target is not None and target not in made:
                         target.mkdir(parents=True, exist_ok=True)
+                        made.add(target)
                     continue
                 files += 1
                 source = tar.extractfile(member)
                 assert source is not None  # a regular file
-                total = _copy_member(source, target, member, total, archive, limits)
+                total = _copy_member(source, target, member, total, archive, limits, made)
     except ArchiveError:
         raise
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
@@ -174,13 +176,15 @@ def _target(destination: Path | None, member: tarfile.TarInfo) -> Path | None:
 
 
 def _copy_member(source: IO[bytes], target: Path | None, member: tarfile.TarInfo, total: int,
-                 archive: Path, limits: Limits) -> int:
+                 archive: Path, limits: Limits, made: set[Path]) -> int:
     out = None
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.is_dir():
-            raise ArchiveError(f"refusing {archive}: member {member.name!r} overwrites a directory")
-        out = target.open("wb")
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        # a new file, never through a link; executable when the member is
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        out = os.fdopen(os.open(target, flags, 0o755 if member.mode & 0o100 else 0o644), "wb")
     try:
         written = 0
         while chunk := source.read(_CHUNK):
@@ -198,8 +202,6 @@ def _copy_member(source: IO[bytes], target: Path | None, member: tarfile.TarInfo
     finally:
         if out is not None:
             out.close()
-    if target is not None:
-        target.chmod(0o755 if member.mode & 0o100 else 0o644)
     return total
 
 

@@ -450,7 +450,7 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
     check_port_free(port)
     scratch = Path(tempfile.mkdtemp(prefix="byoc-serve-"))
     server: Server | None = None
-    stopped_by_user = True
+    work_done = False  # the caller's block ended normally: nobody asked for the stop
     try:
         model_dir = scratch / "model"
         if model.is_dir():
@@ -467,13 +467,13 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
             try:
                 wait_until_ready(server, startup_timeout, ready_interval)
                 yield RunningServer(server.url, server)
-                stopped_by_user = False
+                work_done = True
             except KeyboardInterrupt as exc:
                 raise interrupted("server stopped", exc) from None
     finally:
         if server is not None:
             # a server shut down because its work is done stops without a word
-            stop_all({"serve": server}, grace_seconds, say=say if stopped_by_user else None)
+            stop_all({"serve": server}, grace_seconds, say=None if work_done else say)
             server.close()
         _jobs.remove_tree(scratch)
 
