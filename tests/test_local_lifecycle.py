@@ -105,6 +105,16 @@ def test_a_read_only_output_dir_is_refused_before_the_job_starts(backend: Backen
         assert not list(locked.iterdir())
 
 
+def test_a_read_only_checkpoint_store_is_refused_before_the_job_starts(
+        backend: Backend, probe: Project, tmp_path: Path) -> None:
+    with read_only(tmp_path / "locked") as locked:
+        for store in (locked, locked / "new"):
+            with pytest.raises(ConfigError, match=f"^--checkpoint-uri {store}: cannot write there"):
+                local.train(backend=backend, project=probe, output_dir=tmp_path / "jobs",
+                            job_name="ckpt", checkpoint_dir=store)
+    assert not (tmp_path / "jobs" / "ckpt").exists()
+
+
 def test_a_read_only_project_state_folder_is_one_line(probe: Project) -> None:
     with read_only(probe.state_dir):
         done = _byoc("local", "train", str(probe.root), "--backend", "process", "--job-name", "ro")

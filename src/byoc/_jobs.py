@@ -7,6 +7,7 @@ import re
 import shutil
 import stat
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,12 +172,32 @@ def check_checkpoint_config(store: Path, local_path: str, channels: Mapping[str,
                           f" paths under {contract.CONTAINER_ROOT}; use the default or --backend docker")
     if store.exists() and not store.is_dir():
         raise ConfigError(f"--checkpoint-uri {store} is a file, not a directory")
+    check_writable(store, "--checkpoint-uri")
     resolved = store.resolve()
     for name, source in channels.items():
         source = source.resolve()
         if resolved == source or resolved.is_relative_to(source) or source.is_relative_to(resolved):
             raise ConfigError(f"--checkpoint-uri {store} overlaps channel {name!r} ({source});"
                               " keep checkpoints apart from the input data")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Refuse *folder* (or, while it does not exist, the folder it would be made in) when no
+    file can be written there: a read-only folder fails before the job, not in its middle.
+
+    :raises ConfigError: naming *what* (an option) and the folder.
+    """
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".byoc-write-check-", dir=existing)
+    except OSError as exc:
+        where = "" if existing == folder.absolute() else f" (it would be made in {existing})"
+        raise ConfigError(f"{what} {folder}: cannot write there{where}: {exc.strerror or exc}"
+                          ) from None
+    os.close(descriptor)
+    os.unlink(probe)
 
 
 def describe_fields(*, job_name: str, arn: str, image: str | None,

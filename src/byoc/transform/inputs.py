@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -62,25 +61,6 @@ def check_output_dir(source: Path, output_dir: Path) -> None:
                          " read as inputs by the next run")
     if outputs.exists() and not outputs.is_dir():
         raise InputError(f"--output {output_dir} exists and is not a directory")
-
-
-def prepare_output_dir(output_dir: Path) -> None:
-    """Check that files can be written in *output_dir* (or, while it does not exist, in the
-    folder it would be made in), before any server starts; :func:`make_output_dir` makes it.
-
-    :raises InputError: naming the folder when it cannot be written (read-only).
-    """
-    existing = output_dir.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".byoc-write-check-", dir=existing)
-    except OSError as exc:
-        where = "" if existing == output_dir.absolute() else f" (it would be made in {existing})"
-        raise InputError(f"--output {output_dir}: cannot write there{where}:"
-                         f" {exc.strerror or exc}") from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def make_output_dir(output_dir: Path) -> None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from .. import local
+from .. import _jobs, local
 from ..backends.base import Backend, LogSink
 from ..errors import ByocError, ConfigError, Interrupted
 from . import inputs as inputs_mod
@@ -176,9 +176,9 @@ def transform(*, backend: Backend, model: Path, source: Path, output_dir: Path,
         processing = params.check()
         items = inputs_mod.list_inputs(source)
         inputs_mod.check_output_dir(source, output_dir)
-        inputs_mod.prepare_output_dir(output_dir)
     except (ParameterError, InputError) as exc:
         raise ConfigError(str(exc)) from None
+    _jobs.check_writable(output_dir, "--output")  # before any server starts
     sink = progress or _NoProgress()
     env = params.container_env()
     started = time.monotonic()
