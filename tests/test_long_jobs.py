@@ -247,6 +247,7 @@ def test_byoc_local_stop_from_another_terminal(kind: str, project: Project,
     out, err = job.communicate(timeout=120)
     assert job.returncode == 0, err
     assert out.strip().endswith("model.tar.gz")
+    assert f"training job long stopped on request; the model it left: {out.strip()}" in err
     record = json.loads((project.jobs_dir / "long" / "job.json").read_text())
     assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Stopped", "Stopped")
     assert [t["Status"] for t in record["SecondaryStatusTransitions"]][-3:] == [
