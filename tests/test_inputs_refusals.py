@@ -129,9 +129,10 @@ def test_a_checkpoint_dir_byoc_cannot_write_is_refused_before_the_job(
     channel = ["--backend", "process", "--channel", f"train={work / 'data' / 'train'}",
                "--output-dir", str(work / "jobs")]
     _refused([*channel, "--checkpoint-uri", str(read_only / "ckpt")], ioprobe.root,
-             f"--checkpoint-uri {read_only / 'ckpt'}: {read_only} is read-only")
+             f"--checkpoint-uri {read_only / 'ckpt'}: cannot write there (it would be made in"
+             f" {read_only})")
     _refused([*channel, "--checkpoint-uri", str(work / "secret.txt" / "ckpt")], ioprobe.root,
-             f"{work / 'secret.txt'} is a file, not a directory")
+             f"--checkpoint-uri {work / 'secret.txt' / 'ckpt'}: cannot write there")
     assert _tree(read_only) == ["kept.txt"]
     assert not (work / "jobs").exists()
 

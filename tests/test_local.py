@@ -160,7 +160,7 @@ def test_input_sagemaker_would_refuse_is_refused(probe: Project, tmp_path: Path,
 
 def test_an_existing_job_directory_is_not_reused(probe: Project, tmp_path: Path) -> None:
     (tmp_path / "jobs" / "taken").mkdir(parents=True)
-    with pytest.raises(ConfigError, match="exists already"):
+    with pytest.raises(ConfigError, match="a job named taken exists"):
         local.train(backend=local.choose_backend("process", probe, None), project=probe,
                     output_dir=tmp_path / "jobs", job_name="taken")
 

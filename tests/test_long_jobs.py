@@ -18,7 +18,7 @@ import pytest
 
 from byoc import jobrecord, local
 from byoc.backends.base import Backend
-from byoc.errors import ConfigError, JobStoppedError
+from byoc.errors import ArchiveError, ConfigError, JobStoppedError
 from byoc.project import Project
 from helpers import FIXTURES, built_image
 
@@ -123,7 +123,7 @@ def test_max_run_stops_the_job_and_keeps_its_model(backend: Backend, project: Pr
 def test_a_host_ignoring_sigterm_is_killed_after_the_grace(backend: Backend, project: Project,
                                                            tmp_path: Path) -> None:
     started = time.monotonic()
-    with pytest.raises(JobStoppedError):
+    with pytest.raises(JobStoppedError) as caught:
         local.train(backend=backend, project=project, job_name="stubborn",
                     hyperparameters={"epochs": "100", "epoch_seconds": "0.2",
                                      "ignore_sigterm": "1"},
@@ -132,6 +132,34 @@ def test_a_host_ignoring_sigterm_is_killed_after_the_grace(backend: Backend, pro
     record = json.loads((tmp_path / "jobs" / "stubborn" / "job.json").read_text())
     assert record["Local"]["ExitStatuses"]["algo-1"] != 0
     assert record["SecondaryStatus"] == "MaxRuntimeExceeded"
+    # killed before it saved anything: no model is claimed, and none is trained from
+    archive = tmp_path / "jobs" / "stubborn" / "model.tar.gz"
+    assert caught.value.detail == f"it saved no model: {archive} is empty"
+    with pytest.raises(ArchiveError, match="^--incremental-from .*: the archive holds no model"):
+        local.train(backend=backend, project=project, job_name="from-nothing",
+                    hyperparameters={"epochs": "1", "epoch_seconds": "0"},
+                    output_dir=tmp_path / "jobs", incremental_from=archive)
+    assert not (tmp_path / "jobs" / "from-nothing").exists()
+    (tmp_path / "torn.tar.gz").write_bytes(archive.read_bytes()[:20])
+    with pytest.raises(ArchiveError, match="^--incremental-from .*: cannot read") as torn:
+        local.train(backend=backend, project=project, job_name="from-torn",
+                    hyperparameters={"epochs": "1", "epoch_seconds": "0"},
+                    output_dir=tmp_path / "jobs", incremental_from=tmp_path / "torn.tar.gz")
+    assert "\n" not in torn.value.message
+
+
+def test_an_interruption_planned_after_the_end_is_reported(backend: Backend, project: Project,
+                                                           tmp_path: Path) -> None:
+    said: list[str] = []
+    result = local.train(backend=backend, project=project, job_name="short",
+                         hyperparameters={"epochs": "1", "epoch_seconds": "0"},
+                         output_dir=tmp_path / "jobs", spot=True, interrupt_after=[600.0, 600.0],
+                         grace_seconds=10, say=said.append)
+    notes = [line for line in said if "ended before" in line]
+    assert notes == ["note: the job ended before simulated spot interruption 1 of 2"
+                     " (--interrupt-after 600 s into attempt 1); 0 happened"]
+    record = json.loads((result.job_dir / "job.json").read_text())
+    assert (record["Local"]["PlannedInterruptions"], record["Local"]["Interruptions"]) == (2, 0)
 
 
 def test_incremental_training_delivers_the_archive_as_sagemaker_does(
@@ -219,6 +247,7 @@ def test_byoc_local_stop_from_another_terminal(kind: str, project: Project,
     out, err = job.communicate(timeout=120)
     assert job.returncode == 0, err
     assert out.strip().endswith("model.tar.gz")
+    assert f"training job long stopped on request; the model it left: {out.strip()}" in err
     record = json.loads((project.jobs_dir / "long" / "job.json").read_text())
     assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Stopped", "Stopped")
     assert [t["Status"] for t in record["SecondaryStatusTransitions"]][-3:] == [

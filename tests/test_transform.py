@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from read_only import read_only
 from test_transform_units import recordio, tfrecord
 
 from byoc import local
@@ -286,6 +287,43 @@ def test_output_inside_input_is_refused(tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_text("1\n")
     with pytest.raises(ConfigError, match="is inside --input"):
         run(ProcessBackend(ECHO / "container" / "echo"), ECHO_MODEL, tmp_path, tmp_path / "out")
+
+
+def test_links_in_the_output_folder_are_never_followed_out(tmp_path: Path) -> None:
+    source, out, elsewhere = tmp_path / "in", tmp_path / "out", tmp_path / "elsewhere"
+    (source / "sub").mkdir(parents=True)
+    (source / "x.csv").write_text("1,2\n")
+    (source / "sub" / "y.csv").write_text("3,4\n")
+    elsewhere.mkdir()
+    (elsewhere / "victim").write_text("keep me\n")
+    out.mkdir()
+    (out / "x.csv.out").symlink_to(elsewhere / "victim")
+    (out / ".x.csv.out.partial").symlink_to(elsewhere / "victim")
+    (out / "sub").symlink_to(elsewhere)
+    result = run(ProcessBackend(ECHO / "container" / "echo"), ECHO_MODEL, source, out)
+    assert (elsewhere / "victim").read_text() == "keep me\n"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim"]
+    # a link where an output goes is replaced by the output; a linked folder fails its files
+    assert not (out / "x.csv.out").is_symlink() and (out / "x.csv.out").read_text() == "1,2\n"
+    assert not (out / ".x.csv.out.partial").exists()
+    assert [(f.key, f.message) for f in result.failures] == [
+        ("sub/y.csv", f"{out / 'sub'} is a symbolic link; byoc does not write through it")]
+
+
+def test_a_read_only_output_is_one_line_before_any_server_starts(tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_text("1\n")
+    marker = str(tmp_path / "stats.json")
+    with read_only(tmp_path / "locked"):
+        for output in (tmp_path / "locked", tmp_path / "locked" / "new" / "out"):
+            done = byoc("--input", str(tmp_path / "x.csv"), "--output", str(output),
+                        env={"ECHO_STATS": marker})
+            assert done.returncode == 2, done.stderr
+            errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+            assert errors == [done.stderr.splitlines()[-1]], done.stderr
+            assert errors[0].startswith(f"Error: --output {output}: cannot write there")
+            assert str(tmp_path / "locked") in errors[0]
+            assert "Traceback" not in done.stderr and "waiting for" not in done.stderr
+    assert not (tmp_path / "stats.json").exists()
 
 
 def _serving(marker: str) -> list[int]:

@@ -7,6 +7,7 @@ import re
 import shutil
 import stat
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -169,7 +170,7 @@ def check_checkpoint_config(store: Path, local_path: str, channels: Mapping[str,
                           f" paths under {contract.CONTAINER_ROOT}; use the default or --backend docker")
     if store.exists() and not store.is_dir():
         raise ConfigError(f"--checkpoint-uri {store} is a file, not a directory")
-    check_writable_dir(store, "--checkpoint-uri")
+    check_writable(store, "--checkpoint-uri")
     resolved = store.resolve()
     for name, source in channels.items():
         source = source.resolve()
@@ -178,20 +179,23 @@ def check_checkpoint_config(store: Path, local_path: str, channels: Mapping[str,
                               " keep checkpoints apart from the input data")
 
 
-def check_writable_dir(path: Path, option: str) -> None:
-    """Refuse a directory byoc must create or write to when it cannot: its nearest existing
-    ancestor is a file, or is not writable (read-only, immutable, a read-only mount).
+def check_writable(folder: Path, what: str) -> None:
+    """Refuse *folder* (or, while it does not exist, the folder it would be made in) when no
+    file can be written there: a read-only folder fails before the job, not in its middle.
 
-    :raises ConfigError:
+    :raises ConfigError: naming *what* (an option) and the folder.
     """
-    existing = path.resolve()
+    existing = folder.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"{option} {path}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: {existing} is read-only; pick a directory byoc can"
-                          " write to")
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".byoc-write-check-", dir=existing)
+    except OSError as exc:
+        where = "" if existing == folder.absolute() else f" (it would be made in {existing})"
+        raise ConfigError(f"{what} {folder}: cannot write there{where}: {exc.strerror or exc}"
+                          ) from None
+    os.close(descriptor)
+    os.unlink(probe)
 
 
 def describe_fields(*, job_name: str, arn: str, image: str | None,
@@ -265,6 +269,8 @@ class Collected:
     failure_reason: str | None
     failed_host: str | None
     notes: list[str]
+    #: How many files the model archive holds (0: the job saved no model).
+    model_files: int = 0
 
 
 def collect(job_dir: Path, hosts: Sequence[HostSpec], statuses: Mapping[str, int]) -> Collected:
@@ -272,8 +278,8 @@ def collect(job_dir: Path, hosts: Sequence[HostSpec], statuses: Mapping[str, int
     trees = [contract.OptMl(host.root) for host in hosts]
     model_archive = job_dir / "model.tar.gz"
     output_archive = job_dir / "output.tar.gz"
-    notes = archive.pack([tree.model_dir for tree in trees], model_archive)
-    notes += archive.pack([tree.output_data_dir for tree in trees], output_archive)
+    notes, model_files = archive.pack([tree.model_dir for tree in trees], model_archive)
+    notes += archive.pack([tree.output_data_dir for tree in trees], output_archive)[0]
     failed = [host for host in hosts if statuses.get(host.host, -1) != 0]
     reason = None
     for host in failed:
@@ -281,7 +287,31 @@ def collect(job_dir: Path, hosts: Sequence[HostSpec], statuses: Mapping[str, int
         if reason is not None:
             shutil.copy2(contract.OptMl(host.root).failure_file, job_dir / "failure")
             break
-    return Collected(model_archive, output_archive, reason, failed[0].host if failed else None, notes)
+    return Collected(model_archive, output_archive, reason, failed[0].host if failed else None, notes,
+                     model_files)
+
+
+def claim_job_dir(jobs_dir: Path, job_name: str) -> Path:
+    """Create the job's directory, which claims the name: of two runs started with one name,
+    the second is refused here, however close together they start.
+
+    :raises ConfigError: when a job of that name exists, or the directory cannot be created
+        (a read-only folder).
+    """
+    job_dir = jobs_dir / job_name
+    try:
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        job_dir.mkdir()
+    except FileExistsError:
+        raise job_exists(job_name, jobs_dir) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create the job directory {job_dir}:"
+                          f" {exc.strerror or exc}; pick a writable --output-dir") from None
+    return job_dir
+
+
+def job_exists(job_name: str, jobs_dir: Path) -> ConfigError:
+    return ConfigError(f"a job named {job_name} exists in {jobs_dir}; pick another --job-name")
 
 
 def record_latest(jobs_dir: Path, job_dir: Path) -> None:

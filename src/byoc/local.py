@@ -23,6 +23,7 @@ from .backends.base import Backend, LogSink, Server, ServeSpec, TrainSpec, stop_
 from .backends.docker import DockerBackend, device_request
 from .backends.process import ProcessBackend, check_toolchain
 from .errors import (
+    ArchiveError,
     ConfigError,
     ContainerFailedError,
     Interrupted,
@@ -138,6 +139,8 @@ class TrainResult:
     status: str = "Completed"
     #: Why the job stopped early (a SecondaryStatus such as MaxRuntimeExceeded), if it did.
     stop_reason: str | None = None
+    #: How many files :attr:`model_archive` holds: 0 when the job saved no model.
+    model_files: int = 0
 
     @property
     def succeeded(self) -> bool:
@@ -202,6 +205,8 @@ def train(*, backend: Backend, project: Project | None = None,
             raise ConfigError("--incremental-from and --channel model=... both name the model channel;"
                               " pass one")
         sources["model"] = incremental_from
+        if incremental_from.is_file():  # the program would fail on it, or unpack a bomb
+            archive.check_model(incremental_from, "--incremental-from")
     if "model" in sources and sources["model"].is_file():
         types.setdefault("model", contract.MODEL_CHANNEL_CONTENT_TYPE)
     hps, notes = contract.stringify_hyperparameters(
@@ -221,7 +226,7 @@ def train(*, backend: Backend, project: Project | None = None,
     jobs_dir = (output_dir or (project.jobs_dir if project else Path.cwd() / ".byoc" / "jobs"))
     job_dir = jobs_dir.resolve() / job_name
     if job_dir.exists():
-        raise ConfigError(f"{job_dir} exists already; pick another --job-name")
+        raise _jobs.job_exists(job_name, jobs_dir)
     protected = {"the project's .byoc/": project.state_dir} if project is not None else {}
     protected["the job output directory"] = jobs_dir
     if checkpoint_dir is not None:
@@ -243,11 +248,16 @@ def train(*, backend: Backend, project: Project | None = None,
     job_env = {**env, **contract.job_env(job_name, region)}
     if isinstance(backend, DockerBackend):
         backend.client  # noqa: B018  (an engine and the image, before anything is written)
-    record = jobrecord.JobRecord.create(job_dir, _jobs.describe_fields(
-        job_name=job_name, arn=job_env["TRAINING_JOB_ARN"], image=image, hyperparameters=hps,
-        channels=channel_specs, sources=sources, instance_count=instance_count, env=env,
-        spot=spot, max_runtime=max_runtime, max_wait=max_wait, checkpoint_dir=checkpoint_dir,
-        checkpoint_local_path=checkpoint_local_path, backend=backend.name))
+    _jobs.claim_job_dir(jobs_dir.resolve(), job_name)
+    try:
+        record = jobrecord.JobRecord.create(job_dir, _jobs.describe_fields(
+            job_name=job_name, arn=job_env["TRAINING_JOB_ARN"], image=image, hyperparameters=hps,
+            channels=channel_specs, sources=sources, instance_count=instance_count, env=env,
+            spot=spot, max_runtime=max_runtime, max_wait=max_wait, checkpoint_dir=checkpoint_dir,
+            checkpoint_local_path=checkpoint_local_path, backend=backend.name))
+    except BaseException:
+        _jobs.remove_tree(job_dir)
+        raise
     say(f"job {job_name}: {len(hosts)} host(s) on {backend.name}; artifacts in {job_dir}")
     watch = stopping.StopWatch(job_dir, max_runtime=max_runtime,
                                max_wait=max_wait if spot else None, interrupts=interrupt_after,
@@ -327,12 +337,21 @@ def train(*, backend: Backend, project: Project | None = None,
     record.update(ModelArtifacts={"S3ModelArtifacts": collected.model_archive.as_uri()},
                   OutputDataConfig={"S3OutputPath": job_dir.as_uri()},
                   Local={**record.data.get("Local", {}), "ExitStatuses": statuses})
+    planned, done = (len(interrupt_after) if spot else 0), watch.interrupts_done
+    if planned:
+        record.update(Local={**record.data.get("Local", {}), "PlannedInterruptions": planned,
+                             "Interruptions": done})
+    if done < planned and watch.reason is None:  # it ended on its own before the next one
+        say(f"note: the job ended before simulated spot interruption {done + 1} of {planned}"
+            f" (--interrupt-after {interrupt_after[done]:g} s into attempt {done + 1});"
+            f" {done} happened")
     succeeded = all(status == 0 for status in statuses.values())
     status = jobrecord.STOPPED if watch.reason else (
         jobrecord.COMPLETED if succeeded else jobrecord.FAILED)
     result = TrainResult(job_name, job_dir, collected.model_archive, collected.output_archive,
                          statuses, collected.failure_reason, notes + collected.notes,
-                         status=status, stop_reason=watch.reason)
+                         status=status, stop_reason=watch.reason,
+                         model_files=collected.model_files)
     if watch.reason is not None:
         secondary = jobrecord.STOPPED if watch.reason == stopping.STOPPED else watch.reason
         record.finish(jobrecord.STOPPED, secondary, billable_seconds=round(billable))
@@ -342,7 +361,7 @@ def train(*, backend: Backend, project: Project | None = None,
         if watch.reason != stopping.STOPPED:
             raise JobStoppedError(
                 f"training job {job_name} stopped: {jobrecord.MESSAGES[watch.reason]}",
-                detail=f"the model it left: {collected.model_archive}")
+                detail=left_model(collected.model_archive, collected.model_files))
         return result
     if not succeeded:
         # the host that failed first, not one byoc stopped because of it
@@ -358,6 +377,13 @@ def train(*, backend: Backend, project: Project | None = None,
     record.finish(jobrecord.COMPLETED, jobrecord.COMPLETED, billable_seconds=round(billable))
     _jobs.record_latest(jobs_dir, job_dir)
     return result
+
+
+def left_model(model_archive: Path, files: int) -> str:
+    """What a stopped job left: its model, or that it saved none."""
+    if files == 0:
+        return f"it saved no model: {model_archive} is empty"
+    return f"the model it left: {model_archive}"
 
 
 @dataclass(frozen=True)
@@ -416,19 +442,22 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
 
     ``/ping`` is polled every *ready_interval* seconds.
 
-    :raises ArchiveError: for an unsafe archive (nothing is extracted).
+    :raises ArchiveError: for an unsafe or unreadable archive, or one that holds no file
+        (nothing is extracted).
     :raises PortInUseError: when the port is taken.
     :raises ServeError: when the server exits or is not ready within *startup_timeout*.
     """
     check_port_free(port)
     scratch = Path(tempfile.mkdtemp(prefix="byoc-serve-"))
     server: Server | None = None
+    work_done = False  # the caller's block ended normally: nobody asked for the stop
     try:
         model_dir = scratch / "model"
         if model.is_dir():
             model_dir = model.resolve()
-        else:
-            archive.extract(model, model_dir)
+        elif archive.extract(model, model_dir).files == 0:
+            raise ArchiveError(f"model {model}: the archive holds no model (no file); the job that"
+                               " made it saved nothing")
         spec = ServeSpec(model_dir=model_dir, root=scratch / "opt_ml", port=port, env=dict(env or {}),
                          grace_seconds=grace_seconds)
         spec.root.mkdir()
@@ -438,11 +467,13 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
             try:
                 wait_until_ready(server, startup_timeout, ready_interval)
                 yield RunningServer(server.url, server)
+                work_done = True
             except KeyboardInterrupt as exc:
                 raise interrupted("server stopped", exc) from None
     finally:
         if server is not None:
-            stop_all({"serve": server}, grace_seconds, say=say)
+            # a server shut down because its work is done stops without a word
+            stop_all({"serve": server}, grace_seconds, say=None if work_done else say)
             server.close()
         _jobs.remove_tree(scratch)
 

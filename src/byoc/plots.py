@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -27,13 +29,31 @@ def _pyplot(say: Callable[[str], None] | None) -> Any:
     try:
         import matplotlib
     except ImportError:
-        if say is not None:
+        if say is not None and _first_time_here():
             say(f"note: {MISSING}")
         return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _first_time_here() -> bool:
+    """Whether the missing matplotlib was not yet told for this Python environment (a marker in
+    byoc's cache directory, one per ``sys.prefix``); True when the marker cannot be written."""
+    from .envs import cache_dir
+
+    key = hashlib.sha256(sys.prefix.encode()).hexdigest()[:16]
+    marker = cache_dir() / "notes" / f"matplotlib-missing-{key}"
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        with marker.open("x", encoding="utf-8") as handle:
+            handle.write(sys.prefix + "\n")
+    except FileExistsError:
+        return False
+    except OSError:
+        pass
+    return True
 
 
 def metrics_over_time(samples: Sequence[Sample], target: Path, title: str,

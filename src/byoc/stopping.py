@@ -107,6 +107,11 @@ class StopWatch:
         if self.reason == INTERRUPTED:
             self._interrupts_done += 1
 
+    @property
+    def interrupts_done(self) -> int:
+        """How many simulated spot interruptions have happened."""
+        return self._interrupts_done
+
     def close(self) -> None:
         self._done.set()
         if self._thread is not None:

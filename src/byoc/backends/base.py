@@ -177,7 +177,8 @@ def stop_all(runs: Mapping[str, Run], grace_seconds: float, poll: float = 0.1,
 
     When a run outlives SIGTERM by :data:`QUIET_STOP_SECONDS`, *say* is told
     ``stopping; waiting up to N s; Ctrl-C again to kill``; a Ctrl-C (or SIGTERM
-    raised as KeyboardInterrupt) while waiting kills what is left at once.
+    raised as KeyboardInterrupt) while waiting kills what is left at once. Pass
+    no *say* for a shutdown nobody asked about (a server whose work is done).
     """
     running = [run for run in runs.values() if run.poll() is None]
     for run in running:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import contract, envs
+from .. import archive, contract, envs
 from ..errors import ConfigError
 from ..say import quiet
 from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
@@ -132,7 +132,7 @@ class ProcessBackend:
         model_dir = spec.root / "model"
         if model_dir.exists():
             shutil.rmtree(model_dir)
-        shutil.copytree(spec.model_dir, model_dir)
+        archive.copy_tree(spec.model_dir, model_dir)  # a sparse file's holes stay holes
         env = {**os.environ, **spec.env, contract.BASE_DIR_ENV: str(spec.root),
                contract.BIND_TO_PORT_ENV: str(spec.port), "SERVE_BIND_ADDRESS": "127.0.0.1"}
         run = self._start("serve", env, "serve", log, None)
@@ -169,7 +169,7 @@ def _stage_channels(host: HostSpec) -> None:
         target = host.root / "input" / "data" / name
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(source, target)
+        archive.copy_tree(source, target)
         for path in sorted(target.rglob("*"), reverse=True):
             path.chmod(stat.S_IMODE(path.stat().st_mode) & ~0o222)
         target.chmod(0o555)

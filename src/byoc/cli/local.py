@@ -64,7 +64,10 @@ def train(project: Path | None, image: str | None, backend: str, output_dir: Pat
     for note in result.notes:
         echo_err(f"note: {note}")
     if result.status == jobrecord.STOPPED:
-        echo_err(f"training job {result.job_name} stopped on request; the model it left:")
+        echo_err(f"training job {result.job_name} stopped on request; "
+                 + harness.left_model(result.model_archive, result.model_files))
+        if result.model_files == 0:
+            return
     else:
         echo_err(f"training job {result.job_name} completed; output: {result.output_archive}")
     click.echo(str(result.model_archive))

@@ -15,6 +15,10 @@ class InputError(ValueError):
     """The input or output location cannot be used."""
 
 
+class OutputLinkError(ValueError):
+    """A folder on an output's way is a symbolic link: writing there could land anywhere."""
+
+
 @dataclass(frozen=True)
 class InputFile:
     path: Path
@@ -57,6 +61,36 @@ def check_output_dir(source: Path, output_dir: Path) -> None:
                          " read as inputs by the next run")
     if outputs.exists() and not outputs.is_dir():
         raise InputError(f"--output {output_dir} exists and is not a directory")
+
+
+def make_output_dir(output_dir: Path) -> None:
+    """:raises InputError: naming the folder when it cannot be created."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--output {output_dir}: cannot create it: {exc.strerror or exc}"
+                         ) from None
+
+
+def output_parent(output_dir: Path, final: Path) -> None:
+    """Create the folders between *output_dir* and *final*, refusing any that is a link.
+
+    :raises OutputLinkError: for a symbolic link on the way (never followed out).
+    """
+    current = output_dir
+    for part in final.relative_to(output_dir).parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise OutputLinkError(f"{current} is a symbolic link; byoc does not write through it")
+        current.mkdir(exist_ok=True)
+
+
+def open_output(temp: Path) -> BinaryIO:
+    """Open *temp* for writing as a new file: whatever has its name (an earlier run's leftover,
+    a link planted there) is removed first, never followed."""
+    temp.unlink(missing_ok=True)
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    return os.fdopen(descriptor, "wb")
 
 
 @dataclass

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from .. import local
+from .. import _jobs, local
 from ..backends.base import Backend, LogSink
 from ..errors import ByocError, ConfigError, Interrupted
 from . import inputs as inputs_mod
@@ -178,6 +178,7 @@ def transform(*, backend: Backend, model: Path, source: Path, output_dir: Path,
         inputs_mod.check_output_dir(source, output_dir)
     except (ParameterError, InputError) as exc:
         raise ConfigError(str(exc)) from None
+    _jobs.check_writable(output_dir, "--output")  # before any server starts
     sink = progress or _NoProgress()
     env = params.container_env()
     started = time.monotonic()
@@ -198,7 +199,10 @@ def transform(*, backend: Backend, model: Path, source: Path, output_dir: Path,
         result = TransformResult(output_dir, effective, params.instance_count, len(items),
                                  startup_seconds=startup, execution_parameters=answered)
         job = _Job(params, processing, effective, output_dir, sink, result)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            inputs_mod.make_output_dir(output_dir)
+        except InputError as exc:
+            raise ConfigError(str(exc)) from None
         sink.start(len(items), None if params.compression == "Gzip" else sum(i.size for i in items))
         began = time.monotonic()
         try:
@@ -297,8 +301,9 @@ def _run_file(job: _Job, item: InputFile, invoker: Invoker, pool: ThreadPoolExec
     depth = 2 * job.effective.max_concurrent
     line = job.params.assemble_with == "Line"
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with inputs_mod.open_input(item, job.params.compression) as stream, temp.open("wb") as out:
+        inputs_mod.output_parent(job.output_dir, final)
+        with inputs_mod.open_input(item, job.params.compression) as stream, \
+                inputs_mod.open_output(temp) as out:
             for batch in _batches(job, stream):
                 if job.stop.is_set():
                     raise _Stopped
@@ -326,7 +331,7 @@ def _run_file(job: _Job, item: InputFile, invoker: Invoker, pool: ThreadPoolExec
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, SplitError | RecordTooLargeError | _BatchFailed | EOFError | zlib.error
-                  | gzip.BadGzipFile):
+                  | gzip.BadGzipFile | inputs_mod.OutputLinkError):
         return str(exc)
     if isinstance(exc, OSError):
         return str(exc.strerror or exc)
