@@ -682,6 +682,28 @@ def test_stop_sends_stop_training_job(scripted: Any) -> None:
     assert scripted.calls[-1] == ("StopTrainingJob", {"TrainingJobName": "job-1"})
 
 
+HTML_500 = ("<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>\n<body>\n"
+            "<h1>Internal Server Error</h1>\n"
+            + "<p>The server encountered an internal error and was unable to complete your"
+              " request.</p>\n" * 40 + "</body></html>\n")
+
+
+@pytest.mark.parametrize(("command", "operation"), [
+    (["stop", "job-1"], "StopTrainingJob"),
+    (["describe", "job-1"], "DescribeTrainingJob"),
+])
+def test_an_html_error_page_is_one_line(scripted: Any, command: list[str], operation: str) -> None:
+    """Not moto: the scripted server answers HTTP 500 with an HTML page, as a load balancer or
+    proxy in front of the service does, in place of AWS's JSON error."""
+    scripted.answers[operation] = [(500, HTML_500)]
+    result = run(*command)
+    assert result.exit_code == 1
+    assert one_line_error(result) == (
+        f"Error: sagemaker:{operation} failed: AWS answered HTTP 500 (500 Internal Server Error)"
+        " after byoc's retries: a problem on AWS's side or on the way there; retry later")
+    assert "<" not in result.stderr
+
+
 # ---- watching a job that moves (scripted: moto's jobs never do) ---------------------------------
 
 def _job(status: str, secondary: str, transitions: list[tuple[str, str]], **extra: Any) -> Any:
