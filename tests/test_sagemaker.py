@@ -1096,6 +1096,34 @@ def test_logs_and_describe(aws: str, tmp_path: Path) -> None:
     assert one_line_error(result).startswith("Error: sagemaker:DescribeTrainingJob failed:")
 
 
+def test_logs_of_a_job_without_logs_or_of_no_job(aws: str, tmp_path: Path) -> None:
+    """moto's SageMaker writes no logs and ends a job Completed at once: a job with no streams."""
+    root = write_project(tmp_path / "p")
+    job = f"nologs-{uuid.uuid4().hex[:6]}"
+    assert run("train", str(root), "--image", IMAGE, "--job-name", job, "--detach").exit_code == 0
+    result = run("logs", job)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == (f"training job {job} has no logs: it ended Completed (Completed)"
+                             " before its containers wrote any\n")
+    result = run("logs", f"{job}-missing")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (f"Error: no training job '{job}-missing' in {REGION} (check"
+                                      " the name, --region and --profile)")
+
+
+def test_logs_of_a_starting_job_say_it_has_none_yet(scripted: Any) -> None:
+    """Scripted (moto's jobs never start): no log group yet, the job InProgress, Starting."""
+    scripted.answers["DescribeLogStreams"] = [fake.error("ResourceNotFoundException",
+                                                         "The specified log group does not exist.")]
+    scripted.answers["DescribeTrainingJob"] = [_job("InProgress", "Starting", [STARTING])]
+    result = run("logs", "watch-1")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ("training job watch-1 has no logs yet: it is InProgress (Starting);"
+                             " logs appear once its containers start (follow it: byoc sagemaker"
+                             " logs watch-1 --follow)\n")
+
+
 def test_clients_have_short_timeouts_and_bounded_retries(aws: str) -> None:
     config = Aws.connect(REGION).client("sagemaker").meta.config
     assert (config.connect_timeout, config.read_timeout) == (5.0, 70.0)

@@ -146,7 +146,8 @@ def train(project: Path | None, image: str | None, role: str | None, bucket: str
 @aws_options
 def logs(job: str, follow: bool, jobs_dir: Path | None, poll: float, region: str | None,
          profile: str | None) -> None:
-    """Print a training job's CloudWatch logs, one prefix per host."""
+    """Print a training job's CloudWatch logs, one prefix per host. A job without logs yet is
+    said so, with its status; a job that does not exist is an error."""
     from ..sagemaker.watch import TRAINING_LOG_GROUP, LogTail
 
     loaded = _optional_project()
@@ -154,8 +155,13 @@ def logs(job: str, follow: bool, jobs_dir: Path | None, poll: float, region: str
     if follow:
         _follow(aws, job, jobs_dir or (loaded.jobs_dir if loaded else None), poll)
         return
-    for host, message in LogTail(aws, TRAINING_LOG_GROUP, job).poll():
+    lines = LogTail(aws, TRAINING_LOG_GROUP, job).poll()
+    for host, message in lines:
         click.echo(f"{host} | {message}")
+    if not lines:
+        from ..sagemaker import training
+
+        echo_err(training.no_logs_note(aws, job))
 
 
 def _optional_project() -> Project | None:
