@@ -649,6 +649,49 @@ def test_no_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert one_line_error(result).startswith("Error: no AWS region: pass --region, set AWS_REGION")
 
 
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_a_dry_run_needs_no_credentials_and_no_pushed_image(
+        scripted: Any, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials anywhere and nothing pushed: the request still prints, <placeholders>
+    where the account and the image's digest go, each said on stderr. The scripted server (not
+    moto) shows that nothing was sent to AWS."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    root = write_project(tmp_path / "p", role=None)
+    name = (root / "byoc.toml").read_text().split('"')[1]
+    config = tmp_path / "tune.json"
+    config.write_text(json.dumps({"HyperParameterTuningJobConfig": {
+        "Strategy": "Random", "ResourceLimits": {"MaxNumberOfTrainingJobs": 2,
+                                                 "MaxParallelTrainingJobs": 1},
+        "ParameterRanges": {"IntegerParameterRanges": [
+            {"Name": "max_leaf_nodes", "MinValue": "2", "MaxValue": "8"}]}}}))
+    extra = ["--config", str(config), "--job-name", "dry-1"] if command == "tune" else []
+    result = run(command, str(root), "--role", "MyRole", "--dry-run", *extra)
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stdout)
+    job = request["TrainingJobDefinition"] if command == "tune" else request
+    assert job["RoleArn"] == "arn:aws:iam::<account>:role/MyRole"
+    assert job["OutputDataConfig"]["S3OutputPath"].startswith(
+        f"s3://sagemaker-{REGION}-<account>/byoc/{name}/output/")
+    assert job["AlgorithmSpecification"]["TrainingImage"] == \
+        f"<account>.dkr.ecr.{REGION}.amazonaws.com/{name}@<digest-of-byoc-push>"
+    notes = result.stderr.splitlines()
+    assert notes[0].startswith("note: dry run: <account> stands for the AWS account, which needs"
+                               " credentials (no AWS credentials found): pass --bucket and --role"
+                               " as an ARN"), result.stderr
+    assert notes[1].startswith(f"note: dry run: <digest-of-byoc-push> stands for the digest of"
+                               f" {name}:latest, which has not been pushed to ECR")
+    assert "--image URI" in notes[1] and len(notes) == 2
+    assert scripted.calls == []  # nothing reached AWS
+    # with the bucket, a role ARN and an image given, nothing is a placeholder
+    result = run(command, str(root), "--role", ROLE, "--bucket", "my-bucket", "--image", IMAGE,
+                 "--dry-run", *extra)
+    assert result.exit_code == 0, result.stderr
+    assert "<" not in result.stdout and result.stderr == ""
+
+
 def test_no_role(aws: str, tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", role=None)
     result = run("train", str(root), "--image", IMAGE, "--dry-run")
@@ -813,7 +856,6 @@ def test_ctrl_c_detaches_and_says_how_to_reattach(tmp_path: Path) -> None:
 # ---- the image ---------------------------------------------------------------------------------
 
 def test_image_is_pushed_only_when_ecr_lacks_it(aws: str, tmp_path: Path) -> None:
-    from byoc.errors import ConfigError
     from byoc.sagemaker import image
 
     project = _project(write_project(tmp_path / "p"))
@@ -842,8 +884,10 @@ def test_image_is_pushed_only_when_ecr_lacks_it(aws: str, tmp_path: Path) -> Non
         return image.resolve(connection, project, None, say=lambda line: None, push=push,
                              local_image_id=lambda reference: local_id["id"], **kwargs)
 
-    with pytest.raises(ConfigError, match="has not been pushed to ECR: run `byoc push` first"):
-        resolve(dry_run=True)
+    # a dry run pushes nothing: the image as byoc push will push it, its digest a placeholder
+    assert resolve(dry_run=True) == (f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/"
+                                     f"{project.image}@<digest-of-byoc-push>")
+    assert connection.placeholders and pushes == []
     image.remember(project, "sha256:local-1", uri)
     assert resolve() == uri and pushes == []  # the same local image, and ECR holds the digest
     assert resolve(dry_run=True) == uri
