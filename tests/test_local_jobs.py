@@ -7,8 +7,10 @@ The records are written with :class:`byoc.jobrecord.JobRecord` as a training job
 
 from __future__ import annotations
 
+import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ from click.testing import CliRunner
 from byoc import _jobs, jobrecord
 from byoc.cli import cli
 from byoc.errors import ConfigError
+from helpers import FIXTURES
 
 LONG = "churn-model-with-a-rather-long-name-2026-12-07-01-30-00-123"
 
@@ -102,3 +105,22 @@ def test_latest_before_any_job_completed_is_one_error_line(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: no latest local job in ")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_incremental_from_latest_takes_the_last_completed_jobs_model(tmp_path: Path) -> None:
+    """byoc local train --incremental-from latest, on the process backend (the probe project)."""
+    root = Path(shutil.copytree(FIXTURES / "probe", tmp_path / "probe"))
+    jobs = tmp_path / "jobs"
+    train = ["local", "train", str(root), "--backend", "process", "--output-dir", str(jobs)]
+    missing = CliRunner().invoke(cli, [*train, "--incremental-from", "latest"])
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith(f"Error: no latest local job in {jobs}")
+    first = CliRunner().invoke(cli, [*train, "--job-name", "first"])
+    assert first.exit_code == 0, first.stderr
+    second = CliRunner().invoke(cli, [*train, "--job-name", "second", "--incremental-from",
+                                      "latest"])
+    assert second.exit_code == 0, second.stderr
+    record = json.loads((jobs / "second" / "job.json").read_text())
+    channels = {c["ChannelName"]: c for c in record["InputDataConfig"]}
+    uri = channels["model"]["DataSource"]["S3DataSource"]["S3Uri"]
+    assert uri == (jobs / "first" / "model.tar.gz").resolve().as_uri()
