@@ -11,7 +11,10 @@ What moto fakes, and how these tests deal with it (none of this is a pass of the
 - endpoints are ``InService`` at once, and InvokeEndpoint answers what the test queued through
   moto's API, whether or not the endpoint exists;
 - AWS's error shapes (AccessDenied, ValidationException, ResourceLimitExceeded, throttling,
-  expired credentials) come from the scripted server, as AWS sends them.
+  expired credentials) come from the scripted server, as AWS sends them, and so does an HTML
+  error page (a 500 from a proxy or load balancer in front of the service);
+- a job whose containers have not started (no log group, InProgress) comes from the scripted
+  server; moto's jobs have no logs and are Completed at once.
 """
 
 from __future__ import annotations
