@@ -49,10 +49,13 @@ def _error_last(result: Any) -> str:
 
 def test_a_failed_step_ends_with_the_error_line_and_shows_its_log_once(
         tmp_path: Path, base_image: str, docker_client: Any) -> None:
-    root = _project(tmp_path / "p", f"FROM {base_image}\nRUN echo {MARKER}-out && false\n")
+    # an earlier step that got over a network hiccup does not make the failure a network one
+    root = _project(tmp_path / "p", f"FROM {base_image}\n"
+                                    "RUN echo 'Temporary failure in name resolution, retried: ok'\n"
+                                    f"RUN echo {MARKER}-out && false\n")
     result = _build(root)
     error = _error_last(result)
-    assert error.startswith("Error: build failed at Step 2/")
+    assert error.startswith("Error: build failed at Step 3/")
     assert error.endswith("returned a non-zero code: 1")  # no network hint for this one
     assert result.stderr.count(f"{MARKER}-out\n") == 1  # shown as it ran, not again after
     # the library, with no log to show it on, keeps the tail for its caller

@@ -151,6 +151,7 @@ def build(context: Path, *, tag: str, build_args: Mapping[str, str] | None = Non
         return tag
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     step = ""
+    step_log: deque[str] = deque(maxlen=TAIL_LINES)  # the output of the step running
     try:
         stream = client.api.build(path=str(context), tag=tag, buildargs=dict(build_args or {}),
                                   platform=platform, nocache=no_cache, network_mode=network,
@@ -159,17 +160,20 @@ def build(context: Path, *, tag: str, build_args: Mapping[str, str] | None = Non
             error = stream_error(chunk)
             if error:
                 raise _failed(f"build failed at {step or 'the first step'}: {error}", step, error,
-                              tail, log)
+                              step_log, tail, log)
             text = chunk.get("stream") or chunk.get("status") or ""
             for line in text.splitlines():
                 if not line.strip():
                     continue
                 if line.startswith("Step "):
                     step = line.strip()
+                    step_log.clear()
+                step_log.append(line)
                 tail.append(line)
                 log(line)
     except docker.errors.APIError as exc:
-        raise _failed(f"build failed: {explain(exc)}", step, explain(exc), tail, log) from exc
+        raise _failed(f"build failed: {explain(exc)}", step, explain(exc), step_log, tail,
+                      log) from exc
     return tag
 
 
@@ -214,10 +218,12 @@ def failure_hint(step: str, error: str, log: str) -> str:
     return ""
 
 
-def _failed(message: str, step: str, error: str, tail: deque[str], log: Say) -> BuildError:
-    """The :class:`BuildError` of a failed build: the message with :func:`failure_hint`'s fix;
-    the log's tail as its detail only when *log* did not show the log already."""
-    hint = failure_hint(step, error, "\n".join(tail))
+def _failed(message: str, step: str, error: str, step_log: deque[str], tail: deque[str],
+            log: Say) -> BuildError:
+    """The :class:`BuildError` of a failed build: the message with :func:`failure_hint`'s fix
+    (from the failed step's own output, *step_log*, not the steps before); the log's tail as its
+    detail only when *log* did not show the log already."""
+    hint = failure_hint(step, error, "\n".join(step_log))
     return BuildError(message + (f". {hint}" if hint else ""),
                       detail="" if log is not quiet else "\n".join(tail))
 
@@ -260,7 +266,7 @@ def _buildx(context: Path, *, tag: str, build_args: Mapping[str, str], platform:
             log(line.rstrip())
     if process.returncode != 0:
         raise _failed(f"docker buildx build --platform {platform} failed"
-                      f" (exit {process.returncode})", "", "\n".join(tail), tail, log)
+                      f" (exit {process.returncode})", "", "", tail, tail, log)
 
 
 def _check_platform(client: Any, tag: str, platform: str) -> None:
