@@ -133,7 +133,7 @@ class Aws:
                 self._account = ACCOUNT_PLACEHOLDER
                 self.placeholders.append(
                     f"{ACCOUNT_PLACEHOLDER} stands for the AWS account, which needs credentials"
-                    f" ({exc.message.split(':')[0]}): pass --bucket and --role as an ARN, or"
+                    f" ({exc.message.split(': ')[0]}): pass --bucket and --role as an ARN, or"
                     " configure credentials, for the real values")
             else:
                 self._account = str(identity["Account"])
