@@ -11,7 +11,10 @@ What moto fakes, and how these tests deal with it (none of this is a pass of the
 - endpoints are ``InService`` at once, and InvokeEndpoint answers what the test queued through
   moto's API, whether or not the endpoint exists;
 - AWS's error shapes (AccessDenied, ValidationException, ResourceLimitExceeded, throttling,
-  expired credentials) come from the scripted server, as AWS sends them.
+  expired credentials) come from the scripted server, as AWS sends them, and so does an HTML
+  error page (a 500 from a proxy or load balancer in front of the service);
+- a job whose containers have not started (no log group, InProgress) comes from the scripted
+  server; moto's jobs have no logs and are Completed at once.
 """
 
 from __future__ import annotations
@@ -649,6 +652,49 @@ def test_no_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert one_line_error(result).startswith("Error: no AWS region: pass --region, set AWS_REGION")
 
 
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_a_dry_run_needs_no_credentials_and_no_pushed_image(
+        scripted: Any, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials anywhere and nothing pushed: the request still prints, <placeholders>
+    where the account and the image's digest go, each said on stderr. The scripted server (not
+    moto) shows that nothing was sent to AWS."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    root = write_project(tmp_path / "p", role=None)
+    name = (root / "byoc.toml").read_text().split('"')[1]
+    config = tmp_path / "tune.json"
+    config.write_text(json.dumps({"HyperParameterTuningJobConfig": {
+        "Strategy": "Random", "ResourceLimits": {"MaxNumberOfTrainingJobs": 2,
+                                                 "MaxParallelTrainingJobs": 1},
+        "ParameterRanges": {"IntegerParameterRanges": [
+            {"Name": "max_leaf_nodes", "MinValue": "2", "MaxValue": "8"}]}}}))
+    extra = ["--config", str(config), "--job-name", "dry-1"] if command == "tune" else []
+    result = run(command, str(root), "--role", "MyRole", "--dry-run", *extra)
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stdout)
+    job = request["TrainingJobDefinition"] if command == "tune" else request
+    assert job["RoleArn"] == "arn:aws:iam::<account>:role/MyRole"
+    assert job["OutputDataConfig"]["S3OutputPath"].startswith(
+        f"s3://sagemaker-{REGION}-<account>/byoc/{name}/output/")
+    assert job["AlgorithmSpecification"]["TrainingImage"] == \
+        f"<account>.dkr.ecr.{REGION}.amazonaws.com/{name}@<digest-of-byoc-push>"
+    notes = result.stderr.splitlines()
+    assert notes[0].startswith("note: dry run: <account> stands for the AWS account, which needs"
+                               " credentials (no AWS credentials found): pass --bucket and --role"
+                               " as an ARN"), result.stderr
+    assert notes[1].startswith(f"note: dry run: <digest-of-byoc-push> stands for the digest of"
+                               f" {name}:latest, which has not been pushed to ECR")
+    assert "--image URI" in notes[1] and len(notes) == 2
+    assert scripted.calls == []  # nothing reached AWS
+    # with the bucket, a role ARN and an image given, nothing is a placeholder
+    result = run(command, str(root), "--role", ROLE, "--bucket", "my-bucket", "--image", IMAGE,
+                 "--dry-run", *extra)
+    assert result.exit_code == 0, result.stderr
+    assert "<" not in result.stdout and result.stderr == ""
+
+
 def test_no_role(aws: str, tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", role=None)
     result = run("train", str(root), "--image", IMAGE, "--dry-run")
@@ -680,6 +726,28 @@ def test_stop_sends_stop_training_job(scripted: Any) -> None:
     result = run("stop", "job-1")
     assert result.exit_code == 0, result.stderr
     assert scripted.calls[-1] == ("StopTrainingJob", {"TrainingJobName": "job-1"})
+
+
+HTML_500 = ("<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>\n<body>\n"
+            "<h1>Internal Server Error</h1>\n"
+            + "<p>The server encountered an internal error and was unable to complete your"
+              " request.</p>\n" * 40 + "</body></html>\n")
+
+
+@pytest.mark.parametrize(("command", "operation"), [
+    (["stop", "job-1"], "StopTrainingJob"),
+    (["describe", "job-1"], "DescribeTrainingJob"),
+])
+def test_an_html_error_page_is_one_line(scripted: Any, command: list[str], operation: str) -> None:
+    """Not moto: the scripted server answers HTTP 500 with an HTML page, as a load balancer or
+    proxy in front of the service does, in place of AWS's JSON error."""
+    scripted.answers[operation] = [(500, HTML_500)]
+    result = run(*command)
+    assert result.exit_code == 1
+    assert one_line_error(result) == (
+        f"Error: sagemaker:{operation} failed: AWS answered HTTP 500 (500 Internal Server Error)"
+        " after byoc's retries: a problem on AWS's side or on the way there; retry later")
+    assert "<" not in result.stderr
 
 
 # ---- watching a job that moves (scripted: moto's jobs never do) ---------------------------------
@@ -791,7 +859,6 @@ def test_ctrl_c_detaches_and_says_how_to_reattach(tmp_path: Path) -> None:
 # ---- the image ---------------------------------------------------------------------------------
 
 def test_image_is_pushed_only_when_ecr_lacks_it(aws: str, tmp_path: Path) -> None:
-    from byoc.errors import ConfigError
     from byoc.sagemaker import image
 
     project = _project(write_project(tmp_path / "p"))
@@ -820,8 +887,10 @@ def test_image_is_pushed_only_when_ecr_lacks_it(aws: str, tmp_path: Path) -> Non
         return image.resolve(connection, project, None, say=lambda line: None, push=push,
                              local_image_id=lambda reference: local_id["id"], **kwargs)
 
-    with pytest.raises(ConfigError, match="has not been pushed to ECR: run `byoc push` first"):
-        resolve(dry_run=True)
+    # a dry run pushes nothing: the image as byoc push will push it, its digest a placeholder
+    assert resolve(dry_run=True) == (f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/"
+                                     f"{project.image}@<digest-of-byoc-push>")
+    assert connection.placeholders and pushes == []
     image.remember(project, "sha256:local-1", uri)
     assert resolve() == uri and pushes == []  # the same local image, and ECR holds the digest
     assert resolve(dry_run=True) == uri
@@ -1072,6 +1141,34 @@ def test_logs_and_describe(aws: str, tmp_path: Path) -> None:
     result = run("describe", "no-such-job")
     assert result.exit_code == 1
     assert one_line_error(result).startswith("Error: sagemaker:DescribeTrainingJob failed:")
+
+
+def test_logs_of_a_job_without_logs_or_of_no_job(aws: str, tmp_path: Path) -> None:
+    """moto's SageMaker writes no logs and ends a job Completed at once: a job with no streams."""
+    root = write_project(tmp_path / "p")
+    job = f"nologs-{uuid.uuid4().hex[:6]}"
+    assert run("train", str(root), "--image", IMAGE, "--job-name", job, "--detach").exit_code == 0
+    result = run("logs", job)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == (f"training job {job} has no logs: it ended Completed (Completed)"
+                             " before its containers wrote any\n")
+    result = run("logs", f"{job}-missing")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (f"Error: no training job '{job}-missing' in {REGION} (check"
+                                      " the name, --region and --profile)")
+
+
+def test_logs_of_a_starting_job_say_it_has_none_yet(scripted: Any) -> None:
+    """Scripted (moto's jobs never start): no log group yet, the job InProgress, Starting."""
+    scripted.answers["DescribeLogStreams"] = [fake.error("ResourceNotFoundException",
+                                                         "The specified log group does not exist.")]
+    scripted.answers["DescribeTrainingJob"] = [_job("InProgress", "Starting", [STARTING])]
+    result = run("logs", "watch-1")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ("training job watch-1 has no logs yet: it is InProgress (Starting);"
+                             " logs appear once its containers start (follow it: byoc sagemaker"
+                             " logs watch-1 --follow)\n")
 
 
 def test_clients_have_short_timeouts_and_bounded_retries(aws: str) -> None:

@@ -243,7 +243,12 @@ def test_no_engine_means_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ([], "checking training needs channels: pass --channel NAME=PATH"),
+    # every missing option in one line, not one per run
+    ([], "missing --channel NAME=PATH (training's input) and --payload FILE (a sample request for"
+         " serving): pass them"),
+    (["--serve-only"], "missing --payload FILE (a sample request for serving) and --model (the"
+                       " model to serve)"),
+    (["--payload", str(PAYLOAD)], "checking training needs channels: pass --channel NAME=PATH"),
     (["--train-only", "--serve-only"], "--train-only and --serve-only exclude each other"),
     (["--channel", f"training={CHANNELS['training']}"], "checking serving needs a sample request"),
     (["--serve-only", "--payload", str(PAYLOAD)], "serving alone needs a model: pass --model"),
@@ -260,6 +265,7 @@ def test_missing_or_bad_input_is_exit_2_before_anything_runs(
     assert result.exit_code == 2, result.stderr
     assert result.stderr.startswith("Error: "), result.stderr
     assert message in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_inputs_default_from_the_project_around(default_project: Path,

@@ -199,13 +199,31 @@ def _client_error(exc: Any, service: str, operation: str) -> AwsError:
     if code in DENIED_CODES or status == 403:
         return AwsError(f"access denied calling {name}: the AWS identity in use needs the {name}"
                         f" permission{DENIED_HINTS.get(operation, '')}", detail=message)
+    if code == str(status) and status is not None and status >= 500:
+        # no AWS error document: a proxy's or load balancer's page (HTML), said in one line
+        return AwsError(f"{name} failed: AWS answered HTTP {status} ({message or 'no reason given'})"
+                        " after byoc's retries: a problem on AWS's side or on the way there; retry"
+                        " later")
     return AwsError(f"{name} failed: {code or status}: {message}{CODE_HINTS.get(code, '')}")
 
 
+#: The most of an HTML page's text shown in place of an error message.
+PAGE_LIMIT = 200
+
+
 def _message_of(text: str) -> str:
-    """AWS's error message; some endpoints (moto among them) send an XML body in its place."""
+    """AWS's error message, in one line; some endpoints (moto among them) send an XML body in
+    its place, and a proxy or load balancer in front of the service may send an HTML page, of
+    which the title (else the first heading, else the text) is kept."""
     found = re.search(r"<Message>(.*?)</Message>", text, re.DOTALL)
-    return (found.group(1) if found else text).strip()
+    if found:
+        text = found.group(1)
+    elif re.search(r"<(!doctype\s+html|html|body|head|title|h1)\b", text, re.IGNORECASE):
+        heading = re.search(r"<(title|h1)\b[^>]*>(.*?)</\1>", text, re.DOTALL | re.IGNORECASE)
+        text = " ".join((heading.group(2) if heading else re.sub(r"<[^>]*>", " ", text)).split())
+        if len(text) > PAGE_LIMIT:
+            text = text[:PAGE_LIMIT - 3].rstrip() + "..."
+    return " ".join(text.split())
 
 
 def caller_account(aws: Any, region: str, log: Say | None = None) -> str:

@@ -37,6 +37,30 @@ SOURCE_LABEL = "com.byoc.source"
 OPTIONS_LABEL = "com.byoc.build"
 #: byoc's state directory in a project (see :attr:`byoc.project.Project.state_dir`).
 STATE_DIR = ".byoc"
+#: In :data:`STATE_DIR`: the options (``args``, ``network``, ``platform``) of the project's last
+#: ``byoc build`` or automatic build, which an automatic build of a missing image reuses.
+BUILD_RECORD = "build.json"
+
+#: A base image the engine could not pull (the error of a FROM step).
+_PULL_FAILED = re.compile(
+    r"pull access denied|manifest for \S+ not found|manifest unknown|not found: manifest|"
+    r"failed to resolve reference|repository does not exist|registry-1\.docker\.io|"
+    r"toomanyrequests|error pulling image|TLS handshake timeout|"
+    r"Get \S*https://[^\s\"]+/v2/", re.IGNORECASE)
+#: pip, or apt, or anything else in a RUN step, that could not reach the network.
+_NETWORK_FAILED = re.compile(
+    r"Temporary failure in name resolution|Name or service not known|Network is unreachable|"
+    r"Failed to establish a new connection|NewConnectionError|ConnectTimeoutError|"
+    r"ReadTimeoutError|ProxyError|Connection refused|Could not resolve host|"
+    r"Temporary failure resolving|Could not resolve '|Could not connect to|"
+    r"Failed to fetch https?://|Unable to fetch some archives|Retrying \(Retry\(total=")
+_PIP_NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement (\S+)|"
+                             r"No matching distribution found for (\S+)")
+_APT = re.compile(r"\bapt(-get)?\b|Temporary failure resolving|Unable to locate package|"
+                  r"Unable to fetch some archives")
+_FROM = re.compile(r"Step \d+/\d+ : FROM\s+(\S+)", re.IGNORECASE)
+#: BuildKit's (buildx's) words for fetching the base image.
+_PULL_SOURCE = re.compile(r"failed to resolve source metadata|load metadata for")
 
 
 def _dockerignore(context: Path) -> list[str]:
@@ -128,6 +152,7 @@ def build(context: Path, *, tag: str, build_args: Mapping[str, str] | None = Non
         return tag
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     step = ""
+    step_log: deque[str] = deque(maxlen=TAIL_LINES)  # the output of the step running
     try:
         stream = client.api.build(path=str(context), tag=tag, buildargs=dict(build_args or {}),
                                   platform=platform, nocache=no_cache, network_mode=network,
@@ -135,19 +160,73 @@ def build(context: Path, *, tag: str, build_args: Mapping[str, str] | None = Non
         for chunk in stream:
             error = stream_error(chunk)
             if error:
-                raise BuildError(f"build failed at {step or 'the first step'}: {error}",
-                                 detail="\n".join(tail))
+                raise _failed(f"build failed at {step or 'the first step'}: {error}", step, error,
+                              step_log, tail, log)
             text = chunk.get("stream") or chunk.get("status") or ""
             for line in text.splitlines():
                 if not line.strip():
                     continue
                 if line.startswith("Step "):
                     step = line.strip()
+                    step_log.clear()
+                step_log.append(line)
                 tail.append(line)
                 log(line)
     except docker.errors.APIError as exc:
-        raise BuildError(f"build failed: {explain(exc)}", detail="\n".join(tail)) from exc
+        raise _failed(f"build failed: {explain(exc)}", step, explain(exc), step_log, tail,
+                      log) from exc
     return tag
+
+
+def failure_hint(step: str, error: str, log: str) -> str:
+    """How to fix a build that failed for want of a network or of a base image, said as the
+    ``byoc build`` options that fix it (a build byoc makes by itself reuses them, see
+    :func:`ensure_current`); ``""`` when the step, its error and the log show neither.
+
+    A FROM step whose image cannot be pulled calls for a base image the engine has; pip or
+    apt-get that could not reach the network, for the network (``--network host`` when this
+    machine has one), the project's ``wheels/`` or a base image that has the packages.
+    """
+    base = "`byoc build --build-arg BASE_IMAGE=<a local image>` (`docker images` lists them)"
+    network_fix = "check this machine's network or proxy and try `byoc build --network host`"
+    text = "\n".join((step, error, log))
+    network = _NETWORK_FAILED.search(text)
+    pulled = _FROM.search(step)
+    if pulled or (not step and _PULL_SOURCE.search(text)):
+        if not (_PULL_FAILED.search(text) or network):
+            return ""
+        image = pulled.group(1) if pulled and "$" not in pulled.group(1) else "the base image"
+        return (f"{image} is not in the local engine and cannot be pulled (no network, or no"
+                f" access to its registry): build on an image this engine has with {base}, or"
+                " restore the network (and `docker login` for a private registry)")
+    wanted = _PIP_NO_VERSION.search(text)
+    if wanted and not network:
+        name = wanted.group(1) or wanted.group(2)
+        if "(from versions: none)" in text:  # an index that answered would list some
+            return (f"pip found no version of {name} at all: the build cannot reach a package"
+                    f" index ({network_fix}, or put the wheels in the project's wheels/ to install"
+                    " them offline), or no package has that name")
+        return f"pip found no version of {name}: check its pin in the requirements"
+    if wanted:
+        return (f"pip could not reach a package index during the build: {network_fix}, or put"
+                " the wheels in the project's wheels/ to install them offline")
+    if network and _APT.search(text):
+        return (f"apt-get could not reach its package mirrors during the build: {network_fix},"
+                f" or build on an image that has the packages with {base}")
+    if network:
+        return (f"the build could not reach the network: {network_fix}, or build on an image"
+                f" that has what the step fetches with {base}")
+    return ""
+
+
+def _failed(message: str, step: str, error: str, step_log: deque[str], tail: deque[str],
+            log: Say) -> BuildError:
+    """The :class:`BuildError` of a failed build: the message with :func:`failure_hint`'s fix
+    (from the failed step's own output, *step_log*, not the steps before); the log's tail as its
+    detail only when *log* did not show the log already."""
+    hint = failure_hint(step, error, "\n".join(step_log))
+    return BuildError(message + (f". {hint}" if hint else ""),
+                      detail="" if log is not quiet else "\n".join(tail))
 
 
 def _normal(platform: str) -> str:
@@ -187,8 +266,8 @@ def _buildx(context: Path, *, tag: str, build_args: Mapping[str, str], platform:
             tail.append(line.rstrip())
             log(line.rstrip())
     if process.returncode != 0:
-        raise BuildError(f"docker buildx build --platform {platform} failed"
-                         f" (exit {process.returncode})", detail="\n".join(tail))
+        raise _failed(f"docker buildx build --platform {platform} failed"
+                      f" (exit {process.returncode})", "", "", tail, tail, log)
 
 
 def _check_platform(client: Any, tag: str, platform: str) -> None:
@@ -236,15 +315,50 @@ def provenance(reference: str, environ: Mapping[str, str] | None = None,
                       options=options if isinstance(options, dict) else {})
 
 
+def record_options(context: Path, *, build_args: Mapping[str, str] | None = None,
+                   network: str | None = None, platform: str | None = None) -> None:
+    """Remember, in the project's :data:`BUILD_RECORD`, how its image was last built, for
+    :func:`ensure_current` to build a missing image the same way. Best effort: a project that
+    cannot be written to just has no record."""
+    record = context / STATE_DIR / BUILD_RECORD
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"args": dict(build_args or {}), "network": network,
+                                      "platform": platform}, indent=2, sort_keys=True) + "\n",
+                          encoding="utf-8")
+    except OSError:
+        pass
+
+
+def recorded_options(context: Path) -> dict[str, Any]:
+    """The options :func:`record_options` wrote for *context* ({} when there are none)."""
+    try:
+        found = json.loads((context / STATE_DIR / BUILD_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def describe_options(options: Mapping[str, Any]) -> str:
+    """``--build-arg K=V --network host``: build options as ``byoc build``'s options."""
+    args = options.get("args")
+    pairs = sorted(args.items()) if isinstance(args, dict) else []
+    words = [f"--build-arg {key}={value}" for key, value in pairs]
+    words += [f"--{key} {options[key]}" for key in ("network", "platform")
+              if isinstance(options.get(key), str)]
+    return " ".join(words)
+
+
 def ensure_current(context: Path, reference: str, *, build_args: Mapping[str, str] | None = None,
                    log: Say = quiet, environ: Mapping[str, str] | None = None) -> str:
     """Make the local image *reference* match the project in *context* as it is now.
 
-    A missing image is built; an image whose :data:`CONTEXT_LABEL` differs from the context now
-    is rebuilt, with the build arguments, network and platform it was built with (*build_args*
-    added over them), and *log* says why. The build cache keeps a rebuild after a small change
-    quick. An image without the label (a plain ``docker build``) is used as it is, with a
-    warning: how it was built cannot be repeated.
+    A missing image is built with the options of the project's last build (``byoc build``'s
+    build arguments, network and platform, see :func:`record_options`); an image whose
+    :data:`CONTEXT_LABEL` differs from the context now is rebuilt with the options it was built
+    with. *build_args* go over either, and *log* says why and how it builds. The build cache
+    keeps a rebuild after a small change quick. An image without the label (a plain ``docker
+    build``) is used as it is, with a warning: how it was built cannot be repeated.
 
     :returns: the context's hash if the image now carries it, else "".
     :raises BuildError: when the (re)build fails.
@@ -253,11 +367,13 @@ def ensure_current(context: Path, reference: str, *, build_args: Mapping[str, st
     found = provenance(reference, environ)
     if found.matches(digest):
         return digest
-    options = found.options
+    options = found.options if found.present else recorded_options(context)
     recorded = options.get("args")
     recorded = recorded if isinstance(recorded, dict) else {}
     if not found.present:
-        log(f"Image {reference} is missing: building it")
+        how = describe_options(options)
+        log(f"Image {reference} is missing: building it" + (
+            f" with the options of the project's last build: {how}" if how else ""))
     elif not found.context:
         log(f"warning: image {reference} does not say what it was built from (built outside byoc),"
             " so byoc cannot tell whether it matches the project: build it with `byoc build`")
@@ -267,9 +383,10 @@ def ensure_current(context: Path, reference: str, *, build_args: Mapping[str, st
             " keeps this quick)")
     network = options.get("network") if isinstance(options.get("network"), str) else None
     platform = options.get("platform") if isinstance(options.get("platform"), str) else None
-    build(context, tag=reference, build_args={**{str(k): str(v) for k, v in recorded.items()},
-                                               **(build_args or {})},
-          platform=platform, network=network, log=log, environ=environ)
+    arguments = {**{str(k): str(v) for k, v in recorded.items()}, **(build_args or {})}
+    build(context, tag=reference, build_args=arguments, platform=platform, network=network,
+          log=log, environ=environ)
+    record_options(context, build_args=arguments, network=network, platform=platform)
     return digest
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import contract
 from .errors import ConfigError
+from .project import LATEST
 
 RECORD = "job.json"
 RECORD_FILE = RECORD
@@ -91,6 +92,25 @@ class JobRecord:
     def secondary(self) -> str:
         return str(self.data.get("SecondaryStatus", ""))
 
+    @property
+    def running(self) -> bool:
+        return self.status in (IN_PROGRESS, STOPPING)
+
+    def duration(self, at: str | None = None) -> int | None:
+        """Seconds of training: TrainingTimeInSeconds for a job that ended, the time so far
+        (from TrainingStartTime, else CreationTime, to *at*, default now) for one still running,
+        None when the record cannot tell."""
+        seconds = self.data.get("TrainingTimeInSeconds")
+        if isinstance(seconds, int):
+            return seconds
+        start = self.data.get("TrainingStartTime") or self.data.get("CreationTime")
+        if not self.running or not isinstance(start, str):
+            return None
+        try:
+            return _seconds(start, at or now())
+        except ValueError:
+            return None
+
     def transition(self, secondary: str, message: str | None = None) -> None:
         """Enter the secondary status *secondary*, closing the one before."""
         stamp = now()
@@ -149,8 +169,28 @@ def records(jobs_dir: Path) -> Iterator[JobRecord]:
     yield from sorted(found, key=lambda r: str(r.data.get("CreationTime", "")), reverse=True)
 
 
+def resolve_name(jobs_dir: Path, name: str) -> str:
+    """*name*, or for ``latest`` the name of the job ``<jobs_dir>/latest`` points at (the last
+    local training job that succeeded); a job really named ``latest`` comes first.
+
+    :raises ConfigError: for ``latest`` when no job has succeeded in *jobs_dir* yet.
+    """
+    if name != LATEST or (jobs_dir / LATEST).is_dir():
+        return name
+    pointer = jobs_dir / LATEST
+    try:
+        target = pointer.read_text(encoding="utf-8").strip()
+    except OSError:
+        target = ""
+    if not target or "/" in target or target in (".", ".."):
+        raise ConfigError(f"no latest local job in {jobs_dir}: no training job has completed there"
+                          " yet; `byoc local jobs` lists them")
+    return target
+
+
 def find(jobs_dir: Path, name: str) -> JobRecord:
-    """The record of job *name* (a job directory also works). :raises ConfigError:"""
+    """The record of job *name* (a job directory, or ``latest``, also works). :raises ConfigError:"""
+    name = resolve_name(jobs_dir, name)
     candidate = Path(name)
     for job_dir in (candidate, jobs_dir / name):
         if (job_dir / RECORD).is_file():

@@ -66,11 +66,17 @@ def new(name: str | None, template: str | None, list_templates: bool, output_dir
 @click.option("--network", help="Network for RUN steps (e.g. host).")
 def build(project: Path | None, tag: str | None, build_arg: tuple[str, ...], platform: str | None,
           no_cache: bool, network: str | None) -> None:
-    """Build the project's Docker image, streaming the build log."""
+    """Build the project's Docker image, streaming the build log.
+
+    Its options are remembered (.byoc/build.json): when byoc local train|serve|bench or byoc push
+    have to build the image themselves, they build it the same way."""
     loaded = Project.load(project)
+    arguments = pairs(build_arg, "--build-arg")
     reference = images.build(loaded.root, tag=tag or f"{loaded.image}:latest",
-                             build_args=pairs(build_arg, "--build-arg"), platform=platform,
-                             no_cache=no_cache, network=network, log=echo_err)
+                             build_args=arguments, platform=platform, no_cache=no_cache,
+                             network=network, log=echo_err)
+    # what builds the project's image by itself (byoc local train, byoc push) builds it this way
+    images.record_options(loaded.root, build_args=arguments, network=network, platform=platform)
     click.echo(reference)
 
 

@@ -52,7 +52,8 @@ def train(project: Path | None, image: str | None, backend: str, output_dir: Pat
         echo_err(f"warning: a local run ignores {gap}")
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err, gpus=gpus)
     jobs_dir = output_dir or (loaded.jobs_dir if loaded else Path.cwd() / ".byoc" / "jobs")
-    previous = harness.resolve_incremental(incremental_from, jobs_dir) if incremental_from else None
+    previous = harness.resolve_incremental(jobrecord.resolve_name(jobs_dir, incremental_from),
+                                           jobs_dir) if incremental_from else None
     for note in notes:
         echo_err(f"warning: {note}")
     result = harness.train(
@@ -96,19 +97,32 @@ def stop(job: str, project_path: Path | None, output_dir: Path | None) -> None:
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="A jobs directory given to `byoc local train --output-dir`.")
 def jobs(project_path: Path | None, output_dir: Path | None) -> None:
-    """List local training jobs, newest first."""
+    """List local training jobs, newest first: name, status, secondary status, duration (so far,
+    for a running job) and start.
+
+    On a terminal this is a table with a header; piped, one tab-separated line per job and no
+    header. Names are never shortened, so they can be copied whole.
+    """
     jobs_dir = _jobs_dir(project_path, output_dir)
     harness.reap_orphans(jobs_dir, say=echo_err)
-    from rich.console import Console
-    from rich.table import Table
+    rows = [_job_row(record) for record in jobrecord.records(jobs_dir)]
+    if not sys.stdout.isatty():
+        for row in rows:
+            click.echo("\t".join(row))
+        return
+    # aligned columns as wide as their longest value: nothing is cut, a narrow terminal wraps
+    table = [("name", "status", "secondary status", "duration", "started"), *rows]
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    for row in table:
+        cells = (value.ljust(width) for value, width in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
 
-    table = Table("name", "status", "secondary status", "duration", "started", box=None)
-    for record in jobrecord.records(jobs_dir):
-        seconds = record.data.get("TrainingTimeInSeconds")
-        table.add_row(record.name, record.status, record.secondary,
-                      f"{seconds} s" if seconds is not None else "-",
-                      str(record.data.get("CreationTime", ""))[:19].replace("T", " "))
-    Console(soft_wrap=True).print(table)
+
+def _job_row(record: jobrecord.JobRecord) -> tuple[str, str, str, str, str]:
+    seconds = record.duration()
+    duration = "-" if seconds is None else f"{seconds} s" + (" so far" if record.running else "")
+    started = str(record.data.get("CreationTime", ""))[:19].replace("T", " ")
+    return record.name, record.status, record.secondary, duration, started or "-"
 
 
 def _jobs_dir(project_path: Path | None, output_dir: Path | None) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .. import contract, local
-from ..errors import ByocError, ConfigError, Interrupted
+from ..errors import BuildError, ByocError, ConfigError, Interrupted
 
 PROJECT = click.argument("project", required=False,
                          type=click.Path(file_okay=False, exists=True, path_type=Path))
@@ -32,6 +32,13 @@ class ByocGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BuildError as exc:
+            # a log's tail goes above the Error: line, which stays last on the screen (a build
+            # whose log was shown as it ran has no tail to repeat)
+            if exc.detail:
+                click.echo(exc.detail.rstrip(), err=True)
+            click.echo(f"Error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
         except ByocError as exc:
             click.echo(f"Error: {exc.message}", err=True)
             if exc.detail:

@@ -49,10 +49,21 @@ def _project(path: Path | None, image: str | None) -> Project | None:
         raise
 
 
-def _connect(region: str | None, profile: str | None, project: Project | None) -> Any:
+def _connect(region: str | None, profile: str | None, project: Project | None,
+             dry_run: bool = False) -> Any:
     from ..sagemaker._aws import Aws
 
-    return Aws.connect(region, profile=profile, project=project)
+    aws = Aws.connect(region, profile=profile, project=project)
+    aws.dry_run = dry_run
+    return aws
+
+
+def _print_dry_run(aws: Any, text: str) -> None:
+    """The request of a dry run on stdout; what stands in it for what could not be learnt on
+    stderr, one note each."""
+    for note in aws.placeholders:
+        echo_err(f"note: dry run: {note}")
+    click.echo(text)
 
 
 def _progress() -> Any:
@@ -100,7 +111,8 @@ POLL = click.option("--poll-interval", "poll", type=float, default=5.0, show_def
 @click.option("--detach", is_flag=True, help="Return once the job is created.")
 @click.option("--dry-run", is_flag=True,
               help="Print the CreateTrainingJob request (for aws sagemaker create-training-job"
-                   " --cli-input-json); upload, push and create nothing.")
+                   " --cli-input-json); upload, push and create nothing. Needs no credentials and"
+                   " no pushed image: <placeholders> stand for what it cannot learn.")
 @POLL
 @aws_options
 def train(project: Path | None, image: str | None, role: str | None, bucket: str | None,
@@ -117,14 +129,14 @@ def train(project: Path | None, image: str | None, role: str | None, bucket: str
     definition, notes = definition_from_options(loaded, options)
     for note in notes:
         echo_err(f"warning: {note}")
-    aws = _connect(region, profile, loaded)
+    aws = _connect(region, profile, loaded, dry_run)
     uri = images.resolve(aws, loaded, image, dry_run=dry_run, say=echo_err,
                          progress=_progress())
     plan = training.plan(definition, aws=aws, project=loaded, image=uri, role=role,
                          bucket=bucket, instance_type=instance_type, job_name=options["job_name"],
                          dry_run=dry_run, log=echo_err)
     if dry_run:
-        click.echo(plan.cli_json())
+        _print_dry_run(aws, plan.cli_json())
         return
     arn = training.start(aws, plan)
     echo_err(f"created training job {plan.job_name} ({arn})")
@@ -146,7 +158,8 @@ def train(project: Path | None, image: str | None, role: str | None, bucket: str
 @aws_options
 def logs(job: str, follow: bool, jobs_dir: Path | None, poll: float, region: str | None,
          profile: str | None) -> None:
-    """Print a training job's CloudWatch logs, one prefix per host."""
+    """Print a training job's CloudWatch logs, one prefix per host. A job without logs yet is
+    said so, with its status; a job that does not exist is an error."""
     from ..sagemaker.watch import TRAINING_LOG_GROUP, LogTail
 
     loaded = _optional_project()
@@ -154,8 +167,13 @@ def logs(job: str, follow: bool, jobs_dir: Path | None, poll: float, region: str
     if follow:
         _follow(aws, job, jobs_dir or (loaded.jobs_dir if loaded else None), poll)
         return
-    for host, message in LogTail(aws, TRAINING_LOG_GROUP, job).poll():
+    lines = LogTail(aws, TRAINING_LOG_GROUP, job).poll()
+    for host, message in lines:
         click.echo(f"{host} | {message}")
+    if not lines:
+        from ..sagemaker import training
+
+        echo_err(training.no_logs_note(aws, job))
 
 
 def _optional_project() -> Project | None:
@@ -217,7 +235,7 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
         echo_err(f"warning: {note}")
     name = options["job_name"] or config.get("HyperParameterTuningJobName") or \
         tuning.default_name(definition.base_name)
-    aws = _connect(region, profile, loaded)
+    aws = _connect(region, profile, loaded, dry_run)
     uri = images.resolve(aws, loaded, image, dry_run=dry_run, say=echo_err,
                          progress=_progress())
     plan = training.plan(definition, aws=aws, project=loaded, image=uri, role=role, bucket=bucket,
@@ -226,7 +244,7 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
                                       keep_checkpoint=definition.checkpoint_uri is not None)
     request = tuning.request(config, fields, name=str(name))
     if dry_run:
-        click.echo(training.to_json(request))
+        _print_dry_run(aws, training.to_json(request))
         return
     answer = aws.call("sagemaker", "CreateHyperParameterTuningJob", **request)
     echo_err(f"created tuning job {name} ({answer.get('HyperParameterTuningJobArn')})")
@@ -299,7 +317,7 @@ def transform(project: Path | None, training_job: str | None, model_name: str | 
         join_source=join_source, compression=compression, instance_count=instance_count,
         environment=pairs(env, "--env"))
     options.validate()
-    aws = _connect(region, profile, loaded)
+    aws = _connect(region, profile, loaded, dry_run)
     config = SageMakerConfig.of(loaded)
     prefix = training.project_prefix(config, loaded)
     bucket_name = (bucket or config.bucket or aws.default_bucket()) if dry_run \
@@ -325,7 +343,8 @@ def transform(project: Path | None, training_job: str | None, model_name: str | 
     request = options.request(job_name=name, model_name=model_name, input_uri=in_uri,
                               output_uri=out_uri, instance_type=instance_type)
     if dry_run:
-        click.echo(training.to_json({"CreateModel": model_request, "CreateTransformJob": request}))
+        _print_dry_run(aws, training.to_json({"CreateModel": model_request,
+                                              "CreateTransformJob": request}))
         return
     if model_request is not None:
         hosting.create_model(aws, model_request)

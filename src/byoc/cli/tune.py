@@ -12,7 +12,7 @@ import click
 from .. import contract, jobrecord
 from .. import local as harness
 from ..errors import ByocError, ConfigError
-from ..project import Project
+from ..project import LATEST, Project
 from ..tune import config, live, runner, warmstart
 from .options import BACKEND, IMAGE, PROJECT, echo_err, pairs
 
@@ -95,7 +95,8 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
 def describe_command(job: str, project_path: Path | None, output_dir: Path | None) -> None:
     """Show a local training job's record (job.json, as DescribeTrainingJob) and its final metrics.
 
-    JOB is a training job's name or directory, or a local tuning job's name.
+    JOB is a training job's name or directory (``latest``: the last one that completed), or a
+    local tuning job's name.
     """
     directory = find_job(job, project_path, output_dir)
     harness.reap_orphans(directory.parent, say=echo_err)
@@ -137,7 +138,8 @@ def find_job(job: str, project_path: Path | None, output_dir: Path | None) -> Pa
     state = loaded.state_dir if loaded else Path.cwd() / ".byoc"
     roots += [state / "jobs", state / "tuning"]
     for root in roots:
-        for candidate in (root / job, *sorted(root.glob(f"*/jobs/{job}"))):
+        name = jobrecord.resolve_name(root, job) if (root / LATEST).is_file() else job
+        for candidate in (root / name, *sorted(root.glob(f"*/jobs/{name}"))):
             if candidate.is_dir():
                 return candidate
     raise ConfigError(f"no local job {job!r} in {', '.join(str(r) for r in roots)}")

@@ -29,6 +29,10 @@ ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 SECTION = "sagemaker"
+#: What a dry run without credentials prints in place of the account (see :attr:`Aws.dry_run`).
+ACCOUNT_PLACEHOLDER = "<account>"
+#: What a dry run prints in place of an image digest that ``byoc push`` has not made yet.
+DIGEST_PLACEHOLDER = "<digest-of-byoc-push>"
 #: What to say when no role is named.
 NO_ROLE = ("no SageMaker execution role: pass --role ARN (or a role name), or add"
            ' `role = "arn:aws:iam::<account>:role/<name>"` under [sagemaker] in byoc.toml; byoc'
@@ -68,6 +72,11 @@ class Aws:
     region: str
     profile: str | None = None
     session: Any = None
+    #: A dry run: what needs credentials (the account) becomes :data:`ACCOUNT_PLACEHOLDER` when
+    #: they are missing or refused, instead of an error; :attr:`placeholders` says why.
+    dry_run: bool = False
+    #: For a dry run, what stands in the request in place of what could not be learnt.
+    placeholders: list[str] = field(default_factory=list)
     _clients: dict[str, Any] = field(default_factory=dict)
     _account: str | None = None
 
@@ -113,9 +122,21 @@ class Aws:
 
     @property
     def account(self) -> str:
+        """The account of the credentials (``sts:GetCallerIdentity``); in a dry run without
+        usable credentials, :data:`ACCOUNT_PLACEHOLDER`."""
         if self._account is None:
-            identity = self.call("sts", "GetCallerIdentity")
-            self._account = str(identity["Account"])
+            try:
+                identity = self.call("sts", "GetCallerIdentity")
+            except AwsError as exc:
+                if not self.dry_run:
+                    raise
+                self._account = ACCOUNT_PLACEHOLDER
+                self.placeholders.append(
+                    f"{ACCOUNT_PLACEHOLDER} stands for the AWS account, which needs credentials"
+                    f" ({exc.message.split(': ')[0]}): pass --bucket and --role as an ARN, or"
+                    " configure credentials, for the real values")
+            else:
+                self._account = str(identity["Account"])
         return self._account
 
     def role_arn(self, role: str | None, config: SageMakerConfig) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from .. import contract
 from ..errors import ConfigError
 from ..project import Project
-from ._aws import Aws
+from ._aws import DIGEST_PLACEHOLDER, Aws
 
 Say = Callable[[str], None]
 PUSHED = "pushed.json"
@@ -60,7 +60,8 @@ def resolve(aws: Aws, project: Project | None, image: str | None, *, dry_run: bo
     """The image URI for a job.
 
     :param push: ``byoc.registry.push`` (a parameter so a test can count calls).
-    :raises ConfigError: no ``--image`` and no project; a dry run with nothing pushed yet.
+    :raises ConfigError: no ``--image`` and no project. A dry run with nothing pushed yet names
+        the image as ``byoc push`` will push it, its digest a placeholder (``aws.placeholders``).
     """
     if image:
         return image
@@ -76,8 +77,13 @@ def resolve(aws: Aws, project: Project | None, image: str | None, *, dry_run: bo
                     f" using the image last pushed, {known['uri']}")
             return known["uri"]
     if dry_run:
-        raise ConfigError(f"{local} has not been pushed to ECR: run `byoc push` first, or pass"
-                          " --image URI (a dry run pushes nothing)")
+        # a dry run pushes nothing: the request names the image as `byoc push` will push it
+        uri = (f"{aws.account}.dkr.ecr.{aws.region}.amazonaws.com/"
+               f"{project.repository or project.image}@{DIGEST_PLACEHOLDER}")
+        aws.placeholders.append(f"{DIGEST_PLACEHOLDER} stands for the digest of {local}, which has"
+                                " not been pushed to ECR: `byoc push` (or a run without --dry-run)"
+                                " pushes it; or pass --image URI")
+        return uri
     say(f"pushing {local} to ECR first")
     if push is None:
         from ..registry import push as push_image

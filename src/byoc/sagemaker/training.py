@@ -232,6 +232,31 @@ def describe(aws: Aws, job_name: str) -> dict[str, Any]:
     return job
 
 
+#: What SageMaker answers DescribeTrainingJob for a job it does not have (ValidationException,
+#: "Requested resource not found"; ResourceNotFound for some endpoints).
+NOT_FOUND = frozenset({"ValidationException", "ResourceNotFound"})
+
+
+def no_logs_note(aws: Aws, job_name: str) -> str:
+    """What to say when *job_name* has no log streams: whether the job exists and its status.
+
+    :raises ConfigError: when SageMaker has no such training job in this region.
+    """
+    job = aws.lookup("sagemaker", "DescribeTrainingJob", TrainingJobName=job_name,
+                     missing=NOT_FOUND)
+    if job is None:
+        raise ConfigError(f"no training job {job_name!r} in {aws.region} (check the name, --region"
+                          " and --profile)")
+    status, secondary = job.get("TrainingJobStatus"), job.get("SecondaryStatus")
+    state = f"{status} ({secondary})" if secondary else str(status)
+    if status in TRAINING_TERMINAL:
+        reason = job.get("FailureReason")
+        return (f"training job {job_name} has no logs: it ended {state} before its containers"
+                " wrote any" + (f"; failure reason: {reason}" if reason else ""))
+    return (f"training job {job_name} has no logs yet: it is {state}; logs appear once its"
+            f" containers start (follow it: byoc sagemaker logs {job_name} --follow)")
+
+
 def to_json(data: Any) -> str:
     """JSON with AWS's timestamps as ISO 8601 text."""
     def default(value: Any) -> str:

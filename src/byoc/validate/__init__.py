@@ -198,6 +198,8 @@ def validate(image: str, *, project: Project | None = None,
     if not train and not serve:
         raise ConfigError("nothing to check: --train-only and --serve-only exclude each other")
     defaults = Defaults.of(project)
+    _check_given(defaults, train=train, serve=serve, channels=channels, payload=payload,
+                 model=model)
     train_inputs = _train_inputs(defaults, channels, hyperparameters, content_types,
                                  bad_hyperparameter, train_grace, train_timeout) if train else None
     serve_inputs: ServeInputs | None = None
@@ -279,6 +281,28 @@ def _inspect(client: Any, image: str) -> ImageFacts:
                                   " build) or pull it first") from None
     except docker.errors.APIError as exc:
         raise CannotValidateError(f"cannot inspect {image}: {explain(exc)}") from exc
+
+
+def _check_given(defaults: Defaults, *, train: bool, serve: bool,
+                 channels: Mapping[str, Path] | None, payload: Path | None,
+                 model: Path | None) -> None:
+    """Name every input that is missing in one error, when more than one is (a single missing
+    one gets its own message where it is read).
+
+    :raises ConfigError:
+    """
+    missing = []
+    if train and not channels and not defaults.channels:
+        missing.append("--channel NAME=PATH (training's input)")
+    if serve and payload is None and defaults.payload is None:
+        missing.append("--payload FILE (a sample request for serving)")
+    if serve and not train and model is None and defaults.model is None:
+        missing.append("--model (the model to serve)")
+    if len(missing) > 1:
+        halves = ", or check one half with --train-only or --serve-only" if train and serve else ""
+        raise ConfigError(f"missing {', '.join(missing[:-1])} and {missing[-1]}: pass them, or run"
+                          " inside a byoc project, which has them (local_test, its last local job)"
+                          + halves)
 
 
 def _train_inputs(defaults: Defaults, channels: Mapping[str, Path] | None,
