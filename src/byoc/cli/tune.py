@@ -56,6 +56,7 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
     source = {"Image": image or (f"{loaded.image}:latest" if loaded else None),
               "Channels": {name: str(path.resolve()) for name, path in sorted(sources.items())}}
     parents = warmstart.load_parents(request, root, source) if request.warm_start else []
+    runner.check(request, chosen, sources)  # everything is checked before anything is written
     tuning_dir = runner.prepare(request, root, resume)
     if not resume:
         warmstart.write_source(tuning_dir, source)

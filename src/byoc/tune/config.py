@@ -32,6 +32,16 @@ MAX_HYPERPARAMETERS = 100
 OBJECTIVE_KEY = "_tuning_objective_metric"
 #: A job improves the best objective when it betters it by at least this fraction.
 IMPROVEMENT = 0.01
+#: The service's limits per tuning job (Developer Guide, automatic-model-tuning-limits): the
+#: training jobs (750 for every strategy; Random's quota can be raised to 10,000) and those at
+#: once (10, raisable to 100). Above the highest quota the service refuses the request.
+MAX_TRAINING_JOBS = 750
+MAX_TRAINING_JOBS_RANDOM = 10_000
+MAX_PARALLEL_JOBS = 100
+#: StoppingCondition.MaxRuntimeInSeconds of a training job: at most 28 days.
+MAX_JOB_RUNTIME = 28 * 24 * 3600
+#: Hosts of one local training job (as ``byoc local train --instance-count`` takes them).
+MAX_INSTANCES = 20
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,16 @@ def _semantics(raw: Mapping[str, Any]) -> TuningRequest:
     elif max_jobs is None:
         raise ConfigError("HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs:"
                           f" required for the {strategy} strategy")
+    highest = MAX_TRAINING_JOBS_RANDOM if strategy == "Random" else MAX_TRAINING_JOBS
+    if max_jobs > highest:
+        each = " (one per combination)" if strategy == "Grid" else ""
+        raise ConfigError(f"HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs:"
+                          f" {max_jobs} training jobs{each}; the service runs at most {highest} per"
+                          f" {strategy} tuning job")
+    if max_parallel > MAX_PARALLEL_JOBS:
+        raise ConfigError(f"HyperParameterTuningJobConfig.ResourceLimits.MaxParallelTrainingJobs:"
+                          f" {max_parallel}; the service runs at most {MAX_PARALLEL_JOBS} training"
+                          " jobs of a tuning job at once")
     if max_parallel > max_jobs:
         raise ConfigError(f"HyperParameterTuningJobConfig.ResourceLimits.MaxParallelTrainingJobs:"
                           f" {max_parallel} is above MaxNumberOfTrainingJobs {max_jobs}")
@@ -304,7 +324,15 @@ def _semantics(raw: Mapping[str, Any]) -> TuningRequest:
                                      for p in warm["ParentHyperParameterTuningJobs"]),
                                warm["WarmStartType"])
     resources = definition.get("ResourceConfig", {})
+    instances = resources.get("InstanceCount", 1)
+    if not 1 <= instances <= MAX_INSTANCES:
+        raise ConfigError(f"TrainingJobDefinition.ResourceConfig.InstanceCount: {instances}; a local"
+                          f" training job runs 1-{MAX_INSTANCES} hosts")
     stopping = definition.get("StoppingCondition", {})
+    job_runtime = stopping.get("MaxRuntimeInSeconds")
+    if job_runtime is not None and job_runtime > MAX_JOB_RUNTIME:
+        raise ConfigError(f"TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds: {job_runtime}"
+                          f" is above the maximum {MAX_JOB_RUNTIME} (28 days)")
     return TuningRequest(
         raw=raw, name=raw["HyperParameterTuningJobName"], strategy=strategy,
         objective_type=objective["Type"], objective_metric=objective["MetricName"],
@@ -315,7 +343,7 @@ def _semantics(raw: Mapping[str, Any]) -> TuningRequest:
         complete_on_convergence=criteria.get("ConvergenceDetected", {}).get(
             "CompleteOnConvergence") == "Enabled",
         seed=config.get("RandomSeed"), hyperband_min=hb_min, hyperband_max=hb_max, static=static,
-        metric_definitions=tuple(defined), instance_count=int(resources.get("InstanceCount", 1)),
+        metric_definitions=tuple(defined), instance_count=int(instances),
         job_max_runtime=stopping.get("MaxRuntimeInSeconds"),
         environment=dict(definition.get("Environment", {})), warm_start=warm_start)
 

@@ -20,13 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import contract, jobrecord, metrics
+from .. import _jobs, contract, jobrecord, metrics
 from .. import local as harness
 from ..backends.base import Backend
+from ..backends.docker import DockerBackend
 from ..errors import ByocError, ConfigError, ContainerFailedError, Interrupted
 from ..project import Project
 from ..say import Say
-from . import report, warmstart
+from . import report, strategies, warmstart
 from .completion import Completion
 from .config import TuningRequest
 from .strategies import COMPLETE, FAILED, STOPPED, MedianRule, Strategy, Trial, make
@@ -355,6 +356,18 @@ class Tuner:
 
 def _arn(request: TuningRequest, kind: str, name: str) -> str:
     return f"arn:aws:sagemaker:us-east-1:{contract.LOCAL_ACCOUNT}:{kind}/{name.lower()}"
+
+
+def check(request: TuningRequest, backend: Backend, channels: Mapping[str, Path]) -> None:
+    """Refuse, before anything is written, what would make every training job fail: a strategy
+    whose package is missing, what CreateTrainingJob refuses of the jobs' inputs, an image the
+    engine does not have. :raises ConfigError: (or the backend's error for the image)"""
+    strategies.check_available(request)
+    _jobs.check_job_inputs(f"{request.name}-001-00000000", channels,
+                           request.hyperparameters({}), dict(request.environment), {},
+                           request.instance_count)
+    if isinstance(backend, DockerBackend):
+        backend.client  # noqa: B018  (an engine and the image)
 
 
 def prepare(request: TuningRequest, output_root: Path, resume: bool) -> Path:
