@@ -234,6 +234,12 @@ def test_an_image_with_its_own_metric_format_and_a_failing_value(tmp_path: Path)
     failed = [e for e in summaries(tuning_dir) if e["TrainingJobStatus"] == "Failed"]
     assert failed[0]["FailureReason"] == "kind=boom: this value always fails"
     assert objective(description["BestTrainingJob"]) == OPTIMUM
+    # the reason shows where the job ends and in the summary, each time with the job's name
+    name = failed[0]["TrainingJobName"]
+    lines = run.stderr.splitlines()
+    assert any(line.startswith(f"{name} Failed: kind=boom: this value always fails kind=boom")
+               for line in lines), run.stderr
+    assert f"  failed: {name}: kind=boom: this value always fails" in lines
 
 
 def test_no_job_with_an_objective_is_an_error(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from .. import jobrecord
 from .. import local as harness
 from ..errors import ByocError, ConfigError
 from ..project import Project
-from ..tune import config, live, runner, warmstart
+from ..tune import config, live, report, runner, warmstart
 from .options import BACKEND, IMAGE, PROJECT, echo_err, pairs
 
 
@@ -76,6 +76,10 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
     description = result.description
     counters = description["TrainingJobStatusCounters"]
     echo_err("training jobs: " + ", ".join(f"{k} {v}" for k, v in counters.items() if v))
+    for entry in report.read_summaries(tuning_dir):
+        if entry["TrainingJobStatus"] == "Failed":
+            echo_err(f"  failed: {entry['TrainingJobName']}: "
+                     + live.first_line(entry.get("FailureReason") or "no FailureReason"))
     best = description.get("BestTrainingJob")
     if best is None or result.best_model is None:
         raise ByocError(f"no training job of {request.name} completed with a value of"
