@@ -96,6 +96,9 @@ def jobs(project_path: Path | None, output_dir: Path | None) -> None:
     """List local training jobs, newest first."""
     jobs_dir = _jobs_dir(project_path, output_dir)
     harness.reap_orphans(jobs_dir, say=echo_err)
+    from ..tune.runner import reap_all
+
+    reap_all(jobs_dir, say=echo_err)  # the tuning jobs there, or beside, whose byoc died
     from rich.console import Console
     from rich.table import Table
 

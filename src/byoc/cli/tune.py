@@ -104,6 +104,7 @@ def describe_command(job: str, project_path: Path | None, output_dir: Path | Non
     """
     directory = find_job(job, project_path, output_dir)
     harness.reap_orphans(directory.parent, say=echo_err)
+    runner.reap_all(directory, say=echo_err)  # a tuning job, or one of its training jobs
     tuning_file = directory / "tuning.json"
     if tuning_file.is_file() and not (directory / jobrecord.RECORD_FILE).is_file():
         record = json.loads(tuning_file.read_text(encoding="utf-8"))
