@@ -394,21 +394,24 @@ def _job_processes(tuning_dir: Path) -> list[str]:
     return found
 
 
-def _killed_mid_trial(name: str, tmp_path: Path) -> tuple[list[str], Path]:
-    """Start a tuning job (two 8-second jobs at a time), SIGKILL byoc while both run; the
-    command and the tuning job's directory."""
+def _killed_mid_trial(name: str, tmp_path: Path, *where: str, ready: Any = None
+                      ) -> tuple[list[str], Path]:
+    """Start a tuning job (two 8-second jobs at a time) on the process backend (or *where*:
+    backend and image options), SIGKILL byoc while both run; the command and the tuning
+    job's directory."""
     body = request(name, "Random", max_jobs=3, parallel=2, static={"epochs": "32", "sleep": "0.25"})
     request_file = tmp_path / "request.json"
     request_file.write_text(json.dumps(body))
-    command = ["byoc", "local", "tune", str(TUNEPROBE), "--backend", "process", "--config",
-               str(request_file), "--output-dir", str(tmp_path / "out"), "--grace", "2"]
+    command = ["byoc", "local", "tune", *(where or (str(TUNEPROBE), "--backend", "process")),
+               "--config", str(request_file), "--output-dir", str(tmp_path / "out"), "--grace", "2"]
     tuning_dir = tmp_path / "out" / name
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def training() -> bool:
             records = [json.loads(p.read_text()) for p in (tuning_dir / "jobs").glob("*/job.json")] \
                 if (tuning_dir / "jobs").is_dir() else []
-            return len(records) == 2 and all(r.get("SecondaryStatus") == "Training" for r in records)
+            return len(records) == 2 and all(r.get("SecondaryStatus") == "Training" for r in records) \
+                and (ready is None or ready())
         _wait_for(training, 60)
         time.sleep(0.5)
         process.kill()
@@ -416,7 +419,8 @@ def _killed_mid_trial(name: str, tmp_path: Path) -> tuple[list[str], Path]:
     finally:
         if process.poll() is None:
             process.kill()
-    assert len(_job_processes(tuning_dir)) >= 2  # SIGKILL left the training jobs running
+    if not where:
+        assert len(_job_processes(tuning_dir)) >= 2  # SIGKILL left the training jobs running
     return command, tuning_dir
 
 
@@ -467,3 +471,27 @@ def test_jobs_and_resume_reap_a_tuning_job_whose_byoc_was_killed(tmp_path: Path)
     assert {e["TrainingJobName"]: e["TrainingJobStatus"] for e in summaries(tuning_dir)
             if e["TrainingJobName"] in lost} == dict.fromkeys(lost, "Failed")
     assert _job_processes(tuning_dir) == []
+
+
+@pytest.mark.docker
+def test_describe_removes_the_containers_of_a_tuning_job_whose_byoc_was_killed(
+        tmp_path: Path, tuneprobe_image: str, docker_client: Any) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rows.csv").write_text("1,2\n")
+
+    def containers() -> list[Any]:
+        return [c for c in docker_client.containers.list(all=True, filters={"label": "com.byoc.job"})
+                if c.labels["com.byoc.job"].startswith("probe-killed-docker-")]
+    _, tuning_dir = _killed_mid_trial("probe-killed-docker", tmp_path, "--backend", "docker",
+                                      "--image", tuneprobe_image, "--channel", f"training={data}",
+                                      ready=lambda: len(containers()) >= 4)
+    assert len(containers()) >= 4  # each job's host and its placeholder outlived byoc
+    shown = subprocess.run(["byoc", "local", "describe", "probe-killed-docker", "--output-dir",
+                            str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                           cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    _check_reaped(tuning_dir)
+    assert containers() == []
+    assert [n for n in docker_client.networks.list(filters={"label": "com.byoc.job"})
+            if n.attrs["Labels"]["com.byoc.job"].startswith("probe-killed-docker-")] == []

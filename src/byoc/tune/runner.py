@@ -434,7 +434,9 @@ def reap(tuning_dir: Path, say: Say = quiet, environ: Mapping[str, str] | None =
         request = config.parse(json.loads(stored.read_text(encoding="utf-8")))
     except (OSError, ValueError, ConfigError):
         return []  # not a tuning job byoc can read: nothing to settle
-    harness.reap_orphans(tuning_dir / JOBS, say=say, environ=environ)
+    reaped = harness.reap_orphans(tuning_dir / JOBS, say=say, environ=environ)
+    for name in reaped:  # once more: a network placeholder was seen to outlive the pass that
+        harness._remove_labelled(name, environ)  # removed the host sharing its namespace
     summaries = report.read_summaries(tuning_dir)
     listed = {entry["TrainingJobName"] for entry in summaries}
     tuned_names = {item.name for item in request.ranges}
