@@ -263,3 +263,23 @@ def test_a_strategy_whose_package_is_missing_leaves_nothing_behind(tmp_path: Pat
     retry = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert retry.returncode == 0, retry.stderr
     assert (tmp_path / "out" / "probe-tune" / "tuning.json").is_file()
+
+
+def test_byoc_sagemaker_tune_checks_the_same_limits_before_it_pushes_or_uploads(tmp_path: Path) -> None:
+    from byoc.sagemaker import tuning
+
+    body = request(strategy="Bayesian", max_jobs=751, parallel=2)
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps(body))
+    with pytest.raises(ConfigError) as caught:
+        tuning.read_config(path)
+    assert caught.value.message == (f"{CFG}.ResourceLimits.MaxNumberOfTrainingJobs: 751 training jobs;"
+                                    " the service runs at most 750 per Bayesian tuning job")
+    path.write_text(json.dumps(edited(body, f"{CFG}.ResourceLimits.MaxNumberOfTrainingJobs", 750)))
+    config_file = tuning.read_config(path)
+    definition = {k: v for k, v in body["TrainingJobDefinition"].items() if k != "StaticHyperParameters"}
+    definition["StoppingCondition"] = {"MaxRuntimeInSeconds": 2_419_201}  # e.g. --max-run
+    with pytest.raises(ConfigError) as caught:
+        tuning.request({**config_file, "TrainingJobDefinition": {}}, definition, name="t-1")
+    assert caught.value.message.startswith("TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds:"
+                                           " 2419201 is above the maximum 2419200")

@@ -269,16 +269,7 @@ def _semantics(raw: Mapping[str, Any]) -> TuningRequest:
     elif max_jobs is None:
         raise ConfigError("HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs:"
                           f" required for the {strategy} strategy")
-    highest = MAX_TRAINING_JOBS_RANDOM if strategy == "Random" else MAX_TRAINING_JOBS
-    if max_jobs > highest:
-        each = " (one per combination)" if strategy == "Grid" else ""
-        raise ConfigError(f"HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs:"
-                          f" {max_jobs} training jobs{each}; the service runs at most {highest} per"
-                          f" {strategy} tuning job")
-    if max_parallel > MAX_PARALLEL_JOBS:
-        raise ConfigError(f"HyperParameterTuningJobConfig.ResourceLimits.MaxParallelTrainingJobs:"
-                          f" {max_parallel}; the service runs at most {MAX_PARALLEL_JOBS} training"
-                          " jobs of a tuning job at once")
+    service_limits(raw, jobs=max_jobs)
     if max_parallel > max_jobs:
         raise ConfigError(f"HyperParameterTuningJobConfig.ResourceLimits.MaxParallelTrainingJobs:"
                           f" {max_parallel} is above MaxNumberOfTrainingJobs {max_jobs}")
@@ -329,10 +320,6 @@ def _semantics(raw: Mapping[str, Any]) -> TuningRequest:
         raise ConfigError(f"TrainingJobDefinition.ResourceConfig.InstanceCount: {instances}; a local"
                           f" training job runs 1-{MAX_INSTANCES} hosts")
     stopping = definition.get("StoppingCondition", {})
-    job_runtime = stopping.get("MaxRuntimeInSeconds")
-    if job_runtime is not None and job_runtime > MAX_JOB_RUNTIME:
-        raise ConfigError(f"TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds: {job_runtime}"
-                          f" is above the maximum {MAX_JOB_RUNTIME} (28 days)")
     return TuningRequest(
         raw=raw, name=raw["HyperParameterTuningJobName"], strategy=strategy,
         objective_type=objective["Type"], objective_metric=objective["MetricName"],
@@ -346,6 +333,35 @@ def _semantics(raw: Mapping[str, Any]) -> TuningRequest:
         metric_definitions=tuple(defined), instance_count=int(instances),
         job_max_runtime=stopping.get("MaxRuntimeInSeconds"),
         environment=dict(definition.get("Environment", {})), warm_start=warm_start)
+
+
+def service_limits(raw: Mapping[str, Any], jobs: int | None = None) -> None:
+    """The service's limits of a tuning request that its model does not state (the tuning
+    limits of the Developer Guide, a training job's 28 days); *jobs*: the number of training
+    jobs when the request leaves it out (a Grid's combinations). :raises ConfigError:"""
+    config = raw.get("HyperParameterTuningJobConfig") or {}
+    strategy = config.get("Strategy")
+    limits = config.get("ResourceLimits") or {}
+    where = "HyperParameterTuningJobConfig.ResourceLimits"
+    given = limits.get("MaxNumberOfTrainingJobs")
+    count = given if given is not None else jobs
+    highest = MAX_TRAINING_JOBS_RANDOM if strategy == "Random" else MAX_TRAINING_JOBS
+    if isinstance(count, int) and count > highest:
+        each = " (one per combination)" if given is None else ""
+        raise ConfigError(f"{where}.MaxNumberOfTrainingJobs: {count} training jobs{each}; the service"
+                          f" runs at most {highest} per {strategy} tuning job")
+    parallel = limits.get("MaxParallelTrainingJobs")
+    if isinstance(parallel, int) and parallel > MAX_PARALLEL_JOBS:
+        raise ConfigError(f"{where}.MaxParallelTrainingJobs: {parallel}; the service runs at most"
+                          f" {MAX_PARALLEL_JOBS} training jobs of a tuning job at once")
+    runtime = limits.get("MaxRuntimeInSeconds")
+    if isinstance(runtime, int) and not 120 <= runtime <= 15_768_000:
+        raise ConfigError(f"{where}.MaxRuntimeInSeconds: {runtime} is outside 120-15768000")
+    stopping = (raw.get("TrainingJobDefinition") or {}).get("StoppingCondition") or {}
+    job_runtime = stopping.get("MaxRuntimeInSeconds")
+    if isinstance(job_runtime, int) and job_runtime > MAX_JOB_RUNTIME:
+        raise ConfigError(f"TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds: {job_runtime}"
+                          f" is above the maximum {MAX_JOB_RUNTIME} (28 days)")
 
 
 def _ranges(ranges: Mapping[str, Any]) -> list[Range]:
