@@ -72,8 +72,8 @@ def test_the_installed_byoc_needs_none_of_the_containers_packages(installed: Pat
     assert shown.returncode == 0, shown.stderr
     requires = next(line for line in shown.stdout.splitlines() if line.startswith("Requires:"))
     listed = {name.strip().lower() for name in requires.split(":", 1)[1].split(",")}
-    assert listed == {"boto3", "click", "cookiecutter", "docker", "google-crc32c", "rich", "uv",
-                      "watchdog"}
+    assert listed == {"boto3", "click", "cookiecutter", "docker", "google-crc32c", "regex", "rich",
+                      "uv", "watchdog"}
     for module in ("flask", "gunicorn", "gevent", "numpy", "sklearn"):
         found = _run(installed / "python", "-c", f"import {module}")
         assert found.returncode != 0, f"{module} is importable in byoc's own environment"

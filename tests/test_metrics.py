@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -188,3 +190,110 @@ def test_a_bad_metric_option_stops_train_before_it_starts(tmp_path: Path) -> Non
     assert run.returncode == 2
     assert run.stderr == "Error: --metric 'loss': Regex has no capture group; the first group is the value\n"
     assert list(tmp_path.iterdir()) == []
+
+
+#: A line on which ``(a|aa)+$`` backtracks for ages (fib(64) paths) and ``(a+)+$`` for 2**64.
+ALMOST = "a" * 64 + "!"
+
+
+@pytest.mark.parametrize("regex", [r"(a+)+$", r"x=(\w+\s?)*$", r"((?:a|b+)*)z", r"(a*){2,}"])
+def test_a_regex_that_nests_repeats_without_bound_is_refused(regex: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        metrics.definition("slow", regex)
+    assert caught.value.message.startswith(
+        "MetricDefinitions 'slow': Regex repeats a group that itself repeats without bound")
+
+
+@pytest.mark.parametrize("regex", [SAFE, r"val_rmse=([0-9.eE+-]+)", r"ip=((\d+\.){3}\d+)",
+                                   r"loss=((?>a+)+)", r"(?:epoch=\d+ )?loss=(\S+)"])
+def test_a_regex_without_nested_unbounded_repeats_is_taken(regex: str) -> None:
+    assert metrics.definition("fine", regex).regex == regex
+
+
+def test_a_search_that_backtracks_for_ages_times_out_and_its_metric_is_switched_off() -> None:
+    scan = scanner(("slow", r"(a|aa)+$"), ("loss", SAFE))
+    started = time.monotonic()
+    for _ in range(metrics.MAX_TIMEOUTS):
+        assert scan.scan("algo-1", ALMOST) == []
+    assert time.monotonic() - started < metrics.MAX_TIMEOUTS * (metrics.MATCH_TIMEOUT + 3)
+    assert scan.timed_out == {"slow": metrics.MAX_TIMEOUTS}
+    started = time.monotonic()
+    assert [s.name for s in scan.scan("algo-1", ALMOST + " val_loss=0.5")] == ["loss"]
+    assert time.monotonic() - started < 0.5  # switched off: not searched any more
+    assert scan.timed_out == {"slow": metrics.MAX_TIMEOUTS}
+
+
+def test_only_the_start_of_a_very_long_line_is_searched() -> None:
+    scan = scanner(("loss", SAFE))
+    assert scan.scan("algo-1", "x" * metrics.MAX_LINE + " val_loss=0.5") == []
+    assert [s.value for s in scan.scan("algo-1", "val_loss=0.5 " + "x" * metrics.MAX_LINE)] == [0.5]
+
+
+def test_train_and_tune_refuse_a_backtracking_regex_before_anything_is_written(tmp_path: Path) -> None:
+    run = subprocess.run(
+        ["byoc", "local", "train", str(TUNEPROBE), "--backend", "process", "--output-dir",
+         str(tmp_path / "jobs"), "--metric", "slow=(a+)+$"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.startswith("Error: --metric 'slow': Regex repeats a group that itself repeats")
+    assert len(run.stderr.splitlines()) == 1
+    assert not (tmp_path / "jobs").exists()
+    from tune_requests import request
+
+    body = request("probe-slow")
+    body["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"].append(
+        {"Name": "slow", "Regex": "(a+)+$"})
+    (tmp_path / "request.json").write_text(json.dumps(body))
+    run = subprocess.run(
+        ["byoc", "local", "tune", str(TUNEPROBE), "--backend", "process", "--config",
+         str(tmp_path / "request.json"), "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.startswith("Error: TrainingJobDefinition.AlgorithmSpecification.MetricDefinitions"
+                                 " 'slow': Regex repeats a group")
+    assert len(run.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def slow_train(tmp_path: Path, epochs: int, sleep: float) -> subprocess.Popen[str]:
+    """A training whose first line is ALMOST, scanned with a regex that backtracks on it."""
+    return subprocess.Popen(
+        ["byoc", "local", "train", str(TUNEPROBE), "--backend", "process", "--output-dir",
+         str(tmp_path / "jobs"), "--job-name", "slow-job", "--metric", "slow=(a|aa)+$",
+         "--hyperparameter", f"_tuning_objective_metric={ALMOST}", "--hyperparameter",
+         f"epochs={epochs}", "--hyperparameter", f"sleep={sleep}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_job_whose_regex_backtracks_completes_promptly(tmp_path: Path) -> None:
+    process = slow_train(tmp_path, epochs=2, sleep=0)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    document = json.loads((tmp_path / "jobs" / "slow-job" / "metrics.json").read_text())
+    assert document["TimedOutLines"] == {"slow": 1}
+    assert "warning: metric 'slow': its Regex took over 0.5 s on 1 line(s)" in stderr
+    assert [s["Value"] for s in document["Samples"]["algo-1"]] == [pytest.approx(1.68), pytest.approx(1.58)]
+
+
+def test_sigterm_stops_a_job_while_its_regex_backtracks(tmp_path: Path) -> None:
+    process = slow_train(tmp_path, epochs=100, sleep=0.5)
+    try:
+        log = tmp_path / "jobs" / "slow-job" / "logs"
+        deadline = time.monotonic() + 60
+        while not any(ALMOST in path.read_text(errors="replace") for path in log.glob("*")
+                      if path.is_file()):
+            assert time.monotonic() < deadline and process.poll() is None, "the line was never printed"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, stderr = process.communicate(timeout=30)
+        assert time.monotonic() - started < 10
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143, stderr
+    assert jobrecord.read(tmp_path / "jobs" / "slow-job")["TrainingJobStatus"] == "Stopped"

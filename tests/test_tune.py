@@ -234,6 +234,12 @@ def test_an_image_with_its_own_metric_format_and_a_failing_value(tmp_path: Path)
     failed = [e for e in summaries(tuning_dir) if e["TrainingJobStatus"] == "Failed"]
     assert failed[0]["FailureReason"] == "kind=boom: this value always fails"
     assert objective(description["BestTrainingJob"]) == OPTIMUM
+    # the reason shows where the job ends and in the summary, each time with the job's name
+    name = failed[0]["TrainingJobName"]
+    lines = run.stderr.splitlines()
+    assert any(line.startswith(f"{name} Failed: kind=boom: this value always fails kind=boom")
+               for line in lines), run.stderr
+    assert f"  failed: {name}: kind=boom: this value always fails" in lines
 
 
 def test_no_job_with_an_objective_is_an_error(tmp_path: Path) -> None:
@@ -373,3 +379,119 @@ def test_tuning_on_docker_with_an_image(strategy: str, tmp_path: Path, tuneprobe
         assert counters["Completed"] == 4
     if strategy == "Grid":
         assert described(tuning_dir)["BestTrainingJob"]["TunedHyperParameters"] == {"kind": "b", "n": "7"}
+
+
+def _job_processes(tuning_dir: Path) -> list[str]:
+    """The pids of processes whose environment names a training job of *tuning_dir*."""
+    needle = f"TRAINING_JOB_NAME={tuning_dir.name}-".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if any(item.startswith(needle) for item in (entry / "environ").read_bytes().split(b"\0")):
+                found.append(entry.name)
+        except OSError:
+            continue
+    return found
+
+
+def _killed_mid_trial(name: str, tmp_path: Path, *where: str, ready: Any = None
+                      ) -> tuple[list[str], Path]:
+    """Start a tuning job (two 8-second jobs at a time) on the process backend (or *where*:
+    backend and image options), SIGKILL byoc while both run; the command and the tuning
+    job's directory."""
+    body = request(name, "Random", max_jobs=3, parallel=2, static={"epochs": "32", "sleep": "0.25"})
+    request_file = tmp_path / "request.json"
+    request_file.write_text(json.dumps(body))
+    command = ["byoc", "local", "tune", *(where or (str(TUNEPROBE), "--backend", "process")),
+               "--config", str(request_file), "--output-dir", str(tmp_path / "out"), "--grace", "2"]
+    tuning_dir = tmp_path / "out" / name
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def training() -> bool:
+            records = [json.loads(p.read_text()) for p in (tuning_dir / "jobs").glob("*/job.json")] \
+                if (tuning_dir / "jobs").is_dir() else []
+            return len(records) == 2 and all(r.get("SecondaryStatus") == "Training" for r in records) \
+                and (ready is None or ready())
+        _wait_for(training, 60)
+        time.sleep(0.5)
+        process.kill()
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    if not where:
+        assert len(_job_processes(tuning_dir)) >= 2  # SIGKILL left the training jobs running
+    return command, tuning_dir
+
+
+def _check_reaped(tuning_dir: Path) -> None:
+    description = described(tuning_dir)
+    assert description["HyperParameterTuningJobStatus"] == "Stopped"
+    assert description["FailureReason"].startswith("byoc stopped while the tuning job ran (killed?)")
+    entries = summaries(tuning_dir)
+    assert [e["TrainingJobStatus"] for e in entries] == ["Failed", "Failed"]
+    assert all(e["FailureReason"].startswith("byoc stopped while the job ran") for e in entries)
+    assert description["TrainingJobStatusCounters"] == {
+        "Completed": 0, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 2, "Stopped": 0}
+    assert description["ObjectiveStatusCounters"] == {"Succeeded": 0, "Pending": 0, "Failed": 2}
+    for entry in entries:
+        record = json.loads((tuning_dir / "jobs" / entry["TrainingJobName"] / "job.json").read_text())
+        assert record["TrainingJobStatus"] == "Failed"
+    _wait_for(lambda: _job_processes(tuning_dir) == [], 10)
+
+
+def test_describe_reaps_a_tuning_job_whose_byoc_was_killed(tmp_path: Path) -> None:
+    _, tuning_dir = _killed_mid_trial("probe-killed", tmp_path)
+    shown = subprocess.run(["byoc", "local", "describe", "probe-killed", "--output-dir",
+                            str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+                           cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "note: tuning job probe-killed lost the byoc running it" in shown.stderr
+    assert json.loads(shown.stdout)["HyperParameterTuningJobStatus"] == "Stopped"
+    _check_reaped(tuning_dir)
+    again = subprocess.run(["byoc", "local", "describe", "probe-killed", "--output-dir",
+                            str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+                           cwd=tmp_path)
+    assert "lost the byoc" not in again.stderr  # settled once
+
+
+def test_jobs_and_resume_reap_a_tuning_job_whose_byoc_was_killed(tmp_path: Path) -> None:
+    command, tuning_dir = _killed_mid_trial("probe-killed-resume", tmp_path)
+    listed = subprocess.run(["byoc", "local", "jobs", "--output-dir", str(tuning_dir / "jobs")],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "note: tuning job probe-killed-resume lost the byoc running it" in listed.stderr
+    _check_reaped(tuning_dir)
+    lost = [e["TrainingJobName"] for e in summaries(tuning_dir)]
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    description = check_finished(resumed, tuning_dir, 5)
+    # the lost jobs stay listed as Failed and do not count: three more jobs ran
+    assert description["TrainingJobStatusCounters"] == {
+        "Completed": 3, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 2, "Stopped": 0}
+    assert {e["TrainingJobName"]: e["TrainingJobStatus"] for e in summaries(tuning_dir)
+            if e["TrainingJobName"] in lost} == dict.fromkeys(lost, "Failed")
+    assert _job_processes(tuning_dir) == []
+
+
+@pytest.mark.docker
+def test_describe_removes_the_containers_of_a_tuning_job_whose_byoc_was_killed(
+        tmp_path: Path, tuneprobe_image: str, docker_client: Any) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rows.csv").write_text("1,2\n")
+
+    def containers() -> list[Any]:
+        return [c for c in docker_client.containers.list(all=True, filters={"label": "com.byoc.job"})
+                if c.labels["com.byoc.job"].startswith("probe-killed-docker-")]
+    _, tuning_dir = _killed_mid_trial("probe-killed-docker", tmp_path, "--backend", "docker",
+                                      "--image", tuneprobe_image, "--channel", f"training={data}",
+                                      ready=lambda: len(containers()) >= 4)
+    assert len(containers()) >= 4  # each job's host and its placeholder outlived byoc
+    shown = subprocess.run(["byoc", "local", "describe", "probe-killed-docker", "--output-dir",
+                            str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                           cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    _check_reaped(tuning_dir)
+    assert containers() == []
+    assert [n for n in docker_client.networks.list(filters={"label": "com.byoc.job"})
+            if n.attrs["Labels"]["com.byoc.job"].startswith("probe-killed-docker-")] == []

@@ -100,6 +100,30 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("too many values", edited(request(), f"{RANGES}.CategoricalParameterRanges[0].Values",
                                [str(i) for i in range(31)]),
      f"{RANGES}.CategoricalParameterRanges[0].Values: 31 items; at most 30"),
+    ("a million hosts", edited(request(), "TrainingJobDefinition.ResourceConfig.InstanceCount", 1_000_000),
+     "TrainingJobDefinition.ResourceConfig.InstanceCount: 1000000; a local training job runs 1-20 hosts"),
+    ("no host", edited(request(), "TrainingJobDefinition.ResourceConfig.InstanceCount", 0),
+     "TrainingJobDefinition.ResourceConfig.InstanceCount: 0; a local training job runs 1-20 hosts"),
+    ("too many bayesian jobs", request(strategy="Bayesian", max_jobs=751, parallel=2),
+     f"{CFG}.ResourceLimits.MaxNumberOfTrainingJobs: 751 training jobs; the service runs at most 750"
+     " per Bayesian tuning job"),
+    ("too many random jobs", request(max_jobs=10_001, parallel=2),
+     f"{CFG}.ResourceLimits.MaxNumberOfTrainingJobs: 10001 training jobs; the service runs at most"
+     " 10000 per Random tuning job"),
+    ("too many grid combinations", edited(grid(), f"{RANGES}.CategoricalParameterRanges",
+                                          [{"Name": f"c{i}", "Values": [str(v) for v in range(10)]}
+                                           for i in range(3)]),
+     f"{CFG}.ResourceLimits.MaxNumberOfTrainingJobs: 1000 training jobs (one per combination); the"
+     " service runs at most 750 per Grid tuning job"),
+    ("too many at once", request(max_jobs=200, parallel=101),
+     f"{CFG}.ResourceLimits.MaxParallelTrainingJobs: 101; the service runs at most 100 training jobs"
+     " of a tuning job at once"),
+    ("tuning runtime too long", edited(request(), f"{CFG}.ResourceLimits.MaxRuntimeInSeconds", 15_768_001),
+     f"{CFG}.ResourceLimits.MaxRuntimeInSeconds: 15768001 is above the maximum 15768000"),
+    ("job runtime too long", edited(request(), "TrainingJobDefinition.StoppingCondition."
+                                    "MaxRuntimeInSeconds", 2_419_201),
+     "TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds: 2419201 is above the maximum"
+     " 2419200 (28 days)"),
     ("multi-algorithm", {**{k: v for k, v in request().items() if k != "TrainingJobDefinition"},
                          "TrainingJobDefinitions": [request()["TrainingJobDefinition"]]},
      "TrainingJobDefinitions: multi-algorithm tuning does not run locally"),
@@ -196,3 +220,67 @@ def test_an_existing_tuning_job_needs_resume_and_resume_needs_one(tmp_path: Path
     changed = run_tune(request(max_jobs=2, parallel=1), tmp_path, "--resume")
     assert changed.returncode == 2
     assert "--resume: the request differs from the one probe-tune started with" in changed.stderr
+
+
+def test_a_request_beyond_the_service_limits_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    body = edited(request(), "TrainingJobDefinition.ResourceConfig.InstanceCount", 1_000_000)
+    run = run_tune(body, tmp_path)
+    assert run.returncode == 2
+    assert run.stderr == ("Error: TrainingJobDefinition.ResourceConfig.InstanceCount: 1000000; a local"
+                          " training job runs 1-20 hosts\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_training_job_input_the_service_refuses_is_refused_before_anything_is_written(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    run = run_tune(request(max_jobs=1, parallel=1), tmp_path, "--channel", f"my data={data}")
+    assert run.returncode == 2
+    assert run.stderr == ("Error: invalid channel name 'my data': 1 to 64 letters, digits, '.', '-'"
+                          " and '_'\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_strategy_whose_package_is_missing_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Without optuna (a package of that name that cannot be imported hides the installed one),
+    Bayesian is refused before the tuning job's directory exists, so the retry just runs."""
+    hidden = tmp_path / "hide" / "optuna"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('No module named optuna')\n")
+    body = request(strategy="Bayesian", max_jobs=1, parallel=1)
+    request_file = tmp_path / "request.json"
+    request_file.write_text(json.dumps(body))
+    command = ["byoc", "local", "tune", str(TUNEPROBE), "--backend", "process", "--config",
+               str(request_file), "--output-dir", str(tmp_path / "out")]
+    import os
+
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path / "hide")})
+    assert run.returncode == 2
+    assert run.stderr == ("Error: the Bayesian and Hyperband strategies need optuna: pip install"
+                          " 'byoc[tune]'\n")
+    assert not (tmp_path / "out").exists()
+    retry = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert retry.returncode == 0, retry.stderr
+    assert (tmp_path / "out" / "probe-tune" / "tuning.json").is_file()
+
+
+def test_byoc_sagemaker_tune_checks_the_same_limits_before_it_pushes_or_uploads(tmp_path: Path) -> None:
+    from byoc.sagemaker import tuning
+
+    body = request(strategy="Bayesian", max_jobs=751, parallel=2)
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps(body))
+    with pytest.raises(ConfigError) as caught:
+        tuning.read_config(path)
+    assert caught.value.message == (f"{CFG}.ResourceLimits.MaxNumberOfTrainingJobs: 751 training jobs;"
+                                    " the service runs at most 750 per Bayesian tuning job")
+    path.write_text(json.dumps(edited(body, f"{CFG}.ResourceLimits.MaxNumberOfTrainingJobs", 750)))
+    config_file = tuning.read_config(path)
+    definition = {k: v for k, v in body["TrainingJobDefinition"].items() if k != "StaticHyperParameters"}
+    definition["StoppingCondition"] = {"MaxRuntimeInSeconds": 2_419_201}  # e.g. --max-run
+    with pytest.raises(ConfigError) as caught:
+        tuning.request({**config_file, "TrainingJobDefinition": {}}, definition, name="t-1")
+    assert caught.value.message.startswith("TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds:"
+                                           " 2419201 is above the maximum 2419200")

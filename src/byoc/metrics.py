@@ -1,16 +1,27 @@
 """SageMaker's MetricDefinitions over a training job's log lines.
 
 Each definition is ``{"Name", "Regex"}``. Every line of every host's stdout
-and stderr is searched with each regex (Python ``re.search``); the first
+and stderr is searched with each regex (Python's ``re`` dialect); the first
 capture group is the value. A capture that is not a plain decimal number is
 dropped without a word, as the service drops it; ``nan`` and ``inf`` are
 dropped too, because CloudWatch, where the service puts metrics, takes no
 NaN or Infinity. The last value of each metric is its ``FinalMetricDataList``
 entry, as ``DescribeTrainingJob`` reports it.
+
+A regex must not hold byoc hostage: one that repeats a group which itself
+repeats without bound (``(a+)+``, whose backtracking grows exponentially
+with the line) is refused up front; every search runs through the ``regex``
+module, which lets go of the GIL while it matches (so Ctrl-C, SIGTERM and
+``byoc local stop`` still work) and gives up after :data:`MATCH_TIMEOUT`
+seconds; only the first :data:`MAX_LINE` characters of a line are searched,
+and a definition whose searches time out :data:`MAX_TIMEOUTS` times is
+switched off for the rest of the job (``metrics.json`` counts them under
+``TimedOutLines``).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
@@ -22,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import regex as _regex
+
 from .errors import ConfigError
 
 MAX_DEFINITIONS = 40
@@ -29,6 +42,12 @@ NAME_LIMIT = 255
 REGEX_LIMIT = 500
 METRICS_FILE = "metrics.json"
 PLOT_FILE = "metrics.png"
+#: Seconds one search of one line may take before it counts as no match.
+MATCH_TIMEOUT = 0.5
+#: Searches of a definition that may time out before it is switched off for the job.
+MAX_TIMEOUTS = 3
+#: Characters of a line that are searched (a metric is printed near the start of its line).
+MAX_LINE = 65536
 #: A number as the service reads it: sign, digits with an optional point, optional exponent.
 NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 #: A regex for ``NAME=VALUE`` or ``NAME: VALUE`` that captures every number the service keeps,
@@ -41,6 +60,18 @@ class MetricDefinition:
     name: str
     regex: str
     pattern: re.Pattern[str] = field(compare=False, repr=False)
+    #: The same regex compiled by the ``regex`` module, which scans with a timeout.
+    matcher: Any = field(default=None, compare=False, repr=False)
+
+    def search(self, line: str) -> Any:
+        """The match in *line* (its first :data:`MAX_LINE` characters), or None.
+
+        :raises TimeoutError: when the search took longer than :data:`MATCH_TIMEOUT`.
+        """
+        line = line[:MAX_LINE]
+        if self.matcher is None:
+            return self.pattern.search(line)
+        return self.matcher.search(line, timeout=MATCH_TIMEOUT, concurrent=True)
 
     def as_api(self) -> dict[str, str]:
         return {"Name": self.name, "Regex": self.regex}
@@ -74,7 +105,47 @@ def definition(name: str, regex: str, where: str = "MetricDefinitions") -> Metri
         raise ConfigError(f"{where} {name!r}: Regex does not compile: {exc}") from exc
     if pattern.groups < 1:
         raise ConfigError(f"{where} {name!r}: Regex has no capture group; the first group is the value")
-    return MetricDefinition(name, regex, pattern)
+    if nested_repeat(regex):
+        raise ConfigError(f"{where} {name!r}: Regex repeats a group that itself repeats without"
+                          " bound, as (a+)+ does: its backtracking grows exponentially on a line"
+                          " that almost matches; repeat the inner part once (a+, not (a+)+)")
+    try:
+        matcher = _regex.compile(regex)
+    except _regex.error:  # a construct only Python's re reads: searched without a timeout
+        matcher = None
+    return MetricDefinition(name, regex, pattern, matcher)
+
+
+def nested_repeat(regex: str) -> bool:
+    """Whether *regex* repeats without bound a part that itself holds a repeat without bound
+    (``(a+)+``, ``(x*y)*``, ``(?:a|b+)*``): the shape of catastrophic backtracking."""
+    parser: Any = importlib.import_module("re._parser")
+    repeats = (parser.MAX_REPEAT, parser.MIN_REPEAT)
+
+    def unbounded(items: Any) -> bool:  # an atomic group never backtracks into itself
+        return any((op in repeats and value[1] == parser.MAXREPEAT)
+                   or (op != parser.ATOMIC_GROUP
+                       and any(unbounded(part) for part in _parts(value, parser.SubPattern)))
+                   for op, value in items)
+
+    def nested(items: Any) -> bool:
+        return any((op in repeats and value[1] == parser.MAXREPEAT and unbounded(value[2]))
+                   or any(nested(part) for part in _parts(value, parser.SubPattern))
+                   for op, value in items)
+
+    try:
+        return nested(parser.parse(regex))
+    except re.error:
+        return False
+
+
+def _parts(value: Any, kind: type) -> Iterable[Any]:
+    """The sub-patterns inside one node's argument of a parsed regex."""
+    if isinstance(value, kind):
+        yield value
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _parts(item, kind)
 
 
 def definitions(items: Iterable[Mapping[str, Any]], where: str = "MetricDefinitions"
@@ -152,6 +223,8 @@ class MetricScanner:
         self.on_sample = on_sample
         self.samples: list[Sample] = []
         self.dropped: dict[str, int] = {}
+        #: Lines whose search gave up after MATCH_TIMEOUT, per metric.
+        self.timed_out: dict[str, int] = {}
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         #: Leave the plot to a later :meth:`plot` call (a tuner draws it once the job's slot is free).
@@ -160,7 +233,14 @@ class MetricScanner:
     def scan(self, host: str, line: str) -> list[Sample]:
         found: list[Sample] = []
         for item in self.definitions:
-            match = item.pattern.search(line)
+            if self.timed_out.get(item.name, 0) >= MAX_TIMEOUTS:
+                continue
+            try:
+                match = item.search(line)
+            except TimeoutError:
+                with self._lock:
+                    self.timed_out[item.name] = self.timed_out.get(item.name, 0) + 1
+                continue
             if match is None or match.group(1) is None:
                 continue
             value = parse_value(match.group(1))
@@ -201,11 +281,20 @@ class MetricScanner:
         with self._lock:
             samples = list(self.samples)
             dropped = dict(self.dropped)
+            timed_out = dict(self.timed_out)
         by_host: dict[str, list[dict[str, Any]]] = {}
         for sample in samples:
             by_host.setdefault(sample.host, []).append(sample.as_api())
         document = {"MetricDefinitions": [item.as_api() for item in self.definitions],
                     "Samples": by_host, "DroppedValues": dropped}
+        if timed_out:
+            document["TimedOutLines"] = timed_out
+        for name, count in timed_out.items():
+            if say is not None:
+                say(f"warning: metric {name!r}: its Regex took over {MATCH_TIMEOUT} s on {count}"
+                    " line(s), which count as no match" + (
+                        "; it was switched off for the rest of the job" if count >= MAX_TIMEOUTS
+                        else ""))
         (job_dir / METRICS_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         jobrecord.merge(job_dir, {
             "FinalMetricDataList": [sample.as_api() for sample in self.final()],

@@ -13,6 +13,7 @@ from .. import invoke, jobrecord, stopping
 from .. import local as harness
 from ..errors import Interrupted, ServeError
 from ..project import Project
+from ..tune.runner import reap_all
 from .jobdef import definition_from_options, job_options
 from .options import BACKEND, ENV, GPUS, IMAGE, PROJECT, echo_err, log_line, pairs, read_payload
 
@@ -105,6 +106,7 @@ def jobs(project_path: Path | None, output_dir: Path | None) -> None:
     """
     jobs_dir = _jobs_dir(project_path, output_dir)
     harness.reap_orphans(jobs_dir, say=echo_err)
+    reap_all(jobs_dir, say=echo_err)  # the tuning jobs there, or beside, whose byoc died
     rows = [_job_row(record) for record in jobrecord.records(jobs_dir)]
     if not sys.stdout.isatty():
         for row in rows:

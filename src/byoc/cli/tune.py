@@ -13,7 +13,7 @@ from .. import contract, jobrecord
 from .. import local as harness
 from ..errors import ByocError, ConfigError
 from ..project import LATEST, Project
-from ..tune import config, live, runner, warmstart
+from ..tune import config, live, report, runner, warmstart
 from .options import BACKEND, IMAGE, PROJECT, echo_err, pairs
 
 
@@ -56,6 +56,7 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
     source = {"Image": image or (f"{loaded.image}:latest" if loaded else None),
               "Channels": {name: str(path.resolve()) for name, path in sorted(sources.items())}}
     parents = warmstart.load_parents(request, root, source) if request.warm_start else []
+    runner.check(request, chosen, sources)  # everything is checked before anything is written
     tuning_dir = runner.prepare(request, root, resume)
     if not resume:
         warmstart.write_source(tuning_dir, source)
@@ -75,6 +76,10 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
     description = result.description
     counters = description["TrainingJobStatusCounters"]
     echo_err("training jobs: " + ", ".join(f"{k} {v}" for k, v in counters.items() if v))
+    for entry in report.read_summaries(tuning_dir):
+        if entry["TrainingJobStatus"] == "Failed":
+            echo_err(f"  failed: {entry['TrainingJobName']}: "
+                     + live.first_line(entry.get("FailureReason") or "no FailureReason"))
     best = description.get("BestTrainingJob")
     if best is None or result.best_model is None:
         raise ByocError(f"no training job of {request.name} completed with a value of"
@@ -100,6 +105,7 @@ def describe_command(job: str, project_path: Path | None, output_dir: Path | Non
     """
     directory = find_job(job, project_path, output_dir)
     harness.reap_orphans(directory.parent, say=echo_err)
+    runner.reap_all(directory, say=echo_err)  # a tuning job, or one of its training jobs
     tuning_file = directory / "tuning.json"
     if tuning_file.is_file() and not (directory / jobrecord.RECORD_FILE).is_file():
         record = contract.read_json(tuning_file)

@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import contract
 from ..errors import AwsError, ConfigError
+from ..tune.config import service_limits
 from .watch import poll
 
 Say = Callable[[str], None]
@@ -35,6 +36,7 @@ def read_config(path: Path) -> dict[str, Any]:
     if "TrainingJobDefinitions" in data:
         raise ConfigError(f"{path}: multi-algorithm TrainingJobDefinitions are not supported; use"
                           " one TrainingJobDefinition")
+    service_limits(data)  # before anything is pushed or uploaded
     return data
 
 
@@ -92,6 +94,7 @@ def request(config: dict[str, Any], definition: dict[str, Any], *, name: str) ->
     result = {k: v for k, v in config.items() if k != "TrainingJobDefinition"}
     result["HyperParameterTuningJobName"] = name
     result["TrainingJobDefinition"] = merged
+    service_limits(result)
     return result
 
 

@@ -10,6 +10,12 @@ from typing import IO, Any
 from .runner import JobState
 
 MAX_ROWS = 25
+#: Characters of a failed job's FailureReason shown (its first line; the whole is in job.json).
+REASON_LIMIT = 100
+#: The live table's status column at most (a quarter of the terminal's width): a failure's
+#: reason is cut there (the summary at the end and the line-per-job output show REASON_LIMIT
+#: characters of it).
+STATUS_WIDTH = 40
 
 
 def _objective(job: JobState) -> str:
@@ -26,9 +32,17 @@ def _short(value: str) -> str:
         return value
 
 
+def first_line(reason: str, limit: int = REASON_LIMIT) -> str:
+    """The first non-blank line of a FailureReason, cut to *limit* characters (with an ellipsis)."""
+    line = next((text.strip() for text in reason.splitlines() if text.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "\u2026"
+
+
 def _status(job: JobState) -> str:
     if job.status == "Stopped" and job.stop_reason:
         return f"Stopped ({job.stop_reason})"
+    if job.status == "Failed" and job.failure_reason:
+        return f"Failed: {first_line(job.failure_reason)}"
     return job.status
 
 
@@ -58,7 +72,13 @@ class LiveTable:
         names = list(dict.fromkeys(name for job in jobs for name in job.tuned))
         done = sum(1 for job in jobs if job.done)
         table = Table(title=f"tuning: {status}, {done}/{len(jobs)} training jobs ended")
-        for column in ("#", "training job", "status", *names, self.metric):
+        table.add_column("#", overflow="fold")
+        # the job's name whole, whatever the width: the status (a failure's reason) wraps instead
+        table.add_column("training job", no_wrap=True,
+                         min_width=max((len(job.name) for job in jobs), default=12))
+        table.add_column("status", no_wrap=True, overflow="ellipsis",
+                         max_width=max(16, min(STATUS_WIDTH, self.live.console.width // 4)))
+        for column in (*names, self.metric):
             table.add_column(column, overflow="fold")
         for job in jobs[-MAX_ROWS:]:
             table.add_row(str(job.number), job.name, _status(job),

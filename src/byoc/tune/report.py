@@ -38,16 +38,22 @@ def best_job(request: TuningRequest, summaries: Sequence[Mapping[str, Any]]
     return best
 
 
-def describe(request: TuningRequest, summaries: Sequence[Mapping[str, Any]],
-             parents: Sequence[Mapping[str, Any]], created: datetime, status: str
-             ) -> dict[str, Any]:
-    now = metrics.iso(datetime.now(UTC))
+def count(summaries: Sequence[Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
+    """TrainingJobStatusCounters and ObjectiveStatusCounters of *summaries*."""
     counters = dict.fromkeys(JOB_STATUSES, 0)
     objectives = {"Succeeded": 0, "Pending": 0, "Failed": 0}
     for entry in summaries:
         job_status = entry["TrainingJobStatus"]
         counters["NonRetryableError" if job_status == "Failed" else job_status] += 1
         objectives[entry["ObjectiveStatus"]] += 1
+    return counters, objectives
+
+
+def describe(request: TuningRequest, summaries: Sequence[Mapping[str, Any]],
+             parents: Sequence[Mapping[str, Any]], created: datetime, status: str
+             ) -> dict[str, Any]:
+    now = metrics.iso(datetime.now(UTC))
+    counters, objectives = count(summaries)
     raw = request.raw
     description: dict[str, Any] = {
         "HyperParameterTuningJobName": request.name,

@@ -11,6 +11,7 @@ keeps what finished. ``tuning.json`` is written after every job.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -20,13 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import contract, jobrecord, metrics
+from .. import _jobs, contract, jobrecord, metrics
 from .. import local as harness
 from ..backends.base import Backend
+from ..backends.docker import DockerBackend
 from ..errors import ByocError, ConfigError, ContainerFailedError, Interrupted
 from ..project import Project
-from ..say import Say
-from . import report, warmstart
+from ..say import Say, quiet
+from . import config, report, strategies, warmstart
 from .completion import Completion
 from .config import TuningRequest
 from .strategies import COMPLETE, FAILED, STOPPED, MedianRule, Strategy, Trial, make
@@ -35,6 +37,11 @@ REQUEST_FILE = "request.json"
 INTERRUPTED_FILE = "interrupted.json"
 JOBS = "jobs"
 POLL = 0.1
+#: tuning.json's FailureReason once the byoc running the tuning job was found gone.
+LOST = ("byoc stopped while the tuning job ran (killed?): its running training jobs were marked"
+        " Failed and removed; --resume continues it")
+#: A lost training job's FailureReason when its own record has none.
+LOST_JOB = "byoc stopped while the job ran (killed?); its hosts were removed"
 
 
 @dataclass
@@ -164,6 +171,7 @@ class Tuner:
         with self.lock:
             self.jobs.append(job)
         job.thread.start()
+        self.write(final=False)  # listed InProgress from its start, as the service lists it
         return job
 
     def _run_job(self, job: JobState) -> None:
@@ -301,6 +309,8 @@ class Tuner:
         description = report.describe(self.request, summaries, self.parents, self.created,
                                       self.status if final else "InProgress")
         description["TuningJobCompletionDetails"] = self.completion.details()
+        # the byoc running the tuning job: once it is gone, an InProgress record is reaped
+        description["Local"] = {"Pid": os.getpid(), "ProcessStart": _jobs.process_start(os.getpid())}
         with self.write_lock:
             report.write(self.tuning_dir, description, summaries, self.request,
                          say=self.say if final else None, plot=final)
@@ -325,6 +335,7 @@ class Tuner:
         MaxNumberOfTrainingJobs, and the strategy does not learn from them. A tuning job
         whose finished jobs already meet its TuningJobCompletionCriteria runs no more.
         """
+        reap(self.tuning_dir, say=self.say)
         skipped = set(self._interrupted_before())
         met: str | None = None
         for entry in report.read_summaries(self.tuning_dir):
@@ -357,6 +368,18 @@ def _arn(request: TuningRequest, kind: str, name: str) -> str:
     return f"arn:aws:sagemaker:us-east-1:{contract.LOCAL_ACCOUNT}:{kind}/{name.lower()}"
 
 
+def check(request: TuningRequest, backend: Backend, channels: Mapping[str, Path]) -> None:
+    """Refuse, before anything is written, what would make every training job fail: a strategy
+    whose package is missing, what CreateTrainingJob refuses of the jobs' inputs, an image the
+    engine does not have. :raises ConfigError: (or the backend's error for the image)"""
+    strategies.check_available(request)
+    _jobs.check_job_inputs(f"{request.name}-001-00000000", channels,
+                           request.hyperparameters({}), dict(request.environment), {},
+                           request.instance_count)
+    if isinstance(backend, DockerBackend):
+        backend.client  # noqa: B018  (an engine and the image)
+
+
 def prepare(request: TuningRequest, output_root: Path, resume: bool) -> Path:
     """The tuning job's directory, created (or, with *resume*, checked). :raises ConfigError:"""
     tuning_dir = output_root.resolve() / request.name
@@ -376,3 +399,97 @@ def prepare(request: TuningRequest, output_root: Path, resume: bool) -> Path:
     (tuning_dir / JOBS).mkdir(parents=True)
     stored.write_text(json.dumps(request.raw, indent=2) + "\n", encoding="utf-8")
     return tuning_dir
+
+
+def _owner_alive(local: Mapping[str, Any]) -> bool:
+    pid, started = local.get("Pid"), local.get("ProcessStart")
+    if not isinstance(pid, int):
+        return False
+    if started is not None:
+        return bool(_jobs.process_start(pid) == started)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap(tuning_dir: Path, say: Say = quiet, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Settle a tuning job whose byoc died (SIGKILL) while it ran; return the training jobs lost.
+
+    Its running training jobs are marked Failed and their containers and processes removed
+    (:func:`byoc.local.reap_orphans`); they are listed so, with a FailureReason, and, like the
+    jobs Ctrl-C stops, do not count towards MaxNumberOfTrainingJobs on ``--resume``. The
+    tuning job is marked Stopped with its counters recounted. A tuning job still running, or
+    one that ended, is left as it is.
+    """
+    description = report.read(tuning_dir)
+    if description.get("HyperParameterTuningJobStatus") != "InProgress" \
+            or _owner_alive(description.get("Local") or {}):
+        return []
+    stored = tuning_dir / REQUEST_FILE
+    try:
+        request = config.parse(json.loads(stored.read_text(encoding="utf-8")))
+    except (OSError, ValueError, ConfigError):
+        return []  # not a tuning job byoc can read: nothing to settle
+    reaped = harness.reap_orphans(tuning_dir / JOBS, say=say, environ=environ)
+    for name in reaped:  # once more: a network placeholder was seen to outlive the pass that
+        harness._remove_labelled(name, environ)  # removed the host sharing its namespace
+    summaries = report.read_summaries(tuning_dir)
+    listed = {entry["TrainingJobName"] for entry in summaries}
+    tuned_names = {item.name for item in request.ranges}
+    for record in jobrecord.records(tuning_dir / JOBS):  # started after training-jobs.json was written
+        if record.name not in listed:
+            hyperparameters = record.data.get("HyperParameters") or {}
+            summaries.append({
+                "TrainingJobName": record.name,
+                "TrainingJobArn": record.data.get("TrainingJobArn", _arn(request, "training-job",
+                                                                         record.name)),
+                "TuningJobName": request.name, "CreationTime": record.data.get("CreationTime"),
+                "TrainingJobStatus": "InProgress",
+                "TunedHyperParameters": {k: v for k, v in hyperparameters.items() if k in tuned_names},
+                "ObjectiveStatus": "Pending"})
+    summaries.sort(key=lambda entry: report.job_number(entry["TrainingJobName"]))
+    lost: list[str] = []
+    for entry in summaries:
+        if entry["TrainingJobStatus"] != "InProgress":
+            continue
+        found = jobrecord.read(tuning_dir / JOBS / entry["TrainingJobName"])
+        status = found.get("TrainingJobStatus")
+        entry["TrainingJobStatus"] = status if status in ("Completed", "Failed", "Stopped") else "Failed"
+        entry["FailureReason"] = str(found.get("FailureReason") or LOST_JOB)[:1024]
+        entry["TrainingEndTime"] = found.get("TrainingEndTime") or metrics.iso(datetime.now(UTC))
+        entry["ObjectiveStatus"] = "Failed"
+        entry.pop("FinalHyperParameterTuningJobObjectiveMetric", None)
+        lost.append(entry["TrainingJobName"])
+    counters, objectives = report.count(summaries)
+    now = metrics.iso(datetime.now(UTC))
+    description.update({"HyperParameterTuningJobStatus": "Stopped", "FailureReason": LOST,
+                        "TrainingJobStatusCounters": counters, "ObjectiveStatusCounters": objectives,
+                        "LastModifiedTime": now, "HyperParameterTuningEndTime": now})
+    before = tuning_dir / INTERRUPTED_FILE
+    skipped = json.loads(before.read_text(encoding="utf-8")) if before.is_file() else []
+    before.write_text(json.dumps(sorted(set(skipped) | set(lost)), indent=2) + "\n", encoding="utf-8")
+    report.write(tuning_dir, description, summaries, request)
+    say(f"note: tuning job {request.name} lost the byoc running it: marked Stopped; {len(lost)}"
+        " running training job(s) marked Failed and removed (--resume continues it)")
+    return lost
+
+
+def reap_all(directory: Path, say: Say = quiet, environ: Mapping[str, str] | None = None) -> None:
+    """:func:`reap` every tuning job at or around *directory*: a tuning job's directory, its
+    ``jobs/`` or one of its training jobs, a directory of tuning jobs, or a jobs directory beside
+    ``tuning/`` (a project's ``.byoc/jobs``)."""
+    candidates = [directory, directory.parent, directory.parent.parent]
+    for root in (directory, directory.parent / "tuning"):
+        if root.is_dir():
+            candidates += sorted(root.iterdir())
+    seen: set[Path] = set()
+    for candidate in candidates:
+        if candidate in seen or not (candidate / report.TUNING_FILE).is_file() \
+                or not (candidate / REQUEST_FILE).is_file():
+            continue
+        seen.add(candidate)
+        reap(candidate, say=say, environ=environ)

@@ -47,6 +47,12 @@ class Strategy(Protocol):
         """A result from an earlier run (``--resume``) or a warm-start parent."""
 
 
+def check_available(request: TuningRequest) -> None:
+    """:raises ConfigError: when the request's strategy needs a package that is not installed."""
+    if request.strategy in ("Bayesian", "Hyperband"):
+        _optuna()
+
+
 def make(request: TuningRequest) -> Strategy:
     if request.strategy == "Random":
         return RandomStrategy(request.ranges, request.seed)
