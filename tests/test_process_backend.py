@@ -65,9 +65,12 @@ def _quiet(message: str) -> None:
     pass
 
 
-def _probe(tmp_path: Path, train: str | None = None) -> Project:
+def _probe(tmp_path: Path, train: str | None = None, requirements: str | None = None) -> Project:
+    """A private copy of the probe project: the session's probe image is current for it
+    unless *train* or *requirements* change it."""
     root = copy_probe(tmp_path / "probe")
-    (root / "container" / "requirements.txt").write_text("packaging==25.0\n")
+    if requirements is not None:
+        (root / "container" / "requirements.txt").write_text(requirements)
     if train is not None:
         (root / "container" / "probe" / "train").write_text(train)
     return Project.load(root)
@@ -83,7 +86,7 @@ def _member(archive: Path, name: str) -> Any:
 def test_the_environment_takes_the_wheels_the_image_takes(tmp_path: Path) -> None:
     # the image runs `pip install --find-links /opt/wheels -r requirements.txt`: a wheel in
     # wheels/ (a CPU torch, here a local build of packaging) wins over the index's
-    project = _probe(tmp_path).root
+    project = _probe(tmp_path, requirements="packaging==25.0\n").root
     without = envs.prepare(project, say=_quiet, progress=False)
     _wheel(project / "wheels", "packaging", "25.0+cpu", "FROM_WHEELS = True\n")
     taken = envs.prepare(project, say=_quiet, progress=False)
@@ -239,18 +242,18 @@ def test_a_process_transform_leaves_no_server_tree_in_tmpdir(
                              timeout=600)
     assert trained.returncode == 0, trained.stderr
     payload = project / "local_test" / "payload.csv"
-    done = subprocess.run([sys.executable, "-m", "byoc", "local", "transform", str(project),
-                           "--backend", "process", "--input", str(payload), "--content-type",
-                           "text/csv", "--output", str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "out" / "payload.csv.out").is_file()
-    assert list(host_tmp.iterdir()) == []
+    for content_type, status in (("text/csv", 0), ("text/unknown", 1)):  # a job that fails too
+        done = subprocess.run([sys.executable, "-m", "byoc", "local", "transform", str(project),
+                               "--backend", "process", "--input", str(payload), "--content-type",
+                               content_type, "--output", str(tmp_path / f"out-{status}")],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == status, done.stderr
+        assert list(host_tmp.iterdir()) == []
+    assert (tmp_path / "out-0" / "payload.csv.out").is_file()
 
 
 def test_an_environment_that_does_not_build_fails_the_job_at_once(tmp_path: Path) -> None:
-    project = _probe(tmp_path)
-    (project.root / "container" / "requirements.txt").write_text("packaging==99.0.0\n")
+    project = _probe(tmp_path, requirements="packaging==99.0.0\n")
     result = subprocess.run([sys.executable, "-m", "byoc", "local", "train", str(project.root),
                              "--backend", "process", "--job-name", "unbuildable-1"],
                             capture_output=True, text=True, timeout=300)
