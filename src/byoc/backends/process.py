@@ -99,6 +99,9 @@ class ProcessBackend:
 
     program_dir: Path
     name: str = "process"
+    #: Variables every program of this backend gets under the job's, as an image's ENV gives
+    #: them to every container (byoc's own environment is not passed on).
+    image_env: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: Where the environment's progress and timing are told.
     say: Callable[[str], None] = field(default=quiet, compare=False, repr=False)
     _env: list[envs.PythonEnv] = field(default_factory=list, compare=False, repr=False)
@@ -158,7 +161,8 @@ class ProcessBackend:
         try:
             for host, tmp in zip(spec.hosts, scratch, strict=True):
                 _stage_channels(host)
-                env = program_env({**spec.env, contract.BASE_DIR_ENV: str(host.root)}, tmp)
+                env = program_env({**self.image_env, **spec.env,
+                                   contract.BASE_DIR_ENV: str(host.root)}, tmp)
                 runs[host.host] = self._start("train", env, host.host, log,
                                               spec.log_dir / f"{host.host}.log")
             return supervise(runs, spec.grace_seconds, say=spec.notify,
@@ -179,7 +183,7 @@ class ProcessBackend:
             shutil.rmtree(model_dir)
         shutil.copytree(spec.model_dir, model_dir)
         tmp = tmp_dir(spec.root.parent / "tmp")
-        env = program_env({**spec.env, contract.BASE_DIR_ENV: str(spec.root),
+        env = program_env({**self.image_env, **spec.env, contract.BASE_DIR_ENV: str(spec.root),
                            contract.BIND_TO_PORT_ENV: str(spec.port),
                            "SERVE_BIND_ADDRESS": "127.0.0.1"}, tmp)
         run = self._start("serve", env, "serve", log, None)
