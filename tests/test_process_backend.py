@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from byoc import envs, jobrecord, local, scaffold
 from byoc.backends.process import ProcessBackend
 from byoc.cli import cli
-from byoc.errors import ConfigError
+from byoc.errors import ConfigError, Interrupted
 from byoc.project import Project
 from helpers import copy_probe
 
@@ -225,6 +225,11 @@ def test_serve_leaves_nothing_in_tmpdir_and_gives_the_server_its_own(
         variables = dict(item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item)
         assert variables[b"TMPDIR"].decode().startswith(str(made[0]) + "/")
         assert b"AWS_SECRET_ACCESS_KEY" not in variables
+    assert list(host_tmp.iterdir()) == []
+    with pytest.raises(Interrupted):  # Ctrl-C while serving
+        with local.serve(backend=backend, model=model, port=unused_port):
+            assert len(list(host_tmp.iterdir())) == 1
+            raise KeyboardInterrupt
     assert list(host_tmp.iterdir()) == []
 
 
