@@ -2,8 +2,9 @@
 
 The process backend builds the project's environment from its requirements with uv, so
 XGBoost always runs here. PyTorch from PyPI for Linux is a CUDA build of several GB: its
-test runs only where the CPU wheel is on disk (`UV_FIND_LINKS=DIR`, DIR from
-``BYOC_TORCH_WHEEL``) and skips otherwise. (On Docker both always run:
+test runs only where the CPU wheel is on disk (in the directory of ``BYOC_TORCH_WHEEL``;
+linked into the project's ``wheels/``, where the image's pip and the environment's uv both
+take it) and skips otherwise. (On Docker both always run:
 tests/test_templates_docker.py.)
 """
 
@@ -31,14 +32,19 @@ def test_template_trains_as_processes_where_its_library_is_installed(template: s
         pytest.skip(f"no torch CPU wheel in {TORCH_WHEELS}: an environment would fetch the"
                     " multi-GB CUDA build (Docker covers the template)")
     project = scaffold.new_project(f"proc-{template}", output_dir=tmp_path, framework=template)
-    # where a project environment is built with uv, it takes the CPU wheel from here
-    env = {**os.environ, "UV_FIND_LINKS": str(TORCH_WHEELS)} if template == "pytorch" else None
+    if template == "pytorch":  # wheels/, as the README says: not PyPI's CUDA build
+        for wheel in TORCH_WHEELS.glob("torch-*.whl"):
+            (project / "wheels" / wheel.name).symlink_to(wheel)
     trained = subprocess.run([*BYOC, "local", "train", str(project), "--backend", "process"],
-                             capture_output=True, text=True, timeout=600, env=env)
+                             capture_output=True, text=True, timeout=600)
     assert trained.returncode == 0, trained.stderr
     with tarfile.open(trained.stdout.strip()) as tar:
         assert len(tar.getnames()) == 1
     assert "algo-1 | training:accuracy=" in trained.stderr
+    if template == "pytorch":
+        built = next(line for line in trained.stderr.splitlines()
+                     if line.startswith("environment: ") and "/envs/" in line).split()[2]
+        assert list(Path(built).glob("lib/python*/site-packages/torch-*+cpu.dist-info"))
 
 
 def test_gpus_are_refused_on_the_process_backend(tmp_path: Path) -> None:

@@ -51,9 +51,8 @@ def run(backend: Any, model: Path, source: Path, output: Path, **settings: Any) 
 
 
 def echo(monkeypatch: pytest.MonkeyPatch, **env: str) -> ProcessBackend:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return ProcessBackend(ECHO / "container" / "echo")
+    # the echo server's settings, as an image's ENV (byoc's own environment is not passed on)
+    return ProcessBackend(ECHO / "container" / "echo", image_env=env)
 
 
 def files_under(root: Path) -> list[str]:
@@ -349,8 +348,8 @@ def test_ctrl_c_stops_the_server_and_keeps_finished_outputs(tmp_path: Path) -> N
     process = subprocess.Popen(
         ["byoc", "local", "transform", str(ECHO), "--backend", "process", "--model", str(ECHO_MODEL),
          "--input", str(source), "--output", str(tmp_path / "out"), "--split-type", "Line",
-         "--strategy", "SingleRecord"],
-        env={**os.environ, "ECHO_DELAY": "0.2", "ECHO_STATS": marker}, stdout=subprocess.PIPE,
+         "--strategy", "SingleRecord", "--env", "ECHO_DELAY=0.2", "--env", f"ECHO_STATS={marker}"],
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (tmp_path / "out" / "a.txt.out").exists() or not \

@@ -1,10 +1,11 @@
 """The process backend's Python environments: the project's own, not byoc's.
 
-The image installs ``container/requirements.txt``; the process backend runs ``train`` and
-``serve`` in a virtual environment made from that same file with ``uv``, on an interpreter
-already on this machine (the image's Python major.minor when there is one). Environments
-are cached under ``$BYOC_CACHE_DIR/envs`` (default ``$XDG_CACHE_HOME/byoc``, else
-``~/.cache/byoc``), one per requirements text and interpreter. A new one is built in a
+The image installs ``container/requirements.txt`` with ``pip install --find-links
+/opt/wheels`` (the project's ``wheels/``); the process backend runs ``train`` and ``serve`` in
+a virtual environment made from that same file and the same ``wheels/`` with ``uv``, on an
+interpreter already on this machine (the image's Python major.minor when there is one).
+Environments are cached under ``$BYOC_CACHE_DIR/envs`` (default ``$XDG_CACHE_HOME/byoc``, else
+``~/.cache/byoc``), one per requirements text, wheels and interpreter. A new one is built in a
 temporary directory and renamed into place, so a failed build leaves the others intact;
 one that is incomplete or damaged is rebuilt.
 """
@@ -32,9 +33,11 @@ Say = Callable[[str], None]
 CACHE_ENV = "BYOC_CACHE_DIR"
 PYTHON_ENV = "BYOC_PYTHON"
 REQUIREMENTS = Path("container") / "requirements.txt"
+#: The image's ``pip install --find-links /opt/wheels``: wheels taken before any index.
+WHEELS = Path("wheels")
 MARKER = "byoc-env.json"
 #: Bump when the layout of an environment changes: old ones are then rebuilt.
-FORMAT = 1
+FORMAT = 2
 #: Prints the interpreter (the base one, for a virtual environment's) and its version; with
 #: _PACKAGES, the distributions installed where it runs too.
 _PROBE = ("import sys; print(getattr(sys, '_base_executable', '') or sys.executable);"
@@ -195,8 +198,10 @@ def _candidates(name: str, path: str) -> list[str]:
     return list(dict.fromkeys(c for c in found if c and os.access(c, os.X_OK)))
 
 
-def requirements_key(requirements: Path | None, interpreter: Interpreter) -> str:
-    """A hash of the requirements (with the files they include) and the interpreter."""
+def requirements_key(requirements: Path | None, interpreter: Interpreter,
+                     wheels: Path | None = None) -> str:
+    """A hash of the requirements (with the files they include), the wheels in *wheels* (each
+    one's name, size and modification time) and the interpreter."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"format": FORMAT, "python": interpreter.path,
                               "version": interpreter.version}).encode())
@@ -204,7 +209,20 @@ def requirements_key(requirements: Path | None, interpreter: Interpreter) -> str
         for path in _requirement_files(requirements):
             digest.update(b"\0" + str(path.name).encode() + b"\0")
             digest.update(path.read_bytes())
+    for path in wheel_files(wheels):
+        found = path.stat()
+        digest.update(json.dumps(["wheel", path.name, found.st_size,
+                                  found.st_mtime_ns]).encode())
     return digest.hexdigest()[:16]
+
+
+def wheel_files(wheels: Path | None) -> list[Path]:
+    """The distributions in *wheels* (``*.whl`` and sdists, as pip's ``--find-links`` reads a
+    directory: not its subdirectories, not its README), sorted."""
+    if wheels is None or not wheels.is_dir():
+        return []
+    return sorted(path for path in wheels.iterdir() if path.is_file()
+                  and path.name.endswith((".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")))
 
 
 def _requirement_files(path: Path, seen: set[Path] | None = None) -> list[Path]:
@@ -231,10 +249,11 @@ def prepare(project_root: Path, *, say: Say, environ: Mapping[str, str] | None =
     env = dict(os.environ if environ is None else environ)
     wanted = project_root / REQUIREMENTS
     requirements = wanted if wanted.is_file() else None
+    wheels = project_root / WHEELS if (project_root / WHEELS).is_dir() else None
     choice = choose_interpreter(image_python(project_root), env)
     if choice.note:
         say(f"environment: {choice.note}")
-    key = requirements_key(requirements, choice.interpreter)
+    key = requirements_key(requirements, choice.interpreter, wheels)
     envs = cache_dir(env) / "envs"
     envs.mkdir(parents=True, exist_ok=True)
     target = envs / key
@@ -244,8 +263,8 @@ def prepare(project_root: Path, *, say: Say, environ: Mapping[str, str] | None =
             return PythonEnv(target, choice.interpreter, built=False, seconds=0.0)
         if target.exists():
             say(f"environment: {target} is incomplete or damaged; building it again")
-        return _build(target, key, requirements, project_root, choice.interpreter, env, say,
-                      progress)
+        return _build(target, key, requirements, wheels, project_root, choice.interpreter, env,
+                      say, progress)
 
 
 def _intact(target: Path, key: str) -> bool:
@@ -267,8 +286,8 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _build(target: Path, key: str, requirements: Path | None, project_root: Path,
-           interpreter: Interpreter, environ: dict[str, str], say: Say,
+def _build(target: Path, key: str, requirements: Path | None, wheels: Path | None,
+           project_root: Path, interpreter: Interpreter, environ: dict[str, str], say: Say,
            progress: bool) -> PythonEnv:
     uv = find_uv()
     source = requirements.relative_to(project_root) if requirements else None
@@ -287,7 +306,11 @@ def _build(target: Path, key: str, requirements: Path | None, project_root: Path
         commands = [[uv, "venv", "--quiet", "--relocatable", "--python", interpreter.path,
                      str(staging)]]
         if requirements is not None:
+            # as the image's pip: wheels/ first, and the best version over every index the
+            # requirements name (pip's way; uv's own stops at the first index that has it)
+            links = ["--find-links", str(wheels)] if wheels is not None else []
             commands.append([uv, "pip", "install", "--python", str(staging / "bin" / "python"),
+                             "--index-strategy", "unsafe-best-match", *links,
                              "-r", str(requirements)])
         with _status(f"environment: building {what}", progress) as update:
             ok = all(_run_uv(command, env, project_root, lines, update) for command in commands)
@@ -302,6 +325,7 @@ def _build(target: Path, key: str, requirements: Path | None, project_root: Path
         seconds = time.monotonic() - started
         (staging / MARKER).write_text(json.dumps({
             "key": key, "requirements": str(requirements) if requirements else None,
+            "wheels": [path.name for path in wheel_files(wheels)],
             "python": interpreter.path, "version": interpreter.version,
             "packages": packages, "seconds": round(seconds, 2),
             "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2),

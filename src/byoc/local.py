@@ -24,6 +24,7 @@ from .backends.docker import DockerBackend, device_request
 from .backends.process import ProcessBackend, check_toolchain
 from .errors import (
     ArchiveError,
+    ByocError,
     ConfigError,
     ContainerFailedError,
     Interrupted,
@@ -248,6 +249,8 @@ def train(*, backend: Backend, project: Project | None = None,
     job_env = {**env, **contract.job_env(job_name, region)}
     if isinstance(backend, DockerBackend):
         backend.client  # noqa: B018  (an engine and the image, before anything is written)
+    elif isinstance(backend, ProcessBackend):
+        backend.check_hosts(hosts)  # peers it cannot name: refused before anything is written
     _jobs.claim_job_dir(jobs_dir.resolve(), job_name)
     try:
         record = jobrecord.JobRecord.create(job_dir, _jobs.describe_fields(
@@ -330,6 +333,12 @@ def train(*, backend: Backend, project: Project | None = None,
         collected = _jobs.collect(job_dir, specs, statuses)
         if metrics is not None:
             metrics.save(job_dir, say)
+    except ByocError as exc:
+        # the job cannot go on (its environment does not build, a channel cannot be read):
+        # Failed now, with the reason, not InProgress for the next command to find
+        record.finish(jobrecord.FAILED, jobrecord.FAILED, failure_reason=exc.message,
+                      billable_seconds=round(billable))
+        raise
     finally:
         watch.close()
         for scratch in ("hosts", "shards", "pipe-scratch"):
@@ -471,11 +480,15 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
             except KeyboardInterrupt as exc:
                 raise interrupted("server stopped", exc) from None
     finally:
-        if server is not None:
-            # a server shut down because its work is done stops without a word
-            stop_all({"serve": server}, grace_seconds, say=None if work_done else say)
-            server.close()
-        _jobs.remove_tree(scratch)
+        try:
+            if server is not None:
+                try:
+                    # a server shut down because its work is done stops without a word
+                    stop_all({"serve": server}, grace_seconds, say=None if work_done else say)
+                finally:
+                    server.close()
+        finally:  # also on a second Ctrl-C while the server stops
+            _jobs.remove_tree(scratch)
 
 
 def wait_until_ready(server: Server, timeout: float, interval: float = 0.25) -> None:

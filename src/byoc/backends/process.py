@@ -4,8 +4,15 @@ Each host gets its own /opt/ml tree, passed as ``SAGEMAKER_BASE_DIR``; channel
 files are copied in and made read-only, so the program cannot change the
 user's data. The programs run in the project's own environment, made from
 ``container/requirements.txt`` (the file the image installs) by :mod:`byoc.envs`
-before the first run. Hosts are not reachable by name: multi-host jobs run, but
-programs that talk to their peers need the Docker backend.
+before the first run. Hosts are not reachable by name: multi-host jobs run, but a
+program that talks to its peers (``torch.distributed`` and the like, see
+:func:`peer_markers`) is refused at once unless this machine resolves the host names.
+
+A program gets the environment a container would, not byoc's: the job's variables, PATH,
+the locale, and a HOME and TMPDIR of its own in a directory beside its /opt/ml tree
+(``<host>-tmp`` for a training host, ``tmp`` for a server), removed with it, as a container
+has its own /tmp; nothing else of this machine's environment (no AWS credentials, as
+SageMaker's role gives none).
 
 Python programs run with this Python; any other program (an R project's
 ``train`` and ``serve`` are bash scripts that start ``Rscript``) runs as it is,
@@ -14,7 +21,9 @@ after a check that its toolchain is on this machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -32,6 +41,14 @@ from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
 #: The R packages an R project's programs load: to train, and also to serve.
 R_TRAIN_PACKAGES = ("jsonlite",)
 R_SERVE_PACKAGES = ("jsonlite", "plumber")
+#: Variables of this machine's environment a program gets as they are, when set: the locale,
+#: the time zone, and where the machine's GPUs and shared and R libraries are.
+PASSED_ON = ("LANG", "LANGUAGE", "TZ", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "R_LIBS",
+             "R_LIBS_USER", "R_LIBS_SITE")
+#: What a program that talks to its peers by host name says (its source is searched).
+PEER_MARKERS = re.compile(r"\b(init_process_group|torch\.distributed|MASTER_ADDR|horovod|"
+                          r"RabitTracker|xgboost\.collective|dask\.distributed)\b")
+HOSTS_FILE = Path("/etc/hosts")
 R_INSTALL_HINT = ("on Debian: apt-get install r-base-core r-cran-jsonlite r-cran-plumber nginx;"
                   " or use --backend docker")
 
@@ -72,6 +89,8 @@ class ProcessServer(ProcessRun):
         # the process group may still hold children (nginx, gunicorn workers)
         self._signal(signal.SIGKILL)
         self.pump.join()
+        for path in self.scratch:
+            _remove(path)
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,9 @@ class ProcessBackend:
 
     program_dir: Path
     name: str = "process"
+    #: Variables every program of this backend gets under the job's, as an image's ENV gives
+    #: them to every container (byoc's own environment is not passed on).
+    image_env: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: Where the environment's progress and timing are told.
     say: Callable[[str], None] = field(default=quiet, compare=False, repr=False)
     _env: list[envs.PythonEnv] = field(default_factory=list, compare=False, repr=False)
@@ -109,13 +131,38 @@ class ProcessBackend:
         """The interpreter of the project's environment."""
         return str(self.environment().python)
 
+    def check_hosts(self, hosts: list[str]) -> None:
+        """Refuse, before anything runs, a multi-host job whose program talks to its peers by
+        host name when this machine does not resolve those names (processes have no private
+        network; the Docker backend gives them one).
+
+        :raises ConfigError: naming the program, the names and the fix.
+        """
+        if len(hosts) < 2:
+            return
+        found = peer_markers(self.program_dir)
+        if not found:
+            return
+        missing = [host for host in hosts if host not in hosts_file_names()]
+        if not missing:
+            return
+        where, marker = found
+        raise ConfigError(
+            f"--instance-count {len(hosts)} on the process backend: {where} talks to its peers by"
+            f" host name ({marker}), and {', '.join(missing)} do not resolve on this machine"
+            " (processes get no private network to name them on); use --backend docker, or"
+            " --instance-count 1")
+
     def train(self, spec: TrainSpec, log: LogSink) -> dict[str, int]:
+        self.check_hosts([host.host for host in spec.hosts])
         self._prepare("train")
         runs: dict[str, ProcessRun] = {}
+        scratch = [tmp_dir(host.root.with_name(f"{host.host}-tmp")) for host in spec.hosts]
         try:
-            for host in spec.hosts:
+            for host, tmp in zip(spec.hosts, scratch, strict=True):
                 _stage_channels(host)
-                env = {**os.environ, **spec.env, contract.BASE_DIR_ENV: str(host.root)}
+                env = program_env({**self.image_env, **spec.env,
+                                   contract.BASE_DIR_ENV: str(host.root)}, tmp)
                 runs[host.host] = self._start("train", env, host.host, log,
                                               spec.log_dir / f"{host.host}.log")
             return supervise(runs, spec.grace_seconds, say=spec.notify,
@@ -126,6 +173,8 @@ class ProcessBackend:
                     run.kill()
                 run.process.wait()
                 run.pump.join()
+            for tmp in scratch:
+                _remove(tmp)
 
     def start_server(self, spec: ServeSpec, log: LogSink) -> ProcessServer:
         self._prepare("serve")
@@ -133,10 +182,13 @@ class ProcessBackend:
         if model_dir.exists():
             shutil.rmtree(model_dir)
         archive.copy_tree(spec.model_dir, model_dir)  # a sparse file's holes stay holes
-        env = {**os.environ, **spec.env, contract.BASE_DIR_ENV: str(spec.root),
-               contract.BIND_TO_PORT_ENV: str(spec.port), "SERVE_BIND_ADDRESS": "127.0.0.1"}
+        tmp = tmp_dir(spec.root.parent / "tmp")
+        env = program_env({**self.image_env, **spec.env, contract.BASE_DIR_ENV: str(spec.root),
+                           contract.BIND_TO_PORT_ENV: str(spec.port),
+                           "SERVE_BIND_ADDRESS": "127.0.0.1"}, tmp)
         run = self._start("serve", env, "serve", log, None)
-        return ProcessServer(run.process, run.pump, url=f"http://127.0.0.1:{spec.port}")
+        return ProcessServer(run.process, run.pump, url=f"http://127.0.0.1:{spec.port}",
+                             scratch=[tmp])
 
     def _start(self, program: str, env: Mapping[str, str], host: str, log: LogSink,
                log_file: Path | None) -> ProcessRun:
@@ -161,6 +213,78 @@ class ProcessBackend:
         descriptor = process.stdout.fileno()
         pump.start(iter(lambda: os.read(descriptor, 65536), b""))
         return ProcessRun(process, pump)
+
+
+def tmp_dir(tmp: Path) -> Path:
+    """*tmp* made new and empty: a program's TMPDIR (its HOME in ``home`` under it), as a
+    container has a /tmp of its own. Kept short (beside the /opt/ml tree), as the unix
+    sockets a server makes in it must fit in 107 bytes."""
+    _remove(tmp)
+    (tmp / "home").mkdir(parents=True)
+    # as /tmp: anyone may make files there (nginx workers running as another user reach the
+    # sockets a server makes in it), only their owner may remove them
+    tmp.chmod(0o1777)
+    (tmp / "home").chmod(0o700)
+    parent = tmp.parent
+    parent.chmod(stat.S_IMODE(parent.stat().st_mode) | 0o111)  # passable to reach it
+    return tmp
+
+
+def program_env(job_env: Mapping[str, str], tmp: Path,
+                environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a program runs with: *job_env* (the contract's variables and the job's
+    own) over the minimum needed to run (PATH, the locale, :data:`PASSED_ON`) and a HOME and
+    TMPDIR in *tmp*. Nothing else of *environ* (byoc's) reaches it: no credentials, no tokens.
+    """
+    host = os.environ if environ is None else environ
+    env = {key: value for key, value in host.items()
+           if key in PASSED_ON or key.startswith("LC_")}
+    env.setdefault("LANG", "C.UTF-8")
+    env["PATH"] = host.get("PATH", os.defpath)
+    env.update(HOME=str(tmp / "home"), TMPDIR=str(tmp), PYTHONUNBUFFERED="1")
+    env.update(job_env)
+    return env
+
+
+def peer_markers(program_dir: Path) -> tuple[str, str] | None:
+    """The first file of *program_dir* (relative to its project) whose source talks to peers
+    by host name, and what it says (``torch.distributed``), or None."""
+    for path in sorted(program_dir.rglob("*")):
+        if not path.is_file() or path.suffix not in ("", ".py", ".R", ".r", ".sh"):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        match = PEER_MARKERS.search(text)
+        if match:
+            return str(path.relative_to(program_dir.parent.parent)), match.group(1)
+    return None
+
+
+def hosts_file_names(path: Path = HOSTS_FILE) -> set[str]:
+    """The host names *path* (/etc/hosts) maps to addresses."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return set()
+    return {name for line in lines for name in line.split("#", 1)[0].split()[1:]}
+
+
+def _remove(path: Path) -> None:
+    """Remove *path*, also where the program made read-only directories in it."""
+    if path.is_symlink() or not path.exists():
+        path.unlink(missing_ok=True)
+        return
+    with contextlib.suppress(OSError):
+        path.chmod(0o700)
+    for top, dirs, _files in os.walk(path):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                inner = Path(top) / name
+                if not inner.is_symlink():
+                    inner.chmod(stat.S_IMODE(inner.stat().st_mode) | stat.S_IRWXU)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _stage_channels(host: HostSpec) -> None:

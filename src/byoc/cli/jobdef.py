@@ -19,15 +19,16 @@ import click
 from .. import contract, jobdef
 from ..errors import ConfigError
 from ..metrics import definition as metric_check
-from .options import pairs
+from .options import ENV_FILE_HELP, pairs, read_env_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The keyword arguments ``@job_options`` adds, in the order they are declared.
 OPTION_NAMES = ("channel", "content_types", "hyperparameter", "hyperparameters_file", "input_mode",
                 "channel_input_mode", "distribution", "record_wrapper", "compression",
-                "shuffle_seed", "shuffle_alias", "attribute_names", "manifest_root", "metric_definition",
-                "metric_alias", "metric_definitions_file", "instance_count", "env", "max_run",
+                "shuffle_seed", "shuffle_alias", "attribute_names", "manifest_root",
+                "metric_definition", "metric_alias", "metric_definitions_file", "instance_count",
+                "env", "env_file", "max_run",
                 "spot", "max_wait", "checkpoint_uri", "checkpoint_dir_alias",
                 "checkpoint_s3_alias", "checkpoint_local_path", "job_name")
 #: What ``@sagemaker_job_options`` adds on top.
@@ -84,6 +85,8 @@ def job_options(command: F) -> F:
                      help="Hosts algo-1..algo-N (locally, each in its own container)."),
         click.option("--env", multiple=True, metavar="KEY=VALUE",
                      help="Environment variable of the training container. Repeatable."),
+        click.option("--env-file", "env_file", multiple=True, metavar="FILE",
+                     type=click.Path(dir_okay=False, path_type=Path), help=ENV_FILE_HELP),
         click.option("--max-run", metavar="DURATION",
                      help="StoppingCondition.MaxRuntimeInSeconds: seconds, or 90s, 5m, 2h, 1h30m"
                           f" (default {jobdef.DEFAULT_MAX_RUNTIME}, one day)."),
@@ -163,7 +166,9 @@ def definition_from_options(project: Any | None, values: dict[str, Any]
         manifest_roots={name: Path(folder) for name, folder in
                         pairs(taken["manifest_root"], "--manifest-root").items()},
         input_mode=taken["input_mode"], metric_definitions=tuple(metrics),
-        instance_count=taken["instance_count"], environment=pairs(taken["env"], "--env"),
+        instance_count=taken["instance_count"],
+        environment=pairs([*(item for path in taken["env_file"] for item in read_env_file(path)),
+                           *taken["env"]], "--env"),
         max_runtime=jobdef.seconds(max_run, "--max-run") if max_run is not None
         else jobdef.DEFAULT_MAX_RUNTIME,
         spot=taken["spot"],

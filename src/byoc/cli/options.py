@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 
 from .. import contract, local
 from ..errors import BuildError, ByocError, ConfigError, Interrupted
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 PROJECT = click.argument("project", required=False,
                          type=click.Path(file_okay=False, exists=True, path_type=Path))
@@ -22,8 +26,62 @@ BACKEND = click.option("--backend", type=click.Choice(local.BACKENDS), default="
                        help="docker, process (the project's programs on this machine) or auto.")
 GPUS = click.option("--gpus", metavar="all|N|device=ID,..",
                     help="GPUs for the container(s), as `docker run --gpus` (Docker backend only).")
-ENV = click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
-                   help="Environment variable for the container. Repeatable.")
+ENV_FILE_HELP = ("File of KEY=VALUE lines, as `docker run --env-file` reads: # comments, a bare"
+                 " KEY takes byoc's value; --env wins over it. Repeatable. Values never appear"
+                 " on a command line.")
+
+
+def env_options(help: str = "Environment variable for the container. Repeatable."
+                ) -> Callable[[F], F]:
+    """``--env KEY=VALUE`` and ``--env-file FILE``; the command gets one ``env`` tuple of
+    ``KEY=VALUE`` items, the files' first, so that ``--env`` overrides them."""
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def run(*args: Any, env: tuple[str, ...] = (), env_file: tuple[Path, ...] = (),
+                **kwargs: Any) -> Any:
+            from_files = [item for path in env_file for item in read_env_file(path)]
+            return command(*args, env=(*from_files, *env), **kwargs)
+
+        with_file = click.option("--env-file", "env_file", multiple=True, metavar="FILE",
+                                 type=click.Path(dir_okay=False, path_type=Path),
+                                 help=ENV_FILE_HELP)(run)
+        return cast(F, click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
+                                    help=help)(with_file))
+    return decorate
+
+
+ENV = env_options()
+
+
+def read_env_file(path: Path, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The ``KEY=VALUE`` items of an env file, as ``docker run --env-file`` reads one: a line
+    per variable, leading blanks dropped, ``#`` lines and empty lines skipped, the value taken
+    as it is (no quotes removed); a bare ``KEY`` takes *environ*'s (byoc's) value, or is
+    skipped when it has none.
+
+    :raises ConfigError: when the file cannot be read, or a line has no name or a name with
+        blanks in it.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"--env-file {path}: cannot read it: {reason}") from None
+    items = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise ConfigError(f"--env-file {path} line {number}: expected KEY=VALUE, with no blanks"
+                              " in KEY")
+        if sep:
+            items.append(f"{key}={value}")
+        elif key in env:
+            items.append(f"{key}={env[key]}")
+    return items
 
 
 class ByocGroup(click.Group):

@@ -12,7 +12,7 @@ import click
 from ..errors import ConfigError, Interrupted
 from ..project import Project
 from .jobdef import definition_from_options, job_options, sagemaker_job_options
-from .options import echo_err, pairs, read_payload
+from .options import echo_err, env_options, pairs, read_payload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -283,7 +283,7 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
               help="TransformResources.InstanceType.")
 @click.option("--instance-count", default=1, show_default=True, type=int,
               help="Instances; input objects are split between them by key.")
-@click.option("--env", multiple=True, metavar="KEY=VALUE", help="Environment (at most 16).")
+@env_options("Environment (at most 16).")
 @click.option("--job-name", help="Transform job name (default: <project>-<timestamp>).")
 @target_options
 @click.option("--detach", is_flag=True, help="Return once the job is created.")
@@ -377,7 +377,7 @@ def transform(project: Path | None, training_job: str | None, model_name: str | 
               help="Instance type of the endpoint.")
 @click.option("--instance-count", default=1, show_default=True, type=int,
               help="InitialInstanceCount of the endpoint.")
-@click.option("--env", multiple=True, metavar="KEY=VALUE", help="Environment of the model.")
+@env_options("Environment of the model.")
 @click.option("--role", help="Execution role ARN or name (default: [sagemaker] role).")
 @click.option("--bucket", help="S3 bucket for a local --model.")
 @click.option("--no-wait", is_flag=True, help="Return once the endpoint is being created.")
