@@ -673,17 +673,51 @@ def test_a_model_whose_loading_starts_a_thread_works_by_default(
     assert "model loaded by each worker (MODEL_SERVER_PRELOAD=false)" in serve.log_text()
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_preloading_a_model_whose_loading_starts_a_thread_breaks_it(
-        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path, threaded_program: Path,
-        mode: str) -> None:
-    # What --preload always did: the thread load() started lives in the gunicorn master only.
-    serve = launch(make_tree(tmp_path, trained_model), mode, program_dir=threaded_program,
-                   MODEL_SERVER_PRELOAD="true", THREADED_MODEL_WAIT="1")
+FORK_SAFE_WARNING = "so it is not fork-safe"
+
+
+@pytest.fixture(scope="module")
+def threaded_fork_safe_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """threaded_model.py wrongly declaring ``FORK_SAFE = True``: its load starts a thread."""
+    program = program_with(tmp_path_factory.mktemp("threaded-fork-safe"), THREADED_MODEL)
+    with (program / "model.py").open("a", encoding="utf-8") as model:
+        model.write("\nFORK_SAFE = True\n")
+    return program
+
+
+def assert_loaded_per_worker_after_one_warning(serve: Serve, reason: str) -> None:
     serve.wait_until(lambda answer: answer.status_code == 200)
-    answer = serve.post(CSV_ROWS, "text/csv")
-    assert_client_error(answer, 500, "the thread load() started never answered")
-    assert "model loaded once before the workers fork" in serve.log_text()
+    for _ in range(4):  # whichever worker answers, its model's thread is its own
+        answer = serve.post(CSV_ROWS, "text/csv")
+        assert (answer.status_code, predictions(answer)) == (200, LABELS), answer.text
+    log = serve.log_text()
+    warnings = [line for line in log.splitlines() if FORK_SAFE_WARNING in line]
+    assert len(warnings) == 1, log
+    assert reason in warnings[0] and "FORK_SAFE = False in model.py" in warnings[0], warnings[0]
+    # once in the master (discarded), then once in each of the 2 workers
+    deadline = time.monotonic() + 10
+    while serve.log_text().count("predictor: model loaded from") < 3:
+        assert time.monotonic() < deadline, serve.log_text()
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_threaded_model_declared_fork_safe_is_loaded_per_worker_with_a_warning(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path,
+        threaded_fork_safe_program: Path, mode: str) -> None:
+    # Preloaded and forked, the thread load() started lives in the gunicorn master only and
+    # every prediction would wait for it: serve sees the new thread and loads per worker.
+    serve = launch(make_tree(tmp_path, trained_model), mode, program_dir=threaded_fork_safe_program,
+                   THREADED_MODEL_WAIT="3")
+    assert_loaded_per_worker_after_one_warning(serve, "FORK_SAFE = True in model.py")
+
+
+def test_forced_preloading_of_a_threaded_model_is_loaded_per_worker_with_a_warning(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path,
+        threaded_program: Path) -> None:
+    serve = launch(make_tree(tmp_path, trained_model), "nginx" if HAS_NGINX else "gunicorn",
+                   program_dir=threaded_program, MODEL_SERVER_PRELOAD="true", THREADED_MODEL_WAIT="3")
+    assert_loaded_per_worker_after_one_warning(serve, "MODEL_SERVER_PRELOAD=true")
 
 
 def test_a_model_declaring_itself_fork_safe_is_loaded_once_unless_overridden(
@@ -693,6 +727,7 @@ def test_a_model_declaring_itself_fork_safe_is_loaded_once_unless_overridden(
     serve.wait_until(lambda answer: answer.status_code == 200)
     assert serve.log_text().count("predictor: model loaded from") == 1
     assert "MODEL_SERVER_PRELOAD=true" in serve.log_text()
+    assert FORK_SAFE_WARNING not in serve.log_text()
 
     override = launch(make_tree(tmp_path / "b", trained_model), mode, MODEL_SERVER_PRELOAD="false")
     override.wait_until(lambda answer: answer.status_code == 200)
@@ -700,6 +735,31 @@ def test_a_model_declaring_itself_fork_safe_is_loaded_once_unless_overridden(
     while override.log_text().count("predictor: model loaded from") < 2:  # one per worker
         assert time.monotonic() < deadline, override.log_text()
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize(("source", "declared"), [
+    ("FORK_SAFE = True\n", True),
+    ("FORK_SAFE: bool = True\n", True),
+    ("FORK_SAFE = True\nFORK_SAFE = False\n", False),  # Python keeps the last assignment
+    ("FORK_SAFE = False\nFORK_SAFE = True\n", True),
+    ("FORK_SAFE = True\nFORK_SAFE: bool = False\n", False),
+    ("FORK_SAFE = 1\n", False),
+    ("def f():\n    FORK_SAFE = True\n", False),
+    ("FORK_SAFE = (\n", False),
+    ("", False),
+])
+def test_declares_fork_safe_reads_the_value_python_would_keep(tmp_path: Path, source: str,
+                                                               declared: bool) -> None:
+    model = tmp_path / "model.py"
+    model.write_text(source, encoding="utf-8")
+    sys.path.insert(0, str(PROGRAM_DIR))
+    try:
+        import server
+        assert server.declares_fork_safe(model) is declared
+    finally:
+        sys.path.remove(str(PROGRAM_DIR))
+        for name in ("server", "settings"):
+            sys.modules.pop(name, None)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -9,7 +9,10 @@ are adopted and killed, as they would be when serve is a container's PID 1.
 
 Each gunicorn worker loads the model itself, after the fork, unless model.py
 declares ``FORK_SAFE = True`` (or ``MODEL_SERVER_PRELOAD=true``): then the
-gunicorn master loads it once and the workers share it copy-on-write.
+gunicorn master loads it once and the workers share it copy-on-write. If that
+load started threads (a forked worker would hang on them), the master warns
+once and starts over without preloading: each worker loads its own copy (see
+wsgi.py).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
-from settings import PRELOAD_ENV, Settings, SettingsError
+from settings import PRELOAD_ENV, PRELOAD_REASON_ENV, Settings, SettingsError
 
 PROGRAM_DIR = Path(__file__).resolve().parent
 #: SageMaker kills a serving container 30 s after SIGTERM: drain within that.
@@ -69,6 +72,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     preload = settings.preload if settings.preload is not None else declares_fork_safe(
         PROGRAM_DIR / "model.py")
     env[PRELOAD_ENV] = "true" if preload else "false"  # what wsgi.py acts on
+    # what wsgi.py names if loading turns out to start threads (then it loads per worker)
+    env[PRELOAD_REASON_ENV] = (f"{PRELOAD_ENV}=true" if settings.preload
+                               else "FORK_SAFE = True in model.py")
     children: dict[str, subprocess.Popen[bytes]] = {
         "gunicorn": subprocess.Popen(_gunicorn_command(settings, bind, preload), env=env)
     }
@@ -99,7 +105,8 @@ def declares_fork_safe(model_file: Path) -> bool:
         tree = ast.parse(model_file.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return False
-    for node in tree.body:
+    declared = False
+    for node in tree.body:  # the last assignment wins, as it does when Python runs the file
         if isinstance(node, ast.Assign):
             targets, value = node.targets, node.value
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
@@ -107,8 +114,8 @@ def declares_fork_safe(model_file: Path) -> bool:
         else:
             continue
         if any(isinstance(target, ast.Name) and target.id == "FORK_SAFE" for target in targets):
-            return isinstance(value, ast.Constant) and value.value is True
-    return False
+            declared = isinstance(value, ast.Constant) and value.value is True
+    return declared
 
 
 def _gunicorn_command(settings: Settings, bind: str, preload: bool) -> list[str]:
