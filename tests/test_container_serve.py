@@ -11,6 +11,7 @@ killed at teardown.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import io
 import json
 import os
@@ -794,20 +795,126 @@ def test_nginx_timeout_is_a_plain_text_504(tmp_path: Path, launch: Callable[...,
     assert_client_error(serve.post(CSV_ROWS, "text/csv"), 504, "did not answer within 2 s")
 
 
-@pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")
-def test_nginx_bad_request_is_a_plain_text_line(tmp_path: Path, launch: Callable[..., Serve],
-                                               trained_model: Path) -> None:
-    serve = launch(make_tree(tmp_path, trained_model), "nginx")
-    serve.wait_until(lambda answer: answer.status_code == 200)
-    with socket.create_connection(("127.0.0.1", serve.port), timeout=5) as connection:
-        connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+def raw_exchange(port: int, request: bytes, timeout: float = 5) -> tuple[bytes, bytes]:
+    """Send *request* as is; the answer's head and body (up to where nginx stops sending)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(request)
         reply = b""
-        while chunk := connection.recv(4096):
-            reply += chunk
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := connection.recv(65536):
+                reply += chunk
+                head, found, body = reply.partition(b"\r\n\r\n")
+                length = [line for line in head.lower().split(b"\r\n")
+                          if line.startswith(b"content-length:")]
+                if found and length and len(body) >= int(length[0].split(b":")[1]):
+                    break  # nginx may linger, reading a body it refused
     head, _, body = reply.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400"), reply[:300]
-    assert b"Content-Type: text/plain" in head
-    assert body == b"bad request: not valid HTTP\n"
+    return head, body
+
+
+@pytest.fixture(scope="module")
+def nginx_server(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> Iterator[Serve]:
+    """One healthy serve behind nginx for the tests of nginx's own answers."""
+    if not HAS_NGINX:
+        pytest.skip("nginx is not installed")
+    base = tmp_path_factory.mktemp("serve-nginx-own")
+    serve = start_serve(make_tree(base, trained_model), base / "serve.log", "nginx")
+    try:
+        serve.wait_until(lambda answer: answer.status_code == 200)
+        yield serve
+    finally:
+        serve.stop()
+
+
+NGINX_ERRORS = [
+    pytest.param(b"NOT HTTP AT ALL\r\n\r\n", 400, b"bad request: not valid HTTP\n", id="400-not-http"),
+    pytest.param(b"GET /ping HTTP/1.1\r\n\r\n", 400, b"bad request: not valid HTTP\n", id="400-no-host"),
+    pytest.param(b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+                 400, b"bad request: not valid HTTP\n", id="400-bad-chunk"),
+    pytest.param(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 400,
+                 b"bad request: a header is too large\n", id="494-header-too-large"),
+    pytest.param(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404,
+                 b"not found: use /ping or /invocations\n", id="404"),
+    pytest.param(b"TRACE /ping HTTP/1.1\r\nHost: x\r\n\r\n", 405,
+                 b"method not allowed: use GET /ping or POST /invocations\n", id="405-trace"),
+    pytest.param(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                 b"Content-Length: 7340032\r\n\r\n", 413, b"the body is larger than 6 MiB\n", id="413"),
+    pytest.param(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414,
+                 b"the request line is too long\n", id="414"),
+    pytest.param(b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
+                 b"not implemented: unsupported Transfer-Encoding\n", id="501"),
+    pytest.param(b"GET /ping HTTP/2.5\r\nHost: x\r\n\r\n", 505,
+                 b"HTTP version not supported: use HTTP/1.1\n", id="505"),
+]
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "line"), NGINX_ERRORS)
+def test_each_error_nginx_makes_is_one_plain_text_line(nginx_server: Serve, request_bytes: bytes,
+                                                       status: int, line: bytes) -> None:
+    head, body = raw_exchange(nginx_server.port, request_bytes)
+    assert head.startswith(b"HTTP/1.1 %d " % status), head[:300]
+    assert b"\r\ncontent-type: text/plain" in head.lower(), head
+    assert body == line
+
+
+@pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")
+def test_nginx_answers_a_plain_text_503_while_gunicorn_is_not_up(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path, slow_program: Path) -> None:
+    # Preloading: gunicorn creates its socket only once the model is loaded; until then
+    # nginx cannot reach it (502), which it answers as 503, loading.
+    serve = launch(make_tree(tmp_path, trained_model), "nginx", program_dir=slow_program,
+                   MODEL_SERVER_PRELOAD="true", SLOW_MODEL_LOAD_SECONDS="4")
+    serve.wait_until(lambda answer: answer.status_code == 503)
+    answer = requests.get(f"{serve.url}/ping", timeout=2)
+    assert (answer.status_code, media_type(answer)) == (503, "text/plain"), answer.text
+    assert answer.text == "the model server is not ready\n"
+    assert answer.headers.get("X-Model-Load-Status") == "loading"
+
+
+# ---- nginx under many slow clients ------------------------------------------------------------
+
+SLOW_CLIENTS = 1500
+
+
+@pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")
+def test_ping_answers_while_many_slow_clients_hold_connections(nginx_server: Serve) -> None:
+    """Slowloris: 1,500 connections trickling their headers in must not take /ping offline."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = SLOW_CLIENTS + 200
+    if soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"needs {wanted} open files, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(SLOW_CLIENTS):
+            connection = socket.create_connection(("127.0.0.1", nginx_server.port), timeout=5)
+            connection.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            slow.append(connection)
+        started = time.monotonic()
+        pings = 0
+        while time.monotonic() - started < 4:  # within nginx's header timeout (5 s)
+            for connection in slow:
+                with contextlib.suppress(OSError):
+                    connection.send(b"a")  # one more byte of the header, never its end
+            began = time.monotonic()
+            answer = requests.get(f"{nginx_server.url}/ping", timeout=2)  # SageMaker's limit
+            assert answer.status_code == 200 and time.monotonic() - began < 2
+            pings += 1
+            time.sleep(0.3)
+        assert pings >= 5
+        # and the slow clients are dropped soon after the header timeout
+        deadline = time.monotonic() + 10
+        for connection in slow:
+            connection.settimeout(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ConnectionResetError):
+                assert connection.recv(1) == b""  # closed (or reset) by nginx, no answer
+    finally:
+        for connection in slow:
+            connection.close()
+    assert requests.get(f"{nginx_server.url}/ping", timeout=2).status_code == 200
 
 
 # ---- batch transform: MultiRecord batches ------------------------------------------------------

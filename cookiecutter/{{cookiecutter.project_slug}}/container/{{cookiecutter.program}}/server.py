@@ -197,12 +197,17 @@ def _nginx_errors(settings: Settings) -> dict[int, str]:
     """The line nginx answers for each error it makes itself (see nginx.conf)."""
     return {
         400: "bad request: not valid HTTP",
+        405: "method not allowed: use GET /ping or POST /invocations",
         408: "the request was not received in time",
+        411: "a Content-Length header is required",
         413: f"the body is larger than {settings.max_payload_mb} MiB",
         414: "the request line is too long",
+        494: "bad request: a header is too large",
         500: "the proxy failed: see the server log",
+        501: "not implemented: unsupported Transfer-Encoding",
         503: "the model server is not ready",
         504: f"the model server did not answer within {settings.timeout} s (MODEL_SERVER_TIMEOUT)",
+        505: "HTTP version not supported: use HTTP/1.1",
     }
 
 
