@@ -11,7 +11,6 @@ killed at teardown.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import io
 import json
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from nginx_checks import NGINX_ERRORS, assert_ping_survives_slow_clients, assert_plain_text_error
 
 from helpers import REPO, free_port
 
@@ -795,23 +795,6 @@ def test_nginx_timeout_is_a_plain_text_504(tmp_path: Path, launch: Callable[...,
     assert_client_error(serve.post(CSV_ROWS, "text/csv"), 504, "did not answer within 2 s")
 
 
-def raw_exchange(port: int, request: bytes, timeout: float = 5) -> tuple[bytes, bytes]:
-    """Send *request* as is; the answer's head and body (up to where nginx stops sending)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
-        connection.sendall(request)
-        reply = b""
-        with contextlib.suppress(TimeoutError, ConnectionResetError):
-            while chunk := connection.recv(65536):
-                reply += chunk
-                head, found, body = reply.partition(b"\r\n\r\n")
-                length = [line for line in head.lower().split(b"\r\n")
-                          if line.startswith(b"content-length:")]
-                if found and length and len(body) >= int(length[0].split(b":")[1]):
-                    break  # nginx may linger, reading a body it refused
-    head, _, body = reply.partition(b"\r\n\r\n")
-    return head, body
-
-
 @pytest.fixture(scope="module")
 def nginx_server(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> Iterator[Serve]:
     """One healthy serve behind nginx for the tests of nginx's own answers."""
@@ -826,35 +809,10 @@ def nginx_server(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) 
         serve.stop()
 
 
-NGINX_ERRORS = [
-    pytest.param(b"NOT HTTP AT ALL\r\n\r\n", 400, b"bad request: not valid HTTP\n", id="400-not-http"),
-    pytest.param(b"GET /ping HTTP/1.1\r\n\r\n", 400, b"bad request: not valid HTTP\n", id="400-no-host"),
-    pytest.param(b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
-                 400, b"bad request: not valid HTTP\n", id="400-bad-chunk"),
-    pytest.param(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 400,
-                 b"bad request: a header is too large\n", id="494-header-too-large"),
-    pytest.param(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404,
-                 b"not found: use /ping or /invocations\n", id="404"),
-    pytest.param(b"TRACE /ping HTTP/1.1\r\nHost: x\r\n\r\n", 405,
-                 b"method not allowed: use GET /ping or POST /invocations\n", id="405-trace"),
-    pytest.param(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
-                 b"Content-Length: 7340032\r\n\r\n", 413, b"the body is larger than 6 MiB\n", id="413"),
-    pytest.param(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414,
-                 b"the request line is too long\n", id="414"),
-    pytest.param(b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
-                 b"not implemented: unsupported Transfer-Encoding\n", id="501"),
-    pytest.param(b"GET /ping HTTP/2.5\r\nHost: x\r\n\r\n", 505,
-                 b"HTTP version not supported: use HTTP/1.1\n", id="505"),
-]
-
-
 @pytest.mark.parametrize(("request_bytes", "status", "line"), NGINX_ERRORS)
 def test_each_error_nginx_makes_is_one_plain_text_line(nginx_server: Serve, request_bytes: bytes,
                                                        status: int, line: bytes) -> None:
-    head, body = raw_exchange(nginx_server.port, request_bytes)
-    assert head.startswith(b"HTTP/1.1 %d " % status), head[:300]
-    assert b"\r\ncontent-type: text/plain" in head.lower(), head
-    assert body == line
+    assert_plain_text_error(nginx_server.port, request_bytes, status, line)
 
 
 @pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")
@@ -873,48 +831,9 @@ def test_nginx_answers_a_plain_text_503_while_gunicorn_is_not_up(
 
 # ---- nginx under many slow clients ------------------------------------------------------------
 
-SLOW_CLIENTS = 1500
-
-
 @pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")
 def test_ping_answers_while_many_slow_clients_hold_connections(nginx_server: Serve) -> None:
-    """Slowloris: 1,500 connections trickling their headers in must not take /ping offline."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = SLOW_CLIENTS + 200
-    if soft < wanted:
-        if hard != resource.RLIM_INFINITY and hard < wanted:
-            pytest.skip(f"needs {wanted} open files, the hard limit is {hard}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    slow: list[socket.socket] = []
-    try:
-        for _ in range(SLOW_CLIENTS):
-            connection = socket.create_connection(("127.0.0.1", nginx_server.port), timeout=5)
-            connection.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            slow.append(connection)
-        started = time.monotonic()
-        pings = 0
-        while time.monotonic() - started < 4:  # within nginx's header timeout (5 s)
-            for connection in slow:
-                with contextlib.suppress(OSError):
-                    connection.send(b"a")  # one more byte of the header, never its end
-            began = time.monotonic()
-            answer = requests.get(f"{nginx_server.url}/ping", timeout=2)  # SageMaker's limit
-            assert answer.status_code == 200 and time.monotonic() - began < 2
-            pings += 1
-            time.sleep(0.3)
-        assert pings >= 5
-        # and the slow clients are dropped soon after the header timeout
-        deadline = time.monotonic() + 10
-        for connection in slow:
-            connection.settimeout(max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ConnectionResetError):
-                assert connection.recv(1) == b""  # closed (or reset) by nginx, no answer
-    finally:
-        for connection in slow:
-            connection.close()
-    assert requests.get(f"{nginx_server.url}/ping", timeout=2).status_code == 200
+    assert_ping_survives_slow_clients(nginx_server.port)
 
 
 # ---- batch transform: MultiRecord batches ------------------------------------------------------

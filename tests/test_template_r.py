@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import requests
+from nginx_checks import NGINX_ERRORS, assert_ping_survives_slow_clients, assert_plain_text_error
 
 from byoc import invoke, local, scaffold
 from byoc.backends.base import Backend
@@ -652,3 +653,24 @@ def test_ping_answers_while_a_slow_invocation_runs_in_the_image(
     finally:
         container.remove(force=True)
 
+
+
+# ---- nginx: its own errors, and many slow clients ---------------------------------------------
+
+
+@NEEDS_R
+def test_nginx_errors_are_plain_text_and_slow_clients_leave_ping_up(r_project: Path,
+                                                                     tmp_path: Path) -> None:
+    program = r_project / "container" / PROGRAM
+    model = trained_model(ProcessBackend(program), r_project, tmp_path)
+    port = free_port()
+    with local.serve(backend=ProcessBackend(program), model=model, port=port, startup_timeout=60,
+                     env={"MODEL_SERVER_WORKERS": "1"}):
+        failed = []
+        for case in NGINX_ERRORS:
+            try:
+                assert_plain_text_error(port, *case.values)
+            except AssertionError as exc:
+                failed.append(f"{case.id}: {exc}")
+        assert not failed, "\n".join(failed)
+        assert_ping_survives_slow_clients(port)
