@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import importlib.util
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -42,6 +43,10 @@ KEEP_ALIVE_SECONDS = 5
 STOP_SECONDS = 28
 #: prctl(2) option: orphaned descendants are re-parented to this process.
 PR_SET_CHILD_SUBREAPER = 36
+#: nginx's worker_connections and file limit (worker_rlimit_nofile): room for thousands
+#: of slow clients, so that they cannot take /ping offline (see nginx.conf).
+NGINX_CONNECTIONS = 8192
+NGINX_FILES = 20000
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:
@@ -180,6 +185,7 @@ def _write_nginx_config(settings: Settings, runtime: Path) -> Path:
         "PORT": str(settings.port),
         "MAX_BODY_MB": str(settings.max_payload_mb),
         "TIMEOUT": str(settings.timeout),
+        **_nginx_connections(),
     }.items():
         text = text.replace(f"@{name}@", value)
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -191,6 +197,14 @@ def _write_nginx_config(settings: Settings, runtime: Path) -> Path:
     path = runtime / "nginx.conf"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _nginx_connections() -> dict[str, str]:
+    """nginx's file limit and connections: NGINX_FILES, or what the hard limit allows."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    files = NGINX_FILES if hard == resource.RLIM_INFINITY else min(NGINX_FILES, hard)
+    # a proxied request holds two connections (client and gunicorn), each one file
+    return {"NOFILE": str(files), "CONNECTIONS": str(max(256, min(NGINX_CONNECTIONS, files - 64)))}
 
 
 def _nginx_errors(settings: Settings) -> dict[int, str]:
