@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from nginx_checks import NGINX_ERRORS, assert_ping_survives_slow_clients, assert_plain_text_error
 
 from helpers import REPO, free_port
 
@@ -444,6 +445,10 @@ BAD_INPUTS = [
     pytest.param("application/json", json.dumps([ROWS]), None, 400, "rows", id="json-3d"),
     pytest.param("application/json", "[" * 100_000 + "]" * 100_000, None, 400, "malformed JSON",
                  id="json-nested-too-deep"),
+    pytest.param("application/json", "[" * 100_000, None, 400, "malformed JSON",
+                 id="json-nested-too-deep-unclosed"),
+    pytest.param("application/jsonlines", "[5.1, 3.5, 1.4, 0.2]\n" + "[" * 100_000 + "]" * 100_000,
+                 None, 400, "malformed JSON", id="jsonlines-nested-too-deep"),
     pytest.param("application/jsonlines", "5.1\n3.5\n1.4\n0.2\n", None, 400, "rows",
                  id="jsonlines-scalars"),
     pytest.param("application/jsonlines", '{"values": [5.1, 3.5, 1.4, 0.2]}', None, 400, "rows",
@@ -673,17 +678,51 @@ def test_a_model_whose_loading_starts_a_thread_works_by_default(
     assert "model loaded by each worker (MODEL_SERVER_PRELOAD=false)" in serve.log_text()
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_preloading_a_model_whose_loading_starts_a_thread_breaks_it(
-        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path, threaded_program: Path,
-        mode: str) -> None:
-    # What --preload always did: the thread load() started lives in the gunicorn master only.
-    serve = launch(make_tree(tmp_path, trained_model), mode, program_dir=threaded_program,
-                   MODEL_SERVER_PRELOAD="true", THREADED_MODEL_WAIT="1")
+FORK_SAFE_WARNING = "so it is not fork-safe"
+
+
+@pytest.fixture(scope="module")
+def threaded_fork_safe_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """threaded_model.py wrongly declaring ``FORK_SAFE = True``: its load starts a thread."""
+    program = program_with(tmp_path_factory.mktemp("threaded-fork-safe"), THREADED_MODEL)
+    with (program / "model.py").open("a", encoding="utf-8") as model:
+        model.write("\nFORK_SAFE = True\n")
+    return program
+
+
+def assert_loaded_per_worker_after_one_warning(serve: Serve, reason: str) -> None:
     serve.wait_until(lambda answer: answer.status_code == 200)
-    answer = serve.post(CSV_ROWS, "text/csv")
-    assert_client_error(answer, 500, "the thread load() started never answered")
-    assert "model loaded once before the workers fork" in serve.log_text()
+    for _ in range(4):  # whichever worker answers, its model's thread is its own
+        answer = serve.post(CSV_ROWS, "text/csv")
+        assert (answer.status_code, predictions(answer)) == (200, LABELS), answer.text
+    log = serve.log_text()
+    warnings = [line for line in log.splitlines() if FORK_SAFE_WARNING in line]
+    assert len(warnings) == 1, log
+    assert reason in warnings[0] and "FORK_SAFE = False in model.py" in warnings[0], warnings[0]
+    # once in the master (discarded), then once in each of the 2 workers
+    deadline = time.monotonic() + 10
+    while serve.log_text().count("predictor: model loaded from") < 3:
+        assert time.monotonic() < deadline, serve.log_text()
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_threaded_model_declared_fork_safe_is_loaded_per_worker_with_a_warning(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path,
+        threaded_fork_safe_program: Path, mode: str) -> None:
+    # Preloaded and forked, the thread load() started lives in the gunicorn master only and
+    # every prediction would wait for it: serve sees the new thread and loads per worker.
+    serve = launch(make_tree(tmp_path, trained_model), mode, program_dir=threaded_fork_safe_program,
+                   THREADED_MODEL_WAIT="3")
+    assert_loaded_per_worker_after_one_warning(serve, "FORK_SAFE = True in model.py")
+
+
+def test_forced_preloading_of_a_threaded_model_is_loaded_per_worker_with_a_warning(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path,
+        threaded_program: Path) -> None:
+    serve = launch(make_tree(tmp_path, trained_model), "nginx" if HAS_NGINX else "gunicorn",
+                   program_dir=threaded_program, MODEL_SERVER_PRELOAD="true", THREADED_MODEL_WAIT="3")
+    assert_loaded_per_worker_after_one_warning(serve, "MODEL_SERVER_PRELOAD=true")
 
 
 def test_a_model_declaring_itself_fork_safe_is_loaded_once_unless_overridden(
@@ -693,6 +732,7 @@ def test_a_model_declaring_itself_fork_safe_is_loaded_once_unless_overridden(
     serve.wait_until(lambda answer: answer.status_code == 200)
     assert serve.log_text().count("predictor: model loaded from") == 1
     assert "MODEL_SERVER_PRELOAD=true" in serve.log_text()
+    assert FORK_SAFE_WARNING not in serve.log_text()
 
     override = launch(make_tree(tmp_path / "b", trained_model), mode, MODEL_SERVER_PRELOAD="false")
     override.wait_until(lambda answer: answer.status_code == 200)
@@ -700,6 +740,31 @@ def test_a_model_declaring_itself_fork_safe_is_loaded_once_unless_overridden(
     while override.log_text().count("predictor: model loaded from") < 2:  # one per worker
         assert time.monotonic() < deadline, override.log_text()
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize(("source", "declared"), [
+    ("FORK_SAFE = True\n", True),
+    ("FORK_SAFE: bool = True\n", True),
+    ("FORK_SAFE = True\nFORK_SAFE = False\n", False),  # Python keeps the last assignment
+    ("FORK_SAFE = False\nFORK_SAFE = True\n", True),
+    ("FORK_SAFE = True\nFORK_SAFE: bool = False\n", False),
+    ("FORK_SAFE = 1\n", False),
+    ("def f():\n    FORK_SAFE = True\n", False),
+    ("FORK_SAFE = (\n", False),
+    ("", False),
+])
+def test_declares_fork_safe_reads_the_value_python_would_keep(tmp_path: Path, source: str,
+                                                               declared: bool) -> None:
+    model = tmp_path / "model.py"
+    model.write_text(source, encoding="utf-8")
+    sys.path.insert(0, str(PROGRAM_DIR))
+    try:
+        import server
+        assert server.declares_fork_safe(model) is declared
+    finally:
+        sys.path.remove(str(PROGRAM_DIR))
+        for name in ("server", "settings"):
+            sys.modules.pop(name, None)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -734,20 +799,45 @@ def test_nginx_timeout_is_a_plain_text_504(tmp_path: Path, launch: Callable[...,
     assert_client_error(serve.post(CSV_ROWS, "text/csv"), 504, "did not answer within 2 s")
 
 
+@pytest.fixture(scope="module")
+def nginx_server(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> Iterator[Serve]:
+    """One healthy serve behind nginx for the tests of nginx's own answers."""
+    if not HAS_NGINX:
+        pytest.skip("nginx is not installed")
+    base = tmp_path_factory.mktemp("serve-nginx-own")
+    serve = start_serve(make_tree(base, trained_model), base / "serve.log", "nginx")
+    try:
+        serve.wait_until(lambda answer: answer.status_code == 200)
+        yield serve
+    finally:
+        serve.stop()
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "line"), NGINX_ERRORS)
+def test_each_error_nginx_makes_is_one_plain_text_line(nginx_server: Serve, request_bytes: bytes,
+                                                       status: int, line: bytes) -> None:
+    assert_plain_text_error(nginx_server.port, request_bytes, status, line)
+
+
 @pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")
-def test_nginx_bad_request_is_a_plain_text_line(tmp_path: Path, launch: Callable[..., Serve],
-                                               trained_model: Path) -> None:
-    serve = launch(make_tree(tmp_path, trained_model), "nginx")
-    serve.wait_until(lambda answer: answer.status_code == 200)
-    with socket.create_connection(("127.0.0.1", serve.port), timeout=5) as connection:
-        connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
-        reply = b""
-        while chunk := connection.recv(4096):
-            reply += chunk
-    head, _, body = reply.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400"), reply[:300]
-    assert b"Content-Type: text/plain" in head
-    assert body == b"bad request: not valid HTTP\n"
+def test_nginx_answers_a_plain_text_503_while_gunicorn_is_not_up(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path, slow_program: Path) -> None:
+    # Preloading: gunicorn creates its socket only once the model is loaded; until then
+    # nginx cannot reach it (502), which it answers as 503, loading.
+    serve = launch(make_tree(tmp_path, trained_model), "nginx", program_dir=slow_program,
+                   MODEL_SERVER_PRELOAD="true", SLOW_MODEL_LOAD_SECONDS="4")
+    serve.wait_until(lambda answer: answer.status_code == 503)
+    answer = requests.get(f"{serve.url}/ping", timeout=2)
+    assert (answer.status_code, media_type(answer)) == (503, "text/plain"), answer.text
+    assert answer.text == "the model server is not ready\n"
+    assert answer.headers.get("X-Model-Load-Status") == "loading"
+
+
+# ---- nginx under many slow clients ------------------------------------------------------------
+
+@pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")
+def test_ping_answers_while_many_slow_clients_hold_connections(nginx_server: Serve) -> None:
+    assert_ping_survives_slow_clients(nginx_server.port)
 
 
 # ---- batch transform: MultiRecord batches ------------------------------------------------------

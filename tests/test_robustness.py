@@ -7,8 +7,10 @@ installed); nothing here asserts speed, only correctness under load.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from typing import Any
 
 import pytest
 import requests
+from nginx_checks import NGINX_ERRORS, assert_ping_survives_slow_clients, assert_plain_text_error
 
 from byoc import images, local
 from byoc.backends.docker import DockerBackend
@@ -243,3 +246,67 @@ def test_a_worker_stuck_past_the_timeout_is_replaced(serve: Any, faulty_image: s
     assert len(set(workers) - set(replaced)) == 1 and len(replaced) == 2
     assert served.ping().status_code == 200
     assert served.post(ROW).text == "setosa\n"
+
+
+# ---- in the image: a threaded model declared fork-safe; nginx's errors and slow clients --------
+
+THREADED_MODEL = FIXTURES / "container" / "threaded_model.py"
+
+
+@pytest.fixture
+def threaded_fork_safe_serve(docker_client: Any, default_image: str, default_project: Path,
+                             model: Path, tmp_path: Path) -> Iterator[tuple[Any, str]]:
+    """The default image serving threaded_model.py with ``FORK_SAFE = True`` appended."""
+    program = default_project / "container" / "iris_classifier"
+    threaded = tmp_path / "model.py"
+    threaded.write_text(THREADED_MODEL.read_text() + "\nFORK_SAFE = True\n")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    with tarfile.open(model) as archive:
+        archive.extractall(model_dir, filter="data")
+    port = free_port()
+    container = docker_client.containers.run(
+        default_image, "serve", detach=True, name=f"t-runtime-threaded-{port}",
+        environment={"MODEL_SERVER_WORKERS": "2", "THREADED_MODEL_WAIT": "3"},
+        ports={"8080/tcp": ("127.0.0.1", port)},
+        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"},
+                 str(threaded): {"bind": "/opt/program/model.py", "mode": "ro"},
+                 str(program / "model.py"): {"bind": "/opt/program/real_model.py", "mode": "ro"}})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, bytes(container.logs()).decode()
+            time.sleep(0.25)
+        yield container, url
+    finally:
+        container.remove(force=True)
+
+
+def test_in_the_image_a_threaded_model_declared_fork_safe_answers_and_warns_once(
+        threaded_fork_safe_serve: tuple[Any, str]) -> None:
+    container, url = threaded_fork_safe_serve
+    for _ in range(4):
+        answer = requests.post(f"{url}/invocations", data=ROW, timeout=30,
+                               headers={"Content-Type": "text/csv"})
+        assert (answer.status_code, answer.text) == (200, "setosa\n")
+    log = bytes(container.logs()).decode(errors="replace")
+    warnings = [line for line in log.splitlines() if "so it is not fork-safe" in line]
+    assert len(warnings) == 1 and "FORK_SAFE = True in model.py" in warnings[0], log[-3000:]
+
+
+def test_in_the_image_nginx_errors_are_plain_text_and_slow_clients_leave_ping_up(
+        threaded_fork_safe_serve: tuple[Any, str]) -> None:
+    _, url = threaded_fork_safe_serve
+    port = int(url.rsplit(":", 1)[1])
+    failed = []
+    for case in NGINX_ERRORS:
+        try:
+            assert_plain_text_error(port, *case.values)
+        except AssertionError as exc:
+            failed.append(f"{case.id}: {exc}")
+    assert not failed, "\n".join(failed)
+    assert_ping_survives_slow_clients(port)

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import requests
+from nginx_checks import NGINX_ERRORS, assert_ping_survives_slow_clients, assert_plain_text_error
 
 from byoc import invoke, local, scaffold
 from byoc.backends.base import Backend
@@ -337,6 +338,21 @@ def test_a_bad_hyperparameter_writes_the_failure_file(start_train: StartTrain, o
     assert not list((opt_ml / "model").iterdir())
 
 
+@pytest.mark.parametrize("name", ["hyperparameters", "inputdataconfig", "resourceconfig"])
+def test_a_deeply_nested_config_file_writes_one_clear_failure_line(start_train: StartTrain,
+                                                                    opt_ml: Path, name: str) -> None:
+    path = opt_ml / "input" / "config" / f"{name}.json"
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    status, log = run_to_end(start_train, opt_ml)
+    assert status == 1, log[-2000:]
+    reason = (opt_ml / "output" / "failure").read_text()
+    # the path as the container sees it: /opt/ml/... in the image, the tree itself as a process
+    assert re.fullmatch(rf"(/opt/ml|{re.escape(str(opt_ml))})/input/config/{name}\.json is not valid"
+                        r" JSON: nested too deeply", reason.splitlines()[0]), reason[:500]
+    assert len(reason) < 1024
+    assert not list((opt_ml / "model").iterdir())
+
+
 def test_sigterm_stops_after_the_epoch_and_still_saves_the_model(start_train: StartTrain,
                                                                   opt_ml: Path) -> None:
     write_config(opt_ml, "hyperparameters", {"epochs": "1000000"})
@@ -536,6 +552,10 @@ def test_local_train_serve_and_predict(backend: Backend, r_project: Path, tmp_pa
              "row 2: expected 4 features, got 3"),
             ("POST", "/invocations", b"1,2,,4", {"Content-Type": "text/csv"}, 400, "row 1: a missing value"),
             ("POST", "/invocations", b"{oops", {"Content-Type": "application/json"}, 400, "malformed JSON"),
+            ("POST", "/invocations", b"[" * 100_000 + b"]" * 100_000, {"Content-Type": "application/json"},
+             400, "malformed JSON: nested too deeply"),
+            ("POST", "/invocations", b"[5.1, 3.5, 1.4, 0.2]\n" + b"[" * 100_000 + b"]" * 100_000,
+             {"Content-Type": "application/jsonlines"}, 400, "malformed JSON: nested too deeply"),
             ("POST", "/invocations", b"", {"Content-Type": "text/csv"}, 400, "the request body is empty"),
             ("POST", "/invocations", b"\xff\xfe", {"Content-Type": "text/csv"}, 400, "not UTF-8"),
             ("POST", "/invocations", b"0" * (6 * 1024 * 1024 + 1), {"Content-Type": "text/csv"}, 413,
@@ -652,3 +672,24 @@ def test_ping_answers_while_a_slow_invocation_runs_in_the_image(
     finally:
         container.remove(force=True)
 
+
+
+# ---- nginx: its own errors, and many slow clients ---------------------------------------------
+
+
+@NEEDS_R
+def test_nginx_errors_are_plain_text_and_slow_clients_leave_ping_up(r_project: Path,
+                                                                     tmp_path: Path) -> None:
+    program = r_project / "container" / PROGRAM
+    model = trained_model(ProcessBackend(program), r_project, tmp_path)
+    port = free_port()
+    with local.serve(backend=ProcessBackend(program), model=model, port=port, startup_timeout=60,
+                     env={"MODEL_SERVER_WORKERS": "1"}):
+        failed = []
+        for case in NGINX_ERRORS:
+            try:
+                assert_plain_text_error(port, *case.values)
+            except AssertionError as exc:
+                failed.append(f"{case.id}: {exc}")
+        assert not failed, "\n".join(failed)
+        assert_ping_survives_slow_clients(port)

@@ -9,7 +9,6 @@ as training goes.
 
 from __future__ import annotations
 
-import json
 import sys
 import tarfile
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from channels import Channel, DataError
+from optml import read_json_object
 
 #: The channel SageMaker's incremental training uses for the previous model.
 MODEL_CHANNEL = "model"
@@ -62,9 +62,9 @@ def checkpoint_dir(config_file: Path, default: Path) -> Path | None:
     if not config_file.exists():
         return default if default.is_dir() else None
     try:
-        local = json.loads(config_file.read_text(encoding="utf-8")).get("LocalPath")
-    except (ValueError, AttributeError):
-        raise DataError(f"{config_file} must hold a JSON object") from None
+        local = read_json_object(config_file).get("LocalPath")
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     path = Path(local) if local else default
     if path.is_relative_to(OPT_ML):
         path = default.parent / path.relative_to(OPT_ML)

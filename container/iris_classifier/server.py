@@ -9,7 +9,10 @@ are adopted and killed, as they would be when serve is a container's PID 1.
 
 Each gunicorn worker loads the model itself, after the fork, unless model.py
 declares ``FORK_SAFE = True`` (or ``MODEL_SERVER_PRELOAD=true``): then the
-gunicorn master loads it once and the workers share it copy-on-write.
+gunicorn master loads it once and the workers share it copy-on-write. If that
+load started threads (a forked worker would hang on them), the master warns
+once and starts over without preloading: each worker loads its own copy (see
+wsgi.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import ctypes
 import importlib.util
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -30,7 +34,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
-from settings import PRELOAD_ENV, Settings, SettingsError
+from settings import PRELOAD_ENV, PRELOAD_REASON_ENV, Settings, SettingsError
 
 PROGRAM_DIR = Path(__file__).resolve().parent
 #: SageMaker kills a serving container 30 s after SIGTERM: drain within that.
@@ -39,6 +43,10 @@ KEEP_ALIVE_SECONDS = 5
 STOP_SECONDS = 28
 #: prctl(2) option: orphaned descendants are re-parented to this process.
 PR_SET_CHILD_SUBREAPER = 36
+#: nginx's worker_connections and file limit (worker_rlimit_nofile): room for thousands
+#: of slow clients, so that they cannot take /ping offline (see nginx.conf).
+NGINX_CONNECTIONS = 8192
+NGINX_FILES = 20000
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:
@@ -69,6 +77,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     preload = settings.preload if settings.preload is not None else declares_fork_safe(
         PROGRAM_DIR / "model.py")
     env[PRELOAD_ENV] = "true" if preload else "false"  # what wsgi.py acts on
+    # what wsgi.py names if loading turns out to start threads (then it loads per worker)
+    env[PRELOAD_REASON_ENV] = (f"{PRELOAD_ENV}=true" if settings.preload
+                               else "FORK_SAFE = True in model.py")
     children: dict[str, subprocess.Popen[bytes]] = {
         "gunicorn": subprocess.Popen(_gunicorn_command(settings, bind, preload), env=env)
     }
@@ -99,7 +110,8 @@ def declares_fork_safe(model_file: Path) -> bool:
         tree = ast.parse(model_file.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return False
-    for node in tree.body:
+    declared = False
+    for node in tree.body:  # the last assignment wins, as it does when Python runs the file
         if isinstance(node, ast.Assign):
             targets, value = node.targets, node.value
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
@@ -107,8 +119,8 @@ def declares_fork_safe(model_file: Path) -> bool:
         else:
             continue
         if any(isinstance(target, ast.Name) and target.id == "FORK_SAFE" for target in targets):
-            return isinstance(value, ast.Constant) and value.value is True
-    return False
+            declared = isinstance(value, ast.Constant) and value.value is True
+    return declared
 
 
 def _gunicorn_command(settings: Settings, bind: str, preload: bool) -> list[str]:
@@ -173,6 +185,7 @@ def _write_nginx_config(settings: Settings, runtime: Path) -> Path:
         "PORT": str(settings.port),
         "MAX_BODY_MB": str(settings.max_payload_mb),
         "TIMEOUT": str(settings.timeout),
+        **_nginx_connections(),
     }.items():
         text = text.replace(f"@{name}@", value)
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -186,16 +199,29 @@ def _write_nginx_config(settings: Settings, runtime: Path) -> Path:
     return path
 
 
+def _nginx_connections() -> dict[str, str]:
+    """nginx's file limit and connections: NGINX_FILES, or what the hard limit allows."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    files = NGINX_FILES if hard == resource.RLIM_INFINITY else min(NGINX_FILES, hard)
+    # a proxied request holds two connections (client and gunicorn), each one file
+    return {"NOFILE": str(files), "CONNECTIONS": str(max(256, min(NGINX_CONNECTIONS, files - 64)))}
+
+
 def _nginx_errors(settings: Settings) -> dict[int, str]:
     """The line nginx answers for each error it makes itself (see nginx.conf)."""
     return {
         400: "bad request: not valid HTTP",
+        405: "method not allowed: use GET /ping or POST /invocations",
         408: "the request was not received in time",
+        411: "a Content-Length header is required",
         413: f"the body is larger than {settings.max_payload_mb} MiB",
         414: "the request line is too long",
+        494: "bad request: a header is too large",
         500: "the proxy failed: see the server log",
+        501: "not implemented: unsupported Transfer-Encoding",
         503: "the model server is not ready",
         504: f"the model server did not answer within {settings.timeout} s (MODEL_SERVER_TIMEOUT)",
+        505: "HTTP version not supported: use HTTP/1.1",
     }
 
 

@@ -22,6 +22,18 @@ opt_ml_path <- function(...) file.path(opt_ml(), ...)
 #' Null default: `a` unless it is NULL.
 `%||%` <- function(a, b) if (is.null(a)) b else a
 
+#' Why jsonlite could not parse a document, in one line. Deep nesting ([[[[...)
+#' exhausts one of R's stacks: say so, rather than R's internal message.
+#' @param e the error jsonlite raised
+json_problem <- function(e) {
+  message <- conditionMessage(e)
+  if (inherits(e, "stackOverflowError") ||
+      grepl("stack overflow|stack usage|nested too deeply", message, ignore.case = TRUE)) {
+    return("nested too deeply")
+  }
+  strsplit(message, "\n", fixed = TRUE)[[1]][[1]]
+}
+
 #' Read one of SageMaker's JSON config files from /opt/ml/input/config.
 #' @param name file name, e.g. "hyperparameters.json"
 #' @param default returned when the file does not exist; NULL makes it required
@@ -35,7 +47,7 @@ read_config <- function(name, default = list()) {
   }
   parsed <- tryCatch(jsonlite::fromJSON(path, simplifyVector = FALSE),
                      error = function(e) stop(sprintf("%s is not valid JSON: %s", path,
-                                                      conditionMessage(e)), call. = FALSE))
+                                                      json_problem(e)), call. = FALSE))
   if (!is.list(parsed) || (length(parsed) > 0 && is.null(names(parsed)))) {
     stop(sprintf("%s must hold a JSON object", path), call. = FALSE)
   }

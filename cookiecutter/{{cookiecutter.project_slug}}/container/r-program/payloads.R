@@ -135,7 +135,7 @@ json_rows <- function(text, kind) {
       })
     }
   }, error = function(e) {
-    http_error(400, paste("malformed JSON:", strsplit(conditionMessage(e), "\n", fixed = TRUE)[[1]][[1]]))
+    http_error(400, paste("malformed JSON:", json_problem(e)))
   })
   if (kind == json_type && is.list(data) && !is.null(names(data))) {
     if (is.null(data$instances)) http_error(400, "expected a list of rows or {\"instances\": [...]}")

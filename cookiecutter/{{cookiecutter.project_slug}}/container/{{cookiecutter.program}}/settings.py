@@ -48,6 +48,8 @@ MAX_PAYLOAD_MB = 100
 BATCH_BUDGET_MB = 100
 BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
 PRELOAD_ENV = "MODEL_SERVER_PRELOAD"
+#: Set by serve for wsgi.py: what asked for preloading, named in its warning.
+PRELOAD_REASON_ENV = "SERVE_PRELOAD_REASON"
 
 
 class SettingsError(ValueError):
