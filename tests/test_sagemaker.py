@@ -818,7 +818,7 @@ def test_watch_prints_each_transition_once_then_metrics_billing_and_spot_savings
 
 
 def test_watch_failed_and_stopped_jobs(scripted: Any) -> None:
-    from byoc.sagemaker.training import TrainingJobFailed, TrainingJobStopped
+    from byoc.errors import TrainingJobFailed, TrainingJobStopped
 
     scripted.answers["DescribeTrainingJob"] = [_job(
         "Failed", "Failed", [STARTING, ("Failed", "")],

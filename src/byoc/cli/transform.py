@@ -19,9 +19,9 @@ from rich.progress import (
 )
 
 from .. import local as harness
-from ..errors import ConfigError
+from ..errors import TransformError
 from ..project import Project
-from ..transform import TransformError, TransformParams, TransformResult, transform
+from ..transform import TransformParams, TransformResult, transform
 from ..transform import params as tp
 from .options import BACKEND, ENV, IMAGE, PROJECT, echo_err, pairs
 
@@ -133,10 +133,7 @@ def _transform(project: Path | None, image: str | None, backend: str, model: Pat
         input_filter=input_filter, output_filter=output_filter, join_source=join_source,
         compression=compression, instance_count=instance_count, env=pairs(env, "--env"),
         invocation_timeout=invocations_timeout, max_retries=max_retries)
-    try:
-        params.check()
-    except tp.ParameterError as exc:
-        raise ConfigError(str(exc)) from None
+    params.check()
     loaded = Project.find(project, required=image is None)
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
     model_path = harness.resolve_model(model, loaded)

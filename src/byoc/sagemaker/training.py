@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _jobs
-from ..errors import ByocError, ConfigError
+from ..errors import ConfigError, TrainingJobFailed, TrainingJobStopped
 from ..jobdef import JOB_NAME, JobDefinition
 from ..project import Project
 from . import storage
@@ -27,16 +27,6 @@ DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_PREFIX = "byoc"
 RECORD = "sagemaker.json"
 POLL_SECONDS = 5.0
-
-
-class TrainingJobFailed(ByocError):
-    """The SageMaker job ended Failed."""
-
-
-class TrainingJobStopped(ByocError):
-    """The SageMaker job ended Stopped (by a user, or a time limit)."""
-
-    exit_code = 3
 
 
 @dataclass(frozen=True)
