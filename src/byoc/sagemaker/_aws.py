@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _ecr
 from ..errors import AwsError, ConfigError
 from ..project import CONFIG_FILE, Project
-
-Log = Callable[[str], None]
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 70.0

@@ -16,9 +16,9 @@ from typing import Any
 from .. import contract
 from ..errors import ConfigError
 from ..project import Project
+from ..say import Say
 from ._aws import DIGEST_PLACEHOLDER, Aws
 
-Say = Callable[[str], None]
 PUSHED = "pushed.json"
 
 

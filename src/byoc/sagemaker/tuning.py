@@ -13,16 +13,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .. import contract
 from ..errors import AwsError, ConfigError
+from ..say import Say
 from ..tune.config import service_limits
 from .watch import poll
 
-Say = Callable[[str], None]
 NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}")
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 POLL_SECONDS = 30.0

@@ -50,6 +50,7 @@ from ..errors import (
     SplitError,
     TransformError,
 )
+from ..say import Say, quiet
 from . import inputs as inputs_mod
 from .batch import Batch, batches, line_batches
 from .dataprocessing import DataProcessing
@@ -58,17 +59,12 @@ from .invoke import Invoker
 from .params import Effective, TransformParams, resolve
 from .split import Record, split
 
-Say = Callable[[str], None]
 EXECUTION_PARAMETERS_TIMEOUT = 5.0
 #: How often a waiting instance looks whether the job was stopped.
 POLL = 0.2
 #: Seconds between SIGTERM and SIGKILL when the job ends: by then no request is in flight (or,
 #: after Ctrl-C, none is wanted), so there is nothing for the server to drain.
 STOP_GRACE = 2.0
-
-
-def _quiet(message: str) -> None:
-    pass
 
 
 class ProgressSink(Protocol):
@@ -167,7 +163,7 @@ def read_execution_parameters(url: str) -> dict[str, Any] | None:
 def transform(*, backend: Backend, model: Path, source: Path, output_dir: Path,
               params: TransformParams, startup_timeout: float = local.DEFAULT_STARTUP_TIMEOUT,
               grace_seconds: float = STOP_GRACE, log: LogSink | None = None,
-              progress: ProgressSink | None = None, say: Say = _quiet) -> TransformResult:
+              progress: ProgressSink | None = None, say: Say = quiet) -> TransformResult:
     """Transform every file of *source* into ``<output_dir>/<key>.out``.
 
     Returns the result also when files failed (see :attr:`TransformResult.failures`).
