@@ -23,10 +23,10 @@ CONTRACT_VALUES: tuple[object, ...] = ("SAGEMAKER_BASE_DIR", "SAGEMAKER_BIND_TO_
 #: The layers, lowest first: a module may import its own layer or a lower one, never a higher.
 LAYERS = [
     {"byoc.errors", "byoc.contract", "byoc.archive", "byoc.say", "byoc.envs"},
-    {"byoc.project", "byoc._docker", "byoc._ecr", "byoc.invoke", "byoc._jobs", "byoc.backends",
+    {"byoc.project", "byoc._docker", "byoc.aws", "byoc.invoke", "byoc._jobs", "byoc.backends",
      "byoc.inputs", "byoc.checkpoints", "byoc.jobrecord", "byoc.stopping", "byoc.metrics",
      "byoc.plots"},
-    {"byoc.local", "byoc.images", "byoc.scaffold", "byoc.registry"},
+    {"byoc.local", "byoc.images", "byoc.scaffold", "byoc.push"},
     {"byoc.validate", "byoc.bench"},
     {"byoc.cli", "byoc.__main__", "byoc"},
 ]

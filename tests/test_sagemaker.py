@@ -1269,7 +1269,7 @@ def test_train_pushes_the_project_image_first(aws: str, local_registry: Any, tin
     registry through byoc push's BYOC_ECR_REGISTRY_OVERRIDE, with the token's password."""
     import base64
 
-    from byoc import registry
+    from byoc.push import registry
     from byoc.sagemaker import image
 
     monkeypatch.setenv(registry.ECR_REGISTRY_OVERRIDE_ENV, local_registry.host)
