@@ -645,6 +645,24 @@ def test_throttling_that_never_ends_is_one_line(scripted: Any, tmp_path: Path,
     assert scripted.operations().count("CreateTrainingJob") == 4  # bounded: MAX_ATTEMPTS
 
 
+@pytest.mark.parametrize("argv", [
+    ["describe", "some-job"],
+    ["logs", "some-job"],
+    ["train", "--image", IMAGE, "--channel", "training=s3://bkt/data/", "--dry-run"],
+])
+def test_a_broken_byoc_toml_around_is_reported_not_ignored(
+        scripted: Any, argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands that need no project (an --image, a job name) still use the one around, so a
+    byoc.toml they cannot read is an error, before anything is sent to AWS."""
+    (tmp_path / "byoc.toml").write_text('[project\nname = "broken"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = run(*argv)
+    assert result.exit_code == 2, result.stderr
+    line = one_line_error(result)
+    assert line.startswith("Error: cannot read ") and "byoc.toml" in line
+    assert scripted.operations() == []
+
+
 def test_no_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = run("train", "--image", IMAGE, "--channel", "training=s3://bkt/data/", "--dry-run")

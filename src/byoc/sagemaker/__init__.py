@@ -6,3 +6,6 @@ artifacts down), :mod:`.image` (the image URI), :mod:`.training`, :mod:`.watch`,
 :mod:`.batch` and :mod:`.hosting`. Nothing here is imported by ``import byoc``; boto3 is imported
 when a command runs.
 """
+
+from ._aws import Aws as Aws
+from ._aws import SageMakerConfig as SageMakerConfig
