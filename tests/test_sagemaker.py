@@ -42,8 +42,7 @@ from click.testing import CliRunner
 
 from byoc import jobdef, local
 from byoc.cli import cli
-from byoc.sagemaker import storage, training
-from byoc.sagemaker._aws import Aws
+from byoc.sagemaker import Aws, storage, training
 from helpers import FIXTURES, load_fixture
 
 #: The local registry and the tiny image of push's tests (session fixtures).
