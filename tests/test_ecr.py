@@ -23,10 +23,11 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from byoc import _ecr
+from byoc import aws as byoc_aws
 from byoc.cli import cli
 from byoc.errors import AwsError, ConfigError
 from byoc.project import Project
+from byoc.push import ecr as byoc_ecr
 from helpers import load_fixture
 
 
@@ -64,10 +65,10 @@ def unique(prefix: str = "repo") -> str:
     return f"byoc-test/{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def prepare(name: str, **kwargs: Any) -> _ecr.EcrTarget:
+def prepare(name: str, **kwargs: Any) -> byoc_ecr.EcrTarget:
     kwargs.setdefault("tag", "v1")
     kwargs.setdefault("log", lambda line: None)
-    return _ecr.prepare(name, **kwargs)
+    return byoc_ecr.prepare(name, **kwargs)
 
 
 # ---- account, region, token ---------------------------------------------------------------
@@ -91,7 +92,7 @@ def test_region_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
     def resolve(region: str | None = None, environ: dict[str, str] | None = None,
                 profile: str | None = None) -> str:
-        return _ecr.resolve_region(region, profile=profile, project_region="sa-east-1",
+        return byoc_aws.resolve_region(region, profile=profile, project_region="sa-east-1",
                                    environ=environ or {})
 
     assert resolve("eu-north-1", env) == "eu-north-1"
@@ -111,16 +112,16 @@ def test_project_region_is_used_last(aws: str) -> None:
 
 def test_no_region_says_how_to_set_one() -> None:
     with pytest.raises(ConfigError) as caught:
-        _ecr.resolve_region(None, environ={})
+        byoc_aws.resolve_region(None, environ={})
     for hint in ("--region", "AWS_REGION", "aws configure set region", "byoc.toml"):
         assert hint in caught.value.message
 
 
 def test_bad_region_and_unknown_profile_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="not an AWS region"):
-        _ecr.resolve_region("us east 1", environ={})
+        byoc_aws.resolve_region("us east 1", environ={})
     with pytest.raises(ConfigError, match=r"The config profile \(nope\) could not be found"):
-        _ecr.resolve_region(None, profile="nope", environ={})
+        byoc_aws.resolve_region(None, profile="nope", environ={})
 
 
 def test_unknown_profile_from_the_environment(aws: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,13 +132,13 @@ def test_unknown_profile_from_the_environment(aws: str, monkeypatch: pytest.Monk
 
 def test_token_decoding() -> None:
     token = base64.b64encode(b"AWS:s3cr:et").decode()
-    auth = _ecr.decode_token(token, registry="r.example")
+    auth = byoc_ecr.decode_token(token, registry="r.example")
     assert (auth.username, auth.password, auth.registry) == ("AWS", "s3cr:et", "r.example")
     assert "s3cr" not in repr(auth)
     with pytest.raises(AwsError, match="not base64"):
-        _ecr.decode_token("%%%", registry="r")
+        byoc_ecr.decode_token("%%%", registry="r")
     with pytest.raises(AwsError, match="USER:PASSWORD"):
-        _ecr.decode_token(base64.b64encode(b"no-colon").decode(), registry="r")
+        byoc_ecr.decode_token(base64.b64encode(b"no-colon").decode(), registry="r")
 
 
 # ---- repositories ------------------------------------------------------------------------------
@@ -385,7 +386,7 @@ def test_project_config_feeds_repository_and_region(tmp_path: Path) -> None:
 
 
 def test_importing_byoc_does_not_import_boto3_or_docker() -> None:
-    code = "import sys, byoc.cli, byoc.registry; print(sorted({'boto3', 'docker'} & set(sys.modules)))"
+    code = "import sys, byoc.cli, byoc.aws, byoc.push; print(sorted({'boto3', 'docker'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -430,7 +431,7 @@ def test_an_endpoint_that_never_answers_fails_soon_in_one_line(
     started = time.monotonic()
     result = run(str(write_project(tmp_path / "p", region="us-east-1")), "--tag", "v1")
     elapsed = time.monotonic() - started
-    bound = _ecr.MAX_ATTEMPTS * (_ecr.READ_TIMEOUT + _ecr.CONNECT_TIMEOUT) + 10
+    bound = byoc_aws.MAX_ATTEMPTS * (byoc_aws.READ_TIMEOUT + byoc_aws.CONNECT_TIMEOUT) + 10
     assert elapsed < bound, f"{elapsed:.0f} s"
     assert result.exit_code == 1
     lines = result.stderr.splitlines()

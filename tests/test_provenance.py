@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from byoc import images, registry
+from byoc import images
 from byoc.cli import cli
 from byoc.project import Project
+from byoc.push import registry
 from helpers import FIXTURES, build_project
 
 

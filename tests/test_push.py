@@ -25,10 +25,11 @@ import pytest
 from click.testing import CliRunner
 from test_ecr import load_servers
 
-from byoc import images, registry
+from byoc import images
 from byoc.cli import cli
 from byoc.cli.progress import TerminalProgress
 from byoc.errors import ImageNotFoundError
+from byoc.push import registry
 from helpers import REQUIRE_DOCKER_ENV, free_port
 
 docker = pytest.mark.docker

@@ -42,8 +42,7 @@ from click.testing import CliRunner
 
 from byoc import jobdef, local
 from byoc.cli import cli
-from byoc.sagemaker import storage, training
-from byoc.sagemaker._aws import Aws
+from byoc.sagemaker import Aws, storage, training
 from helpers import FIXTURES, load_fixture
 
 #: The local registry and the tiny image of push's tests (session fixtures).
@@ -645,6 +644,24 @@ def test_throttling_that_never_ends_is_one_line(scripted: Any, tmp_path: Path,
     assert scripted.operations().count("CreateTrainingJob") == 4  # bounded: MAX_ATTEMPTS
 
 
+@pytest.mark.parametrize("argv", [
+    ["describe", "some-job"],
+    ["logs", "some-job"],
+    ["train", "--image", IMAGE, "--channel", "training=s3://bkt/data/", "--dry-run"],
+])
+def test_a_broken_byoc_toml_around_is_reported_not_ignored(
+        scripted: Any, argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands that need no project (an --image, a job name) still use the one around, so a
+    byoc.toml they cannot read is an error, before anything is sent to AWS."""
+    (tmp_path / "byoc.toml").write_text('[project\nname = "broken"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = run(*argv)
+    assert result.exit_code == 2, result.stderr
+    line = one_line_error(result)
+    assert line.startswith("Error: cannot read ") and "byoc.toml" in line
+    assert scripted.operations() == []
+
+
 def test_no_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = run("train", "--image", IMAGE, "--channel", "training=s3://bkt/data/", "--dry-run")
@@ -818,7 +835,7 @@ def test_watch_prints_each_transition_once_then_metrics_billing_and_spot_savings
 
 
 def test_watch_failed_and_stopped_jobs(scripted: Any) -> None:
-    from byoc.sagemaker.training import TrainingJobFailed, TrainingJobStopped
+    from byoc.errors import TrainingJobFailed, TrainingJobStopped
 
     scripted.answers["DescribeTrainingJob"] = [_job(
         "Failed", "Failed", [STARTING, ("Failed", "")],
@@ -1269,7 +1286,7 @@ def test_train_pushes_the_project_image_first(aws: str, local_registry: Any, tin
     registry through byoc push's BYOC_ECR_REGISTRY_OVERRIDE, with the token's password."""
     import base64
 
-    from byoc import registry
+    from byoc.push import registry
     from byoc.sagemaker import image
 
     monkeypatch.setenv(registry.ECR_REGISTRY_OVERRIDE_ENV, local_registry.host)

@@ -9,12 +9,20 @@ from pathlib import Path
 
 import pytest
 
+from byoc.errors import (
+    DataProcessingError,
+    InputError,
+    JsonPathError,
+    ParameterError,
+    RecordTooLargeError,
+    SplitError,
+)
 from byoc.transform import jsonpath
-from byoc.transform.batch import MIB, RecordTooLargeError, batches, line_batches
-from byoc.transform.dataprocessing import DataProcessing, DataProcessingError
-from byoc.transform.inputs import InputError, check_output_dir, list_inputs
-from byoc.transform.params import ParameterError, TransformParams, resolve
-from byoc.transform.split import Record, SplitError, split
+from byoc.transform.batch import MIB, batches, line_batches
+from byoc.transform.dataprocessing import DataProcessing
+from byoc.transform.inputs import check_output_dir, list_inputs
+from byoc.transform.params import TransformParams, resolve
+from byoc.transform.split import Record, split
 
 
 def records(data: bytes, split_type: str) -> list[Record]:
@@ -224,7 +232,7 @@ def test_jsonpath_on_a_csv_row() -> None:
 
 
 def test_jsonpath_definite_path_selecting_nothing_is_an_error() -> None:
-    with pytest.raises(jsonpath.JsonPathError, match=r"\$\.nope selects nothing"):
+    with pytest.raises(JsonPathError, match=r"\$\.nope selects nothing"):
         jsonpath.parse("$.nope").apply(DOC)
 
 
@@ -242,7 +250,7 @@ def test_jsonpath_definite_path_selecting_nothing_is_an_error() -> None:
     ("$.features()", "unexpected '\\('"),
 ])
 def test_jsonpath_refuses_what_the_service_does_not_support(path: str, message: str) -> None:
-    with pytest.raises(jsonpath.JsonPathError, match=message):
+    with pytest.raises(JsonPathError, match=message):
         jsonpath.parse(path)
 
 

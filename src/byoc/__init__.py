@@ -3,7 +3,7 @@
 The verbs live in their modules: :func:`byoc.scaffold.new_project`,
 :func:`byoc.images.build`, :func:`byoc.local.train` / :func:`~byoc.local.serve`,
 :func:`byoc.invoke.predict`, :func:`byoc.validate.validate`,
-:func:`byoc.bench.bench` and :func:`byoc.registry.push`. This package re-exports
+:func:`byoc.bench.bench` and :func:`byoc.push.push`. This package re-exports
 the types they take and return, the contract helpers and every error.
 """
 
@@ -38,7 +38,7 @@ from .local import RunningServer as RunningServer
 from .local import TrainResult as TrainResult
 from .project import LocalInputs as LocalInputs
 from .project import Project as Project
-from .registry import PushResult as PushResult
+from .push import PushResult as PushResult
 from .say import Say as Say
 from .scaffold import new_project as new_project
 from .validate import Check as Check

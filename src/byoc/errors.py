@@ -97,3 +97,64 @@ class CannotValidateError(ByocError):
     """``byoc validate`` could not put the image through its checks (no engine, no image)."""
 
     exit_code = 2
+
+
+# -- SageMaker -------------------------------------------------------------------------------------
+
+
+class TrainingJobFailed(ByocError):
+    """A SageMaker training job ended Failed."""
+
+
+class TrainingJobStopped(ByocError):
+    """A SageMaker training job ended Stopped (by a user, or a time limit)."""
+
+    exit_code = 3
+
+
+# -- batch transform -------------------------------------------------------------------------------
+
+
+class ParameterError(ConfigError):
+    """A setting CreateTransformJob (or the container's execution parameters) would refuse."""
+
+
+class InputError(ConfigError):
+    """The input or output location of a transform job cannot be used."""
+
+
+class TransformError(ByocError):
+    """The transform job failed: a file's record could not be transformed."""
+
+
+class OutputLinkError(TransformError):
+    """A folder on an output's way is a symbolic link: writing there could land anywhere."""
+
+
+class SplitError(TransformError):
+    """The file does not hold records of the split type; the message says where."""
+
+
+class RecordTooLargeError(TransformError):
+    """A record alone exceeds MaxPayloadInMB."""
+
+    def __init__(self, index: int, offset: int, size: int, limit: int) -> None:
+        super().__init__(f"record {index} (byte {offset}) is {size} bytes, more than MaxPayloadInMB"
+                         f" allows ({limit} bytes); raise --max-payload or split the input finer")
+        self.index = index
+
+
+class JsonPathError(TransformError):
+    """A JSONPath expression outside the subset, or a record it cannot be applied to."""
+
+
+class DataProcessingError(TransformError):
+    """A record or an answer that the filters or the join cannot take."""
+
+
+class InvocationFailed(PredictError):
+    """The container did not answer a batch request with 2xx; the message says what it answered."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable

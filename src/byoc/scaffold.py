@@ -145,7 +145,8 @@ def _check_context(context: dict[str, str], variables: Mapping[str, object]) -> 
 
 def check_value(key: str, value: str, variables: Mapping[str, object]) -> str:
     """Return *value* if the template variable *key* may take it; :raises ConfigError: otherwise."""
-    from ._ecr import REGION_PATTERN, REPOSITORY_PATTERN
+    from .aws import REGION_PATTERN
+    from .push.ecr import REPOSITORY_PATTERN
 
     choices = variables.get(key)
     if isinstance(choices, list) and value not in choices:

@@ -108,7 +108,7 @@ def push(project: Path | None, image: str | None, repository: str | None, tag: s
          build_arg: tuple[str, ...]) -> None:
     """Push the image to Amazon ECR (or --registry): build it if needed, create the repository if
     missing, log in, tag and push. Prints the digest-pinned image URI for SageMaker last."""
-    from .. import registry as registry_api
+    from ..push import registry as registry_api
 
     password = sys.stdin.read().rstrip("\r\n") if password_stdin else None
     stderr = sys.stderr

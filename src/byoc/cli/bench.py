@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from .. import bench as bench_api
-from .. import invoke
-from .. import local as harness
+from .. import invoke, local
 from ..bench.load import GENERATORS, pick_generator
 from ..errors import ConfigError
 from ..project import Project
@@ -40,7 +39,7 @@ from .options import BACKEND, ENV, IMAGE, PROJECT, echo_err, pairs
 @click.option("--port", default=0, type=click.IntRange(0, 65535),
               help="Port on 127.0.0.1 (default: a free one).")
 @ENV
-@click.option("--startup-timeout", default=harness.DEFAULT_STARTUP_TIMEOUT, show_default=True,
+@click.option("--startup-timeout", default=local.DEFAULT_STARTUP_TIMEOUT, show_default=True,
               type=float, help="Seconds to wait for /ping to answer 200.")
 def bench_command(project: Path | None, image: str | None, backend: str, payload: Path | None,
                   content_type: str | None, concurrency: str, duration: str, model: Path | None,
@@ -64,8 +63,8 @@ def bench_command(project: Path | None, image: str | None, backend: str, payload
     if not payload.is_file():
         raise ConfigError(f"the payload {payload} is not a file")
     kind = content_type or invoke.guess_content_type(payload)
-    chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
-    model_path = harness.resolve_model(model, loaded)
+    chosen = local.choose_backend(backend, loaded, image, say=echo_err)
+    model_path = local.resolve_model(model, loaded)
     echo_err(f"model: {model_path}")
     result = bench_api.bench(
         backend=chosen, model=model_path, payload=payload, content_type=kind, concurrency=levels,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from ..registry import LayerProgress
+from ..push.registry import LayerProgress
 
 
 class TerminalProgress:

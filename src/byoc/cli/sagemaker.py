@@ -12,12 +12,9 @@ import click
 from ..errors import ConfigError, Interrupted
 from ..project import Project
 from .jobdef import definition_from_options, job_options, sagemaker_job_options
-from .options import echo_err, env_options, pairs, read_payload
+from .options import PROJECT, echo_err, env_options, log_line, pairs, read_payload
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-PROJECT = click.argument("project", required=False,
-                         type=click.Path(file_okay=False, exists=True, path_type=Path))
 
 
 def aws_options(command: F) -> F:
@@ -40,18 +37,9 @@ def target_options(command: F) -> F:
     return command
 
 
-def _project(path: Path | None, image: str | None) -> Project | None:
-    try:
-        return Project.load(path)
-    except ConfigError:
-        if image is not None and path is None:
-            return None
-        raise
-
-
 def _connect(region: str | None, profile: str | None, project: Project | None,
              dry_run: bool = False) -> Any:
-    from ..sagemaker._aws import Aws
+    from ..sagemaker import Aws
 
     aws = Aws.connect(region, profile=profile, project=project)
     aws.dry_run = dry_run
@@ -73,10 +61,6 @@ def _progress() -> Any:
     return TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
 
 
-def _log_line(host: str, line: str) -> None:
-    click.echo(f"{host} | {line}", err=True)
-
-
 def _detached(job: str, kind: str = "training job") -> str:
     return (f"{kind} {job} keeps running on SageMaker. Follow it: byoc sagemaker logs {job}"
             f" --follow; stop it: byoc sagemaker stop {job}")
@@ -86,7 +70,7 @@ def _follow(aws: Any, job: str, jobs_dir: Path | None, poll: float) -> Any:
     from ..sagemaker import training
 
     try:
-        return training.watch(aws, job, jobs_dir=jobs_dir, log=_log_line, say=echo_err,
+        return training.watch(aws, job, jobs_dir=jobs_dir, log=log_line, say=echo_err,
                               poll_seconds=poll)
     except KeyboardInterrupt:
         raise Interrupted("detached: " + _detached(job)) from None
@@ -122,16 +106,15 @@ def train(project: Path | None, image: str | None, role: str | None, bucket: str
     line runs the same job), plus where it runs. Local channels and a local --checkpoint-uri
     directory are uploaded first. Follows status and logs, then downloads the model to
     .byoc/jobs/<job>/."""
-    from ..sagemaker import image as images
     from ..sagemaker import training
+    from ..sagemaker.image import resolve as resolve_image
 
-    loaded = _project(project, image)
+    loaded = Project.find(project, required=image is None)
     definition, notes = definition_from_options(loaded, options)
     for note in notes:
         echo_err(f"warning: {note}")
     aws = _connect(region, profile, loaded, dry_run)
-    uri = images.resolve(aws, loaded, image, dry_run=dry_run, say=echo_err,
-                         progress=_progress())
+    uri = resolve_image(aws, loaded, image, dry_run=dry_run, say=echo_err, progress=_progress())
     plan = training.plan(definition, aws=aws, project=loaded, image=uri, role=role,
                          bucket=bucket, instance_type=instance_type, job_name=options["job_name"],
                          dry_run=dry_run, log=echo_err)
@@ -162,7 +145,7 @@ def logs(job: str, follow: bool, jobs_dir: Path | None, poll: float, region: str
     said so, with its status; a job that does not exist is an error."""
     from ..sagemaker.watch import TRAINING_LOG_GROUP, LogTail
 
-    loaded = _optional_project()
+    loaded = Project.find(required=False)
     aws = _connect(region, profile, loaded)
     if follow:
         _follow(aws, job, jobs_dir or (loaded.jobs_dir if loaded else None), poll)
@@ -176,13 +159,6 @@ def logs(job: str, follow: bool, jobs_dir: Path | None, poll: float, region: str
         echo_err(training.no_logs_note(aws, job))
 
 
-def _optional_project() -> Project | None:
-    try:
-        return Project.load(None)
-    except ConfigError:
-        return None
-
-
 @sagemaker_group.command()
 @click.argument("job")
 @aws_options
@@ -190,7 +166,7 @@ def describe(job: str, region: str | None, profile: str | None) -> None:
     """Print DescribeTrainingJob as JSON."""
     from ..sagemaker import training
 
-    aws = _connect(region, profile, _optional_project())
+    aws = _connect(region, profile, Project.find(required=False))
     click.echo(training.to_json(training.describe(aws, job)))
 
 
@@ -201,7 +177,7 @@ def stop(job: str, region: str | None, profile: str | None) -> None:
     """Stop a training job (SIGTERM, then SIGKILL 120 s later; the model is still uploaded)."""
     from ..sagemaker import training
 
-    aws = _connect(region, profile, _optional_project())
+    aws = _connect(region, profile, Project.find(required=False))
     training.stop(aws, job)
     echo_err(f"stopping training job {job}; follow it with byoc sagemaker logs {job} --follow")
 
@@ -225,10 +201,10 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
          region: str | None, profile: str | None, **options: Any) -> None:
     """Run a hyperparameter tuning job: the file's ranges, objective and limits, with the
     project's image, channels and job options. --job-name names the tuning job (1-32)."""
-    from ..sagemaker import image as images
     from ..sagemaker import training, tuning
+    from ..sagemaker.image import resolve as resolve_image
 
-    loaded = _project(project, image)
+    loaded = Project.find(project, required=image is None)
     config = tuning.read_config(config_file)
     definition, notes = definition_from_options(loaded, options)
     for note in notes:
@@ -236,8 +212,7 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
     name = options["job_name"] or config.get("HyperParameterTuningJobName") or \
         tuning.default_name(definition.base_name)
     aws = _connect(region, profile, loaded, dry_run)
-    uri = images.resolve(aws, loaded, image, dry_run=dry_run, say=echo_err,
-                         progress=_progress())
+    uri = resolve_image(aws, loaded, image, dry_run=dry_run, say=echo_err, progress=_progress())
     plan = training.plan(definition, aws=aws, project=loaded, image=uri, role=role, bucket=bucket,
                          instance_type=instance_type, job_name=name, dry_run=dry_run, log=echo_err)
     fields = tuning.definition_fields(plan.request,
@@ -303,13 +278,12 @@ def transform(project: Path | None, training_job: str | None, model_name: str | 
               profile: str | None) -> None:
     """Run a batch transform job with the same options as byoc local transform."""
     from .. import _jobs
-    from ..sagemaker import batch, hosting, training
-    from ..sagemaker import image as images
-    from ..sagemaker._aws import SageMakerConfig
+    from ..sagemaker import SageMakerConfig, batch, hosting, training
+    from ..sagemaker.image import resolve as resolve_image
 
     if sum(x is not None for x in (training_job, model_name, model_path)) != 1:
         raise ConfigError("name the model with one of --job, --model-name or --model")
-    loaded = _project(project, image or training_job or model_name)
+    loaded = Project.find(project, required=(image or training_job or model_name) is None)
     options = batch.TransformOptions(
         content_type=content_type, split_type=split_type, strategy=strategy,
         max_payload=max_payload, max_concurrent=max_concurrent, assemble_with=assemble_with,
@@ -330,8 +304,8 @@ def transform(project: Path | None, training_job: str | None, model_name: str | 
             image_uri, data = source.image, source.model_data
         else:
             assert model_path is not None
-            image_uri = images.resolve(aws, loaded, image, dry_run=dry_run, say=echo_err,
-                                       progress=_progress())
+            image_uri = resolve_image(aws, loaded, image, dry_run=dry_run, say=echo_err,
+                                      progress=_progress())
             data = model_path if dry_run and not model_path.startswith("s3://") else \
                 hosting.model_data_uri(aws, model_path, bucket=bucket_name, prefix=prefix)
         model_name = name
@@ -390,13 +364,12 @@ def deploy(job: str | None, model_path: str | None, image: str | None, endpoint_
            profile: str | None) -> None:
     """Create a model, an endpoint config and an endpoint; wait until it is InService."""
     from .. import _jobs
-    from ..sagemaker import hosting, training
-    from ..sagemaker import image as images
-    from ..sagemaker._aws import SageMakerConfig
+    from ..sagemaker import SageMakerConfig, hosting, training
+    from ..sagemaker.image import resolve as resolve_image
 
     if (job is None) == (model_path is None):
         raise ConfigError("deploy a training JOB, or a --model (model.tar.gz file or s3:// URI)")
-    loaded = _optional_project()
+    loaded = Project.find(required=False)
     aws = _connect(region, profile, loaded)
     config = SageMakerConfig.of(loaded)
     if job is not None:
@@ -404,7 +377,7 @@ def deploy(job: str | None, model_path: str | None, image: str | None, endpoint_
         image_uri, data = image or source.image, source.model_data
     else:
         assert model_path is not None
-        image_uri = images.resolve(aws, loaded, image, say=echo_err, progress=_progress())
+        image_uri = resolve_image(aws, loaded, image, say=echo_err, progress=_progress())
         data = hosting.model_data_uri(aws, model_path, bucket=aws.bucket(bucket, config)
                                       if not model_path.startswith("s3://") else "",
                                       prefix=training.project_prefix(config, loaded))
@@ -434,7 +407,7 @@ def predict(endpoint: str, file: Path | None, content_type: str | None, accept: 
     from ..sagemaker import hosting
 
     body, kind = read_payload(file, content_type)
-    aws = _connect(region, profile, _optional_project())
+    aws = _connect(region, profile, Project.find(required=False))
     answer = hosting.predict(aws, endpoint, body, kind, accept)
     sys.stdout.buffer.write(answer.body)
     sys.stdout.flush()
@@ -447,5 +420,5 @@ def delete(endpoint: str, region: str | None, profile: str | None) -> None:
     """Delete an endpoint, its endpoint config and its model."""
     from ..sagemaker import hosting
 
-    aws = _connect(region, profile, _optional_project())
+    aws = _connect(region, profile, Project.find(required=False))
     hosting.delete(aws, endpoint, say=echo_err)

@@ -18,10 +18,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from .. import local as harness
-from ..errors import ConfigError
+from .. import local
+from ..errors import TransformError
 from ..project import Project
-from ..transform import TransformError, TransformParams, TransformResult, transform
+from ..transform import TransformParams, TransformResult, transform
 from ..transform import params as tp
 from .options import BACKEND, ENV, IMAGE, PROJECT, echo_err, pairs
 
@@ -116,14 +116,15 @@ def _summary(result: TransformResult) -> str:
               type=click.IntRange(1, 3600), help="ModelClientConfig InvocationsTimeoutInSeconds.")
 @click.option("--max-retries", default=tp.DEFAULT_MAX_RETRIES, show_default=True,
               type=click.IntRange(0, 3), help="ModelClientConfig InvocationsMaxRetries (5xx, timeouts).")
-@click.option("--startup-timeout", default=harness.DEFAULT_STARTUP_TIMEOUT, show_default=True,
+@click.option("--startup-timeout", default=local.DEFAULT_STARTUP_TIMEOUT, show_default=True,
               type=float, help="Seconds to wait for /ping to answer 200.")
-def _transform(project: Path | None, image: str | None, backend: str, model: Path | None, source: Path,
-               output_dir: Path | None, content_type: str | None, accept: str | None, split_type: str,
-               strategy: str | None, max_payload: int | None, max_concurrent: int | None,
-               assemble_with: str, input_filter: str, output_filter: str, join_source: str,
-               compression: str, instance_count: int, env: tuple[str, ...], invocations_timeout: int,
-               max_retries: int, startup_timeout: float) -> None:
+def transform_command(project: Path | None, image: str | None, backend: str, model: Path | None,
+                      source: Path, output_dir: Path | None, content_type: str | None,
+                      accept: str | None, split_type: str, strategy: str | None,
+                      max_payload: int | None, max_concurrent: int | None, assemble_with: str,
+                      input_filter: str, output_filter: str, join_source: str, compression: str,
+                      instance_count: int, env: tuple[str, ...], invocations_timeout: int,
+                      max_retries: int, startup_timeout: float) -> None:
     """Run a batch transform job on local files as CreateTransformJob would: every file under
     --input becomes <name>.out under --output. Prints the output directory; a file that fails
     gets no .out and the job exits 1, naming the file and the record."""
@@ -133,13 +134,10 @@ def _transform(project: Path | None, image: str | None, backend: str, model: Pat
         input_filter=input_filter, output_filter=output_filter, join_source=join_source,
         compression=compression, instance_count=instance_count, env=pairs(env, "--env"),
         invocation_timeout=invocations_timeout, max_retries=max_retries)
-    try:
-        params.check()
-    except tp.ParameterError as exc:
-        raise ConfigError(str(exc)) from None
+    params.check()
     loaded = Project.find(project, required=image is None)
-    chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
-    model_path = harness.resolve_model(model, loaded)
+    chosen = local.choose_backend(backend, loaded, image, say=echo_err)
+    model_path = local.resolve_model(model, loaded)
     if output_dir is None:
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
         output_dir = (loaded.root if loaded else Path.cwd()) / ".byoc" / "transforms" / stamp
@@ -157,6 +155,3 @@ def _transform(project: Path | None, image: str | None, backend: str, model: Pat
             if len(result.failures) > 1 else "")
     click.echo(str(output_dir))
 
-
-#: Registered onto ``byoc local`` by :mod:`byoc.cli_local`.
-transform_command: click.Command = _transform

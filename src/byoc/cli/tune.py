@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from .. import contract, jobrecord
-from .. import local as harness
+from .. import contract, jobrecord, local
 from ..errors import ByocError, ConfigError
 from ..project import LATEST, Project
 from ..tune import config, live, report, runner, warmstart
@@ -30,7 +29,7 @@ from .options import BACKEND, IMAGE, PROJECT, echo_err, pairs
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where tuning jobs go (default: .byoc/tuning in the project).")
 @click.option("--resume", is_flag=True, help="Continue the tuning job the request names.")
-@click.option("--grace", default=harness.TRAIN_GRACE, show_default=True, type=float,
+@click.option("--grace", default=local.TRAIN_GRACE, show_default=True, type=float,
               help="Seconds between SIGTERM and SIGKILL when a training job is stopped.")
 def tune_command(project: Path | None, image: str | None, backend: str, config_file: Path,
                  channel: tuple[str, ...], output_dir: Path | None, resume: bool,
@@ -44,7 +43,7 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
     """
     request = config.load(config_file)
     loaded = Project.find(project, required=image is None)
-    chosen = harness.choose_backend(backend, loaded, image, say=echo_err)
+    chosen = local.choose_backend(backend, loaded, image, say=echo_err)
     channels = {name: Path(path) for name, path in pairs(channel, "--channel").items()}
     for name, path in channels.items():
         if not path.exists():
@@ -104,7 +103,7 @@ def describe_command(job: str, project_path: Path | None, output_dir: Path | Non
     local tuning job's name.
     """
     directory = find_job(job, project_path, output_dir)
-    harness.reap_orphans(directory.parent, say=echo_err)
+    local.reap_orphans(directory.parent, say=echo_err)
     runner.reap_all(directory, say=echo_err)  # a tuning job, or one of its training jobs
     tuning_file = directory / "tuning.json"
     if tuning_file.is_file() and not (directory / jobrecord.RECORD_FILE).is_file():

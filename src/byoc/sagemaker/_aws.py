@@ -4,22 +4,20 @@ Credentials come from botocore's standard chain only (environment, profile, SSO,
 instance role); byoc never reads, prints or stores them. Every client has short connect and read
 timeouts and botocore's ``standard`` retry mode, which retries throttling (``ThrottlingException``)
 and transient errors with exponential backoff, a bounded number of times. Every failure becomes
-one :class:`~byoc.errors.AwsError` line through :func:`byoc._ecr.call`.
+one :class:`~byoc.errors.AwsError` line through :func:`byoc.aws.call`.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _ecr
+from .. import aws
 from ..errors import AwsError, ConfigError
 from ..project import CONFIG_FILE, Project
-
-Log = Callable[[str], None]
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 70.0
@@ -89,35 +87,26 @@ class Aws:
 
         :raises ConfigError: no region, a malformed one, an unknown profile.
         """
-        found = _ecr.resolve_region(region, profile=profile,
+        found = aws.resolve_region(region, profile=profile,
                                     project_region=project.region if project else None,
                                     environ=environ)
-        return cls(region=found, profile=profile, session=_ecr.session(profile, found))
+        return cls(region=found, profile=profile, session=aws.session(profile, found))
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            import botocore.config
-            import botocore.exceptions
-
-            config = botocore.config.Config(
-                connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
-                retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
-                user_agent_extra="byoc")
-            try:
-                self._clients[service] = self.session.client(service, region_name=self.region,
-                                                             config=config)
-            except botocore.exceptions.BotoCoreError as exc:
-                raise AwsError(f"cannot make an AWS {service} client: {exc}") from exc
+            config = aws.client_config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+                                       max_attempts=MAX_ATTEMPTS, user_agent_extra="byoc")
+            self._clients[service] = aws.client(self.session, service, self.region, config)
         return self._clients[service]
 
     def call(self, service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
         """*operation* (``CreateTrainingJob``) of the *service* client; :raises AwsError: one line."""
-        return _ecr.call(self.client(service), _IAM.get(service, service), operation, **kwargs)
+        return aws.call(self.client(service), _IAM.get(service, service), operation, **kwargs)
 
     def lookup(self, service: str, operation: str, *, missing: frozenset[str],
                **kwargs: Any) -> dict[str, Any] | None:
         """:meth:`call`, None for the error codes in *missing*."""
-        return _ecr.lookup(self.client(service), _IAM.get(service, service), operation,
+        return aws.lookup(self.client(service), _IAM.get(service, service), operation,
                            missing=missing, **kwargs)
 
     @property

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import AwsError, ConfigError
+from ..say import Say
 from . import storage
 from ._aws import Aws, split_s3
 from .hosting import check_name
 from .watch import poll
 
-Say = Callable[[str], None]
 SPLIT_TYPES = ("None", "Line", "RecordIO", "TFRecord")
 STRATEGIES = ("MultiRecord", "SingleRecord")
 ASSEMBLE = ("None", "Line")

@@ -5,18 +5,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import AwsError, ConfigError, PredictError
 from ..invoke import MAX_BODY
+from ..say import Say
 from . import storage
 from ._aws import Aws
 from .watch import poll
 
-Say = Callable[[str], None]
 NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 ENDPOINT_WAIT = 30 * 60.0
 POLL_SECONDS = 15.0

@@ -16,9 +16,9 @@ from typing import Any
 from .. import contract
 from ..errors import ConfigError
 from ..project import Project
+from ..say import Say
 from ._aws import DIGEST_PLACEHOLDER, Aws
 
-Say = Callable[[str], None]
 PUSHED = "pushed.json"
 
 
@@ -59,7 +59,7 @@ def resolve(aws: Aws, project: Project | None, image: str | None, *, dry_run: bo
             local_image_id: Callable[[str], str | None] | None = None) -> str:
     """The image URI for a job.
 
-    :param push: ``byoc.registry.push`` (a parameter so a test can count calls).
+    :param push: ``byoc.push.push`` (a parameter so a test can count calls).
     :raises ConfigError: no ``--image`` and no project. A dry run with nothing pushed yet names
         the image as ``byoc push`` will push it, its digest a placeholder (``aws.placeholders``).
     """
@@ -86,7 +86,7 @@ def resolve(aws: Aws, project: Project | None, image: str | None, *, dry_run: bo
         return uri
     say(f"pushing {local} to ECR first")
     if push is None:
-        from ..registry import push as push_image
+        from ..push import push as push_image
         push = push_image
     result = push(project, region=aws.region, profile=aws.profile, log=say, progress=progress)
     uri = str(result.uri)

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._jobs import channel_files
 from ..errors import AwsError
+from ..say import Say, quiet
 from ._aws import Aws, split_s3
-
-Log = Callable[[str], None]
 
 MD5_METADATA = "byoc-md5"
 #: Files larger than this go up in parts (s3transfer), the rest in one PutObject.
@@ -48,7 +46,7 @@ def md5_of(path: Path) -> str:
 
 
 def sync_channel(aws: Aws, source: Path, bucket: str, prefix: str,
-                 log: Log = lambda line: None) -> SyncResult:
+                 log: Say = quiet) -> SyncResult:
     """Mirror the file or directory *source* under ``s3://bucket/prefix/``.
 
     :returns: the channel's ``S3Uri`` (the prefix for a directory, the object for a file) and

@@ -16,27 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from .. import _jobs
-from ..errors import ByocError, ConfigError
+from ..errors import ConfigError, TrainingJobFailed, TrainingJobStopped
 from ..jobdef import JOB_NAME, JobDefinition
 from ..project import Project
+from ..say import Say, quiet
 from . import storage
 from ._aws import Aws, SageMakerConfig
-from .watch import TRAINING_LOG_GROUP, TRAINING_TERMINAL, LogSink, LogTail, Say, transitions_text
+from .watch import TRAINING_LOG_GROUP, TRAINING_TERMINAL, LogSink, LogTail, transitions_text
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_PREFIX = "byoc"
 RECORD = "sagemaker.json"
 POLL_SECONDS = 5.0
-
-
-class TrainingJobFailed(ByocError):
-    """The SageMaker job ended Failed."""
-
-
-class TrainingJobStopped(ByocError):
-    """The SageMaker job ended Stopped (by a user, or a time limit)."""
-
-    exit_code = 3
 
 
 @dataclass(frozen=True)
@@ -64,7 +55,7 @@ def project_prefix(config: SageMakerConfig, project: Project | None) -> str:
 def plan(definition: JobDefinition, *, aws: Aws, project: Project | None, image: str,
          role: str | None = None, bucket: str | None = None, instance_type: str | None = None,
          job_name: str | None = None, jobs_dir: Path | None = None, dry_run: bool = False,
-         log: Say = lambda line: None) -> Plan:
+         log: Say = quiet) -> Plan:
     """Resolve role and bucket, upload local channels (not in a dry run) and build the request.
 
     :raises ConfigError: no role, no bucket, bad input.

@@ -13,16 +13,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .. import contract
 from ..errors import AwsError, ConfigError
+from ..say import Say
 from ..tune.config import service_limits
 from .watch import poll
 
-Say = Callable[[str], None]
 NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}")
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 POLL_SECONDS = 30.0
@@ -57,7 +56,7 @@ def definition_fields(training_request: dict[str, Any], *, keep_checkpoint: bool
 
 def request(config: dict[str, Any], definition: dict[str, Any], *, name: str) -> dict[str, Any]:
     """The tuning request: *config* with its TrainingJobDefinition merged over *definition*
-    (the fields :meth:`byoc.jobdef.JobDefinition.tuning_definition` made).
+    (the fields :func:`definition_fields` takes from the CreateTrainingJob request).
 
     Image, role, channels, output and resources always come from *definition*; the file's other
     TrainingJobDefinition fields win, and its MetricDefinitions are added to the definition's.

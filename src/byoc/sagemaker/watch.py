@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..say import Say
 from ._aws import Aws
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -22,7 +23,6 @@ TRAINING_TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 HOST_OF_STREAM = re.compile(r"^(?P<host>.+?)-\d{9,}$")
 
 LogSink = Callable[[str, str], None]
-Say = Callable[[str], None]
 
 
 def poll(describe: Callable[[], dict[str, Any]], *, ended: Callable[[dict[str, Any]], bool],

@@ -2,6 +2,5 @@
 
 from .params import TransformParams as TransformParams
 from .runner import FileFailure as FileFailure
-from .runner import TransformError as TransformError
 from .runner import TransformResult as TransformResult
 from .runner import transform as transform

@@ -13,20 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..errors import RecordTooLargeError
 from .split import Record
 
 STRATEGIES = ("SingleRecord", "MultiRecord")
 MIB = 1024 * 1024
-
-
-class RecordTooLargeError(ValueError):
-    """A record alone exceeds MaxPayloadInMB."""
-
-    def __init__(self, record: Record, size: int, limit: int) -> None:
-        super().__init__(f"record {record.index} (byte {record.offset}) is {size} bytes, more than"
-                         f" MaxPayloadInMB allows ({limit} bytes); raise --max-payload or split the"
-                         " input finer")
-        self.record = record
 
 
 @dataclass(frozen=True)
@@ -82,7 +73,7 @@ def batches(records: Iterable[Record], strategy: str, max_payload_mb: int,
     for record in records:
         data = piece(record, multi)
         if limit and len(data) > limit:
-            raise RecordTooLargeError(record, len(data), limit)
+            raise RecordTooLargeError(record.index, record.offset, len(data), limit)
         if not multi:
             yield _batch(number, data, [record])
             number += 1
@@ -132,7 +123,7 @@ def line_batches(stream: BinaryIO, max_payload_mb: int) -> Iterator[Batch]:
                     end = data.find(b"\n")
                 size = end + 1 if end >= 0 else len(data)
                 record = Record(b"", b"", index, offset)
-                raise RecordTooLargeError(record, size, limit)
+                raise RecordTooLargeError(record.index, record.offset, size, limit)
             cut = newline + 1
         body, data = data[:cut], data[cut:]
         count = body.count(b"\n") + (not body.endswith(b"\n"))

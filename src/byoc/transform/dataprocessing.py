@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import DataProcessingError, JsonPathError
 from . import jsonpath
 from .split import Record
 
@@ -29,10 +30,6 @@ SUPPORTED = (CSV, *JSON_TYPES)
 JOIN_SOURCES = ("None", "Input")
 OUTPUT_KEY = "SageMakerOutput"
 INPUT_KEY = "SageMakerInput"
-
-
-class DataProcessingError(ValueError):
-    """A record or an answer that the filters or the join cannot take."""
 
 
 def media_type(header: str | None) -> str:
@@ -65,7 +62,7 @@ class DataProcessing:
             raise DataProcessingError(f"JoinSource must be None or Input, got {join_source!r}")
         try:
             parsed_in, parsed_out = jsonpath.parse(input_filter), jsonpath.parse(output_filter)
-        except jsonpath.JsonPathError as exc:
+        except JsonPathError as exc:
             raise DataProcessingError(str(exc)) from None
         processing = cls(parsed_in, parsed_out, join_source, family(content_type),
                          family(accept or content_type))

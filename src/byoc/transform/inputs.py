@@ -8,15 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..errors import InputError, OutputLinkError
+
 OUT_SUFFIX = ".out"
-
-
-class InputError(ValueError):
-    """The input or output location cannot be used."""
-
-
-class OutputLinkError(ValueError):
-    """A folder on an output's way is a symbolic link: writing there could land anywhere."""
 
 
 @dataclass(frozen=True)

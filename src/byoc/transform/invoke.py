@@ -8,17 +8,10 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
+from ..errors import InvocationFailed
+
 #: Seconds before the first retry; doubled for each next one.
 RETRY_BACKOFF = 0.2
-
-
-class InvocationFailed(Exception):
-    """The container did not answer 2xx; ``message`` says what it answered."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
 
 
 @dataclass

@@ -18,15 +18,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import JsonPathError
+
 MAX_LENGTH = 63
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _INT = re.compile(r"\s*(-?\d+)\s*")
 _QUOTED = re.compile(r"""\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")\s*""")
 _SLICE = re.compile(r"\s*(-?\d+)?\s*:\s*(-?\d+)?\s*")
-
-
-class JsonPathError(ValueError):
-    """An expression outside the subset, or a record it cannot be applied to."""
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..errors import DataProcessingError, ParameterError
 from .batch import STRATEGIES as STRATEGIES
-from .dataprocessing import DataProcessing, DataProcessingError
+from .dataprocessing import DataProcessing
 from .split import SPLIT_TYPES as SPLIT_TYPES
 
 DEFAULT_MAX_CONCURRENT = 1
@@ -34,10 +35,6 @@ DEFAULT_MAX_RETRIES = 3
 ENV_STRATEGY = {"SingleRecord": "SINGLE_RECORD", "MultiRecord": "MULTI_RECORD"}
 _STRATEGY_NAMES = {"SINGLE_RECORD": "SingleRecord", "MULTI_RECORD": "MultiRecord",
                    "SingleRecord": "SingleRecord", "MultiRecord": "MultiRecord"}
-
-
-class ParameterError(ValueError):
-    """A setting CreateTransformJob (or the container's execution parameters) would refuse."""
 
 
 @dataclass(frozen=True)

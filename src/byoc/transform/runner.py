@@ -39,31 +39,32 @@ from typing import Any, BinaryIO, Protocol
 
 from .. import _jobs, local
 from ..backends.base import Backend, LogSink
-from ..errors import ByocError, ConfigError, Interrupted
+from ..errors import (
+    DataProcessingError,
+    Interrupted,
+    InvocationFailed,
+    JsonPathError,
+    OutputLinkError,
+    ParameterError,
+    RecordTooLargeError,
+    SplitError,
+    TransformError,
+)
+from ..say import Say, quiet
 from . import inputs as inputs_mod
-from .batch import Batch, RecordTooLargeError, batches, line_batches
-from .dataprocessing import DataProcessing, DataProcessingError
-from .inputs import InputError, InputFile
-from .invoke import InvocationFailed, Invoker
-from .jsonpath import JsonPathError
-from .params import Effective, ParameterError, TransformParams, resolve
-from .split import Record, SplitError, split
+from .batch import Batch, batches, line_batches
+from .dataprocessing import DataProcessing
+from .inputs import InputFile
+from .invoke import Invoker
+from .params import Effective, TransformParams, resolve
+from .split import Record, split
 
-Say = Callable[[str], None]
 EXECUTION_PARAMETERS_TIMEOUT = 5.0
 #: How often a waiting instance looks whether the job was stopped.
 POLL = 0.2
 #: Seconds between SIGTERM and SIGKILL when the job ends: by then no request is in flight (or,
 #: after Ctrl-C, none is wanted), so there is nothing for the server to drain.
 STOP_GRACE = 2.0
-
-
-class TransformError(ByocError):
-    """The transform job failed: a file's record could not be transformed."""
-
-
-def _quiet(message: str) -> None:
-    pass
 
 
 class ProgressSink(Protocol):
@@ -162,22 +163,20 @@ def read_execution_parameters(url: str) -> dict[str, Any] | None:
 def transform(*, backend: Backend, model: Path, source: Path, output_dir: Path,
               params: TransformParams, startup_timeout: float = local.DEFAULT_STARTUP_TIMEOUT,
               grace_seconds: float = STOP_GRACE, log: LogSink | None = None,
-              progress: ProgressSink | None = None, say: Say = _quiet) -> TransformResult:
+              progress: ProgressSink | None = None, say: Say = quiet) -> TransformResult:
     """Transform every file of *source* into ``<output_dir>/<key>.out``.
 
     Returns the result also when files failed (see :attr:`TransformResult.failures`).
 
-    :raises ConfigError: for settings CreateTransformJob refuses, or unusable paths.
+    :raises ConfigError: for settings CreateTransformJob refuses (:class:`ParameterError`), or
+        unusable paths (:class:`InputError`).
     :raises ServeError: when a server does not start.
     :raises Interrupted: on Ctrl-C or SIGTERM, after the servers are stopped; finished
         outputs are kept, unfinished ones removed.
     """
-    try:
-        processing = params.check()
-        items = inputs_mod.list_inputs(source)
-        inputs_mod.check_output_dir(source, output_dir)
-    except (ParameterError, InputError) as exc:
-        raise ConfigError(str(exc)) from None
+    processing = params.check()
+    items = inputs_mod.list_inputs(source)
+    inputs_mod.check_output_dir(source, output_dir)
     _jobs.check_writable(output_dir, "--output")  # before any server starts
     sink = progress or _NoProgress()
     env = params.container_env()
@@ -199,10 +198,7 @@ def transform(*, backend: Backend, model: Path, source: Path, output_dir: Path,
         result = TransformResult(output_dir, effective, params.instance_count, len(items),
                                  startup_seconds=startup, execution_parameters=answered)
         job = _Job(params, processing, effective, output_dir, sink, result)
-        try:
-            inputs_mod.make_output_dir(output_dir)
-        except InputError as exc:
-            raise ConfigError(str(exc)) from None
+        inputs_mod.make_output_dir(output_dir)
         sink.start(len(items), None if params.compression == "Gzip" else sum(i.size for i in items))
         began = time.monotonic()
         try:
@@ -331,7 +327,7 @@ def _run_file(job: _Job, item: InputFile, invoker: Invoker, pool: ThreadPoolExec
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, SplitError | RecordTooLargeError | _BatchFailed | EOFError | zlib.error
-                  | gzip.BadGzipFile | inputs_mod.OutputLinkError):
+                  | gzip.BadGzipFile | OutputLinkError):
         return str(exc)
     if isinstance(exc, OSError):
         return str(exc.strerror or exc)

@@ -27,15 +27,13 @@ from typing import BinaryIO
 
 import google_crc32c
 
+from ..errors import SplitError
+
 SPLIT_TYPES = ("None", "Line", "RecordIO", "TFRecord")
 RECORDIO_MAGIC = 0xCED7230A
 RECORDIO_LENGTH_MASK = (1 << 29) - 1
 TFRECORD_MASK_DELTA = 0xA282EAD8
 READ_SIZE = 1 << 20
-
-
-class SplitError(ValueError):
-    """The file does not hold records of the split type; the message says where."""
 
 
 @dataclass(frozen=True)

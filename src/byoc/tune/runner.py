@@ -88,7 +88,7 @@ class Tuner:
     project: Project | None = None
     channels: Mapping[str, Path] | None = None
     grace_seconds: float = harness.TRAIN_GRACE
-    say: Say = print
+    say: Say = quiet
     table: Callable[[list[JobState], str], None] | None = None
     source: Mapping[str, Any] = field(default_factory=dict)
     jobs: list[JobState] = field(default_factory=list)

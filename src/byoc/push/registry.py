@@ -2,7 +2,7 @@
 
 Two halves that meet in :func:`push`:
 
-* the ECR half (:mod:`byoc._ecr`): account from STS, region, repository found or created, login
+* the ECR half (:mod:`byoc.push.ecr`): account from STS, region, repository found or created, login
   token decoded into a :class:`RegistryAuth`;
 * the docker half (:func:`push_image`): tag, log in through the SDK's ``auth_config`` (the
   password goes to the engine in a request header only: it is never printed, put on a command line
@@ -25,12 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import _ecr, contract, images
-from ._docker import docker_client, explain, stream_error
-from ._ecr import RegistryAuth as RegistryAuth
-from .errors import ConfigError, ImageNotFoundError, PushError
-from .project import Project
-from .say import Say, quiet
+from .. import contract, images
+from .._docker import docker_client, explain, stream_error
+from ..errors import ConfigError, ImageNotFoundError, PushError
+from ..project import Project
+from ..say import Say, quiet
+from . import ecr
+from .ecr import RegistryAuth as RegistryAuth
 
 #: Redirects an ECR push to another registry host (tests, mirrors); see the module docstring.
 ECR_REGISTRY_OVERRIDE_ENV = "BYOC_ECR_REGISTRY_OVERRIDE"
@@ -134,7 +135,7 @@ def push(project: Project | None = None, *, image: str | None = None,
     if tag == "latest":
         log("warning: the tag 'latest' says nothing about what was pushed; the digest does")
     if registry is None:
-        target = _ecr.prepare(name, tag=tag, region=region, profile=profile,
+        target = ecr.prepare(name, tag=tag, region=region, profile=profile,
                               project_region=project.region if project else None, create=create,
                               immutable_tags=immutable_tags, scan_on_push=scan_on_push is not False,
                               log=log, environ=env)
