@@ -1,12 +1,14 @@
 # Build, run and ship this SageMaker container. `make help` lists the targets.
+# byoc from PATH: keep the virtual environment byoc is installed in active, or make BYOC=/path/to/byoc
 BYOC ?= byoc
-PYTHON ?= python3
+# The project's own environment when there is one (python3 -m venv .venv), else python3 from PATH
+PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 # Passed to byoc build and byoc push, e.g. BUILD_ARGS="--build-arg BASE_IMAGE=my-base:tag"
 BUILD_ARGS ?=
 # auto (Docker when an engine answers), docker or process (no Docker at all)
 BACKEND ?= auto
 
-.PHONY: help build local-train local-serve predict validate bench push test clean
+.PHONY: help check-byoc build local-train local-serve predict validate bench push test clean
 
 help:
 	@echo "make build        build the image (byoc build)"
@@ -19,26 +21,30 @@ help:
 	@echo "make test         run this project's tests (no Docker needed)"
 	@echo "make clean        remove .byoc/ (local jobs, models and logs)"
 
-build:
+build: check-byoc
 	$(BYOC) build $(BUILD_ARGS)
 
-local-train:
+local-train: check-byoc
 	$(BYOC) local train --backend $(BACKEND)
 
-local-serve:
+local-serve: check-byoc
 	$(BYOC) local serve --backend $(BACKEND)
 
-predict:
+predict: check-byoc
 	$(BYOC) local predict local_test/payload.csv
 
-validate: build
+validate: check-byoc build
 	$(BYOC) validate iris-classifier:latest
 
-bench:
+bench: check-byoc
 	$(BYOC) local bench --backend $(BACKEND)
 
-push:
+push: check-byoc
 	$(BYOC) push $(BUILD_ARGS)
+
+# Every target that runs byoc checks first that it is there, with the fix when it is not.
+check-byoc:
+	@command -v $(firstword $(BYOC)) >/dev/null 2>&1 || { echo "Error: $(firstword $(BYOC)) is not on PATH: activate the virtual environment byoc is installed in (e.g. . ~/.venvs/byoc/bin/activate), or run make BYOC=/path/to/byoc" >&2; exit 1; }
 
 test:
 	$(PYTHON) -m pytest tests

@@ -81,3 +81,54 @@ def test_a_path_that_is_no_project_is_an_error(tmp_path: Path) -> None:
     done = _doctor(str(tmp_path), cwd=tmp_path, DOCKER_HOST=NO_ENGINE)
     assert done.returncode == 2
     assert done.stderr.startswith("Error: no byoc.toml in ")
+
+
+@pytest.fixture(scope="module")
+def r_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from byoc import scaffold
+
+    return scaffold.new_project("doctor-r", output_dir=tmp_path_factory.mktemp("doctor"),
+                                framework="r")
+
+
+def _checks(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("process ")]
+
+
+def test_an_r_project_without_rscript_is_told_to_install_r(r_project: Path, tmp_path: Path) -> None:
+    done = _doctor(cwd=r_project, DOCKER_HOST=NO_ENGINE, PATH=_path_without_nginx(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    checks = _checks(done.stdout)
+    assert checks[0] == "process  fail  Rscript is not on PATH: the R programs cannot run as processes"
+    assert lines[lines.index(checks[0]) + 1].strip() == (
+        "fix: install R (Debian: apt-get install r-base-core r-cran-jsonlite r-cran-plumber"
+        " r-cran-testthat)")
+    assert checks[1].startswith("process  warn  nginx is not on PATH: the R program's serve runs"
+                                " nginx")
+    # the Python environment's checks are not an R project's
+    assert not any(word in done.stdout for word in (" uv ", "Python 3", "environments are cached"))
+    assert done.stderr == "Error: no backend can run here; apply a fix above\n"
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs Rscript")
+def test_an_r_project_gets_each_missing_r_package_with_its_fix(r_project: Path,
+                                                               tmp_path: Path) -> None:
+    present = _doctor(cwd=r_project, DOCKER_HOST=NO_ENGINE)
+    checks = _checks(present.stdout)
+    assert checks[0].startswith("process  ok    R ") and "Rscript" in checks[0]
+    # Debian's Renviron puts the r-cran-* packages on R_LIBS_SITE: point it elsewhere
+    hidden = _doctor(cwd=r_project, DOCKER_HOST=NO_ENGINE, R_LIBS_SITE=str(tmp_path))
+    if "process  ok    R package jsonlite is installed" in hidden.stdout:
+        pytest.skip("jsonlite is installed where R_LIBS_SITE does not hide it")
+    lines = hidden.stdout.splitlines()
+    for name, status, why in (("jsonlite", "fail", "train and serve load it"),
+                              ("plumber", "warn", "serve loads it"),
+                              ("testthat", "warn", "make test runs the project's tests with it")):
+        line = next(line for line in lines if f"R package {name} " in line)
+        assert line.startswith(f"process  {status:<5} R package {name} is missing: {why}")
+        assert lines[lines.index(line) + 1].strip() == (
+            f'fix: Debian: apt-get install r-cran-{name} (or in R: install.packages("{name}"))')
+    assert hidden.returncode == 1 and lines[-1] == "backends that can run here: none"
+    if shutil.which("nginx"):
+        assert any(line.startswith("process  ok    nginx (") for line in _checks(present.stdout))

@@ -89,3 +89,40 @@ def test_the_installed_byoc_scaffolds_and_trains_as_processes(installed: Path,
     assert trained.returncode == 0, trained.stderr
     assert Path(trained.stdout.strip()).name == "model.tar.gz"
     assert re.search(r"algo-1 \| epoch=30 training:loss=\S+; training:accuracy=\S+;", trained.stderr)
+
+
+def _readme_use_block() -> list[str]:
+    """The command lines of README.md's Use section's first code block, comments left out."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("\n## Use\n"):]
+    block = section[section.index("```\n") + 4:]
+    block = block[:block.index("```")]
+    return [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readme_use_section_runs_as_written(installed: Path, tmp_path: Path) -> None:
+    lines = _readme_use_block()
+    assert lines[0].startswith("byoc new ") and "make test" in lines and "make build" in lines
+    # as written, with byoc's venv from Install active (its bin first on PATH), answering the
+    # prompts with their defaults; up to make test (what follows needs Docker or a server)
+    setup = lines[:lines.index("make test") + 1]
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")
+           and not k.startswith("PYTEST")}
+    env["PATH"] = f"{installed}:{env['PATH']}"
+    script = "set -e\n" + "\n".join(setup) + "\nmake local-train BACKEND=process\n"
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, input="\n" * 10,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout and "model.tar.gz" in done.stdout
+    project = tmp_path / "churn-model"
+    assert (project / ".venv" / "bin" / "python").is_file()
+    assert next((project / ".byoc" / "jobs").glob("*/model.tar.gz"), None) is not None
+    # another venv active and byoc not on PATH: one Error line with the fix, not make's own
+    bare = {**env, "PATH": f"{project / '.venv' / 'bin'}:/usr/bin:/bin"}
+    build = subprocess.run(["make", "build"], cwd=project, env=bare, capture_output=True,
+                           text=True, timeout=60)
+    assert build.returncode != 0
+    assert build.stderr.splitlines()[0] == (
+        "Error: byoc is not on PATH: activate the virtual environment byoc is installed in"
+        " (e.g. . ~/.venvs/byoc/bin/activate), or run make BYOC=/path/to/byoc")
+    assert "No such file or directory" not in build.stderr

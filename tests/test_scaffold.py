@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -172,3 +173,41 @@ def test_generated_project_tests_pass(tmp_path: Path) -> None:
                             timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def test_byte_code_in_the_template_stays_out_of_new_projects(tmp_path: Path) -> None:
+    # pip byte-compiles an installed template's .py files: __pycache__ beside them
+    template = Path(shutil.copytree(scaffold.template_dir(), tmp_path / "template"))
+    project = template / "{{cookiecutter.project_slug}}"
+    for folder in (project / "container" / "{{cookiecutter.program}}", project / "tests",
+                   template / "templates" / "sklearn"):
+        cache = folder / "__pycache__"
+        cache.mkdir(exist_ok=True)
+        (cache / "model.cpython-311.pyc").write_bytes(b"\xa7\r\r\n\x00\x00\x00\x00stale")
+    (project / "stray.pyc").write_bytes(b"\xa7\r\r\n")
+    root = scaffold.new_project("churn-model", output_dir=tmp_path / "out", template=template)
+    assert (root / "container" / "churn_model" / "model.py").is_file()
+    assert [p for p in root.rglob("*") if p.name == "__pycache__" or p.suffix == ".pyc"] == []
+
+
+def test_a_project_inside_another_is_refused_unless_nested(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    outer = scaffold.new_project("outer-model", output_dir=tmp_path)
+    before = sorted(str(p.relative_to(outer)) for p in outer.rglob("*"))
+    runner = CliRunner()
+    for args, where in ((["-o", str(outer / "sub")], outer / "sub"), ([], outer / "container")):
+        monkeypatch.chdir(outer / "container")
+        refused = runner.invoke(cli, ["new", "inner-model", "--no-input", *args])
+        assert refused.exit_code == 2, refused.output
+        assert refused.stderr == (f"Error: {where} is inside the byoc project {outer} (its"
+                                  " byoc.toml): a project in it would be part of that one's"
+                                  " directory; create it elsewhere with --output-dir DIR, or add"
+                                  " --nested to put it there anyway\n")
+        assert sorted(str(p.relative_to(outer)) for p in outer.rglob("*")) == before
+    monkeypatch.chdir(tmp_path)
+    nested = runner.invoke(cli, ["new", "inner-model", "--no-input", "--nested", "-o",
+                                 str(outer / "sub")])
+    assert nested.exit_code == 0, nested.output
+    assert Project.load(outer / "sub" / "inner-model").name == "inner-model"
+    beside = runner.invoke(cli, ["new", "other-model", "--no-input"])
+    assert beside.exit_code == 0 and (tmp_path / "other-model" / "byoc.toml").is_file()

@@ -20,3 +20,10 @@ if FRAMEWORK == "r":
 else:
     shutil.rmtree(R_PROGRAM)
     shutil.rmtree(R_TESTS)
+
+# An installed byoc's template may hold byte code (pip compiles the .py files it installs):
+# none of it belongs in a new project.
+for cache in sorted(Path(".").rglob("__pycache__"), reverse=True):
+    shutil.rmtree(cache, ignore_errors=True)
+for stray in Path(".").rglob("*.pyc"):
+    stray.unlink()

@@ -39,12 +39,76 @@ class Report:
         return [backend for backend in BACKENDS if self.can_run(backend)]
 
 
+#: The R packages an R project loads, what for, and whether the process backend fails without it.
+R_PACKAGES = (("jsonlite", "train and serve load it", "fail"),
+              ("plumber", "serve loads it: without it only train runs as processes", "warn"),
+              ("testthat", "make test runs the project's tests with it", "warn"))
+
+
 def diagnose(project_root: Path | None = None, environ: Mapping[str, str] | None = None) -> Report:
-    """Check the Docker engine, then what the process backend needs (uv, a Python interpreter
-    matching the image, nginx, the environment cache) for *project_root* (or a new project)."""
+    """Check the Docker engine, then what the process backend needs for *project_root* (or a new
+    project): uv, a Python interpreter matching the image, nginx and the environment cache for a
+    Python project; Rscript, its packages and nginx for an R one (which needs no Python
+    environment: its programs run with Rscript)."""
     env = dict(os.environ if environ is None else environ)
+    if project_root is not None and _is_r_project(project_root):
+        return Report((_docker(env), *_r(env), _r_nginx(env)))
     checks = [_docker(env), _uv(), *_python(project_root, env), _nginx(env), _cache(env)]
     return Report(tuple(checks))
+
+
+def _is_r_project(project_root: Path) -> bool:
+    from .backends.process import is_r_program
+    from .project import Project
+
+    program_dir = Project.load(project_root).program_dir
+    return program_dir.is_dir() and is_r_program(program_dir)
+
+
+def _r(environ: Mapping[str, str]) -> list[Check]:
+    rscript = shutil.which("Rscript", path=environ.get("PATH", os.defpath))
+    if rscript is None:
+        return [Check("process", "fail", "Rscript is not on PATH: the R programs cannot run as"
+                                         " processes", "install R (Debian: apt-get install"
+                                         " r-base-core r-cran-jsonlite r-cran-plumber"
+                                         " r-cran-testthat)")]
+    names = [name for name, _, _ in R_PACKAGES]
+    probe = ("wanted <- commandArgs(TRUE); cat(R.version$major, R.version$minor, '\\n'); "
+             "cat(wanted[!vapply(wanted, requireNamespace, logical(1), quietly = TRUE)])")
+    try:
+        done = subprocess.run([rscript, "--vanilla", "-e", probe, *names], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
+                              env=dict(environ))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [Check("process", "fail", f"{rscript} does not run: {exc}",
+                      "reinstall R (Debian: apt-get install --reinstall r-base-core)")]
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return [Check("process", "fail", f"{rscript} does not run: {reason}",
+                      "reinstall R (Debian: apt-get install --reinstall r-base-core)")]
+    version, _, rest = done.stdout.partition("\n")
+    missing = set(rest.split())
+    checks = [Check("process", "ok", f"R {'.'.join(version.split())} ({rscript}) runs the R"
+                                     " programs")]
+    for name, why, status in R_PACKAGES:
+        if name in missing:
+            checks.append(Check("process", "fail" if status == "fail" else "warn",
+                                f"R package {name} is missing: {why}",
+                                f"Debian: apt-get install r-cran-{name} (or in R:"
+                                f" install.packages(\"{name}\"))"))
+        else:
+            checks.append(Check("process", "ok", f"R package {name} is installed"))
+    return checks
+
+
+def _r_nginx(environ: Mapping[str, str]) -> Check:
+    nginx = shutil.which("nginx", path=environ.get("PATH", os.defpath))
+    if nginx is None:
+        return Check("process", "warn", "nginx is not on PATH: the R program's serve runs nginx in"
+                                        " front of its plumber processes, so only train runs as"
+                                        " processes", "install nginx (Debian: apt-get install"
+                                                      " nginx-light)")
+    return Check("process", "ok", f"nginx ({nginx}) fronts the plumber processes as in the image")
 
 
 def _docker(environ: Mapping[str, str]) -> Check:

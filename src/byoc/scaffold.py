@@ -81,7 +81,8 @@ def check_name(name: str) -> str:
 
 def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = True,
                 extra_context: Mapping[str, str] | None = None,
-                template: Path | None = None, framework: str | None = None) -> Path:
+                template: Path | None = None, framework: str | None = None,
+                nested: bool = False) -> Path:
     """Render a new project called *name* under *output_dir* and return its directory.
 
     The project is rendered into a hidden temporary directory beside the target
@@ -91,7 +92,9 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
     :param extra_context: template variables to set (``--set KEY=VALUE``).
     :param framework: the template to render (``--template``), as if ``framework`` were set;
         its description becomes the default ``description``.
-    :raises ConfigError: for a bad name or an unknown or invalid variable.
+    :param nested: allow *output_dir* to be inside another project (``--nested``).
+    :raises ConfigError: for a bad name or an unknown or invalid variable, or an *output_dir*
+        inside another project without *nested*.
     :raises ProjectExistsError: when the target directory exists.
     """
     from cookiecutter.exceptions import CookiecutterException
@@ -116,6 +119,11 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
     target = parent / name
     if target.exists():
         raise ProjectExistsError(f"{target} already exists; choose another name or remove it")
+    enclosing = enclosing_project(parent)
+    if enclosing is not None and not nested:
+        raise ConfigError(f"{parent} is inside the byoc project {enclosing} (its byoc.toml):"
+                          f" a project in it would be part of that one's directory; create it"
+                          f" elsewhere with --output-dir DIR, or add --nested to put it there anyway")
     if not no_input:
         context = ask(name, context, variables)
     parent.mkdir(parents=True, exist_ok=True)
@@ -132,6 +140,16 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def enclosing_project(directory: Path) -> Path | None:
+    """The root of the project *directory* is in or under (the nearest ``byoc.toml``), or None."""
+    from .project import CONFIG_FILE
+
+    for candidate in (directory, *directory.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    return None
 
 
 def _check_context(context: dict[str, str], variables: Mapping[str, object]) -> dict[str, str]:

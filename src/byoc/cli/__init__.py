@@ -38,8 +38,10 @@ def cli() -> None:
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Set a template variable (program, framework, aws_region, ecr_repository,"
                    " description). Repeatable.")
+@click.option("--nested", is_flag=True,
+              help="Create the project even inside another byoc project (refused otherwise).")
 def new(name: str | None, template: str | None, list_templates: bool, output_dir: Path,
-        no_input: bool, settings: tuple[str, ...]) -> None:
+        no_input: bool, settings: tuple[str, ...], nested: bool) -> None:
     """Create the project NAME: a SageMaker container with train and serve."""
     if list_templates:
         found = scaffold.list_templates()
@@ -51,7 +53,8 @@ def new(name: str | None, template: str | None, list_templates: bool, output_dir
     if name is None:
         raise click.UsageError("missing argument NAME (or --list-templates)")
     target = scaffold.new_project(name, output_dir=output_dir, no_input=no_input,
-                                  extra_context=pairs(settings, "--set"), framework=template)
+                                  extra_context=pairs(settings, "--set"), framework=template,
+                                  nested=nested)
     echo_err(f"Created {target}. Next: cd {target} && make test")
     click.echo(str(target))
 

@@ -12,8 +12,9 @@ from ..errors import ByocError
 @click.command("doctor")
 @click.argument("project", required=False, type=click.Path(file_okay=False, path_type=Path))
 def doctor_command(project: Path | None) -> None:
-    """Say which backends can run here (Docker engine; uv, Python, nginx for the process
-    backend) and how to fix what is missing. Exits 1 when no backend can run."""
+    """Say which backends can run here (Docker engine; for the process backend uv, Python and
+    nginx, or for an R project Rscript, its packages and nginx) and how to fix what is missing.
+    Exits 1 when no backend can run."""
     from .. import doctor
     from ..project import Project
 

@@ -136,7 +136,8 @@ convert_value <- function(spec, text) {
 
 #' Typed hyperparameters: the job's string values checked against `schema`.
 #'
-#' Keys starting with `sagemaker_` belong to the platform and are ignored.
+#' Keys starting with `sagemaker_`, and `_tuning_objective_metric` (added by a hyperparameter
+#' tuning job), belong to the platform and are ignored.
 #' @param schema named list of specs (`hp_integer()`, `hp_double()`, ...)
 #' @param raw the job's values (default: hyperparameters.json)
 #' @return a named list with every name of `schema`, defaults filled in; stops
@@ -145,7 +146,7 @@ parse_hyperparameters <- function(schema, raw = read_config("hyperparameters.jso
   values <- lapply(schema, function(spec) spec$default)
   problems <- character(0)
   for (key in sort(names(raw))) {
-    if (startsWith(key, "sagemaker_")) next
+    if (startsWith(key, "sagemaker_") || key == "_tuning_objective_metric") next
     spec <- schema[[key]]
     if (is.null(spec)) {
       problems <- c(problems, sprintf("unknown hyperparameter '%s' (valid: %s)", key,
