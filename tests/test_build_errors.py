@@ -131,3 +131,31 @@ def test_a_missing_image_is_built_with_the_options_of_the_last_byoc_build(
             "args": {"BASE_IMAGE": base_image}, "network": "host", "platform": None}
     finally:
         docker_client.images.remove(reference, force=True)
+
+
+def test_a_bare_byoc_build_reuses_the_options_of_the_last_one(
+        tmp_path: Path, base_image: str, docker_client: Any) -> None:
+    """make validate runs a bare byoc build: it builds as the last byoc build did, and says so."""
+    root = tmp_path / "p"
+    root.mkdir()
+    name = f"t-follow-{uuid.uuid4().hex[:8]}"
+    (root / "byoc.toml").write_text(f'[project]\nname = "{name}"\n')
+    (root / "Dockerfile").write_text("ARG BASE_IMAGE=t-follow-no-such-base:never\n"
+                                     "FROM ${BASE_IMAGE}\nRUN echo built\n")
+    try:
+        first = CliRunner().invoke(cli, ["build", str(root), "--build-arg",
+                                         f"BASE_IMAGE={base_image}", "--network", "host"])
+        assert first.exit_code == 0, first.output
+        assert "note:" not in first.stderr
+        again = CliRunner().invoke(cli, ["build", str(root)])
+        assert again.exit_code == 0, again.output
+        assert (f"note: building with the options of the project's last build: --build-arg"
+                f" BASE_IMAGE={base_image} --network host (--no-recorded-options to build"
+                " without them)") in again.stderr.splitlines()
+        assert images.provenance(f"{name}:latest").options == {
+            "args": {"BASE_IMAGE": base_image}, "network": "host", "platform": None}
+        bare = CliRunner().invoke(cli, ["build", str(root), "--no-recorded-options"])
+        assert "note:" not in bare.stderr
+        assert "BASE_IMAGE" in _error_last(bare)  # the Dockerfile's own default, not pullable
+    finally:
+        docker_client.images.remove(f"{name}:latest", force=True)

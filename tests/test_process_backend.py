@@ -233,7 +233,7 @@ def test_serve_leaves_nothing_in_tmpdir_and_gives_the_server_its_own(
     assert list(host_tmp.iterdir()) == []
 
 
-def test_a_process_transform_leaves_no_server_tree_in_tmpdir(
+def test_a_process_transform_leaves_no_server_tree_in_tmpdir_nor_byte_code_in_the_project(
         tmp_path: Path, default_project: Path, request: pytest.FixtureRequest) -> None:
     # the default runtime's serve makes its own temp tree too (nginx's, gunicorn's socket)
     project = Path(shutil.copytree(default_project, tmp_path / "iris"))
@@ -246,6 +246,8 @@ def test_a_process_transform_leaves_no_server_tree_in_tmpdir(
                               "--backend", "process"], capture_output=True, text=True, env=env,
                              timeout=600)
     assert trained.returncode == 0, trained.stderr
+    # no byte code beside the project's sources (the image writes none either)
+    assert sorted((project / "container").rglob("__pycache__")) == []
     payload = project / "local_test" / "payload.csv"
     for content_type, status in (("text/csv", 0), ("text/unknown", 1)):  # a job that fails too
         done = subprocess.run([sys.executable, "-m", "byoc", "local", "transform", str(project),
@@ -255,6 +257,7 @@ def test_a_process_transform_leaves_no_server_tree_in_tmpdir(
         assert done.returncode == status, done.stderr
         assert list(host_tmp.iterdir()) == []
     assert (tmp_path / "out-0" / "payload.csv.out").is_file()
+    assert sorted((project / "container").rglob("__pycache__")) == []
 
 
 def test_an_environment_that_does_not_build_fails_the_job_at_once(tmp_path: Path) -> None:

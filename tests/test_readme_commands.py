@@ -97,6 +97,24 @@ def test_the_extractor_finds_fenced_and_inline_commands() -> None:
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
+def test_the_readme_says_what_its_commands_need_first(projects: dict[str, Path],
+                                                      template: str) -> None:
+    project = projects[template]
+    readme = (project / "README.md").read_text()
+    strategy = json.loads((project / "tuning-request.json").read_text())[
+        "HyperParameterTuningJobConfig"]["Strategy"]
+    if strategy in ("Bayesian", "Hyperband"):  # the strategies byoc runs with optuna
+        assert "pip install 'byoc[tune]'" in readme
+        assert readme.index("pip install 'byoc[tune]'") < readme.index("byoc local tune --config")
+    # a machine without Docker Hub: how to build, next to make build
+    build = readme.index("`make build` and `make push`")
+    assert 'BUILD_ARGS="--build-arg BASE_IMAGE=<local image> --network host"' in \
+        readme[build:build + 600]
+    # the process backend takes wheels/ by itself: no stale UV_FIND_LINKS step
+    assert "UV_FIND_LINKS=$PWD" not in readme
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
 def test_every_readme_command_parses(projects: dict[str, Path], template: str,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(projects[template])  # where the README's commands run
@@ -180,6 +198,10 @@ def test_the_readme_commands_run_as_written(projects: dict[str, Path], template:
                               text=True, timeout=900, stdin=subprocess.DEVNULL)
         assert done.returncode == 0, f"{command!r} ({args}): {done.stderr[-3000:]}"
         assert "Traceback" not in done.stderr
+        if "--interrupt-after" in args:  # the spot rehearsal: interrupted, resumed each time
+            planned = len(args[args.index("--interrupt-after") + 1].split(","))
+            assert done.stderr.count("simulated spot interruption") == planned, done.stderr
+            assert done.stderr.count("resuming from checkpoint") == planned, done.stderr
         if args[:2] == ["local", "tune"]:
             assert done.stdout.strip().endswith("model.tar.gz")
             shipped = json.loads((project / "tuning-request.json").read_text())

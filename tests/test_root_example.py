@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -41,3 +42,22 @@ def test_root_makefile_starts_with_the_generated_one(tmp_path: Path) -> None:
     root_makefile = (REPO / "Makefile").read_text()
     assert root_makefile.startswith((rendered / "Makefile").read_text())
     assert sync_root.MAKEFILE_MARK in root_makefile
+
+
+def test_readme_hyperparameter_examples_are_the_default_templates() -> None:
+    # README.md's examples run in a default project: a name its model does not know fails
+    import re
+    import sys
+
+    program = REPO / "container" / "iris_classifier"
+    sys.path.insert(0, str(program))
+    try:
+        model = importlib.import_module("model")
+        valid = set(model.HYPERPARAMETERS)
+    finally:
+        sys.path.remove(str(program))
+        sys.modules.pop("model", None)
+    readme = (REPO / "README.md").read_text()
+    used = re.findall(r"--hyperparameter[ =]([a-z_][a-z0-9_]*)=", readme)
+    assert used, "README.md gives no --hyperparameter example"
+    assert set(used) <= valid, f"not hyperparameters of the default template: {set(used) - valid}"

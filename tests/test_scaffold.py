@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,19 @@ def test_a_project_inside_another_is_refused_unless_nested(tmp_path: Path,
     assert Project.load(outer / "sub" / "inner-model").name == "inner-model"
     beside = runner.invoke(cli, ["new", "other-model", "--no-input"])
     assert beside.exit_code == 0 and (tmp_path / "other-model" / "byoc.toml").is_file()
+
+
+def test_byoc_new_leaves_no_temporary_files_behind(tmp_path: Path) -> None:
+    # cookiecutter writes its hook scripts to temporary files it never removes
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    done = subprocess.run([sys.executable, "-m", "byoc", "new", "t-follow-tmp", "--no-input",
+                           "--output-dir", str(tmp_path / "out")], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "t-follow-tmp" / "byoc.toml").is_file()
+    assert sorted(p.name for p in scratch.iterdir()) == []
+    before = tempfile.tempdir  # and the library leaves the caller's setting as it was
+    scaffold.new_project("t-follow-tmp2", output_dir=tmp_path / "out")
+    assert tempfile.tempdir == before

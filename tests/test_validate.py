@@ -268,6 +268,26 @@ def test_missing_or_bad_input_is_exit_2_before_anything_runs(
     assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    # IMAGE is named in the same one line as every other missing input, not by click's usage
+    ([], "Error: missing IMAGE (the image to check), --channel NAME=PATH (training's input) and"
+         " --payload FILE (a sample request for serving): pass them"),
+    (["--serve-only", "--payload", str(PAYLOAD)], "Error: missing IMAGE (the image to check) and"
+                                                  " --model (the model to serve): pass them"),
+    (["--channel", f"training={CHANNELS['training']}", "--payload", str(PAYLOAD)],
+     "Error: missing IMAGE (the image to check): pass it"),
+])
+def test_a_missing_image_is_listed_with_the_other_missing_inputs(
+        args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # outside any byoc project, so nothing defaults
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")  # must not get that far
+    result = CliRunner().invoke(cli, ["validate", *args])
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "Usage:" not in result.stderr
+
+
 def test_inputs_default_from_the_project_around(default_project: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside a project nothing is missing, so validate gets as far as the engine."""

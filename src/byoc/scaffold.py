@@ -128,6 +128,11 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
         context = ask(name, context, variables)
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
+    # cookiecutter writes each hook to a NamedTemporaryFile(delete=False) it never removes:
+    # its temporary files go to a scratch folder of ours, removed below
+    scratch = tempfile.mkdtemp(prefix="byoc-new-")
+    saved_tempdir = tempfile.tempdir
+    tempfile.tempdir = scratch
     try:
         rendered = Path(cookiecutter(str(template), no_input=True, output_dir=str(staging),
                                      extra_context={**context, "project_slug": name}))
@@ -138,6 +143,8 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
     except CookiecutterException as exc:
         raise ByocError(f"cannot render the template: {exc}") from exc
     finally:
+        tempfile.tempdir = saved_tempdir
+        shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
     return target
 

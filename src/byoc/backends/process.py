@@ -235,13 +235,16 @@ def program_env(job_env: Mapping[str, str], tmp: Path,
     """The environment a program runs with: *job_env* (the contract's variables and the job's
     own) over the minimum needed to run (PATH, the locale, :data:`PASSED_ON`) and a HOME and
     TMPDIR in *tmp*. Nothing else of *environ* (byoc's) reaches it: no credentials, no tokens.
+    Python writes its byte code under byoc's cache (``pycache``), never beside the project's
+    sources (its ``container/``), and reuses it from one job to the next.
     """
     host = os.environ if environ is None else environ
     env = {key: value for key, value in host.items()
            if key in PASSED_ON or key.startswith("LC_")}
     env.setdefault("LANG", "C.UTF-8")
     env["PATH"] = host.get("PATH", os.defpath)
-    env.update(HOME=str(tmp / "home"), TMPDIR=str(tmp), PYTHONUNBUFFERED="1")
+    env.update(HOME=str(tmp / "home"), TMPDIR=str(tmp), PYTHONUNBUFFERED="1",
+               PYTHONPYCACHEPREFIX=str(envs.cache_dir(host) / "pycache"))
     env.update(job_env)
     return env
 

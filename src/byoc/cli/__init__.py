@@ -67,14 +67,30 @@ def new(name: str | None, template: str | None, list_templates: bool, output_dir
                                  " the engine's own needs docker buildx (BuildKit).")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
 @click.option("--network", help="Network for RUN steps (e.g. host).")
+@click.option("--no-recorded-options", is_flag=True,
+              help="Without --build-arg, --network or --platform, build with none (default: the"
+                   " options of the project's last build).")
 def build(project: Path | None, tag: str | None, build_arg: tuple[str, ...], platform: str | None,
-          no_cache: bool, network: str | None) -> None:
+          no_cache: bool, network: str | None, no_recorded_options: bool) -> None:
     """Build the project's Docker image, streaming the build log.
 
-    Its options are remembered (.byoc/build.json): when byoc local train|serve|bench or byoc push
-    have to build the image themselves, they build it the same way."""
+    Its options are remembered (.byoc/build.json): a later byoc build given none of --build-arg,
+    --network and --platform builds with them again (any of them replaces them all), and when
+    byoc local train|serve|bench or byoc push have to build the image themselves, they build it
+    the same way."""
     loaded = Project.load(project)
     arguments = pairs(build_arg, "--build-arg")
+    if not (build_arg or network or platform or no_recorded_options):
+        recorded = images.recorded_options(loaded.root)
+        how = images.describe_options(recorded)
+        if how:
+            echo_err(f"note: building with the options of the project's last build: {how}"
+                     " (--no-recorded-options to build without them)")
+            found = recorded.get("args")
+            arguments = {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) \
+                else {}
+            network = recorded["network"] if isinstance(recorded.get("network"), str) else None
+            platform = recorded["platform"] if isinstance(recorded.get("platform"), str) else None
     reference = images.build(loaded.root, tag=tag or f"{loaded.image}:latest",
                              build_args=arguments, platform=platform, no_cache=no_cache,
                              network=network, log=echo_err)

@@ -14,7 +14,7 @@ from .options import channel_paths, echo_err, log_line, pairs
 
 
 @click.command(name="validate")
-@click.argument("image")
+@click.argument("image", required=False)
 @click.option("--channel", multiple=True, metavar="NAME=PATH",
               help="Training channel (default: the project's local_test/test_dir/input/data/*).")
 @click.option("--hyperparameter", multiple=True, metavar="KEY=VALUE",
@@ -43,7 +43,7 @@ from .options import channel_paths, echo_err, log_line, pairs
 @click.option("--serve-grace", type=float, default=api.SERVE_GRACE, hidden=True,
               help="Seconds from SIGTERM to SIGKILL for serve (SageMaker: 30).")
 @click.option("--verbose", "-v", is_flag=True, help="Show the containers' logs.")
-def validate_command(image: str, channel: tuple[str, ...], hyperparameter: tuple[str, ...],
+def validate_command(image: str | None, channel: tuple[str, ...], hyperparameter: tuple[str, ...],
                      payload: Path | None, content_type: str | None, model: Path | None,
                      train_only: bool, serve_only: bool, json_file: Path | None,
                      junit_file: Path | None, bad_hyperparameter: str | None,

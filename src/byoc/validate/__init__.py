@@ -169,7 +169,7 @@ class Defaults:
                    project.latest_model)
 
 
-def validate(image: str, *, project: Project | None = None,
+def validate(image: str | None, *, project: Project | None = None,
              channels: Mapping[str, Path] | None = None,
              hyperparameters: Mapping[str, Any] | None = None,
              content_types: Mapping[str, str] | None = None,
@@ -180,7 +180,8 @@ def validate(image: str, *, project: Project | None = None,
              startup_timeout: float = STARTUP_TIMEOUT, train_timeout: float = TRAIN_TIMEOUT,
              say: Say = quiet, container_log: LogSink | None = None,
              environ: Mapping[str, str] | None = None) -> Report:
-    """Run *image* through the contract's checks and report each one.
+    """Run *image* through the contract's checks and report each one (None: a missing IMAGE,
+    named in the same error as any other missing input).
 
     Channels, hyperparameters (merged under *hyperparameters*), content types
     and the payload default to *project*'s ``local_test``. Serving uses the
@@ -198,8 +199,8 @@ def validate(image: str, *, project: Project | None = None,
     if not train and not serve:
         raise ConfigError("nothing to check: --train-only and --serve-only exclude each other")
     defaults = Defaults.of(project)
-    _check_given(defaults, train=train, serve=serve, channels=channels, payload=payload,
-                 model=model)
+    image = _check_given(image, defaults, train=train, serve=serve, channels=channels,
+                         payload=payload, model=model)
     train_inputs = _train_inputs(defaults, channels, hyperparameters, content_types,
                                  bad_hyperparameter, train_grace, train_timeout) if train else None
     serve_inputs: ServeInputs | None = None
@@ -283,26 +284,35 @@ def _inspect(client: Any, image: str) -> ImageFacts:
         raise CannotValidateError(f"cannot inspect {image}: {explain(exc)}") from exc
 
 
-def _check_given(defaults: Defaults, *, train: bool, serve: bool,
+def _check_given(image: str | None, defaults: Defaults, *, train: bool, serve: bool,
                  channels: Mapping[str, Path] | None, payload: Path | None,
-                 model: Path | None) -> None:
-    """Name every input that is missing in one error, when more than one is (a single missing
-    one gets its own message where it is read).
+                 model: Path | None) -> str:
+    """Name every input that is missing in one error, when more than one is or IMAGE is (a
+    single missing option gets its own message where it is read).
 
+    :returns: *image*, known to be given.
     :raises ConfigError:
     """
-    missing = []
+    missing = [] if image is not None else ["IMAGE (the image to check)"]
     if train and not channels and not defaults.channels:
         missing.append("--channel NAME=PATH (training's input)")
     if serve and payload is None and defaults.payload is None:
         missing.append("--payload FILE (a sample request for serving)")
     if serve and not train and model is None and defaults.model is None:
         missing.append("--model (the model to serve)")
+    if image is None and len(missing) == 1:
+        raise ConfigError("missing IMAGE (the image to check): pass it, e.g. byoc validate"
+                          " <name>:latest after byoc build")
     if len(missing) > 1:
         halves = ", or check one half with --train-only or --serve-only" if train and serve else ""
-        raise ConfigError(f"missing {', '.join(missing[:-1])} and {missing[-1]}: pass them, or run"
-                          " inside a byoc project, which has them (local_test, its last local job)"
+        where = (" (a byoc project has all but IMAGE: local_test, its last local job)"
+                 if image is None else
+                 ", or run inside a byoc project, which has them (local_test, its last local job)")
+        raise ConfigError(f"missing {', '.join(missing[:-1])} and {missing[-1]}: pass them{where}"
                           + halves)
+    if image is None:  # not reached: a missing IMAGE is always in *missing*
+        raise ConfigError("missing IMAGE (the image to check)")
+    return image
 
 
 def _train_inputs(defaults: Defaults, channels: Mapping[str, Path] | None,
