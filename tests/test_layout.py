@@ -211,3 +211,19 @@ def test_the_print_check_sees_a_print(tmp_path: Path) -> None:
     module.write_text("import sys\n\n\ndef f() -> None:\n    print('x')\n    sys.stderr.write('y')\n\n\n"
                       "def main() -> None:\n    print('the program speaks')\n", encoding="utf-8")
     assert _prints(module) == ["module.py:5: print", "module.py:6: sys.stderr.write"]
+
+
+def _stdlib_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_byoc_toml_is_parsed_only_in_project_py() -> None:
+    parsers = sorted(name for name, path in MODULES.items() if "tomllib" in _stdlib_imports(path))
+    assert parsers == ["byoc.project"], "take your section from Project.config (ProjectConfig)"

@@ -13,6 +13,7 @@ import pytest
 
 from byoc import jobrecord, metrics
 from byoc.errors import ConfigError
+from byoc.project import ProjectConfig
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TUNEPROBE = FIXTURES / "tuneprobe"
@@ -93,7 +94,7 @@ def test_metric_options() -> None:
     assert items[0].name == "validation:loss" and items[0].regex == "val_loss=([0-9.]+)"
     with pytest.raises(ConfigError, match="--metric takes NAME=REGEX"):
         metrics.from_options(["no-equals-sign"])
-    base = metrics.from_project(TUNEPROBE / "byoc.toml")
+    base = metrics.from_config(ProjectConfig.read(TUNEPROBE / "byoc.toml"))
     merged = metrics.merge(base, metrics.from_options(["validation:loss=loss=(1)", "other=o=(2)"]))
     assert [(m.name, m.regex) for m in merged] == [("validation:loss", "loss=(1)"), ("other", "o=(2)")]
 
@@ -102,7 +103,7 @@ def test_project_definitions_refused_like_the_request(tmp_path: Path) -> None:
     config = tmp_path / "byoc.toml"
     config.write_text('[project]\nname = "x"\n[[metric_definitions]]\nName = "a"\nRegex = "no-group"\n')
     with pytest.raises(ConfigError, match="byoc.toml metric_definitions 'a': Regex has no capture group"):
-        metrics.from_project(config)
+        metrics.from_config(ProjectConfig.read(config))
 
 
 def test_regex_problems_finds_a_regex_that_misreads_values() -> None:
@@ -114,7 +115,7 @@ def test_regex_problems_finds_a_regex_that_misreads_values() -> None:
 
 
 def test_the_probe_regex_reads_what_the_probe_prints() -> None:
-    (regex,) = [item.regex for item in metrics.from_project(TUNEPROBE / "byoc.toml")]
+    (regex,) = [item.regex for item in metrics.from_config(ProjectConfig.read(TUNEPROBE / "byoc.toml"))]
     assert metrics.regex_problems(regex, lambda value: f"epoch=3 train_loss=nan val_loss={value}") == []
 
 

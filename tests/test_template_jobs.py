@@ -239,7 +239,7 @@ def holdout(tmp_path: Path, project: Project) -> dict[str, Path]:
 
 def test_the_projects_metric_definitions_give_final_metrics(iris_project: Project,
                                                              tmp_path: Path) -> None:
-    definitions = metrics.from_project(iris_project.root / "byoc.toml")
+    definitions = metrics.from_config(iris_project.config)
     assert {d.name for d in definitions} == {"train:loss", "train:accuracy", "validation:loss",
                                               "validation:accuracy"}
     channels = holdout(tmp_path, iris_project)

@@ -462,8 +462,7 @@ def from_project(project: Any | None, *, channels: Mapping[str, str] | None = No
     default_channels = found.channels if found else {}
     default_hps = found.hyperparameters if found else {}
     default_types = found.content_types if found else {}
-    config_file = project.root / CONFIG_FILE if project is not None else None
-    toml = InputOptions.from_project_file(config_file) if config_file is not None else InputOptions()
+    toml = InputOptions.from_config(project.config) if project is not None else InputOptions()
     sources = ({name: str(path) for name, path in default_channels.items()} if channels is None
                else dict(channels))
     hps, notes = contract.stringify_hyperparameters(
@@ -499,12 +498,12 @@ def from_project(project: Any | None, *, channels: Mapping[str, str] | None = No
         s3_data_type=(s3_data_types or {}).get(name, "S3Prefix"),
         manifest_root=roots.get(name)) for name in sorted(sources))
     metrics = list(metric_definitions)
-    if config_file is not None and config_file.is_file():
+    if project is not None:
         from . import metrics as metric_files
 
         names = {metric.name for metric in metrics}
         metrics = [MetricDefinition(item.name, item.regex)
-                   for item in metric_files.from_project(config_file)
+                   for item in metric_files.from_config(project.config)
                    if item.name not in names] + metrics
     base = settings.pop("base_name", None) or (project.name if project is not None else "byoc-job")
     return JobDefinition(base_name=base, channels=built, hyperparameters=hps,

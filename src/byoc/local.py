@@ -35,7 +35,7 @@ from .errors import (
 from .inputs import pipe
 from .inputs.config import InputOptions
 from .metrics import MetricScanner
-from .project import CONFIG_FILE, LocalInputs, Project
+from .project import LocalInputs, Project
 from .say import Say as Say
 from .say import quiet
 
@@ -220,7 +220,7 @@ def train(*, backend: Backend, project: Project | None = None,
     stopping.check_stopping_condition(max_runtime, max_wait, spot, interrupt_after)
     if checkpoint_dir is not None:
         _jobs.check_checkpoint_config(checkpoint_dir, checkpoint_local_path, sources, backend.name)
-    project_inputs = InputOptions.from_project_file(project.root / CONFIG_FILE) if project \
+    project_inputs = InputOptions.from_config(project.config) if project \
         else InputOptions()
     settings = (inputs or InputOptions()).over(project_inputs).resolve(sources)
     streamed = pipe.load_channels(settings, sources, distribution)

@@ -26,7 +26,6 @@ import json
 import math
 import re
 import threading
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from typing import Any
 import regex as _regex
 
 from .errors import ConfigError
+from .project import ProjectConfig
 
 MAX_DEFINITIONS = 40
 NAME_LIMIT = 255
@@ -183,16 +183,9 @@ def from_options(values: Iterable[str]) -> list[MetricDefinition]:
     return result
 
 
-def from_project(config_file: Path) -> list[MetricDefinition]:
-    """``[[metric_definitions]]`` tables (``Name``, ``Regex``) of a ``byoc.toml``."""
-    try:
-        data = tomllib.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {config_file}: {exc}") from exc
-    items = data.get("metric_definitions", [])
-    if not isinstance(items, list):
-        raise ConfigError(f"{config_file}: metric_definitions must be an array of tables")
-    return definitions(items, f"{config_file.name} metric_definitions")
+def from_config(config: ProjectConfig) -> list[MetricDefinition]:
+    """The ``[[metric_definitions]]`` tables (``Name``, ``Regex``) of a project's ``byoc.toml``."""
+    return definitions(config.metric_definitions, f"{config.path.name} metric_definitions")
 
 
 def merge(base: Sequence[MetricDefinition], override: Sequence[MetricDefinition]
@@ -325,9 +318,7 @@ def load_samples(job_dir: Path) -> list[Sample]:
 
 def scanner_for(project: Any, options: Sequence[str]) -> MetricScanner | None:
     """The scanner for a ``byoc local train``: the project's definitions, then ``--metric``."""
-    from .project import CONFIG_FILE
-
-    base = from_project(project.root / CONFIG_FILE) if project is not None else []
+    base = from_config(project.config) if project is not None else []
     items = merge(base, from_options(options))
     return MetricScanner(items) if items else None
 
