@@ -163,7 +163,7 @@ def test_a_job_name_that_leaves_the_jobs_dir_is_refused_by_the_library(ioprobe: 
 
 
 def test_a_job_definition_refuses_the_same_names_for_a_sagemaker_run(work: Path) -> None:
-    from byoc.jobdef import ChannelDefinition, JobDefinition
+    from byoc.job import ChannelDefinition, JobDefinition
 
     source = str(work / "data" / "train")
     for name in (".", "..", "a/b", "c" * 65):

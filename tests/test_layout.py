@@ -24,7 +24,7 @@ CONTRACT_VALUES: tuple[object, ...] = ("SAGEMAKER_BASE_DIR", "SAGEMAKER_BIND_TO_
 LAYERS = [
     {"byoc.errors", "byoc.contract", "byoc.archive", "byoc.say", "byoc.envs"},
     {"byoc.project", "byoc._docker", "byoc._ecr", "byoc.invoke", "byoc._jobs", "byoc.backends",
-     "byoc.inputs", "byoc.checkpoints", "byoc.jobrecord", "byoc.stopping", "byoc.metrics",
+     "byoc.inputs", "byoc.checkpoints", "byoc.jobrecord", "byoc.stopping", "byoc.metrics", "byoc.job",
      "byoc.plots"},
     {"byoc.local", "byoc.images", "byoc.scaffold", "byoc.registry"},
     {"byoc.validate", "byoc.bench"},

@@ -40,8 +40,10 @@ import pytest
 import test_push
 from click.testing import CliRunner
 
-from byoc import jobdef, local
+from byoc import job as jobdef
+from byoc import local
 from byoc.cli import cli
+from byoc.job.metrics import definition as metric_definition
 from byoc.sagemaker import storage, training
 from byoc.sagemaker._aws import Aws
 from helpers import FIXTURES, load_fixture
@@ -168,7 +170,7 @@ def test_local_and_sagemaker_requests_differ_only_where_they_must(tmp_path: Path
     definition, _ = jobdef.from_project(
         _project(root), input_mode="Pipe", instance_count=4, spot=True, max_runtime=3600,
         max_wait=7200, checkpoint_uri="s3://bkt/ckpt/demo",
-        metric_definitions=(jobdef.MetricDefinition("validation:loss", r"val_loss=([0-9.]+)"),),
+        metric_definitions=(metric_definition("validation:loss", r"val_loss=([0-9.]+)"),),
         environment={"PROBE_LEVEL": "INFO"}, record_wrappers={"training": "RecordIO"})
     local = definition.local_request(job_name="demo-1", image="demo:latest",
                                      output_dir=tmp_path / "jobs")

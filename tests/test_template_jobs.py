@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from byoc import local, metrics
+from byoc import local
 from byoc.errors import ContainerFailedError
+from byoc.job import metrics as job_metrics
 from byoc.project import Project
 
 #: Class centres of the synthetic iris-like rows (sepal and petal length and width).
@@ -239,7 +240,7 @@ def holdout(tmp_path: Path, project: Project) -> dict[str, Path]:
 
 def test_the_projects_metric_definitions_give_final_metrics(iris_project: Project,
                                                              tmp_path: Path) -> None:
-    definitions = metrics.from_config(iris_project.config)
+    definitions = job_metrics.from_config(iris_project.config)
     assert {d.name for d in definitions} == {"train:loss", "train:accuracy", "validation:loss",
                                               "validation:accuracy"}
     channels = holdout(tmp_path, iris_project)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import sys
@@ -17,12 +16,8 @@ from . import archive, contract
 from .backends.base import HostSpec
 from .errors import ConfigError
 from .inputs.pipe import shuffled
+from .job.limits import ENV_NAME, JOB_NAME, MAX_CHANNELS, MAX_HYPERPARAMETERS
 from .project import LATEST
-
-JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-MAX_CHANNELS = 20
-MAX_HYPERPARAMETERS = 100
 
 
 def default_job_name(base: str, now: datetime | None = None) -> str:

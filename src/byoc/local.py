@@ -148,21 +148,6 @@ class TrainResult:
         return all(status == 0 for status in self.exit_statuses.values())
 
 
-def hyperparameters_of(project: Project | None, file: Path | None = None,
-                       overrides: Mapping[str, str] | None = None) -> dict[str, Any] | None:
-    """The hyperparameters a job gets: *file*'s, else the project's ``local_test`` ones, with
-    *overrides* on top; None (the project's, as :func:`train` takes them) when neither is given.
-
-    :raises ConfigError: when *file* is unreadable or not a JSON object.
-    """
-    base = contract.read_hyperparameters(file) if file is not None else None
-    if overrides:
-        if base is None:
-            base = project.local_inputs().hyperparameters if project else {}
-        return {**base, **overrides}
-    return base
-
-
 def train(*, backend: Backend, project: Project | None = None,
           channels: Mapping[str, Path] | None = None,
           hyperparameters: Mapping[str, Any] | None = None,

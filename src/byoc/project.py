@@ -3,7 +3,7 @@
 ``byoc.toml`` is parsed here, once per project (:class:`ProjectConfig`); every other module takes
 its section from :attr:`Project.config`: ``[project]`` and ``[aws]`` here, ``[train]``
 (:meth:`byoc.inputs.config.InputOptions.from_config`), ``[[metric_definitions]]``
-(:func:`byoc.metrics.from_config`), ``[sagemaker]`` (``SageMakerConfig.of``) and ``[build]``.
+(:func:`byoc.job.metrics.from_config`), ``[sagemaker]`` (``SageMakerConfig.of``) and ``[build]``.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class ProjectConfig:
 
     @property
     def metric_definitions(self) -> list[Any]:
-        """``[[metric_definitions]]``: the raw tables (checked by ``metrics.from_config``)."""
+        """``[[metric_definitions]]``: the raw tables (checked by ``byoc.job.metrics.from_config``)."""
         items = self.data.get("metric_definitions", [])
         if not isinstance(items, list):
             raise ConfigError(f"{self.path}: metric_definitions must be an array of tables")

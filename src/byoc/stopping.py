@@ -17,7 +17,6 @@ SIGKILL after the grace period.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -25,26 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .job.limits import DEFAULT_MAX_RUNTIME, MAX_RUNTIME_LIMIT
 
 STOP_REQUEST = "stop-requested"
 STOPPED, MAX_RUNTIME, MAX_WAIT, INTERRUPTED = (
     "Stopped", "MaxRuntimeExceeded", "MaxWaitTimeExceeded", "Interrupted")
-#: StoppingCondition.MaxRuntimeInSeconds: default one day, at most 28 days.
-DEFAULT_MAX_RUNTIME = 86_400
-MAX_RUNTIME_LIMIT = 28 * 86_400
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s?)?")
-
-
-def parse_duration(text: str, option: str) -> float:
-    """``90``, ``90s``, ``1m30s``, ``2h`` -> seconds. :raises ConfigError:"""
-    match = _DURATION.fullmatch(text.strip())
-    if not text.strip() or match is None or not any(match.groups()):
-        raise ConfigError(f"{option}: {text!r} is not a duration (e.g. 90, 90s, 5m, 1h30m)")
-    hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
-    value = hours * 3600 + minutes * 60 + seconds
-    if value <= 0:
-        raise ConfigError(f"{option}: {text!r} must be more than 0 seconds")
-    return value
 
 
 def check_stopping_condition(max_runtime: float | None, max_wait: float | None, spot: bool,

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .. import invoke, jobrecord, stopping
+from .. import invoke, job, jobrecord
 from .. import local as harness
 from ..errors import Interrupted, ServeError
 from ..project import Project
@@ -60,7 +60,7 @@ def train(project: Path | None, image: str | None, backend: str, output_dir: Pat
     result = harness.train(
         backend=chosen, project=loaded, output_dir=output_dir, job_name=options["job_name"],
         grace_seconds=grace, log=log_line, say=echo_err,
-        interrupt_after=[stopping.parse_duration(part, "--interrupt-after")
+        interrupt_after=[job.parse_duration(part, "--interrupt-after")
                          for part in interrupt_after.split(",")] if interrupt_after else (),
         incremental_from=previous, image=getattr(chosen, "image", None), **arguments)
     for note in result.notes:

@@ -1,4 +1,4 @@
-"""``byoc sagemaker train``: a :class:`~byoc.jobdef.JobDefinition` run as a SageMaker training job.
+"""``byoc sagemaker train``: a :class:`~byoc.job.JobDefinition` run as a SageMaker training job.
 
 :func:`plan` turns the definition into the ``CreateTrainingJob`` request (uploading local
 channels unless it is a dry run), :func:`start` sends it and records the job locally, and
@@ -17,7 +17,8 @@ from typing import Any
 
 from .. import _jobs
 from ..errors import ByocError, ConfigError
-from ..jobdef import JOB_NAME, JobDefinition
+from ..job import JobDefinition
+from ..job.limits import JOB_NAME
 from ..project import Project
 from . import storage
 from ._aws import Aws, SageMakerConfig

@@ -57,7 +57,7 @@ def definition_fields(training_request: dict[str, Any], *, keep_checkpoint: bool
 
 def request(config: dict[str, Any], definition: dict[str, Any], *, name: str) -> dict[str, Any]:
     """The tuning request: *config* with its TrainingJobDefinition merged over *definition*
-    (the fields :meth:`byoc.jobdef.JobDefinition.tuning_definition` made).
+    (the fields of :meth:`byoc.job.JobDefinition.training_request`).
 
     Image, role, channels, output and resources always come from *definition*; the file's other
     TrainingJobDefinition fields win, and its MetricDefinitions are added to the definition's.

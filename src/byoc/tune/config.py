@@ -19,8 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .. import contract, metrics
+from .. import contract
 from ..errors import ConfigError
+from ..job import limits, metrics
 from .ranges import CategoricalRange, NumericRange, Range
 
 OPERATION = "CreateHyperParameterTuningJob"
@@ -37,10 +38,9 @@ IMPROVEMENT = 0.01
 MAX_TRAINING_JOBS = 750
 MAX_TRAINING_JOBS_RANDOM = 10_000
 MAX_PARALLEL_JOBS = 100
-#: StoppingCondition.MaxRuntimeInSeconds of a training job: at most 28 days.
-MAX_JOB_RUNTIME = 28 * 24 * 3600
-#: Hosts of one local training job (as ``byoc local train --instance-count`` takes them).
-MAX_INSTANCES = 20
+#: StoppingCondition.MaxRuntimeInSeconds of a training job, and the hosts of one local job.
+MAX_JOB_RUNTIME = limits.MAX_RUNTIME_LIMIT
+MAX_INSTANCES = limits.MAX_LOCAL_INSTANCES
 
 
 @dataclass(frozen=True)
