@@ -1018,11 +1018,10 @@ def test_the_project_file_feeds_the_sagemaker_request_as_it_feeds_a_local_run(
     [channel] = request["InputDataConfig"]
     assert (channel["RecordWrapperType"], channel["ShuffleConfig"]) == ("RecordIO", {"Seed": 9})
     definition = _parsed("local", ["--shuffle-seed", "training=9"], _project(root))
-    arguments = definition.local_train_arguments()
-    inputs = arguments["inputs"]
-    assert (inputs.input_mode, dict(inputs.record_wrappers), dict(inputs.shuffle_seeds)) == (
-        "Pipe", {"training": "RecordIO"}, {"training": 9})
-    assert [m.name for m in arguments["metrics"].definitions] == ["loss"]
+    training = definition.channel("training")
+    assert (definition.input_mode, training.record_wrapper, training.shuffle_seed) == (
+        "Pipe", "RecordIO", 9)
+    assert [m.name for m in definition.metric_definitions] == ["loss"]
     (root / "byoc.toml").write_text((root / "byoc.toml").read_text() +
                                     '\n[train.channels.validation]\ninput_mode = "File"\n')
     result = run("train", str(root), "--image", IMAGE, "--dry-run")
@@ -1030,20 +1029,21 @@ def test_the_project_file_feeds_the_sagemaker_request_as_it_feeds_a_local_run(
                                       " 'validation', which is not a channel of this job")
 
 
-def test_local_train_arguments_carry_the_whole_definition(tmp_path: Path) -> None:
+def test_the_definition_a_local_run_takes_carries_every_option(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p")
     argv = ["--input-mode", "Pipe", "--channel-input-mode", "training=FastFile", "--spot",
             "--max-run", "90s", "--max-wait", "1.5m", "--checkpoint-uri", str(tmp_path / "ck"),
             "--checkpoint-local-path", "/opt/ml/checkpoints/run", "--metric-definition",
             "loss=loss=([0-9.]+)", "--env", "A=1", "--instance-count", "3"]
-    arguments = _parsed("local", argv, _project(root)).local_train_arguments()
-    assert arguments["inputs"].channel_modes == {"training": "FastFile"}
-    assert (arguments["spot"], arguments["max_runtime"], arguments["max_wait"]) == (True, 90, 90)
-    assert arguments["checkpoint_dir"] == tmp_path / "ck"
-    assert arguments["checkpoint_local_path"] == "/opt/ml/checkpoints/run"
-    assert [(m.name, m.regex) for m in arguments["metrics"].definitions] == [("loss", "loss=([0-9.]+)")]
-    assert (arguments["env"], arguments["instance_count"]) == ({"A": "1"}, 3)
-    assert arguments["channels"] == {"training": root / "local_test/test_dir/input/data/training"}
+    definition = _parsed("local", argv, _project(root))
+    assert {c.name: c.input_mode for c in definition.channels} == {"training": "FastFile"}
+    assert (definition.spot, definition.max_runtime, definition.max_wait) == (True, 90, 90)
+    assert definition.local_checkpoint == tmp_path / "ck"
+    assert definition.checkpoint_local_path == "/opt/ml/checkpoints/run"
+    assert [(m.name, m.regex) for m in definition.metric_definitions] == [("loss", "loss=([0-9.]+)")]
+    assert (dict(definition.environment), definition.instance_count) == ({"A": "1"}, 3)
+    assert {c.name: Path(c.source) for c in definition.channels} == {
+        "training": root / "local_test/test_dir/input/data/training"}
 
 
 def test_a_job_without_channels_has_no_input_data_config() -> None:
@@ -1053,7 +1053,7 @@ def test_a_job_without_channels_has_no_input_data_config() -> None:
                                           output_path="s3://bkt/out/")
     assert "InputDataConfig" not in request
     validate("CreateTrainingJob", request)
-    assert definition.local_train_arguments()["channels"] == {}
+    assert definition.channels == ()
 
 
 def test_an_s3_checkpoint_or_channel_is_sagemaker_only(tmp_path: Path) -> None:
@@ -1098,9 +1098,9 @@ def test_the_definition_runs_locally_with_what_the_request_says(tmp_path: Path) 
                                         distribution={"training": "ShardedByS3Key"},
                                         hyperparameters={"depth": "3"})
     assert definition.local_gaps() == []
-    result = local.train(backend=local.choose_backend("process", probe, None), project=probe,
-                         output_dir=tmp_path / "jobs", job_name="probe-def-1",
-                         **definition.local_train_arguments())
+    result = local.train(definition, backend=local.choose_backend("process", probe, None),
+                         project=probe,
+                         run=local.LocalRun(output_dir=tmp_path / "jobs", job_name="probe-def-1"))
     with tarfile.open(result.model_archive) as tar:
         member = tar.extractfile("algo-2.json")
         assert member is not None

@@ -16,7 +16,6 @@ from . import archive, contract
 from .backends.base import HostSpec
 from .errors import ConfigError
 from .inputs.pipe import shuffled
-from .job.limits import ENV_NAME, JOB_NAME, MAX_CHANNELS, MAX_HYPERPARAMETERS
 from .project import LATEST
 
 
@@ -25,40 +24,6 @@ def default_job_name(base: str, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     stamp = now.strftime("%Y-%m-%d-%H-%M-%S-") + f"{now.microsecond // 1000:03d}"
     return f"{base[: 63 - len(stamp) - 1].rstrip('-')}-{stamp}"
-
-
-def check_job_inputs(job_name: str, channels: Mapping[str, Path],
-                     hyperparameters: Mapping[str, str], env: Mapping[str, str],
-                     distribution: Mapping[str, str], instance_count: int) -> None:
-    """Refuse what CreateTrainingJob would refuse. :raises ConfigError:"""
-    if not JOB_NAME.fullmatch(job_name):
-        raise ConfigError(f"invalid job name {job_name!r}: 1-63 letters, digits and hyphens,"
-                          " starting and ending with a letter or digit")
-    if not 1 <= instance_count <= 20:
-        raise ConfigError(f"--instance-count must be between 1 and 20, got {instance_count}")
-    if not channels:
-        raise ConfigError("no channels: pass --channel NAME=PATH")
-    if len(channels) > MAX_CHANNELS:
-        raise ConfigError(f"{len(channels)} channels; SageMaker allows at most {MAX_CHANNELS}")
-    for name, path in channels.items():
-        contract.check_channel_name(name)
-        if not path.exists():
-            raise ConfigError(f"channel {name!r}: {path} does not exist")
-    if len(hyperparameters) > MAX_HYPERPARAMETERS:
-        raise ConfigError(f"{len(hyperparameters)} hyperparameters; SageMaker allows at most 100")
-    for key, value in hyperparameters.items():
-        if not 1 <= len(key) <= 256 or len(value) > 2500:
-            raise ConfigError(f"hyperparameter {key[:40]!r}: keys take 1-256 characters and values"
-                              " at most 2500")
-    for key, value in env.items():
-        if not ENV_NAME.fullmatch(key) or len(value) > 512:
-            raise ConfigError(f"environment variable {key!r}: names are [a-zA-Z_][a-zA-Z0-9_]*"
-                              " and values at most 512 characters")
-    for name, kind in distribution.items():
-        if name not in channels:
-            raise ConfigError(f"--distribution names channel {name!r}, which is not a channel")
-        if kind not in contract.DISTRIBUTIONS:
-            raise ConfigError(f"--distribution {name}={kind}: use FullyReplicated or ShardedByS3Key")
 
 
 def check_channel_sources(channels: Mapping[str, Path], protected: Mapping[str, Path]) -> None:

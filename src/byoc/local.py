@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from . import _jobs, archive, checkpoints, contract, images, jobrecord, stopping
 from ._docker import docker_available
@@ -34,8 +33,9 @@ from .errors import (
 )
 from .inputs import pipe
 from .inputs.config import InputOptions
+from .job import JobDefinition, check_job_name, limits
 from .metrics import MetricScanner
-from .project import LocalInputs, Project
+from .project import Project
 from .say import Say as Say
 from .say import quiet
 
@@ -148,46 +148,61 @@ class TrainResult:
         return all(status == 0 for status in self.exit_statuses.values())
 
 
-def train(*, backend: Backend, project: Project | None = None,
-          channels: Mapping[str, Path] | None = None,
-          hyperparameters: Mapping[str, Any] | None = None,
-          content_types: Mapping[str, str] | None = None,
-          distribution: Mapping[str, str] | None = None, instance_count: int = 1,
-          env: Mapping[str, str] | None = None, output_dir: Path | None = None,
-          job_name: str | None = None, region: str | None = None,
-          grace_seconds: float = TRAIN_GRACE, log: LogSink | None = None,
-          say: Say = quiet, inputs: InputOptions | None = None,
-          checkpoint_dir: Path | None = None,
-          checkpoint_local_path: str = contract.CHECKPOINT_PATH,
-          spot: bool = False, max_runtime: float | None = None, max_wait: float | None = None,
-          interrupt_after: Sequence[float] = (), incremental_from: Path | None = None,
-          image: str | None = None, metrics: MetricScanner | None = None,
+@dataclass(frozen=True)
+class LocalRun:
+    """What only a run on this machine has (the job itself is its :class:`~byoc.job.JobDefinition`).
+
+    *job_name* defaults to ``<base_name>-<timestamp>``; the job's directory goes under
+    *output_dir* (default: the project's ``.byoc/jobs``). *interrupt_after* simulates managed spot
+    reclaims (each a fresh set of hosts, checkpoints restored); *incremental_from* is a
+    ``model.tar.gz`` delivered as the ``model`` channel.
+    """
+
+    job_name: str | None = None
+    output_dir: Path | None = None
+    grace_seconds: float = TRAIN_GRACE
+    interrupt_after: Sequence[float] = ()
+    incremental_from: Path | None = None
+    #: The image named in ``job.json`` (None for the process backend).
+    image: str | None = None
+    region: str | None = None
+
+
+def train(definition: JobDefinition, *, backend: Backend, project: Project | None = None,
+          run: LocalRun = LocalRun(), say: Say = quiet, log: LogSink | None = None,
+          scanner: MetricScanner | None = None,
           stop: threading.Event | None = None) -> TrainResult:
-    """Run one training job; return its result even when it failed.
+    """Run *definition* as one training job on this machine; return its result even when it failed.
 
-    Channels, hyperparameters and content types default to the project's
-    ``local_test/test_dir``; *inputs* (input modes, RecordIO, ...) are laid
-    over the ``[train]`` table of its ``byoc.toml``. Artifacts go to
-    ``<output_dir>/<job_name>/``, with ``job.json`` shaped like DescribeTrainingJob.
+    The definition is the whole job (built and checked by :mod:`byoc.job`); *run* holds what
+    only a local run has. Artifacts go to ``<output_dir>/<job_name>/``, with ``job.json``
+    shaped like DescribeTrainingJob. A local checkpoint directory plays
+    ``CheckpointConfig.S3Uri``; the StoppingCondition is enforced as the service does.
+    *scanner* (default: one for the definition's metric definitions) scans every host's log
+    lines; setting *stop* from another thread stops the job as StopTrainingJob would.
 
-    *checkpoint_dir* plays ``CheckpointConfig.S3Uri``; *spot* with
-    *interrupt_after* simulates managed spot reclaims (each a fresh set of
-    hosts, checkpoints restored); *max_runtime* and *max_wait* are the
-    StoppingCondition; *incremental_from* is a ``model.tar.gz`` delivered as
-    the ``model`` channel. *metrics* scans every host's log lines (see
-    :mod:`byoc.metrics`); setting *stop* from another thread stops the job as
-    StopTrainingJob would.
-
-    :raises ConfigError: for input CreateTrainingJob would refuse.
+    :raises ConfigError: for what a local run cannot do (an ``s3://`` channel or checkpoint URI).
     :raises ContainerFailedError: when a host exited non-zero (artifacts are collected first).
     :raises JobStoppedError: when a time limit stopped the job (artifacts are collected first).
     :raises Interrupted: on Ctrl-C or SIGTERM, after every container is removed.
     """
-    defaults = project.local_inputs() if project else LocalInputs({}, {}, {})
-    sources = dict(channels if channels is not None else defaults.channels)
-    types = {**defaults.content_types, **(content_types or {})}
+    remote = [channel.name for channel in definition.channels if channel.remote]
+    if remote:
+        raise ConfigError(f"channel {remote[0]!r} is in S3; a local run needs a local path")
+    if definition.checkpoint_uri is not None and definition.local_checkpoint is None:
+        raise ConfigError(f"--checkpoint-uri {definition.checkpoint_uri} is in S3; a local run keeps"
+                          " checkpoints in a local directory")
+    if definition.instance_count > limits.MAX_LOCAL_INSTANCES:
+        raise ConfigError(f"--instance-count {definition.instance_count}: a local run starts at most"
+                          f" {limits.MAX_LOCAL_INSTANCES} hosts")
+    if run.interrupt_after and not definition.spot:
+        raise ConfigError("--interrupt-after simulates spot capacity reclaims; add --spot")
+    grace_seconds, interrupt_after = run.grace_seconds, run.interrupt_after
+    incremental_from, output_dir = run.incremental_from, run.output_dir
+    sources = {channel.name: Path(channel.source) for channel in definition.channels}
+    types = {c.name: c.content_type for c in definition.channels if c.content_type}
     if incremental_from is not None:
-        if channels is not None and "model" in channels:
+        if "model" in sources:
             raise ConfigError("--incremental-from and --channel model=... both name the model channel;"
                               " pass one")
         sources["model"] = incremental_from
@@ -195,19 +210,20 @@ def train(*, backend: Backend, project: Project | None = None,
             archive.check_model(incremental_from, "--incremental-from")
     if "model" in sources and sources["model"].is_file():
         types.setdefault("model", contract.MODEL_CHANNEL_CONTENT_TYPE)
-    hps, notes = contract.stringify_hyperparameters(
-        hyperparameters if hyperparameters is not None else defaults.hyperparameters)
-    distribution = dict(distribution or {})
-    env = dict(env or {})
-    base = project.name if project else "byoc-job"
-    job_name = job_name or _jobs.default_job_name(base)
-    _jobs.check_job_inputs(job_name, sources, hps, env, distribution, instance_count)
-    stopping.check_stopping_condition(max_runtime, max_wait, spot, interrupt_after)
+    hps = dict(definition.hyperparameters)
+    notes: list[str] = []
+    distribution = {channel.name: channel.distribution for channel in definition.channels}
+    env = dict(definition.environment)
+    instance_count, spot = definition.instance_count, definition.spot
+    max_runtime: float | None = definition.max_runtime
+    max_wait: float | None = definition.max_wait
+    checkpoint_dir = definition.local_checkpoint
+    checkpoint_local_path = definition.checkpoint_local_path
+    job_name = run.job_name or _jobs.default_job_name(definition.base_name)
+    check_job_name(job_name)
     if checkpoint_dir is not None:
         _jobs.check_checkpoint_config(checkpoint_dir, checkpoint_local_path, sources, backend.name)
-    project_inputs = InputOptions.from_config(project.config) if project \
-        else InputOptions()
-    settings = (inputs or InputOptions()).over(project_inputs).resolve(sources)
+    settings = _input_options(definition).resolve(sources)
     streamed = pipe.load_channels(settings, sources, distribution)
     jobs_dir = (output_dir or (project.jobs_dir if project else Path.cwd() / ".byoc" / "jobs"))
     job_dir = jobs_dir.resolve() / job_name
@@ -218,11 +234,13 @@ def train(*, backend: Backend, project: Project | None = None,
     if checkpoint_dir is not None:
         protected["the checkpoint directory"] = checkpoint_dir
     _jobs.check_channel_sources(sources, protected)
-    for note in notes:
-        say(f"warning: {note}")
     if spot and interrupt_after and checkpoint_dir is None:
         say("warning: no --checkpoint-uri: each simulated spot interruption restarts the job"
             " from scratch, as SageMaker does for a job without CheckpointConfig")
+    metrics = scanner if scanner is not None else (
+        MetricScanner(list(definition.metric_definitions)) if definition.metric_definitions
+        else None)
+    image = run.image
 
     hosts = contract.host_names(instance_count)
     channel_specs = [contract.Channel(name, content_type=types.get(name),
@@ -230,7 +248,7 @@ def train(*, backend: Backend, project: Project | None = None,
                                       distribution=distribution.get(name, "FullyReplicated"),
                                       record_wrapper=settings[name].record_wrapper)
                      for name in sorted(sources)]
-    region = region or (project.region if project else None) or contract.DEFAULT_REGION
+    region = run.region or (project.region if project else None) or contract.DEFAULT_REGION
     job_env = {**env, **contract.job_env(job_name, region)}
     if isinstance(backend, DockerBackend):
         backend.client  # noqa: B018  (an engine and the image, before anything is written)
@@ -512,6 +530,20 @@ def wait_until_ready(server: Server, timeout: float, interval: float = 0.25) -> 
             raise ServeError(f"/ping did not answer 200 within {timeout:.0f} s (last: {last})",
                              detail=server.log_tail())
         time.sleep(interval)
+
+
+def _input_options(definition: JobDefinition) -> InputOptions:
+    """The definition's input settings, as the input modes take them."""
+    channels = definition.channels
+    return InputOptions(
+        input_mode=definition.input_mode,
+        channel_modes={c.name: c.input_mode for c in channels if c.input_mode},
+        record_wrappers={c.name: c.record_wrapper for c in channels if c.record_wrapper},
+        compressions={c.name: c.compression for c in channels if c.compression},
+        shuffle_seeds={c.name: c.shuffle_seed for c in channels if c.shuffle_seed is not None},
+        attribute_names={c.name: c.attribute_names for c in channels
+                         if c.attribute_names is not None},
+        manifest_roots={c.name: c.manifest_root for c in channels if c.manifest_root is not None})
 
 
 def resolve_incremental(value: str, jobs_dir: Path) -> Path:

@@ -23,30 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
-from .job.limits import DEFAULT_MAX_RUNTIME, MAX_RUNTIME_LIMIT
-
 STOP_REQUEST = "stop-requested"
 STOPPED, MAX_RUNTIME, MAX_WAIT, INTERRUPTED = (
     "Stopped", "MaxRuntimeExceeded", "MaxWaitTimeExceeded", "Interrupted")
-
-
-def check_stopping_condition(max_runtime: float | None, max_wait: float | None, spot: bool,
-                             interrupts: Sequence[float]) -> None:
-    """Refuse what CreateTrainingJob refuses, with its reasons. :raises ConfigError:"""
-    if max_runtime is not None and not 1 <= max_runtime <= MAX_RUNTIME_LIMIT:
-        raise ConfigError(f"--max-run: MaxRuntimeInSeconds must be 1 to {MAX_RUNTIME_LIMIT}"
-                          f" (28 days), got {max_runtime:g}")
-    if max_wait is not None and not spot:
-        raise ConfigError("--max-wait: MaxWaitTimeInSeconds is only for managed spot training;"
-                          " add --spot")
-    if spot and max_wait is not None:
-        runtime = max_runtime if max_runtime is not None else DEFAULT_MAX_RUNTIME
-        if max_wait < runtime:
-            raise ConfigError(f"--max-wait: MaxWaitTimeInSeconds ({max_wait:g}) must be at least"
-                              f" MaxRuntimeInSeconds ({runtime:g})")
-    if interrupts and not spot:
-        raise ConfigError("--interrupt-after simulates spot capacity reclaims; add --spot")
 
 
 def request_stop(job_dir: Path) -> None:

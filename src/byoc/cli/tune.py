@@ -56,13 +56,15 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
     source = {"Image": image or (f"{loaded.image}:latest" if loaded else None),
               "Channels": {name: str(path.resolve()) for name, path in sorted(sources.items())}}
     parents = warmstart.load_parents(request, root, source) if request.warm_start else []
-    runner.check(request, chosen, sources)  # everything is checked before anything is written
+    # everything is checked before anything is written
+    definition = runner.check(request, chosen, sources, loaded)
     tuning_dir = runner.prepare(request, root, resume)
     if not resume:
         warmstart.write_source(tuning_dir, source)
     table: Any = live.LiveTable(sys.stderr, request.objective_metric) if sys.stderr.isatty() \
         else live.LineTable(echo_err)
     tuner = runner.Tuner(request, chosen, tuning_dir, project=loaded, channels=channels or None,
+                         definition=definition,
                          grace_seconds=grace, say=echo_err, table=table, source=source)
     if resume:
         tuner.restore()

@@ -303,45 +303,6 @@ class JobDefinition:
         """This job with *hyperparameters* laid over its own (a tuning trial's values)."""
         return replace(self, hyperparameters={**self.hyperparameters, **hyperparameters})
 
-    def local_train_arguments(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`byoc.local.train` that run this definition locally (the
-        caller adds ``backend=``, ``project=``, ``job_name=`` and the local-only settings).
-        :meth:`local_gaps` names what a local run cannot honour.
-
-        :raises ConfigError: for an ``s3://`` channel or checkpoint URI (a local run reads and
-            writes local files).
-        """
-        from ..inputs.config import InputOptions
-        from ..metrics import MetricScanner
-
-        remote = [channel.name for channel in self.channels if channel.remote]
-        if remote:
-            raise ConfigError(f"channel {remote[0]!r} is in S3; a local run needs a local path")
-        if self.checkpoint_uri is not None and self.local_checkpoint is None:
-            raise ConfigError(f"--checkpoint-uri {self.checkpoint_uri} is in S3; a local run keeps"
-                              " checkpoints in a local directory")
-        inputs = InputOptions(
-            input_mode=self.input_mode,
-            channel_modes={c.name: c.input_mode for c in self.channels if c.input_mode},
-            record_wrappers={c.name: c.record_wrapper for c in self.channels if c.record_wrapper},
-            compressions={c.name: c.compression for c in self.channels if c.compression},
-            shuffle_seeds={c.name: c.shuffle_seed for c in self.channels
-                           if c.shuffle_seed is not None},
-            attribute_names={c.name: c.attribute_names for c in self.channels
-                             if c.attribute_names is not None},
-            manifest_roots={c.name: c.manifest_root for c in self.channels
-                            if c.manifest_root is not None})
-        scanner = MetricScanner(list(self.metric_definitions)) \
-            if self.metric_definitions else None
-        return {"channels": {c.name: Path(c.source) for c in self.channels},
-                "hyperparameters": dict(self.hyperparameters),
-                "content_types": {c.name: c.content_type for c in self.channels if c.content_type},
-                "distribution": {c.name: c.distribution for c in self.channels},
-                "instance_count": self.instance_count, "env": dict(self.environment),
-                "inputs": inputs, "metrics": scanner, "checkpoint_dir": self.local_checkpoint,
-                "checkpoint_local_path": self.checkpoint_local_path, "spot": self.spot,
-                "max_runtime": self.max_runtime, "max_wait": self.max_wait}
-
     def local_gaps(self) -> list[str]:
         """The settings of this definition a local run cannot honour (it runs without them)."""
         return [f"S3DataType {c.s3_data_type} (channel {c.name!r})" for c in self.channels

@@ -21,11 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import _jobs, contract, jobrecord, metrics
+from .. import _jobs, contract, job, jobrecord, metrics
 from .. import local as harness
 from ..backends.base import Backend
 from ..backends.docker import DockerBackend
 from ..errors import ByocError, ConfigError, ContainerFailedError, Interrupted
+from ..job import JobDefinition, check_job_name
 from ..project import Project
 from ..say import Say, quiet
 from . import config, report, strategies, warmstart
@@ -87,6 +88,8 @@ class Tuner:
     tuning_dir: Path
     project: Project | None = None
     channels: Mapping[str, Path] | None = None
+    #: The training job each trial runs (see :func:`check`).
+    definition: JobDefinition | None = None
     grace_seconds: float = harness.TRAIN_GRACE
     say: Say = print
     table: Callable[[list[JobState], str], None] | None = None
@@ -164,6 +167,12 @@ class Tuner:
                               f" {self.tuning_dir}; --resume continues it")
         return TuningResult(self.tuning_dir, description, self._best_model(description))
 
+    def _definition(self) -> JobDefinition:
+        if self.definition is None:
+            self.definition = check(self.request, self.backend, self.channels or (
+                self.project.local_inputs().channels if self.project else {}), self.project)
+        return self.definition
+
     def _launch(self, trial: Trial) -> JobState:
         name = f"{self.request.name}-{trial.number:03d}-{uuid.uuid4().hex[:8]}"
         job = JobState(trial.number, name, trial.tuned, trial, self.tuning_dir / JOBS / name)
@@ -188,12 +197,11 @@ class Tuner:
         job.started = datetime.now(UTC)
         try:
             result = harness.train(
+                self._definition().with_hyperparameters(self.request.hyperparameters(job.tuned)),
                 backend=self.backend, project=self.project,
-                channels=dict(self.channels) if self.channels else None,
-                hyperparameters=self.request.hyperparameters(job.tuned),
-                instance_count=self.request.instance_count, env=self.request.environment,
-                output_dir=self.tuning_dir / JOBS, job_name=job.name,
-                grace_seconds=self.grace_seconds, metrics=scanner, stop=job.stop)
+                run=harness.LocalRun(job_name=job.name, output_dir=self.tuning_dir / JOBS,
+                                     grace_seconds=self.grace_seconds),
+                scanner=scanner, stop=job.stop)
             job.model_archive = result.model_archive
             status = "Stopped" if job.stop.is_set() else "Completed"
         except ContainerFailedError as exc:
@@ -368,16 +376,25 @@ def _arn(request: TuningRequest, kind: str, name: str) -> str:
     return f"arn:aws:sagemaker:us-east-1:{contract.LOCAL_ACCOUNT}:{kind}/{name.lower()}"
 
 
-def check(request: TuningRequest, backend: Backend, channels: Mapping[str, Path]) -> None:
+def check(request: TuningRequest, backend: Backend, channels: Mapping[str, Path],
+          project: Project | None = None) -> JobDefinition:
     """Refuse, before anything is written, what would make every training job fail: a strategy
     whose package is missing, what CreateTrainingJob refuses of the jobs' inputs, an image the
-    engine does not have. :raises ConfigError: (or the backend's error for the image)"""
+    engine does not have.
+
+    :returns: the training job every trial runs (with the trial's hyperparameters laid over it).
+    :raises ConfigError: (or the backend's error for the image)
+    """
     strategies.check_available(request)
-    _jobs.check_job_inputs(f"{request.name}-001-00000000", channels,
-                           request.hyperparameters({}), dict(request.environment), {},
-                           request.instance_count)
+    check_job_name(f"{request.name}-001-00000000")
+    definition, _ = job.from_project(
+        project, channels={name: str(path) for name, path in channels.items()},
+        hyperparameters=request.hyperparameters({}), instance_count=request.instance_count,
+        environment=dict(request.environment),
+        base_name=request.name)
     if isinstance(backend, DockerBackend):
         backend.client  # noqa: B018  (an engine and the image)
+    return definition
 
 
 def prepare(request: TuningRequest, output_root: Path, resume: bool) -> Path:
