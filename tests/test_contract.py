@@ -142,7 +142,7 @@ DEEP = "[" * 100000 + "]" * 100000
 def test_every_json_reader_turns_deep_nesting_into_one_error_naming_the_file(tmp_path: Path) -> None:
     """JSON nested past Python's recursion limit is a ConfigError naming the file, whichever
     reader meets it: contract's, the training config's, the tuning request's and a job's record."""
-    from byoc import jobrecord
+    from byoc.local import record as jobrecord
     from byoc.tune import config as tune_config
 
     deep = tmp_path / "deep.json"

@@ -25,7 +25,7 @@ def _uv() -> str:
 def _run(*args: str | Path, cwd: Path | None = None, timeout: float = 600
          ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env.setdefault("UV_SYSTEM_CERTS", "1")  # the system's certificates, as byoc.envs uses
+    env.setdefault("UV_SYSTEM_CERTS", "1")  # the system's certificates, as byoc.backends.envs uses
     return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from byoc import jobrecord, local
+from byoc import local
 from byoc.backends.base import Backend
 from byoc.errors import ArchiveError, ConfigError, JobStoppedError
+from byoc.local import record as jobrecord
 from byoc.project import Project
 from helpers import FIXTURES, built_image, train_job
 

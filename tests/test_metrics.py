@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from byoc import jobrecord, metrics
 from byoc.errors import ConfigError
 from byoc.job import metrics as job_metrics
+from byoc.local import record as jobrecord
+from byoc.local import scanner as metrics
 from byoc.project import ProjectConfig
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

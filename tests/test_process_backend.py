@@ -21,10 +21,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from byoc import envs, jobrecord, local, scaffold
+from byoc import local, scaffold
+from byoc.backends import envs
 from byoc.backends.process import ProcessBackend
 from byoc.cli import cli
 from byoc.errors import ConfigError, Interrupted
+from byoc.local import record as jobrecord
 from byoc.project import Project
 from helpers import copy_probe, train_job
 

@@ -19,6 +19,7 @@ What moto fakes, and how these tests deal with it (none of this is a pass of the
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -1118,9 +1119,9 @@ def test_the_definition_runs_locally_with_what_the_request_says(tmp_path: Path) 
     assert report["resourceconfig"]["hosts"] == ["algo-1", "algo-2"]
     assert request["ResourceConfig"]["InstanceCount"] == 2
     assert report["env"]["PROBE_LEVEL"] == request["Environment"]["PROBE_LEVEL"] == "INFO"
-    spot = definition.with_changes(spot=True, max_wait=90000, input_mode="Pipe")
+    spot = dataclasses.replace(definition, spot=True, max_wait=90000, input_mode="Pipe")
     assert spot.local_gaps() == []
-    assert definition.with_changes(channels=(jobdef.ChannelDefinition(
+    assert dataclasses.replace(definition, channels=(jobdef.ChannelDefinition(
         "training", str(probe.root), s3_data_type="ManifestFile"),)).local_gaps() == [
             "S3DataType ManifestFile (channel 'training')"]
 

@@ -198,3 +198,8 @@ class Project:
         return cls(root=path.parent, name=str(fields["name"]), program=str(fields["program"]),
                    image=str(fields["image"]), region=fields["region"],
                    repository=fields["repository"], config=config)
+
+
+def record_latest(jobs_dir: Path, job_dir: Path) -> None:
+    """Point ``.byoc/jobs/latest`` at *job_dir*: the last training job that succeeded."""
+    (jobs_dir / LATEST).write_text(job_dir.name + "\n", encoding="utf-8")

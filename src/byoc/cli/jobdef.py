@@ -175,7 +175,7 @@ def definition_from_options(project: Project | None, values: dict[str, Any]
         spot=taken["spot"],
         max_wait=jobdef.seconds(max_wait, "--max-wait") if max_wait is not None else None,
         checkpoint_uri=checkpoint, checkpoint_local_path=taken["checkpoint_local_path"],
-        **{"volume_size": extra["volume_size"]} if "volume_size" in extra else {})
+        volume_size=extra.get("volume_size", jobdef.DEFAULT_VOLUME_GB))
 
 
 def _one_of(given: dict[str, str | None]) -> str | None:

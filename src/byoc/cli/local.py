@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
-from .. import invoke, job, jobrecord
+from .. import invoke, job
 from .. import local as harness
 from ..errors import Interrupted, ServeError
+from ..local import record as jobrecord
 from ..project import Project
 from ..tune.runner import reap_all
 from .jobdef import definition_from_options, job_options
@@ -48,6 +49,7 @@ def train(project: Path | None, image: str | None, backend: str, output_dir: Pat
     loaded = Project.find(project, required=image is None)
     harness.reap_orphans(loaded.jobs_dir if loaded else None, say=echo_err)
     definition, notes = definition_from_options(loaded, options)
+    harness.check_local(definition)  # before a backend is chosen (or an image built)
     for gap in definition.local_gaps():
         echo_err(f"warning: a local run ignores {gap}")
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err, gpus=gpus)

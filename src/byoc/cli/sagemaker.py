@@ -302,7 +302,7 @@ def transform(project: Path | None, training_job: str | None, model_name: str | 
               detach: bool, dry_run: bool, poll: float, region: str | None,
               profile: str | None) -> None:
     """Run a batch transform job with the same options as byoc local transform."""
-    from .. import _jobs
+    from ..job import default_job_name
     from ..sagemaker import batch, hosting, training
     from ..sagemaker import image as images
     from ..sagemaker._aws import SageMakerConfig
@@ -322,7 +322,7 @@ def transform(project: Path | None, training_job: str | None, model_name: str | 
     prefix = training.project_prefix(config, loaded)
     bucket_name = (bucket or config.bucket or aws.default_bucket()) if dry_run \
         else aws.bucket(bucket, config)
-    name = job_name or _jobs.default_job_name(loaded.name if loaded else "byoc-transform")
+    name = job_name or default_job_name(loaded.name if loaded else "byoc-transform")
     model_request = None
     if model_name is None:
         if training_job is not None:
@@ -389,7 +389,7 @@ def deploy(job: str | None, model_path: str | None, image: str | None, endpoint_
            bucket: str | None, no_wait: bool, poll: float, region: str | None,
            profile: str | None) -> None:
     """Create a model, an endpoint config and an endpoint; wait until it is InService."""
-    from .. import _jobs
+    from ..job import default_job_name
     from ..sagemaker import hosting, training
     from ..sagemaker import image as images
     from ..sagemaker._aws import SageMakerConfig
@@ -408,7 +408,7 @@ def deploy(job: str | None, model_path: str | None, image: str | None, endpoint_
         data = hosting.model_data_uri(aws, model_path, bucket=aws.bucket(bucket, config)
                                       if not model_path.startswith("s3://") else "",
                                       prefix=training.project_prefix(config, loaded))
-    name = endpoint_name or job or _jobs.default_job_name(loaded.name if loaded else "byoc")
+    name = endpoint_name or job or default_job_name(loaded.name if loaded else "byoc")
     request = hosting.model_request(name, image=image_uri, model_data=data,
                                     role_arn=aws.role_arn(role, config),
                                     environment=pairs(env, "--env"))

@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
-from .. import contract, jobrecord
+from .. import contract
 from .. import local as harness
 from ..errors import ByocError, ConfigError
+from ..local import record as jobrecord
 from ..project import LATEST, Project
 from ..tune import config, live, report, runner, warmstart
 from .options import BACKEND, IMAGE, PROJECT, echo_err, pairs

@@ -15,7 +15,9 @@ from .definition import (
     LOCAL_ROLE,
     ChannelDefinition,
     JobDefinition,
+    channel_files,
     check_job_name,
+    default_job_name,
     is_s3,
     with_slash,
 )
@@ -25,5 +27,5 @@ from .sources import from_project, hyperparameters, parse_duration, seconds
 
 __all__ = ["DEFAULT_CHECKPOINT_PATH", "DEFAULT_MAX_RUNTIME", "DEFAULT_VOLUME_GB",
            "LOCAL_INSTANCE_TYPE", "LOCAL_ROLE", "ChannelDefinition", "JobDefinition",
-           "MetricDefinition", "check_job_name", "from_project", "hyperparameters", "is_s3", "parse_duration",
-           "seconds", "with_slash"]
+           "MetricDefinition", "channel_files", "check_job_name", "default_job_name",
+           "from_project", "hyperparameters", "is_s3", "parse_duration", "seconds", "with_slash"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +154,6 @@ class JobDefinition:
 
     def __post_init__(self) -> None:
         self.validate()
-
-    def with_changes(self, **changes: Any) -> JobDefinition:
-        return replace(self, **changes)
 
     def channel(self, name: str) -> ChannelDefinition:
         for channel in self.channels:
@@ -307,6 +305,20 @@ class JobDefinition:
         """The settings of this definition a local run cannot honour (it runs without them)."""
         return [f"S3DataType {c.s3_data_type} (channel {c.name!r})" for c in self.channels
                 if c.s3_data_type == "ManifestFile"]
+
+
+def default_job_name(base: str, now: datetime | None = None) -> str:
+    """``<base>-YYYY-MM-DD-HH-MM-SS-mmm``, as the SageMaker SDK names jobs."""
+    now = now or datetime.now(UTC)
+    stamp = now.strftime("%Y-%m-%d-%H-%M-%S-") + f"{now.microsecond // 1000:03d}"
+    return f"{base[: 63 - len(stamp) - 1].rstrip('-')}-{stamp}"
+
+
+def channel_files(source: Path) -> list[Path]:
+    """The files of a channel, sorted by key; a file channel is that one file."""
+    if source.is_file():
+        return [source]
+    return sorted(p for p in source.rglob("*") if p.is_file())
 
 
 def check_job_name(name: str) -> None:

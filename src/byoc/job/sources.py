@@ -18,7 +18,8 @@ from ..errors import ConfigError
 from ..inputs.config import InputOptions
 from ..project import CONFIG_FILE, Project
 from . import metrics as metric_files
-from .definition import ChannelDefinition, JobDefinition
+from .definition import DEFAULT_CHECKPOINT_PATH, ChannelDefinition, JobDefinition
+from .limits import DEFAULT_MAX_RUNTIME, DEFAULT_VOLUME_GB
 from .metrics import MetricDefinition
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s?)?")
@@ -72,9 +73,14 @@ def from_project(project: Project | None, *, channels: Mapping[str, str] | None 
                  manifest_roots: Mapping[str, Path] | None = None,
                  input_mode: str | None = None,
                  metric_definitions: Sequence[MetricDefinition] = (),
-                 **settings: Any) -> tuple[JobDefinition, list[str]]:
+                 base_name: str | None = None, instance_count: int = 1,
+                 environment: Mapping[str, str] | None = None,
+                 max_runtime: int = DEFAULT_MAX_RUNTIME, spot: bool = False,
+                 max_wait: int | None = None, checkpoint_uri: str | None = None,
+                 checkpoint_local_path: str = DEFAULT_CHECKPOINT_PATH,
+                 volume_size: int = DEFAULT_VOLUME_GB) -> tuple[JobDefinition, list[str]]:
     """A definition from a project, overridden by the job options (``byoc local train`` and
-    ``byoc sagemaker train`` take the same); *settings* are :class:`JobDefinition`'s other fields.
+    ``byoc sagemaker train`` take the same); the last keywords are :class:`JobDefinition`'s fields.
 
     The project gives, under the options: the channels, hyperparameters and content types of
     ``local_test/test_dir``; the input settings of ``byoc.toml``'s ``[train]`` table (an unset
@@ -129,7 +135,11 @@ def from_project(project: Project | None, *, channels: Mapping[str, str] | None 
         names = {metric.name for metric in metrics}
         metrics = [item for item in metric_files.from_config(project.config)
                    if item.name not in names] + metrics
-    base = settings.pop("base_name", None) or (project.name if project is not None else "byoc-job")
+    base = base_name or (project.name if project is not None else "byoc-job")
     return JobDefinition(base_name=base, channels=built, hyperparameters=hps,
                          input_mode=input_mode or toml.input_mode or "File",
-                         metric_definitions=tuple(metrics), **settings), notes
+                         metric_definitions=tuple(metrics), instance_count=instance_count,
+                         environment=dict(environment or {}), max_runtime=max_runtime, spot=spot,
+                         max_wait=max_wait, checkpoint_uri=checkpoint_uri,
+                         checkpoint_local_path=checkpoint_local_path,
+                         volume_size=volume_size), notes

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import contract
 from ..errors import AwsError, ConfigError
-from ..tune.config import service_limits
+from ..job.tuning import service_limits
 from .watch import poll
 
 Say = Callable[[str], None]

@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from .. import _jobs, local
+from .. import local
 from ..backends.base import Backend, LogSink
 from ..errors import ByocError, ConfigError, Interrupted
+from ..local import staging
 from . import inputs as inputs_mod
 from .batch import Batch, RecordTooLargeError, batches, line_batches
 from .dataprocessing import DataProcessing, DataProcessingError
@@ -178,7 +179,7 @@ def transform(*, backend: Backend, model: Path, source: Path, output_dir: Path,
         inputs_mod.check_output_dir(source, output_dir)
     except (ParameterError, InputError) as exc:
         raise ConfigError(str(exc)) from None
-    _jobs.check_writable(output_dir, "--output")  # before any server starts
+    staging.check_writable(output_dir, "--output")  # before any server starts
     sink = progress or _NoProgress()
     env = params.container_env()
     started = time.monotonic()

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import metrics, plots
+from ..local import plots
+from ..local import scanner as metrics
 from .config import TuningRequest
 
 TUNING_FILE = "tuning.json"

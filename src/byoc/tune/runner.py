@@ -21,12 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import _jobs, contract, job, jobrecord, metrics
+from .. import contract, job
 from .. import local as harness
 from ..backends.base import Backend
 from ..backends.docker import DockerBackend
 from ..errors import ByocError, ConfigError, ContainerFailedError, Interrupted
 from ..job import JobDefinition, check_job_name
+from ..local import record as jobrecord
+from ..local import scanner as metrics
+from ..local import staging
 from ..project import Project
 from ..say import Say, quiet
 from . import config, report, strategies, warmstart
@@ -318,7 +321,7 @@ class Tuner:
                                       self.status if final else "InProgress")
         description["TuningJobCompletionDetails"] = self.completion.details()
         # the byoc running the tuning job: once it is gone, an InProgress record is reaped
-        description["Local"] = {"Pid": os.getpid(), "ProcessStart": _jobs.process_start(os.getpid())}
+        description["Local"] = {"Pid": os.getpid(), "ProcessStart": staging.process_start(os.getpid())}
         with self.write_lock:
             report.write(self.tuning_dir, description, summaries, self.request,
                          say=self.say if final else None, plot=final)
@@ -423,7 +426,7 @@ def _owner_alive(local: Mapping[str, Any]) -> bool:
     if not isinstance(pid, int):
         return False
     if started is not None:
-        return bool(_jobs.process_start(pid) == started)
+        return bool(staging.process_start(pid) == started)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -453,7 +456,7 @@ def reap(tuning_dir: Path, say: Say = quiet, environ: Mapping[str, str] | None =
         return []  # not a tuning job byoc can read: nothing to settle
     reaped = harness.reap_orphans(tuning_dir / JOBS, say=say, environ=environ)
     for name in reaped:  # once more: a network placeholder was seen to outlive the pass that
-        harness._remove_labelled(name, environ)  # removed the host sharing its namespace
+        harness.remove_labelled(name, environ)  # removed the host sharing its namespace
     summaries = report.read_summaries(tuning_dir)
     listed = {entry["TrainingJobName"] for entry in summaries}
     tuned_names = {item.name for item in request.ranges}

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ByocError, ConfigError
+from ..errors import ByocError, ConfigError
 
 Say = Callable[[str], None]
 CACHE_ENV = "BYOC_CACHE_DIR"

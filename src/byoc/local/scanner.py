@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .job.metrics import MATCH_TIMEOUT, MAX_LINE, MetricDefinition, parse_value
+from ..job.metrics import MATCH_TIMEOUT, MAX_LINE, MetricDefinition, parse_value
 
 __all__ = ["MATCH_TIMEOUT", "MAX_LINE", "MAX_TIMEOUTS", "MetricDefinition", "MetricScanner",
            "Sample", "iso", "load_samples"]
@@ -120,7 +120,7 @@ class MetricScanner:
 
     def save(self, job_dir: Path, say: Callable[[str], None] | None = None) -> None:
         """Write ``metrics.json``, ``FinalMetricDataList`` into ``job.json`` and ``metrics.png``."""
-        from . import jobrecord
+        from . import record as jobrecord
 
         with self._lock:
             samples = list(self.samples)

@@ -9,21 +9,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from . import archive, contract
-from .backends.base import HostSpec
-from .errors import ConfigError
-from .inputs.pipe import shuffled
-from .project import LATEST
-
-
-def default_job_name(base: str, now: datetime | None = None) -> str:
-    """``<base>-YYYY-MM-DD-HH-MM-SS-mmm``, as the SageMaker SDK names jobs."""
-    now = now or datetime.now(UTC)
-    stamp = now.strftime("%Y-%m-%d-%H-%M-%S-") + f"{now.microsecond // 1000:03d}"
-    return f"{base[: 63 - len(stamp) - 1].rstrip('-')}-{stamp}"
+from .. import archive, contract
+from ..backends.base import HostSpec
+from ..errors import ConfigError
+from ..inputs.pipe import shuffled
+from ..job import channel_files
 
 
 def check_channel_sources(channels: Mapping[str, Path], protected: Mapping[str, Path]) -> None:
@@ -39,13 +31,6 @@ def check_channel_sources(channels: Mapping[str, Path], protected: Mapping[str, 
             if target == source or source in target.parents:
                 raise ConfigError(f"channel {name!r}: {path} contains {what} ({target}); pass a"
                                   " directory of input data only")
-
-
-def channel_files(source: Path) -> list[Path]:
-    """The files of a channel, sorted by key; a file channel is that one file."""
-    if source.is_file():
-        return [source]
-    return sorted(p for p in source.rglob("*") if p.is_file())
 
 
 def shard(files: Sequence[Path], hosts: Sequence[str]) -> dict[str, list[Path]]:
@@ -272,10 +257,6 @@ def claim_job_dir(jobs_dir: Path, job_name: str) -> Path:
 
 def job_exists(job_name: str, jobs_dir: Path) -> ConfigError:
     return ConfigError(f"a job named {job_name} exists in {jobs_dir}; pick another --job-name")
-
-
-def record_latest(jobs_dir: Path, job_dir: Path) -> None:
-    (jobs_dir / LATEST).write_text(job_dir.name + "\n", encoding="utf-8")
 
 
 def remove_tree(path: Path) -> None:
