@@ -16,7 +16,7 @@ import byoc
 
 SRC = Path(byoc.__file__).resolve().parent
 #: SageMaker facts that only contract.py may spell (substrings of string literals).
-CONTRACT_STRINGS = ("/opt/ml", "linux/amd64")
+CONTRACT_STRINGS = ("/opt/ml", "linux/amd64", "arn:aws:sagemaker:")
 #: ... and whole literals.
 CONTRACT_VALUES: tuple[object, ...] = ("SAGEMAKER_BASE_DIR", "SAGEMAKER_BIND_TO_PORT", 8080,
                                        6 * 1024 * 1024)

@@ -1400,3 +1400,43 @@ def test_transform_from_a_training_job(aws: str, tmp_path: Path) -> None:
     assert described["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://bkt/batch/"
     assert described["TransformOutput"]["S3OutputPath"] == (
         f"s3://{BUCKET}/byoc/{_project(root).name}/transform-output/{job}-t/")
+
+
+def test_sagemaker_tune_sends_the_files_channels_input_mode_checkpoints_and_spot(
+        aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    body = json.loads(json.dumps(TUNING))
+    training = body["TrainingJobDefinition"]
+    training["AlgorithmSpecification"]["TrainingInputMode"] = "Pipe"
+    training["InputDataConfig"] = [
+        {"ChannelName": "train", "ContentType": "text/csv",
+         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bkt/train/",
+                                         "S3DataDistributionType": "FullyReplicated"}}},
+        {"ChannelName": "validation", "ContentType": "application/json", "InputMode": "File",
+         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bkt/val/",
+                                         "S3DataDistributionType": "FullyReplicated"}}}]
+    training["CheckpointConfig"] = {"S3Uri": "s3://bkt/checkpoints/", "LocalPath": "/opt/ml/checkpoints"}
+    training["EnableManagedSpotTraining"] = True
+    training["StoppingCondition"] = {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600}
+    config = tmp_path / "tune.json"
+    config.write_text(json.dumps(body))
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE, "--dry-run",
+                 "--job-name", "whole-tune")
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stdout)
+    validate("CreateHyperParameterTuningJob", request)
+    sent = request["TrainingJobDefinition"]
+    assert sent["InputDataConfig"] == training["InputDataConfig"]
+    assert sent["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
+    assert sent["CheckpointConfig"] == training["CheckpointConfig"]
+    assert sent["EnableManagedSpotTraining"] is True
+    assert sent["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600}
+    # --channel replaces one channel by name (a local folder is uploaded under the project prefix)
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE, "--dry-run",
+                 "--job-name", "whole-tune", "--channel",
+                 f"validation={root / 'local_test/test_dir/input/data/training'}")
+    assert result.exit_code == 0, result.stderr
+    [train, validation] = json.loads(result.stdout)["TrainingJobDefinition"]["InputDataConfig"]
+    assert train == training["InputDataConfig"][0]
+    assert validation["DataSource"]["S3DataSource"]["S3Uri"].endswith("/channels/validation/")
+    assert (validation["ContentType"], validation["InputMode"]) == ("application/json", "File")

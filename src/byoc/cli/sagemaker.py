@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import ConfigError, Interrupted
+from ..job import request_channels
 from ..project import Project
 from .jobdef import definition_from_options, job_options, sagemaker_job_options
 from .options import echo_err, env_options, pairs, read_payload
@@ -230,7 +232,14 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
 
     loaded = _project(project, image)
     config = tuning.read_config(config_file)
+    given = config.get("TrainingJobDefinition") or {}
+    overrides = pairs(options["channel"], "--channel")
+    if given.get("InputDataConfig"):  # the file's channels as given; --channel replaces one
+        options["channel"] = ()
     definition, notes = definition_from_options(loaded, options)
+    if given.get("InputDataConfig"):
+        definition = dataclasses.replace(definition,
+                                         channels=request_channels(given, overrides))
     for note in notes:
         echo_err(f"warning: {note}")
     name = options["job_name"] or config.get("HyperParameterTuningJobName") or \

@@ -50,15 +50,13 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
     for name, path in channels.items():
         if not path.exists():
             raise ConfigError(f"--channel {name}: {path} does not exist")
-    sources = channels or (loaded.local_inputs().channels if loaded else {})
-    if not sources:
-        raise ConfigError("no channels: pass --channel NAME=PATH")
+    # everything is checked before anything is written
+    definition = runner.check(request, chosen, channels, loaded, say=echo_err)
+    sources = {channel.name: Path(channel.source) for channel in definition.channels}
     root = output_dir or (loaded.state_dir / "tuning" if loaded else Path.cwd() / ".byoc" / "tuning")
     source = {"Image": image or (f"{loaded.image}:latest" if loaded else None),
               "Channels": {name: str(path.resolve()) for name, path in sorted(sources.items())}}
     parents = warmstart.load_parents(request, root, source) if request.warm_start else []
-    # everything is checked before anything is written
-    definition = runner.check(request, chosen, sources, loaded)
     tuning_dir = runner.prepare(request, root, resume)
     if not resume:
         warmstart.write_source(tuning_dir, source)

@@ -23,9 +23,17 @@ from .definition import (
 )
 from .limits import DEFAULT_MAX_RUNTIME, DEFAULT_VOLUME_GB
 from .metrics import MetricDefinition
-from .sources import from_project, hyperparameters, parse_duration, seconds
+from .sources import (
+    from_project,
+    from_tuning_request,
+    hyperparameters,
+    parse_duration,
+    request_channels,
+    seconds,
+)
 
 __all__ = ["DEFAULT_CHECKPOINT_PATH", "DEFAULT_MAX_RUNTIME", "DEFAULT_VOLUME_GB",
            "LOCAL_INSTANCE_TYPE", "LOCAL_ROLE", "ChannelDefinition", "JobDefinition",
            "MetricDefinition", "channel_files", "check_job_name", "default_job_name",
-           "from_project", "hyperparameters", "is_s3", "parse_duration", "seconds", "with_slash"]
+           "from_project", "from_tuning_request", "hyperparameters", "is_s3", "parse_duration",
+           "request_channels", "seconds", "with_slash"]

@@ -55,7 +55,7 @@ from .metrics import MetricDefinition
 
 DEFAULT_CHECKPOINT_PATH = contract.CHECKPOINT_PATH
 #: The role a local run names in its request: no IAM role is involved.
-LOCAL_ROLE = "arn:aws:iam::000000000000:role/byoc-local"
+LOCAL_ROLE = f"arn:aws:iam::{contract.LOCAL_ACCOUNT}:role/byoc-local"
 LOCAL_INSTANCE_TYPE = contract.DEFAULT_INSTANCE_TYPE
 
 

@@ -143,3 +143,85 @@ def from_project(project: Project | None, *, channels: Mapping[str, str] | None 
                          max_wait=max_wait, checkpoint_uri=checkpoint_uri,
                          checkpoint_local_path=checkpoint_local_path,
                          volume_size=volume_size), notes
+
+
+#: TrainingJobDefinition fields a run on this machine has no meaning for: kept in the request,
+#: named once in a note.
+NOT_LOCAL = ("VpcConfig", "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
+             "RetryStrategy", "HyperParameterTuningResourceConfig")
+
+
+def request_channels(training: Mapping[str, Any], overrides: Mapping[str, str]
+                     ) -> tuple[ChannelDefinition, ...]:
+    """The channels of a request's ``InputDataConfig``, every setting as given; *overrides*
+    (``--channel NAME=PATH``) replace a channel's ``S3Uri`` by name.
+
+    :raises ConfigError: for an override that names no channel of the request.
+    """
+    entries = list(training.get("InputDataConfig") or [])
+    names = [str(entry.get("ChannelName")) for entry in entries]
+    for name in overrides:
+        if name not in names:
+            raise ConfigError(f"--channel {name}: the request has no channel {name!r} (its"
+                              f" InputDataConfig has {', '.join(names) or 'none'})")
+    built = []
+    for entry in entries:
+        name = str(entry["ChannelName"])
+        source = (entry.get("DataSource") or {}).get("S3DataSource") or {}
+        attributes = source.get("AttributeNames")
+        built.append(ChannelDefinition(
+            name, overrides.get(name, str(source.get("S3Uri", ""))),
+            content_type=entry.get("ContentType"), input_mode=entry.get("InputMode"),
+            distribution=source.get("S3DataDistributionType", "FullyReplicated"),
+            record_wrapper=entry.get("RecordWrapperType"),
+            compression=entry.get("CompressionType"),
+            shuffle_seed=(entry.get("ShuffleConfig") or {}).get("Seed"),
+            attribute_names=tuple(attributes) if attributes is not None else None,
+            s3_data_type=source.get("S3DataType", "S3Prefix")))
+    return tuple(built)
+
+
+def from_tuning_request(training: Mapping[str, Any], *, project: Project | None = None,
+                        channels: Mapping[str, str] | None = None,
+                        base_name: str | None = None) -> tuple[JobDefinition, list[str]]:
+    """The training job a tuning request's ``TrainingJobDefinition`` is, whole: input mode, every
+    channel with its settings, checkpoints, spot and its wait, the stopping condition, resources
+    and environment; each trial is it with the trial's hyperparameters
+    (:meth:`JobDefinition.with_hyperparameters`).
+
+    *channels* (``--channel NAME=PATH``) replace a channel's ``S3Uri`` by name. A request without
+    ``InputDataConfig`` takes *channels*, else the project's ``local_test`` channels, as
+    :func:`from_project` does.
+
+    :returns: it and notes (fields a local run keeps but does not apply).
+    :raises ConfigError: for what CreateTrainingJob would refuse.
+    """
+    where = "TrainingJobDefinition"
+    overrides = dict(channels or {})
+    if training.get("InputDataConfig"):
+        built = request_channels(training, overrides)
+    else:
+        built = from_project(project, channels=overrides or None)[0].channels
+    algorithm = training.get("AlgorithmSpecification") or {}
+    stopping = training.get("StoppingCondition") or {}
+    checkpoint = training.get("CheckpointConfig") or {}
+    resources = training.get("ResourceConfig") or {}
+    hps, notes = contract.stringify_hyperparameters(training.get("StaticHyperParameters") or {})
+    kept = [name for name in NOT_LOCAL if training.get(name) not in (None, False)]
+    if kept:
+        notes.append(f"{', '.join(kept)}: kept in the request, not applied by a local run")
+    definition = JobDefinition(
+        base_name=base_name or (project.name if project is not None else "byoc-job"),
+        channels=tuple(built), hyperparameters=hps,
+        input_mode=algorithm.get("TrainingInputMode") or "File",
+        metric_definitions=tuple(metric_files.definitions(
+            algorithm.get("MetricDefinitions") or [], f"{where}.AlgorithmSpecification")),
+        instance_count=int(resources.get("InstanceCount", 1)),
+        environment=dict(training.get("Environment") or {}),
+        max_runtime=int(stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)),
+        spot=bool(training.get("EnableManagedSpotTraining")),
+        max_wait=stopping.get("MaxWaitTimeInSeconds"),
+        checkpoint_uri=checkpoint.get("S3Uri"),
+        checkpoint_local_path=checkpoint.get("LocalPath") or DEFAULT_CHECKPOINT_PATH,
+        volume_size=int(resources.get("VolumeSizeInGB", DEFAULT_VOLUME_GB)))
+    return definition, notes

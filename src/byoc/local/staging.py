@@ -143,7 +143,7 @@ def check_writable(folder: Path, what: str) -> None:
     os.unlink(probe)
 
 
-def describe_fields(*, job_name: str, arn: str, image: str | None,
+def describe_fields(*, job_name: str, arn: str, image: str | None, input_mode: str,
                     hyperparameters: Mapping[str, str], channels: Sequence[contract.Channel],
                     sources: Mapping[str, Path], instance_count: int, env: Mapping[str, str],
                     spot: bool, max_runtime: float | None, max_wait: float | None,
@@ -157,7 +157,7 @@ def describe_fields(*, job_name: str, arn: str, image: str | None,
         "TrainingJobName": job_name,
         "TrainingJobArn": arn,
         "AlgorithmSpecification": {"TrainingImage": image or "(process backend)",
-                                   "TrainingInputMode": _job_input_mode(channels)},
+                                   "TrainingInputMode": input_mode},
         "HyperParameters": dict(hyperparameters),
         "InputDataConfig": [
             {"ChannelName": c.name, "InputMode": c.input_mode,
@@ -178,12 +178,6 @@ def describe_fields(*, job_name: str, arn: str, image: str | None,
         fields["CheckpointConfig"] = {"S3Uri": checkpoint_dir.resolve().as_uri() + "/",
                                       "LocalPath": checkpoint_local_path}
     return fields
-
-
-def _job_input_mode(channels: Sequence[contract.Channel]) -> str:
-    """The job's TrainingInputMode as a record shows it: the channels' one mode, else File."""
-    modes = {channel.input_mode for channel in channels}
-    return modes.pop() if len(modes) == 1 else "File"
 
 
 def process_start(pid: int) -> str | None:

@@ -152,7 +152,8 @@ def train(definition: JobDefinition, *, backend: Backend, project: Project | Non
     staging.claim_job_dir(jobs_dir.resolve(), job_name)
     try:
         record = jobrecord.JobRecord.create(job_dir, staging.describe_fields(
-            job_name=job_name, arn=job_env["TRAINING_JOB_ARN"], image=image, hyperparameters=hps,
+            job_name=job_name, input_mode=definition.input_mode, arn=job_env["TRAINING_JOB_ARN"],
+            image=image, hyperparameters=hps,
             channels=channel_specs, sources=sources, instance_count=instance_count, env=env,
             spot=spot, max_runtime=max_runtime, max_wait=max_wait, checkpoint_dir=checkpoint_dir,
             checkpoint_local_path=checkpoint_local_path, backend=backend.name))

@@ -10,6 +10,7 @@ keeps what finished. ``tuning.json`` is written after every job.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -21,11 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import contract, job
+from .. import contract
+from .. import job as job_api
 from .. import local as harness
 from ..backends.base import Backend
 from ..backends.docker import DockerBackend
-from ..errors import ByocError, ConfigError, ContainerFailedError, Interrupted
+from ..errors import ByocError, ConfigError, ContainerFailedError, Interrupted, JobStoppedError
 from ..job import JobDefinition, check_job_name
 from ..local import record as jobrecord
 from ..local import scanner as metrics
@@ -40,6 +42,8 @@ from .strategies import COMPLETE, FAILED, STOPPED, MedianRule, Strategy, Trial, 
 REQUEST_FILE = "request.json"
 INTERRUPTED_FILE = "interrupted.json"
 JOBS = "jobs"
+#: In a tuning job\'s directory: the folders that play each job\'s s3:// CheckpointConfig.
+CHECKPOINTS = "checkpoints"
 POLL = 0.1
 #: tuning.json's FailureReason once the byoc running the tuning job was found gone.
 LOST = ("byoc stopped while the tuning job ran (killed?): its running training jobs were marked"
@@ -172,9 +176,17 @@ class Tuner:
 
     def _definition(self) -> JobDefinition:
         if self.definition is None:
-            self.definition = check(self.request, self.backend, self.channels or (
-                self.project.local_inputs().channels if self.project else {}), self.project)
+            self.definition = check(self.request, self.backend, self.channels or {}, self.project)
         return self.definition
+
+    def _trial(self, job: JobState) -> JobDefinition:
+        """The trial's training job: the request's, with the trial's hyperparameters; an
+        ``s3://`` checkpoint location is played by a folder of its own in the tuning job's."""
+        definition = self._definition().with_hyperparameters(self.request.hyperparameters(job.tuned))
+        if definition.checkpoint_uri is not None and job_api.is_s3(definition.checkpoint_uri):
+            folder = self.tuning_dir / CHECKPOINTS / job.name
+            definition = dataclasses.replace(definition, checkpoint_uri=str(folder))
+        return definition
 
     def _launch(self, trial: Trial) -> JobState:
         name = f"{self.request.name}-{trial.number:03d}-{uuid.uuid4().hex[:8]}"
@@ -200,13 +212,17 @@ class Tuner:
         job.started = datetime.now(UTC)
         try:
             result = harness.train(
-                self._definition().with_hyperparameters(self.request.hyperparameters(job.tuned)),
+                self._trial(job),
                 backend=self.backend, project=self.project,
                 run=harness.LocalRun(job_name=job.name, output_dir=self.tuning_dir / JOBS,
                                      grace_seconds=self.grace_seconds),
                 scanner=scanner, stop=job.stop)
             job.model_archive = result.model_archive
             status = "Stopped" if job.stop.is_set() else "Completed"
+        except JobStoppedError as exc:  # its StoppingCondition: the service stops it too
+            job.model_archive = job.job_dir / "model.tar.gz"
+            status = "Stopped"
+            job.failure_reason = exc.message
         except ContainerFailedError as exc:
             job.model_archive = job.job_dir / "model.tar.gz"
             status = "Stopped" if job.stop.is_set() else "Failed"
@@ -376,25 +392,35 @@ class Tuner:
 
 
 def _arn(request: TuningRequest, kind: str, name: str) -> str:
-    return f"arn:aws:sagemaker:us-east-1:{contract.LOCAL_ACCOUNT}:{kind}/{name.lower()}"
+    return contract.arn(kind, name)
 
 
 def check(request: TuningRequest, backend: Backend, channels: Mapping[str, Path],
-          project: Project | None = None) -> JobDefinition:
+          project: Project | None = None, say: Say = quiet) -> JobDefinition:
     """Refuse, before anything is written, what would make every training job fail: a strategy
     whose package is missing, what CreateTrainingJob refuses of the jobs' inputs, an image the
     engine does not have.
+
+    The training job is the request's whole ``TrainingJobDefinition``
+    (:func:`byoc.job.from_tuning_request`); *channels* (``--channel``) play its ``s3://``
+    channels, and one that no folder plays is refused here, before any job starts.
 
     :returns: the training job every trial runs (with the trial's hyperparameters laid over it).
     :raises ConfigError: (or the backend's error for the image)
     """
     strategies.check_available(request)
     check_job_name(f"{request.name}-001-00000000")
-    definition, _ = job.from_project(
-        project, channels={name: str(path) for name, path in channels.items()},
-        hyperparameters=request.hyperparameters({}), instance_count=request.instance_count,
-        environment=dict(request.environment),
-        base_name=request.name)
+    definition, notes = job_api.from_tuning_request(
+        request.raw.get("TrainingJobDefinition") or {}, project=project,
+        channels={name: str(path) for name, path in channels.items()}, base_name=request.name)
+    for channel in definition.channels:
+        if channel.remote:
+            raise ConfigError(f"channel {channel.name!r} is {channel.source} in the request; a local"
+                              f" tuning job reads local files: pass --channel {channel.name}=PATH")
+    if not definition.channels:
+        raise ConfigError("no channels: pass --channel NAME=PATH")
+    for note in notes:
+        say(f"note: {note}")
     if isinstance(backend, DockerBackend):
         backend.client  # noqa: B018  (an engine and the image)
     return definition

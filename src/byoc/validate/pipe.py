@@ -42,8 +42,7 @@ def run_check(session: Session, inputs: TrainInputs, network: str = "none") -> C
     pipes = pipe.Pipes.for_job(specs, pipe.load_channels(settings, inputs.channels, {}),
                                job / "pipe-scratch")
     job_name = f"byoc-validate-{session.id}"
-    env = {"TRAINING_JOB_NAME": job_name, "AWS_REGION": "us-east-1",
-           "TRAINING_JOB_ARN": f"arn:aws:sagemaker:us-east-1:000000000000:training-job/{job_name}"}
+    env = contract.job_env(job_name)
     container = session.create("pipe", command=["train"], hostname=host.host, environment=env,
                                mounts=training_mounts(host), network_mode=network)
     with pipes:
