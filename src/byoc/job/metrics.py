@@ -2,7 +2,7 @@
 regex reads the numbers a training prints.
 
 Each definition is ``{"Name", "Regex"}`` as CreateTrainingJob takes it; the scanner that searches a
-running job's log lines with them is :mod:`byoc.metrics`. A regex must not hold byoc hostage: one
+running job's log lines with them is :mod:`byoc.local.scanner`. A regex must not hold byoc hostage: one
 that repeats a group which itself repeats without bound (``(a+)+``) is refused up front, and every
 search runs through the ``regex`` module with a timeout (:data:`MATCH_TIMEOUT`), on at most
 :data:`MAX_LINE` characters of a line.
