@@ -77,9 +77,9 @@ class TuningRequest:
     hyperband_max: int
     static: Mapping[str, str]
     metric_definitions: tuple[metrics.MetricDefinition, ...]
-    instance_count: int
+    #: The rest of the training job is :attr:`raw`'s TrainingJobDefinition, which
+    #: :func:`byoc.job.from_tuning_request` turns into the one JobDefinition every trial runs.
     job_max_runtime: float | None
-    environment: Mapping[str, str]
     warm_start: WarmStart | None
 
     @property
@@ -330,9 +330,8 @@ def _semantics(raw: Mapping[str, Any]) -> TuningRequest:
         complete_on_convergence=criteria.get("ConvergenceDetected", {}).get(
             "CompleteOnConvergence") == "Enabled",
         seed=config.get("RandomSeed"), hyperband_min=hb_min, hyperband_max=hb_max, static=static,
-        metric_definitions=tuple(defined), instance_count=int(instances),
-        job_max_runtime=stopping.get("MaxRuntimeInSeconds"),
-        environment=dict(definition.get("Environment", {})), warm_start=warm_start)
+        metric_definitions=tuple(defined), job_max_runtime=stopping.get("MaxRuntimeInSeconds"),
+        warm_start=warm_start)
 
 
 def _ranges(ranges: Mapping[str, Any]) -> list[Range]:
