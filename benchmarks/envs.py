@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from byoc import envs, scaffold
+from byoc import scaffold
+from byoc.backends import envs
 
 
 def main() -> int:

@@ -25,7 +25,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from byoc import images, local
+from byoc import images, job, local
+from byoc.backends.base import Backend
 from byoc.project import Project
 
 TRAIN = r'''#!/usr/bin/env python3
@@ -89,11 +90,17 @@ def _work_for(seconds: float) -> int:
     return int(count * seconds / (time.perf_counter() - start))
 
 
-def _run(project: Project, backend: local.Backend, jobs: Path, name: str, hps: dict[str, str],
-         **kwargs: object) -> float:
+def _run(project: Project, backend: Backend, jobs: Path, name: str, hps: dict[str, str],
+         checkpoint_dir: Path | None = None, interrupt_after: tuple[float, ...] = ()) -> float:
+    """One job of the project with *hps*; with *interrupt_after*, a spot job."""
+    spot = bool(interrupt_after)
+    definition, _ = job.from_project(
+        project, hyperparameters=hps, spot=spot,
+        max_wait=job.DEFAULT_MAX_RUNTIME if spot else None,
+        checkpoint_uri=str(checkpoint_dir) if checkpoint_dir is not None else None)
     started = time.perf_counter()
-    local.train(backend=backend, project=project, hyperparameters=hps, job_name=name,
-                output_dir=jobs, **kwargs)  # type: ignore[arg-type]
+    local.train(definition, backend=backend, project=project,
+                run=local.LocalRun(job_name=name, output_dir=jobs, interrupt_after=interrupt_after))
     return time.perf_counter() - started
 
 
@@ -130,7 +137,7 @@ def main() -> None:
         for i in range(args.repeat):
             store = scratch / f"resume-store-{i}"
             _run(project, backend, scratch / "jobs", f"resume-{i}", hps, checkpoint_dir=store,
-                 spot=True, interrupt_after=[7.5])
+                 interrupt_after=(7.5,))
             record = json.loads((scratch / "jobs" / f"resume-{i}" / "job.json").read_text())
             moments = record["SecondaryStatusTransitions"]
             index = next(n for n, t in enumerate(moments) if t["Status"] == "Interrupted")

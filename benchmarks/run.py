@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from byoc import bench, images, local
+from byoc import bench, images, job, local
 from byoc.cli.options import pairs
 from byoc.errors import ConfigError
 from byoc.project import Project
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         model = local.resolve_model(args.model, project)
     except ConfigError:
         _say("no trained model: training one on local_test first")
-        model = local.train(backend=backend, project=project, say=_say).model_archive
+        definition, _ = job.from_project(project)
+        model = local.train(definition, backend=backend, project=project, say=_say).model_archive
     duration = bench.parse_duration(args.duration)
     commit = args.commit or _commit(project.root)
 

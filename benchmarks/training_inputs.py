@@ -115,7 +115,7 @@ def pipe_figures(size_mib: int, repeats: int) -> dict[str, object]:
 def two_host_figures(repeats: int) -> dict[str, object]:
     import docker
 
-    from byoc import images, local
+    from byoc import images, job, local
     from byoc.project import Project
 
     client = docker.from_env()
@@ -133,9 +133,12 @@ def two_host_figures(repeats: int) -> dict[str, object]:
             seconds = []
             for repeat in range(repeats):
                 started = time.perf_counter()
-                local.train(backend=backend, project=project, channels={"meta": channel},
-                            instance_count=2, hyperparameters={"resolve_peers": "1"},
-                            output_dir=Path(scratch) / "jobs", job_name=f"bench-hosts-{repeat}")
+                definition, _ = job.from_project(project, channels={"meta": str(channel)},
+                                                 instance_count=2,
+                                                 hyperparameters={"resolve_peers": "1"})
+                local.train(definition, backend=backend, project=project,
+                            run=local.LocalRun(job_name=f"bench-hosts-{repeat}",
+                                               output_dir=Path(scratch) / "jobs"))
                 seconds.append(time.perf_counter() - started)
         return {"seconds": [round(x, 2) for x in seconds],
                 "median_seconds": round(statistics.median(seconds), 2)}

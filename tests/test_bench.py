@@ -26,7 +26,7 @@ from byoc.bench.procstats import cpu_delta, cpu_seconds, memory, tree_pids
 from byoc.cli import cli
 from byoc.errors import PredictError
 from byoc.project import Project
-from helpers import free_port
+from helpers import free_port, train_job
 
 ROW = b"5.1,3.5,1.4,0.2\n"
 
@@ -35,7 +35,7 @@ ROW = b"5.1,3.5,1.4,0.2\n"
 def trained(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model of the default project, trained once as processes (the project is left alone)."""
     project = Project.load(default_project)
-    result = local.train(backend=local.choose_backend("process", project, None), project=project,
+    result = train_job(backend=local.choose_backend("process", project, None), project=project,
                          output_dir=tmp_path_factory.mktemp("jobs"))
     return result.model_archive
 

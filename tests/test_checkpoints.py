@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from byoc import checkpoints
+from byoc.local import checkpoints
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:

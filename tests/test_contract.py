@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from byoc import contract, local, scaffold
+from byoc import contract, job, scaffold
 from byoc.errors import ConfigError
 from byoc.project import Project
 from helpers import REPO
@@ -142,7 +142,7 @@ DEEP = "[" * 100000 + "]" * 100000
 def test_every_json_reader_turns_deep_nesting_into_one_error_naming_the_file(tmp_path: Path) -> None:
     """JSON nested past Python's recursion limit is a ConfigError naming the file, whichever
     reader meets it: contract's, the training config's, the tuning request's and a job's record."""
-    from byoc import jobrecord
+    from byoc.local import record as jobrecord
     from byoc.tune import config as tune_config
 
     deep = tmp_path / "deep.json"
@@ -182,16 +182,16 @@ def test_hyperparameters_come_from_a_file_or_the_project_with_overrides_on_top(t
     project = Project.find(scaffold.new_project("hp-project", output_dir=tmp_path))
     defaults = project.local_inputs().hyperparameters
     assert defaults, "the template's local_test has hyperparameters"
-    assert local.hyperparameters_of(project) is None  # train takes the project's
-    assert local.hyperparameters_of(project, overrides={"x": "1"}) == {**defaults, "x": "1"}
+    assert job.hyperparameters(project) is None  # train takes the project's
+    assert job.hyperparameters(project, overrides={"x": "1"}) == {**defaults, "x": "1"}
     given = tmp_path / "hp.json"
     given.write_text('{"a": 1}')
-    assert local.hyperparameters_of(project, given) == {"a": 1}
-    assert local.hyperparameters_of(None, given, {"b": "2"}) == {"a": 1, "b": "2"}
-    assert local.hyperparameters_of(None, overrides={"b": "2"}) == {"b": "2"}
+    assert job.hyperparameters(project, given) == {"a": 1}
+    assert job.hyperparameters(None, given, {"b": "2"}) == {"a": 1, "b": "2"}
+    assert job.hyperparameters(None, overrides={"b": "2"}) == {"b": "2"}
     given.write_text("[1]")
     with pytest.raises(ConfigError, match="must hold a JSON object"):
-        local.hyperparameters_of(project, given)
+        job.hyperparameters(project, given)
 
 
 def test_project_find_is_the_one_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from byoc import envs
+from byoc.backends import envs
 from byoc.cli import cli
 from helpers import FIXTURES, free_port
 

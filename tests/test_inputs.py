@@ -21,6 +21,7 @@ from byoc.errors import ConfigError
 from byoc.inputs import recordio
 from byoc.inputs.config import ChannelInput, InputOptions
 from byoc.inputs.pipe import ChannelObjects, Feeder, Pipes, load_channels
+from byoc.project import ProjectConfig
 
 MAGIC_BYTES = bytes.fromhex("0a23d7ce")
 
@@ -326,13 +327,13 @@ def test_a_manifest_may_name_files_anywhere_under_its_folder_or_the_root_given(t
     toml.write_text('[train.channels.train]\nmanifest_root = "."\n')
     options = InputOptions.parse(channel_modes={"train": "Pipe"},
                                  attribute_names={"train": "source-ref"})
-    settings = options.over(InputOptions.from_project_file(toml)).resolve({"train": manifest})
+    settings = options.over(InputOptions.from_config(ProjectConfig.read(toml))).resolve({"train": manifest})
     assert settings["train"].manifest_root == tmp_path / "."
     found = load_channels(settings, {"train": manifest}, {})["train"]
     assert found.epoch(0, ["algo-1"], "algo-1") == [(images / "3.jpg").resolve()]
     toml.write_text('[train.channels.train]\nmanifest_root = "missing"\n')
     with pytest.raises(ConfigError, match="manifest_root .*missing is not a directory"):
-        options.over(InputOptions.from_project_file(toml)).resolve({"train": manifest})
+        options.over(InputOptions.from_config(ProjectConfig.read(toml))).resolve({"train": manifest})
     with pytest.raises(ConfigError, match="manifest_root applies to an augmented manifest channel"):
         InputOptions(manifest_roots={"train": tmp_path}).resolve({"train": folder})
 
@@ -354,7 +355,7 @@ def test_options_override_the_project_file_key_by_key(tmp_path: Path) -> None:
     toml.write_text('[train]\ninput_mode = "Pipe"\n[train.channels.train]\nrecord_wrapper = "RecordIO"\n'
                     'shuffle_seed = 3\n[train.channels.meta]\ninput_mode = "FastFile"\n')
     sources = {"train": tmp_path, "meta": tmp_path}
-    from_file = InputOptions.from_project_file(toml)
+    from_file = InputOptions.from_config(ProjectConfig.read(toml))
     settings = InputOptions().over(from_file).resolve(sources)
     assert settings["train"] == ChannelInput("train", "Pipe", "RecordIO", shuffle_seed=3)
     assert settings["meta"].input_mode == "FastFile"
@@ -408,10 +409,10 @@ def test_a_bad_project_file_is_refused(tmp_path: Path) -> None:
     toml = tmp_path / "byoc.toml"
     toml.write_text('[train.channels.train]\nshuffle = 3\n')
     with pytest.raises(ConfigError, match="unknown key 'shuffle'"):
-        InputOptions.from_project_file(toml)
+        InputOptions.from_config(ProjectConfig.read(toml))
     toml.write_text('[train.channels.train]\nattribute_names = "a,b"\n')
     with pytest.raises(ConfigError, match="must be a list of strings"):
-        InputOptions.from_project_file(toml)
+        InputOptions.from_config(ProjectConfig.read(toml))
     toml.write_text("[train]\nx = " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError, match="byoc.toml: it nests arrays or tables too deeply"):
-        InputOptions.from_project_file(toml)
+        InputOptions.from_config(ProjectConfig.read(toml))

@@ -25,7 +25,7 @@ from byoc import local
 from byoc.errors import ConfigError
 from byoc.inputs.config import InputOptions
 from byoc.project import Project
-from helpers import FIXTURES
+from helpers import FIXTURES, train_job
 
 DEEP = "[" * 100000 + "]" * 100000
 #: An image that does not exist: had byoc gone as far as Docker, it would say so instead.
@@ -140,7 +140,7 @@ def test_a_checkpoint_dir_byoc_cannot_write_is_refused_before_the_job(
 @pytest.mark.parametrize("mode", ["File", "Pipe"])
 def test_a_read_only_channel_is_read_as_any_other(ioprobe: Project, read_only: Path, work: Path,
                                                   mode: str) -> None:
-    result = local.train(backend=local.choose_backend("process", ioprobe, None), project=ioprobe,
+    result = train_job(backend=local.choose_backend("process", ioprobe, None), project=ioprobe,
                          channels={"train": read_only}, output_dir=work / "jobs",
                          inputs=InputOptions.parse(input_mode=mode))
     assert result.exit_statuses == {"algo-1": 0}
@@ -151,19 +151,19 @@ def test_a_job_name_that_leaves_the_jobs_dir_is_refused_by_the_library(ioprobe: 
                                                                         work: Path) -> None:
     for name in ("..", "../x", "a/b", ".hidden", "x" * 64):
         with pytest.raises(ConfigError, match="invalid job name"):
-            local.train(backend=local.choose_backend("process", ioprobe, None), project=ioprobe,
+            train_job(backend=local.choose_backend("process", ioprobe, None), project=ioprobe,
                         channels={"train": work / "data" / "train"}, output_dir=work / "jobs",
                         job_name=name)
     for name in (".", ".."):
         with pytest.raises(ConfigError, match=f"invalid channel name '{name}'"):
-            local.train(backend=local.choose_backend("process", ioprobe, None), project=ioprobe,
+            train_job(backend=local.choose_backend("process", ioprobe, None), project=ioprobe,
                         channels={name: work / "data" / "train"}, output_dir=work / "jobs")
     assert not (work / "jobs").exists()
     assert _tree(work / "data") == ["train", "train/a.csv"]
 
 
 def test_a_job_definition_refuses_the_same_names_for_a_sagemaker_run(work: Path) -> None:
-    from byoc.jobdef import ChannelDefinition, JobDefinition
+    from byoc.job import ChannelDefinition, JobDefinition
 
     source = str(work / "data" / "train")
     for name in (".", "..", "a/b", "c" * 65):

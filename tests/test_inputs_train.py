@@ -24,7 +24,7 @@ from byoc.backends.base import Backend
 from byoc.errors import ConfigError, ContainerFailedError
 from byoc.inputs.config import InputOptions
 from byoc.project import Project
-from helpers import FIXTURES
+from helpers import FIXTURES, train_job
 
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 MAGIC = bytes.fromhex("0a23d7ce")
@@ -66,7 +66,7 @@ def _records(epoch: dict[str, Any]) -> list[bytes]:
 
 def test_pipe_recordio_epochs_beside_a_fastfile_channel(backend: Backend, ioprobe: Project,
                                                         data: Path, tmp_path: Path) -> None:
-    result = local.train(
+    result = train_job(
         backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
         channels={"train": data / "train", "meta": data / "meta"},
         hyperparameters={"epochs": "3"}, content_types={"train": "application/x-recordio"},
@@ -94,14 +94,14 @@ def test_a_reader_that_stops_early_or_never_opens_keeps_the_job_and_its_artifact
     big.mkdir()
     (big / "blob").write_bytes(os.urandom(4 << 20))
     inputs = InputOptions.parse(input_mode="Pipe")
-    early = local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+    early = train_job(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
                         channels={"train": big}, inputs=inputs,
                         hyperparameters={"epochs": "2", "close_early": "train"})
     epochs = _reports(early)["algo-1"]["channels"]["train"]["epochs"]
     assert [epoch["bytes"] for epoch in epochs] == [10, 4 << 20]
     assert "closed early by the reader" in " ".join(early.notes)
     started = time.monotonic()
-    never = local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+    never = train_job(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
                         channels={"train": big}, inputs=inputs, hyperparameters={"never_open": "1"})
     assert time.monotonic() - started < 30
     assert _reports(never)["algo-1"]["channels"]["train"]["epochs"] == []
@@ -116,7 +116,7 @@ def test_an_augmented_manifest_streams_its_attributes_in_order(backend: Backend,
     manifest = tmp_path / "train.manifest"
     manifest.write_text('{"source-ref": "images/1.jpg", "label": 1, "note": "x"}\n'
                         '{"label": 0, "source-ref": "images/2.jpg"}\n')
-    result = local.train(
+    result = train_job(
         backend=backend, project=ioprobe, output_dir=tmp_path / "jobs", channels={"train": manifest},
         inputs=InputOptions.parse(channel_modes={"train": "Pipe"}, record_wrappers={"train": "RecordIO"},
                                   attribute_names={"train": "source-ref,label"}))
@@ -134,12 +134,13 @@ def test_a_manifest_streams_only_files_under_its_folder_or_the_root_byoc_toml_na
     inputs = InputOptions.parse(channel_modes={"train": "Pipe"}, record_wrappers={"train": "RecordIO"},
                                 attribute_names={"train": "source-ref,label"})
     with pytest.raises(ConfigError, match=r"train.manifest, line 1: '../images/1.jpg' is outside"):
-        local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+        train_job(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
                     channels={"train": manifest}, inputs=inputs)
     assert not (tmp_path / "jobs").exists()
     config = ioprobe.root / "byoc.toml"
     config.write_text(config.read_text() + f'\n[train.channels.train]\nmanifest_root = "{tmp_path}"\n')
-    result = local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+    reloaded = Project.load(ioprobe.root)  # byoc.toml is read once per project, as a run reads it
+    result = train_job(backend=backend, project=reloaded, output_dir=tmp_path / "jobs",
                          channels={"train": manifest}, inputs=inputs)
     epoch = _reports(result)["algo-1"]["channels"]["train"]["epochs"][0]
     assert _records(epoch) == [b"\xff\xd8first", b"1"]
@@ -147,7 +148,7 @@ def test_a_manifest_streams_only_files_under_its_folder_or_the_root_byoc_toml_na
 
 def test_sharded_pipe_channels_split_the_files_between_hosts(backend: Backend, ioprobe: Project,
                                                              data: Path, tmp_path: Path) -> None:
-    result = local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+    result = train_job(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
                          channels={"train": data / "train"}, instance_count=2,
                          distribution={"train": "ShardedByS3Key"},
                          inputs=InputOptions.parse(input_mode="Pipe",
@@ -162,7 +163,7 @@ def test_when_one_host_fails_the_others_are_stopped_and_byoc_says_so(
     said: list[str] = []
     started = time.monotonic()
     with pytest.raises(ContainerFailedError) as caught:
-        local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+        train_job(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
                     channels={"meta": data / "meta"}, instance_count=2, grace_seconds=5,
                     hyperparameters={"fail_host": "algo-2", "sleep": "120"}, say=said.append)
     assert time.monotonic() - started < 60
@@ -175,7 +176,7 @@ def test_when_one_host_fails_the_others_are_stopped_and_byoc_says_so(
 def test_every_host_resolves_every_peer_also_after_it_exited(
         ioprobe: Project, ioprobe_image: str, data: Path, tmp_path: Path, docker_client: Any) -> None:
     backend = local.choose_backend("docker", ioprobe, ioprobe_image)
-    result = local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+    result = train_job(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
                          channels={"meta": data / "meta"}, instance_count=2,
                          hyperparameters={"resolve_peers": "1", "wait_before_resolve": "2"})
     reports = _reports(result)
@@ -270,7 +271,7 @@ def test_shuffle_config_decides_which_host_gets_which_file_in_file_mode(
     for name in names:
         (channel / name).write_text(name)
     seed = next(seed for seed in range(100) if shuffled(names, seed, 0)[0::2] != names[0::2])
-    result = local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+    result = train_job(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
                          channels={"train": channel}, instance_count=2,
                          distribution={"train": "ShardedByS3Key"},
                          inputs=InputOptions.parse(shuffle_seeds={"train": str(seed)}))
@@ -289,7 +290,7 @@ def test_gzip_files_reach_the_program_decompressed(backend: Backend, ioprobe: Pr
     channel.mkdir()
     (channel / "1.csv.gz").write_bytes(gzip.compress(b"a,b\n"))
     (channel / "2.csv.gz").write_bytes(gzip.compress(b"c,d\n"))
-    result = local.train(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
+    result = train_job(backend=backend, project=ioprobe, output_dir=tmp_path / "jobs",
                          channels={"train": channel},
                          inputs=InputOptions.parse(input_mode="Pipe", compressions={"train": "Gzip"},
                                                    record_wrappers={"train": "RecordIO"}))

@@ -25,7 +25,7 @@ def _uv() -> str:
 def _run(*args: str | Path, cwd: Path | None = None, timeout: float = 600
          ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env.setdefault("UV_SYSTEM_CERTS", "1")  # the system's certificates, as byoc.envs uses
+    env.setdefault("UV_SYSTEM_CERTS", "1")  # the system's certificates, as byoc.backends.envs uses
     return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 
@@ -58,7 +58,8 @@ def test_the_wheel_carries_the_template_and_the_sdist_its_source(dist: Path) -> 
     expected = sorted(f"byoc/template/{p.relative_to(template)}" for p in template.rglob("*")
                       if p.is_file() and "__pycache__" not in p.parts)
     assert sorted(n for n in names if n.startswith("byoc/template/")) == expected
-    assert "byoc/py.typed" in names and "byoc/envs.py" in names
+    assert "byoc/py.typed" in names and "byoc/backends/envs.py" in names
+    assert "byoc/job/definition.py" in names and "byoc/local/train.py" in names
     with tarfile.open(next(dist.glob("byoc-*.tar.gz"))) as sdist:
         members = sdist.getnames()
     assert any(m.endswith("/cookiecutter/cookiecutter.json") for m in members)

@@ -18,21 +18,25 @@ import byoc
 
 SRC = Path(byoc.__file__).resolve().parent
 #: SageMaker facts that only contract.py may spell (substrings of string literals).
-CONTRACT_STRINGS = ("/opt/ml", "linux/amd64")
+CONTRACT_STRINGS = ("/opt/ml", "linux/amd64", "arn:aws:sagemaker:")
 #: ... and whole literals.
 CONTRACT_VALUES: tuple[object, ...] = ("SAGEMAKER_BASE_DIR", "SAGEMAKER_BIND_TO_PORT", 8080,
                                        6 * 1024 * 1024)
 #: The layers, lowest first: a module may import its own layer or a lower one, never a higher.
+#: Every package and top-level module is named (test_every_module_has_a_layer).
 LAYERS = [
-    {"byoc.errors", "byoc.contract", "byoc.archive", "byoc.say", "byoc.envs"},
-    {"byoc.project", "byoc._docker", "byoc.aws", "byoc.invoke", "byoc._jobs", "byoc.backends",
-     "byoc.inputs", "byoc.checkpoints", "byoc.jobrecord", "byoc.stopping", "byoc.metrics",
-     "byoc.plots"},
-    {"byoc.local", "byoc.images", "byoc.scaffold", "byoc.push"},
-    {"byoc.validate", "byoc.bench"},
+    {"byoc.errors", "byoc.contract", "byoc.archive", "byoc.say"},
+    {"byoc.project", "byoc._docker", "byoc.aws", "byoc.invoke", "byoc.backends", "byoc.inputs",
+     "byoc.job"},
+    {"byoc.local", "byoc.images", "byoc.scaffold", "byoc.push", "byoc.doctor"},
+    {"byoc.validate", "byoc.bench", "byoc.tune", "byoc.transform", "byoc.sagemaker"},
     {"byoc.cli", "byoc.__main__", "byoc"},
 ]
-FEATURES = 3
+#: The features: each stands on job/, local/, backends/ and the layers below, never on another.
+FEATURES_APART = ("byoc.validate", "byoc.bench", "byoc.tune", "byoc.transform", "byoc.sagemaker")
+#: Where a training job travels only as a JobDefinition: no ``**`` parameter (a keyword bag).
+NO_KEYWORD_BAGS = ("byoc.job", "byoc.local", "byoc.tune", "byoc.validate", "byoc.bench",
+                   "byoc.transform")
 
 
 def _modules() -> dict[str, Path]:
@@ -108,7 +112,7 @@ def _layer(name: str) -> int:
             return index
         if name in layer:
             return index
-    return FEATURES  # a module not listed is a feature: below the CLI, above what features use
+    raise AssertionError(f"{name} is in no layer: add it to LAYERS")
 
 
 def _leaks(path: Path) -> list[str]:
@@ -170,17 +174,60 @@ def test_imports_point_down(name: str) -> None:
     assert upward == [], f"{name} (layer {layer}) imports from a higher layer"
 
 
+def _in(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_every_module_has_a_layer() -> None:
+    for name in MODULES:
+        _layer(name)
+
+
 def test_features_do_not_import_each_other() -> None:
-    for one, other in (("byoc.validate", "byoc.bench"), ("byoc.bench", "byoc.validate")):
-        for name in MODULES:
-            if name == one or name.startswith(one + "."):
-                assert not any(t == other or t.startswith(other + ".") for t in GRAPH[name]), name
+    crossing = sorted(f"{name} -> {target}" for name in MODULES for target in GRAPH[name]
+                      for one in FEATURES_APART for other in FEATURES_APART
+                      if one != other and _in(name, one) and _in(target, other))
+    assert crossing == [], "features meet only in job/, local/ and the layers below"
+
+
+def test_sagemaker_runs_no_local_engine() -> None:
+    engine = sorted(f"{name} -> {target}" for name in MODULES if _in(name, "byoc.sagemaker")
+                    for target in GRAPH[name] if _in(target, "byoc.local"))
+    assert engine == [], "a SageMaker job shares only job/ with a local one"
+
+
+def _keyword_bags(path: Path) -> list[str]:
+    """Functions that take ``**`` (a keyword bag) and calls that splat a mapping into ``train``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.args.kwarg is not None:
+            found.append(f"{path.name}:{node.lineno}: def {node.name}(**{node.args.kwarg.arg})")
+        elif isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] == "train" \
+                and any(keyword.arg is None for keyword in node.keywords):
+            found.append(f"{path.name}:{node.lineno}: {ast.unparse(node.func)}(**...)")
+    return found
+
+
+def test_below_the_cli_a_job_travels_as_a_job_definition() -> None:
+    bags = [bag for name, path in MODULES.items()
+            if any(_in(name, package) for package in NO_KEYWORD_BAGS)
+            # a Docker SDK call's keywords passed through with a label added; job.json's fields
+            and name not in ("byoc.validate.common", "byoc.local.record")
+            for bag in _keyword_bags(path)]
+    assert bags == [], "pass a JobDefinition (and a LocalRun), not keywords"
+
+
+def test_the_keyword_bag_check_sees_a_bag(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text("def run(**options):\n    return train(backend=1, **options)\n", encoding="utf-8")
+    assert _keyword_bags(module) == ["module.py:1: def run(**options)", "module.py:2: train(**...)"]
 
 
 def test_the_graph_sees_relative_imports() -> None:
     assert "byoc.bench.result" in GRAPH["byoc.bench.report"]
     assert "byoc.cli.options" in GRAPH["byoc.cli.local"]
     assert "byoc.local" in GRAPH["byoc.cli.local"]
+    assert "byoc.job" in GRAPH["byoc.local.train"]
     assert "byoc.contract" in GRAPH["byoc.backends.process"]
 
 
@@ -215,20 +262,33 @@ def test_the_print_check_sees_a_print(tmp_path: Path) -> None:
     assert _prints(module) == ["module.py:5: print", "module.py:6: sys.stderr.write"]
 
 
+def _stdlib_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_byoc_toml_is_parsed_only_in_project_py() -> None:
+    parsers = sorted(name for name, path in MODULES.items() if "tomllib" in _stdlib_imports(path))
+    assert parsers == ["byoc.project"], "take your section from Project.config (ProjectConfig)"
+
+
 # ---- house rules: one error module, one Say, no print by default, private modules kept private,
 # AWS plumbing in byoc.aws --------------------------------------------------------------------------
 #
-# Known exceptions, each removed by the restructuring that moves the training job and the local
-# engine into job/ and local/ (envs.py, _jobs.py are among the modules it moves):
+# Exceptions to each rule, by name (none today):
 
 #: Error classes defined outside errors.py, by class name.
-ERRORS_ELSEWHERE = {"EnvironmentBuildError"}  # envs.py: to errors.py with the local/ move
+ERRORS_ELSEWHERE: set[str] = set()
 #: Modules that may still declare the Say callback type themselves.
-SAY_ELSEWHERE = {"byoc.envs"}  # envs.py: to import byoc.say with the local/ move
+SAY_ELSEWHERE: set[str] = set()
 #: (importer, private module) pairs still allowed.
-PRIVATE_IMPORTS = {
-    ("byoc.cli.sagemaker", "byoc._jobs"),  # default_job_name: public in local/ after the move
-}
+PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 
 
 def _stray_errors(module: types.ModuleType) -> list[str]:

@@ -21,7 +21,7 @@ from byoc.errors import (
     ServeError,
 )
 from byoc.project import Project
-from helpers import copy_probe
+from helpers import copy_probe, train_job
 
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 
@@ -58,7 +58,7 @@ def _left_behind(docker_client: Any) -> list[str]:
 def test_a_job_sees_what_sagemaker_would_give_it(backend: Backend, probe: Project,
                                                  tmp_path: Path) -> None:
     lines: list[tuple[str, str]] = []
-    result = local.train(backend=backend, project=probe, output_dir=tmp_path / "jobs",
+    result = train_job(backend=backend, project=probe, output_dir=tmp_path / "jobs",
                          hyperparameters={"depth": "3", "rate": 0.5}, job_name="probe-job-1",
                          log=lambda host, line: lines.append((host, line)))
     assert result.succeeded and result.exit_statuses == {"algo-1": 0}
@@ -88,7 +88,7 @@ def test_sharded_channel_gives_each_file_to_one_host(backend: Backend, probe: Pr
     extra.mkdir()
     (extra / "table.csv").write_text("a,b\n")
     peers = {"peers": "1", "sleep": "2"} if backend.name == "docker" else {}
-    result = local.train(backend=backend, project=probe, output_dir=tmp_path / "jobs",
+    result = train_job(backend=backend, project=probe, output_dir=tmp_path / "jobs",
                          instance_count=2, hyperparameters=peers,
                          channels={"training": probe.test_dir / "input" / "data" / "training",
                                    "lookup": extra},
@@ -109,7 +109,7 @@ def test_sharded_channel_gives_each_file_to_one_host(backend: Backend, probe: Pr
 def test_a_failed_job_reports_the_reason_and_keeps_its_artifacts(
         backend: Backend, probe: Project, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     with pytest.raises(ContainerFailedError) as caught:
-        local.train(backend=backend, project=probe, output_dir=tmp_path / "jobs",
+        train_job(backend=backend, project=probe, output_dir=tmp_path / "jobs",
                     job_name="probe-fails", hyperparameters={"fail": "disk full"})
     error = caught.value
     assert error.exit_status == 3
@@ -133,7 +133,7 @@ def test_a_failed_job_reports_the_reason_and_keeps_its_artifacts(
 def test_channels_and_local_test_are_never_written(backend: Backend, probe: Project,
                                                    tmp_path: Path) -> None:
     before = sorted((str(p), p.stat().st_mtime_ns) for p in probe.test_dir.rglob("*"))
-    result = local.train(backend=backend, project=probe, output_dir=tmp_path / "jobs",
+    result = train_job(backend=backend, project=probe, output_dir=tmp_path / "jobs",
                          hyperparameters={"write_channel": "1"})
     assert sorted((str(p), p.stat().st_mtime_ns) for p in probe.test_dir.rglob("*")) == before
     if backend.name == "docker":  # mounted read-only
@@ -142,7 +142,8 @@ def test_channels_and_local_test_are_never_written(backend: Backend, probe: Proj
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"job_name": "bad_name"}, "invalid job name"),
-    ({"instance_count": 0}, "--instance-count must be between 1 and 20"),
+    ({"instance_count": 0}, "--instance-count must be at least 1"),
+    ({"instance_count": 21}, "a local run starts at most 20 hosts"),
     ({"channels": {"training": Path("/nonexistent")}}, "does not exist"),
     ({"channels": {"bad/name": Path(".")}}, "invalid channel name"),
     ({"distribution": {"other": "ShardedByS3Key"}}, "not a channel"),
@@ -154,14 +155,14 @@ def test_input_sagemaker_would_refuse_is_refused(probe: Project, tmp_path: Path,
                                                  kwargs: dict[str, Any], message: str) -> None:
     backend = local.choose_backend("process", probe, None)
     with pytest.raises(ConfigError, match=message):
-        local.train(backend=backend, project=probe, output_dir=tmp_path / "jobs", **kwargs)
+        train_job(backend=backend, project=probe, output_dir=tmp_path / "jobs", **kwargs)
     assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())
 
 
 def test_an_existing_job_directory_is_not_reused(probe: Project, tmp_path: Path) -> None:
     (tmp_path / "jobs" / "taken").mkdir(parents=True)
     with pytest.raises(ConfigError, match="a job named taken exists"):
-        local.train(backend=local.choose_backend("process", probe, None), project=probe,
+        train_job(backend=local.choose_backend("process", probe, None), project=probe,
                     output_dir=tmp_path / "jobs", job_name="taken")
 
 

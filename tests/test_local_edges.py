@@ -29,7 +29,7 @@ from byoc.backends.docker import DockerBackend
 from byoc.cli import cli
 from byoc.errors import ConfigError, ImageNotFoundError, Interrupted, PortInUseError, ServeError
 from byoc.project import Project
-from helpers import FIXTURES, built_image
+from helpers import FIXTURES, built_image, train_job
 
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 BYOC = [sys.executable, "-m", "byoc"]
@@ -135,12 +135,12 @@ def test_a_channel_holding_the_project_or_the_output_is_refused(backend: Backend
                          (probe.state_dir, "the project's .byoc/"),
                          (tmp_path, "the project's .byoc/")]:
         with pytest.raises(ConfigError, match=f"channel 'training': .* contains {re.escape(what)}"):
-            local.train(backend=backend, project=probe, channels={"training": source})
+            train_job(backend=backend, project=probe, channels={"training": source})
     data = tmp_path / "data"
     (data / "out").mkdir(parents=True)
     (data / "x.csv").write_text("1\n")
     with pytest.raises(ConfigError, match="contains the job output directory"):
-        local.train(backend=backend, project=probe, channels={"training": data},
+        train_job(backend=backend, project=probe, channels={"training": data},
                     output_dir=data / "out")
     assert not probe.jobs_dir.exists() and list((data / "out").iterdir()) == []
 
@@ -163,7 +163,7 @@ def test_cli_refuses_such_channels_in_one_line(probe: Project, channel: str, mes
 @pytest.mark.docker
 def test_train_on_a_missing_image_writes_nothing(probe: Project, docker_client: Any) -> None:
     with pytest.raises(ImageNotFoundError):
-        local.train(backend=DockerBackend("byoc-test-absent:never"), project=probe, job_name="no")
+        train_job(backend=DockerBackend("byoc-test-absent:never"), project=probe, job_name="no")
     assert not probe.jobs_dir.exists()
     result = CliRunner().invoke(cli, ["local", "train", str(probe.root), "--image",
                                       "byoc-test-absent:never"])

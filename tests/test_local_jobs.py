@@ -1,7 +1,7 @@
 """``byoc local jobs | describe | stop``: the listing keeps job names whole and shows a running
 job's time so far, and ``latest`` names the last job that completed wherever a job is named.
 
-The records are written with :class:`byoc.jobrecord.JobRecord` as a training job writes them; a
+The records are written with :class:`byoc.local.record.JobRecord` as a training job writes them; a
 "running" job's owner is this test's own process, which is alive, so nothing reaps it.
 """
 
@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from byoc import _jobs, jobrecord
 from byoc.cli import cli
 from byoc.errors import ConfigError
+from byoc.local import record as jobrecord
+from byoc.local import staging as _jobs
+from byoc.project import record_latest
 from helpers import FIXTURES
 
 LONG = "churn-model-with-a-rather-long-name-2026-12-07-01-30-00-123"
@@ -35,7 +37,7 @@ def _job(jobs_dir: Path, name: str, *, running: bool, started_ago: float = 0) ->
     record.update(TrainingStartTime=start)
     if not running:
         record.finish(jobrecord.COMPLETED, "Completed")
-        _jobs.record_latest(jobs_dir, record.job_dir)
+        record_latest(jobs_dir, record.job_dir)
     return record
 
 

@@ -17,7 +17,7 @@ from byoc import archive, invoke, local
 from byoc.backends.base import Backend
 from byoc.errors import ArchiveError, ConfigError
 from byoc.project import Project
-from helpers import copy_probe
+from helpers import copy_probe, train_job
 
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 BYOC = [sys.executable, "-m", "byoc"]
@@ -82,11 +82,11 @@ def test_a_name_claimed_after_the_first_check_is_still_refused(probe: Project,
 
     def say(line: str) -> None:
         if line.startswith("warning: no --checkpoint-uri") and not other:
-            other.append(local.train(backend=backend, project=probe, output_dir=jobs,
+            other.append(train_job(backend=backend, project=probe, output_dir=jobs,
                                      job_name="twin"))
 
     with pytest.raises(ConfigError, match=f"^a job named twin exists in {jobs}"):
-        local.train(backend=backend, project=probe, output_dir=jobs, job_name="twin", spot=True,
+        train_job(backend=backend, project=probe, output_dir=jobs, job_name="twin", spot=True,
                     interrupt_after=[600.0], say=say)
     assert other and other[0].status == "Completed"
     with tarfile.open(other[0].model_archive) as tar:
@@ -101,7 +101,7 @@ def test_a_read_only_output_dir_is_refused_before_the_job_starts(backend: Backen
     with read_only(tmp_path / "locked") as locked:
         for output in (locked, locked / "jobs"):
             with pytest.raises(ConfigError, match=f"cannot create the job directory {output}/"):
-                local.train(backend=backend, project=probe, output_dir=output, job_name="ro")
+                train_job(backend=backend, project=probe, output_dir=output, job_name="ro")
         assert not list(locked.iterdir())
 
 
@@ -110,7 +110,7 @@ def test_a_read_only_checkpoint_store_is_refused_before_the_job_starts(
     with read_only(tmp_path / "locked") as locked:
         for store in (locked, locked / "new"):
             with pytest.raises(ConfigError, match=f"^--checkpoint-uri {store}: cannot write there"):
-                local.train(backend=backend, project=probe, output_dir=tmp_path / "jobs",
+                train_job(backend=backend, project=probe, output_dir=tmp_path / "jobs",
                             job_name="ckpt", checkpoint_dir=store)
     assert not (tmp_path / "jobs" / "ckpt").exists()
 

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from byoc import jobrecord, local
+from byoc import local
 from byoc.backends.base import Backend
 from byoc.errors import ArchiveError, ConfigError, JobStoppedError
+from byoc.local import record as jobrecord
 from byoc.project import Project
-from helpers import FIXTURES, built_image
+from helpers import FIXTURES, built_image, train_job
 
 EPOCHS = FIXTURES / "epochs"
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
@@ -59,12 +60,12 @@ def _statuses(job_dir: Path) -> list[str]:
 def test_interrupted_twice_with_checkpoints_ends_with_the_uninterrupted_model(
         backend: Backend, project: Project, tmp_path: Path) -> None:
     hps = {"epochs": "12", "epoch_seconds": "0.4"}
-    plain = local.train(backend=backend, project=project, hyperparameters=hps, job_name="plain",
+    plain = train_job(backend=backend, project=project, hyperparameters=hps, job_name="plain",
                         output_dir=tmp_path / "jobs")
     lines: list[str] = []
     said: list[str] = []
     store = tmp_path / "checkpoints"
-    spot = local.train(backend=backend, project=project, hyperparameters=hps, job_name="spot",
+    spot = train_job(backend=backend, project=project, hyperparameters=hps, job_name="spot",
                        output_dir=tmp_path / "jobs", checkpoint_dir=store, spot=True,
                        interrupt_after=[2.0, 2.0], grace_seconds=10,
                        log=lambda host, line: lines.append(line), say=said.append)
@@ -92,7 +93,7 @@ def test_interrupted_twice_with_checkpoints_ends_with_the_uninterrupted_model(
 def test_without_checkpoints_an_interruption_restarts_from_scratch(
         backend: Backend, project: Project, tmp_path: Path) -> None:
     said: list[str] = []
-    result = local.train(backend=backend, project=project, job_name="scratch",
+    result = train_job(backend=backend, project=project, job_name="scratch",
                          hyperparameters={"epochs": "4", "epoch_seconds": "0.4"},
                          output_dir=tmp_path / "jobs", spot=True, interrupt_after=[1.5],
                          grace_seconds=10, say=said.append)
@@ -105,7 +106,7 @@ def test_without_checkpoints_an_interruption_restarts_from_scratch(
 def test_max_run_stops_the_job_and_keeps_its_model(backend: Backend, project: Project,
                                                    tmp_path: Path) -> None:
     with pytest.raises(JobStoppedError, match="MaxRuntimeInSeconds") as caught:
-        local.train(backend=backend, project=project, job_name="limited",
+        train_job(backend=backend, project=project, job_name="limited",
                     hyperparameters={"epochs": "100", "epoch_seconds": "0.2"},
                     output_dir=tmp_path / "jobs", max_runtime=2.0, grace_seconds=10)
     job_dir = tmp_path / "jobs" / "limited"
@@ -124,7 +125,7 @@ def test_a_host_ignoring_sigterm_is_killed_after_the_grace(backend: Backend, pro
                                                            tmp_path: Path) -> None:
     started = time.monotonic()
     with pytest.raises(JobStoppedError) as caught:
-        local.train(backend=backend, project=project, job_name="stubborn",
+        train_job(backend=backend, project=project, job_name="stubborn",
                     hyperparameters={"epochs": "100", "epoch_seconds": "0.2",
                                      "ignore_sigterm": "1"},
                     output_dir=tmp_path / "jobs", max_runtime=1.0, grace_seconds=1.5)
@@ -136,13 +137,13 @@ def test_a_host_ignoring_sigterm_is_killed_after_the_grace(backend: Backend, pro
     archive = tmp_path / "jobs" / "stubborn" / "model.tar.gz"
     assert caught.value.detail == f"it saved no model: {archive} is empty"
     with pytest.raises(ArchiveError, match="^--incremental-from .*: the archive holds no model"):
-        local.train(backend=backend, project=project, job_name="from-nothing",
+        train_job(backend=backend, project=project, job_name="from-nothing",
                     hyperparameters={"epochs": "1", "epoch_seconds": "0"},
                     output_dir=tmp_path / "jobs", incremental_from=archive)
     assert not (tmp_path / "jobs" / "from-nothing").exists()
     (tmp_path / "torn.tar.gz").write_bytes(archive.read_bytes()[:20])
     with pytest.raises(ArchiveError, match="^--incremental-from .*: cannot read") as torn:
-        local.train(backend=backend, project=project, job_name="from-torn",
+        train_job(backend=backend, project=project, job_name="from-torn",
                     hyperparameters={"epochs": "1", "epoch_seconds": "0"},
                     output_dir=tmp_path / "jobs", incremental_from=tmp_path / "torn.tar.gz")
     assert "\n" not in torn.value.message
@@ -151,7 +152,7 @@ def test_a_host_ignoring_sigterm_is_killed_after_the_grace(backend: Backend, pro
 def test_an_interruption_planned_after_the_end_is_reported(backend: Backend, project: Project,
                                                            tmp_path: Path) -> None:
     said: list[str] = []
-    result = local.train(backend=backend, project=project, job_name="short",
+    result = train_job(backend=backend, project=project, job_name="short",
                          hyperparameters={"epochs": "1", "epoch_seconds": "0"},
                          output_dir=tmp_path / "jobs", spot=True, interrupt_after=[600.0, 600.0],
                          grace_seconds=10, say=said.append)
@@ -164,10 +165,10 @@ def test_an_interruption_planned_after_the_end_is_reported(backend: Backend, pro
 
 def test_incremental_training_delivers_the_archive_as_sagemaker_does(
         backend: Backend, project: Project, tmp_path: Path) -> None:
-    first = local.train(backend=backend, project=project, job_name="first",
+    first = train_job(backend=backend, project=project, job_name="first",
                         hyperparameters={"epochs": "1", "epoch_seconds": "0"},
                         output_dir=tmp_path / "jobs")
-    second = local.train(backend=backend, project=project, job_name="second",
+    second = train_job(backend=backend, project=project, job_name="second",
                          hyperparameters={"epochs": "1", "epoch_seconds": "0"},
                          output_dir=tmp_path / "jobs", incremental_from=first.model_archive)
     assert _model(second)["model.json"] != _model(first)["model.json"]  # seeded by the archive
@@ -184,7 +185,7 @@ def test_an_interruption_during_checkpoint_writes_leaves_only_whole_files(
         backend: Backend, project: Project, tmp_path: Path) -> None:
     store = tmp_path / "store"
     size = 8_000_000
-    local.train(backend=backend, project=project, job_name="heavy", output_dir=tmp_path / "jobs",
+    train_job(backend=backend, project=project, job_name="heavy", output_dir=tmp_path / "jobs",
                 hyperparameters={"epochs": "12", "epoch_seconds": "0.05",
                                  "ckpt_bytes": str(size)},
                 checkpoint_dir=store, spot=True, interrupt_after=[1.2, 1.0], grace_seconds=10)
@@ -196,10 +197,10 @@ def test_an_interruption_during_checkpoint_writes_leaves_only_whole_files(
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"max_wait": 10.0}, "only for managed spot"),
+    ({"max_wait": 10.0}, "managed spot training only"),
     ({"spot": True, "max_runtime": 100.0, "max_wait": 50.0}, "must be at least"),
     ({"interrupt_after": [1.0]}, "add --spot"),
-    ({"max_runtime": 0.0}, "MaxRuntimeInSeconds must be"),
+    ({"max_runtime": 0.0}, "MaxRuntimeInSeconds takes 1 to"),
     ({"checkpoint_dir": Path("local_test/test_dir/input/data/training/x")}, "overlaps channel"),
     ({"checkpoint_dir": Path("ck"), "checkpoint_local_path": "/opt/ml/model/ck"}, "must not be"),
     ({"checkpoint_dir": Path("ck"), "checkpoint_local_path": "relative"}, "absolute"),
@@ -210,7 +211,7 @@ def test_refused_before_any_host_starts(project: Project, tmp_path: Path, kwargs
         kwargs["checkpoint_dir"] = project.root / kwargs["checkpoint_dir"]
     backend = local.choose_backend("process", project, None)
     with pytest.raises(ConfigError, match=message):
-        local.train(backend=backend, project=project, output_dir=tmp_path / "jobs",
+        train_job(backend=backend, project=project, output_dir=tmp_path / "jobs",
                     job_name="refused", **kwargs)
     assert not (tmp_path / "jobs" / "refused").exists()
 

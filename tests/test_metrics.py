@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from byoc import jobrecord, metrics
 from byoc.errors import ConfigError
+from byoc.job import metrics as job_metrics
+from byoc.local import record as jobrecord
+from byoc.local import scanner as metrics
+from byoc.project import ProjectConfig
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TUNEPROBE = FIXTURES / "tuneprobe"
-SAFE = "val_loss=" + metrics.VALUE_PATTERN
+SAFE = "val_loss=" + job_metrics.VALUE_PATTERN
 
 
 #: One font cache for the module's plots, not one per test (each test has its own HOME).
@@ -24,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("shared_matplotlib_cache")
 
 
 def scanner(*items: tuple[str, str]) -> metrics.MetricScanner:
-    return metrics.MetricScanner([metrics.definition(name, regex) for name, regex in items])
+    return metrics.MetricScanner([job_metrics.definition(name, regex) for name, regex in items])
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -52,7 +55,8 @@ def test_the_first_group_is_the_value_and_every_definition_sees_every_line() -> 
 def test_final_is_the_last_value_of_each_metric_over_every_host() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     ticks = iter(start + timedelta(seconds=i) for i in range(10))
-    scan = metrics.MetricScanner([metrics.definition("loss", SAFE), metrics.definition("acc", r"acc=(\S+)")],
+    scan = metrics.MetricScanner([job_metrics.definition("loss", SAFE),
+                                  job_metrics.definition("acc", r"acc=(\S+)")],
                                  clock=lambda: next(ticks))
     scan.scan("algo-1", "val_loss=0.9")
     scan.scan("algo-2", "val_loss=0.7")
@@ -74,48 +78,38 @@ def test_final_is_the_last_value_of_each_metric_over_every_host() -> None:
 ])
 def test_a_definition_the_service_refuses(name: str, regex: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
-        metrics.definition(name, regex)
+        job_metrics.definition(name, regex)
 
 
 def test_limits_of_the_list() -> None:
     many = [{"Name": f"m{i}", "Regex": "x=(1)"} for i in range(41)]
     with pytest.raises(ConfigError, match="41 metric definitions; SageMaker allows at most 40"):
-        metrics.definitions(many)
-    assert len(metrics.definitions(many[:40])) == 40
+        job_metrics.definitions(many)
+    assert len(job_metrics.definitions(many[:40])) == 40
     with pytest.raises(ConfigError, match="'m0' is defined twice"):
-        metrics.definitions([many[0], many[0]])
+        job_metrics.definitions([many[0], many[0]])
     with pytest.raises(ConfigError, match=r"\[0\] must have exactly the keys Name and Regex"):
-        metrics.definitions([{"Name": "a", "Regex": "(1)", "Extra": 1}])
-
-
-def test_metric_options() -> None:
-    items = metrics.from_options(["validation:loss=val_loss=([0-9.]+)"])
-    assert items[0].name == "validation:loss" and items[0].regex == "val_loss=([0-9.]+)"
-    with pytest.raises(ConfigError, match="--metric takes NAME=REGEX"):
-        metrics.from_options(["no-equals-sign"])
-    base = metrics.from_project(TUNEPROBE / "byoc.toml")
-    merged = metrics.merge(base, metrics.from_options(["validation:loss=loss=(1)", "other=o=(2)"]))
-    assert [(m.name, m.regex) for m in merged] == [("validation:loss", "loss=(1)"), ("other", "o=(2)")]
+        job_metrics.definitions([{"Name": "a", "Regex": "(1)", "Extra": 1}])
 
 
 def test_project_definitions_refused_like_the_request(tmp_path: Path) -> None:
     config = tmp_path / "byoc.toml"
     config.write_text('[project]\nname = "x"\n[[metric_definitions]]\nName = "a"\nRegex = "no-group"\n')
     with pytest.raises(ConfigError, match="byoc.toml metric_definitions 'a': Regex has no capture group"):
-        metrics.from_project(config)
+        job_metrics.from_config(ProjectConfig.read(config))
 
 
 def test_regex_problems_finds_a_regex_that_misreads_values() -> None:
-    assert metrics.regex_problems(SAFE, lambda value: f"epoch=1 val_loss={value} lr=0.1") == []
+    assert job_metrics.regex_problems(SAFE, lambda value: f"epoch=1 val_loss={value} lr=0.1") == []
     # the regex many samples use: no sign, and an exponent only as "e-"
-    problems = metrics.regex_problems(r"loss: ([0-9]+(.|e\-)[0-9]+)", lambda value: f"loss: {value}")
+    problems = job_metrics.regex_problems(r"loss: ([0-9]+(.|e\-)[0-9]+)", lambda value: f"loss: {value}")
     assert any("'-0.3'" in problem for problem in problems)
     assert any("'nan'" in problem for problem in problems)
 
 
 def test_the_probe_regex_reads_what_the_probe_prints() -> None:
-    (regex,) = [item.regex for item in metrics.from_project(TUNEPROBE / "byoc.toml")]
-    assert metrics.regex_problems(regex, lambda value: f"epoch=3 train_loss=nan val_loss={value}") == []
+    (regex,) = [item.regex for item in job_metrics.from_config(ProjectConfig.read(TUNEPROBE / "byoc.toml"))]
+    assert job_metrics.regex_problems(regex, lambda value: f"epoch=3 train_loss=nan val_loss={value}") == []
 
 
 def test_save_merges_into_job_json_and_writes_samples_and_a_plot(tmp_path: Path) -> None:
@@ -199,7 +193,7 @@ ALMOST = "a" * 64 + "!"
 @pytest.mark.parametrize("regex", [r"(a+)+$", r"x=(\w+\s?)*$", r"((?:a|b+)*)z", r"(a*){2,}"])
 def test_a_regex_that_nests_repeats_without_bound_is_refused(regex: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        metrics.definition("slow", regex)
+        job_metrics.definition("slow", regex)
     assert caught.value.message.startswith(
         "MetricDefinitions 'slow': Regex repeats a group that itself repeats without bound")
 
@@ -207,7 +201,7 @@ def test_a_regex_that_nests_repeats_without_bound_is_refused(regex: str) -> None
 @pytest.mark.parametrize("regex", [SAFE, r"val_rmse=([0-9.eE+-]+)", r"ip=((\d+\.){3}\d+)",
                                    r"loss=((?>a+)+)", r"(?:epoch=\d+ )?loss=(\S+)"])
 def test_a_regex_without_nested_unbounded_repeats_is_taken(regex: str) -> None:
-    assert metrics.definition("fine", regex).regex == regex
+    assert job_metrics.definition("fine", regex).regex == regex
 
 
 def test_a_search_that_backtracks_for_ages_times_out_and_its_metric_is_switched_off() -> None:

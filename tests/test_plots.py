@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from byoc import metrics, plots
+from byoc.local import plots
+from byoc.local import scanner as metrics
 
 
 def _samples() -> list[metrics.Sample]:

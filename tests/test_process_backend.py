@@ -21,12 +21,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from byoc import envs, jobrecord, local, scaffold
+from byoc import local, scaffold
+from byoc.backends import envs
 from byoc.backends.process import ProcessBackend
 from byoc.cli import cli
 from byoc.errors import ConfigError, Interrupted
+from byoc.local import record as jobrecord
 from byoc.project import Project
-from helpers import copy_probe
+from helpers import copy_probe, train_job
 
 #: A train program that reports its environment and the temp tree it makes, as the runtimes'
 #: incremental training does (tempfile.mkdtemp with the default TMPDIR).
@@ -136,7 +138,7 @@ def test_a_program_gets_its_own_tmp_and_home_and_none_of_byocs_environment(
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
     project = _probe(tmp_path, REPORTER)
     backend = local.choose_backend("process", project, None)
-    result = local.train(backend=backend, project=project, output_dir=tmp_path / "jobs",
+    result = train_job(backend=backend, project=project, output_dir=tmp_path / "jobs",
                          job_name="reporter-1", env={"JOB_SETTING": "on"})
     report = _member(result.model_archive, "report.json")
     env = report["env"]

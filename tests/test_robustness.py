@@ -26,7 +26,7 @@ from byoc.backends.docker import DockerBackend
 from byoc.bench import load as _load
 from byoc.bench import procstats as _procstats
 from byoc.project import Project
-from helpers import FIXTURES, free_port
+from helpers import FIXTURES, free_port, train_job
 
 pytestmark = pytest.mark.docker
 ROW = b"5.1,3.5,1.4,0.2\n"
@@ -38,7 +38,7 @@ BUSY = b"998,3.5,1.4,0.2\n"
 def model(tmp_path_factory: pytest.TempPathFactory, default_project: Path) -> Path:
     """A model trained once, as processes, from the default project."""
     project = Project.load(default_project)
-    result = local.train(backend=local.choose_backend("process", project, None), project=project,
+    result = train_job(backend=local.choose_backend("process", project, None), project=project,
                          output_dir=tmp_path_factory.mktemp("jobs"))
     return result.model_archive
 

@@ -19,6 +19,7 @@ What moto fakes, and how these tests deal with it (none of this is a pass of the
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -40,8 +41,10 @@ import pytest
 import test_push
 from click.testing import CliRunner
 
-from byoc import jobdef, local
+from byoc import job as jobdef
+from byoc import local
 from byoc.cli import cli
+from byoc.job.metrics import definition as metric_definition
 from byoc.sagemaker import Aws, storage, training
 from helpers import FIXTURES, load_fixture
 
@@ -167,7 +170,7 @@ def test_local_and_sagemaker_requests_differ_only_where_they_must(tmp_path: Path
     definition, _ = jobdef.from_project(
         _project(root), input_mode="Pipe", instance_count=4, spot=True, max_runtime=3600,
         max_wait=7200, checkpoint_uri="s3://bkt/ckpt/demo",
-        metric_definitions=(jobdef.MetricDefinition("validation:loss", r"val_loss=([0-9.]+)"),),
+        metric_definitions=(metric_definition("validation:loss", r"val_loss=([0-9.]+)"),),
         environment={"PROBE_LEVEL": "INFO"}, record_wrappers={"training": "RecordIO"})
     local = definition.local_request(job_name="demo-1", image="demo:latest",
                                      output_dir=tmp_path / "jobs")
@@ -1033,11 +1036,10 @@ def test_the_project_file_feeds_the_sagemaker_request_as_it_feeds_a_local_run(
     [channel] = request["InputDataConfig"]
     assert (channel["RecordWrapperType"], channel["ShuffleConfig"]) == ("RecordIO", {"Seed": 9})
     definition = _parsed("local", ["--shuffle-seed", "training=9"], _project(root))
-    arguments = definition.local_train_arguments()
-    inputs = arguments["inputs"]
-    assert (inputs.input_mode, dict(inputs.record_wrappers), dict(inputs.shuffle_seeds)) == (
-        "Pipe", {"training": "RecordIO"}, {"training": 9})
-    assert [m.name for m in arguments["metrics"].definitions] == ["loss"]
+    training = definition.channel("training")
+    assert (definition.input_mode, training.record_wrapper, training.shuffle_seed) == (
+        "Pipe", "RecordIO", 9)
+    assert [m.name for m in definition.metric_definitions] == ["loss"]
     (root / "byoc.toml").write_text((root / "byoc.toml").read_text() +
                                     '\n[train.channels.validation]\ninput_mode = "File"\n')
     result = run("train", str(root), "--image", IMAGE, "--dry-run")
@@ -1045,20 +1047,21 @@ def test_the_project_file_feeds_the_sagemaker_request_as_it_feeds_a_local_run(
                                       " 'validation', which is not a channel of this job")
 
 
-def test_local_train_arguments_carry_the_whole_definition(tmp_path: Path) -> None:
+def test_the_definition_a_local_run_takes_carries_every_option(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p")
     argv = ["--input-mode", "Pipe", "--channel-input-mode", "training=FastFile", "--spot",
             "--max-run", "90s", "--max-wait", "1.5m", "--checkpoint-uri", str(tmp_path / "ck"),
             "--checkpoint-local-path", "/opt/ml/checkpoints/run", "--metric-definition",
             "loss=loss=([0-9.]+)", "--env", "A=1", "--instance-count", "3"]
-    arguments = _parsed("local", argv, _project(root)).local_train_arguments()
-    assert arguments["inputs"].channel_modes == {"training": "FastFile"}
-    assert (arguments["spot"], arguments["max_runtime"], arguments["max_wait"]) == (True, 90, 90)
-    assert arguments["checkpoint_dir"] == tmp_path / "ck"
-    assert arguments["checkpoint_local_path"] == "/opt/ml/checkpoints/run"
-    assert [(m.name, m.regex) for m in arguments["metrics"].definitions] == [("loss", "loss=([0-9.]+)")]
-    assert (arguments["env"], arguments["instance_count"]) == ({"A": "1"}, 3)
-    assert arguments["channels"] == {"training": root / "local_test/test_dir/input/data/training"}
+    definition = _parsed("local", argv, _project(root))
+    assert {c.name: c.input_mode for c in definition.channels} == {"training": "FastFile"}
+    assert (definition.spot, definition.max_runtime, definition.max_wait) == (True, 90, 90)
+    assert definition.local_checkpoint == tmp_path / "ck"
+    assert definition.checkpoint_local_path == "/opt/ml/checkpoints/run"
+    assert [(m.name, m.regex) for m in definition.metric_definitions] == [("loss", "loss=([0-9.]+)")]
+    assert (dict(definition.environment), definition.instance_count) == ({"A": "1"}, 3)
+    assert {c.name: Path(c.source) for c in definition.channels} == {
+        "training": root / "local_test/test_dir/input/data/training"}
 
 
 def test_a_job_without_channels_has_no_input_data_config() -> None:
@@ -1068,7 +1071,7 @@ def test_a_job_without_channels_has_no_input_data_config() -> None:
                                           output_path="s3://bkt/out/")
     assert "InputDataConfig" not in request
     validate("CreateTrainingJob", request)
-    assert definition.local_train_arguments()["channels"] == {}
+    assert definition.channels == ()
 
 
 def test_an_s3_checkpoint_or_channel_is_sagemaker_only(tmp_path: Path) -> None:
@@ -1113,9 +1116,9 @@ def test_the_definition_runs_locally_with_what_the_request_says(tmp_path: Path) 
                                         distribution={"training": "ShardedByS3Key"},
                                         hyperparameters={"depth": "3"})
     assert definition.local_gaps() == []
-    result = local.train(backend=local.choose_backend("process", probe, None), project=probe,
-                         output_dir=tmp_path / "jobs", job_name="probe-def-1",
-                         **definition.local_train_arguments())
+    result = local.train(definition, backend=local.choose_backend("process", probe, None),
+                         project=probe,
+                         run=local.LocalRun(output_dir=tmp_path / "jobs", job_name="probe-def-1"))
     with tarfile.open(result.model_archive) as tar:
         member = tar.extractfile("algo-2.json")
         assert member is not None
@@ -1133,9 +1136,9 @@ def test_the_definition_runs_locally_with_what_the_request_says(tmp_path: Path) 
     assert report["resourceconfig"]["hosts"] == ["algo-1", "algo-2"]
     assert request["ResourceConfig"]["InstanceCount"] == 2
     assert report["env"]["PROBE_LEVEL"] == request["Environment"]["PROBE_LEVEL"] == "INFO"
-    spot = definition.with_changes(spot=True, max_wait=90000, input_mode="Pipe")
+    spot = dataclasses.replace(definition, spot=True, max_wait=90000, input_mode="Pipe")
     assert spot.local_gaps() == []
-    assert definition.with_changes(channels=(jobdef.ChannelDefinition(
+    assert dataclasses.replace(definition, channels=(jobdef.ChannelDefinition(
         "training", str(probe.root), s3_data_type="ManifestFile"),)).local_gaps() == [
             "S3DataType ManifestFile (channel 'training')"]
 
@@ -1414,3 +1417,43 @@ def test_transform_from_a_training_job(aws: str, tmp_path: Path) -> None:
     assert described["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://bkt/batch/"
     assert described["TransformOutput"]["S3OutputPath"] == (
         f"s3://{BUCKET}/byoc/{_project(root).name}/transform-output/{job}-t/")
+
+
+def test_sagemaker_tune_sends_the_files_channels_input_mode_checkpoints_and_spot(
+        aws: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    body = json.loads(json.dumps(TUNING))
+    training = body["TrainingJobDefinition"]
+    training["AlgorithmSpecification"]["TrainingInputMode"] = "Pipe"
+    training["InputDataConfig"] = [
+        {"ChannelName": "train", "ContentType": "text/csv",
+         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bkt/train/",
+                                         "S3DataDistributionType": "FullyReplicated"}}},
+        {"ChannelName": "validation", "ContentType": "application/json", "InputMode": "File",
+         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bkt/val/",
+                                         "S3DataDistributionType": "FullyReplicated"}}}]
+    training["CheckpointConfig"] = {"S3Uri": "s3://bkt/checkpoints/", "LocalPath": "/opt/ml/checkpoints"}
+    training["EnableManagedSpotTraining"] = True
+    training["StoppingCondition"] = {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600}
+    config = tmp_path / "tune.json"
+    config.write_text(json.dumps(body))
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE, "--dry-run",
+                 "--job-name", "whole-tune")
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stdout)
+    validate("CreateHyperParameterTuningJob", request)
+    sent = request["TrainingJobDefinition"]
+    assert sent["InputDataConfig"] == training["InputDataConfig"]
+    assert sent["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
+    assert sent["CheckpointConfig"] == training["CheckpointConfig"]
+    assert sent["EnableManagedSpotTraining"] is True
+    assert sent["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600}
+    # --channel replaces one channel by name (a local folder is uploaded under the project prefix)
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE, "--dry-run",
+                 "--job-name", "whole-tune", "--channel",
+                 f"validation={root / 'local_test/test_dir/input/data/training'}")
+    assert result.exit_code == 0, result.stderr
+    [train, validation] = json.loads(result.stdout)["TrainingJobDefinition"]["InputDataConfig"]
+    assert train == training["InputDataConfig"][0]
+    assert validation["DataSource"]["S3DataSource"]["S3Uri"].endswith("/channels/validation/")
+    assert (validation["ContentType"], validation["InputMode"]) == ("application/json", "File")

@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from byoc import local, metrics
+from byoc import local
 from byoc.errors import ContainerFailedError
+from byoc.job import metrics as job_metrics
 from byoc.project import Project
+from helpers import train_job
 
 #: Class centres of the synthetic iris-like rows (sepal and petal length and width).
 CENTRES = {"setosa": (5.0, 3.4, 1.5, 0.2), "versicolor": (5.9, 2.8, 4.3, 1.3),
@@ -86,7 +88,7 @@ def spot_run(backend: Any, project: Project, tmp_path: Path, name: str,
              checkpoint_dir: Path | None, interrupts: list[float]
              ) -> tuple[local.TrainResult, list[tuple[str, str]]]:
     events: list[tuple[str, str]] = []
-    result = local.train(backend=backend, project=project, hyperparameters=LONG, job_name=name,
+    result = train_job(backend=backend, project=project, hyperparameters=LONG, job_name=name,
                          output_dir=tmp_path / "jobs", checkpoint_dir=checkpoint_dir, spot=True,
                          interrupt_after=interrupts, grace_seconds=20,
                          log=lambda host, line: events.append(("log", line)),
@@ -97,7 +99,7 @@ def spot_run(backend: Any, project: Project, tmp_path: Path, name: str,
 @pytest.fixture
 def uninterrupted(project: Project, tmp_path: Path) -> local.TrainResult:
     backend = local.choose_backend("process", project, None)
-    return local.train(backend=backend, project=project, hyperparameters=LONG, job_name="plain",
+    return train_job(backend=backend, project=project, hyperparameters=LONG, job_name="plain",
                        output_dir=tmp_path / "jobs")
 
 
@@ -178,13 +180,13 @@ def test_incremental_training_starts_from_the_previous_model(iris_project: Proje
                                                              tmp_path: Path) -> None:
     backend = local.choose_backend("process", iris_project, None)
     jobs = tmp_path / "jobs"
-    first = local.train(backend=backend, project=iris_project, job_name="first", output_dir=jobs,
+    first = train_job(backend=backend, project=iris_project, job_name="first", output_dir=jobs,
                         hyperparameters={"epochs": "30"})
     previous = arrays(model_bytes(first)["model.npz"])
 
     # a step too small to move: the weights it starts from are the previous model's
     lines: list[str] = []
-    still = local.train(backend=backend, project=iris_project, job_name="still", output_dir=jobs,
+    still = train_job(backend=backend, project=iris_project, job_name="still", output_dir=jobs,
                         hyperparameters={"epochs": "1", "learning_rate": "1e-06"},
                         incremental_from=first.model_archive,
                         log=lambda host, line: lines.append(line))
@@ -197,14 +199,14 @@ def test_incremental_training_starts_from_the_previous_model(iris_project: Proje
 
     # one epoch from the previous model does as well as 30 did; one from scratch does not
     continued: list[str] = []
-    local.train(backend=backend, project=iris_project, job_name="continued", output_dir=jobs,
+    train_job(backend=backend, project=iris_project, job_name="continued", output_dir=jobs,
                 hyperparameters={"epochs": "1"}, incremental_from=first.model_archive,
                 log=lambda host, line: continued.append(line))
     scratch: list[str] = []
-    local.train(backend=backend, project=iris_project, job_name="scratch", output_dir=jobs,
+    train_job(backend=backend, project=iris_project, job_name="scratch", output_dir=jobs,
                 hyperparameters={"epochs": "1"}, log=lambda host, line: scratch.append(line))
     trained: list[str] = []
-    local.train(backend=backend, project=iris_project, job_name="again", output_dir=jobs,
+    train_job(backend=backend, project=iris_project, job_name="again", output_dir=jobs,
                 hyperparameters={"epochs": "30"}, log=lambda host, line: trained.append(line))
     assert final_losses(continued)[0] < 1.2 * final_losses(trained)[-1]
     assert final_losses(scratch)[0] > 2 * final_losses(continued)[0]
@@ -214,13 +216,13 @@ def test_incremental_training_refuses_labels_the_previous_model_lacks(iris_proje
                                                                      tmp_path: Path) -> None:
     backend = local.choose_backend("process", iris_project, None)
     jobs = tmp_path / "jobs"
-    first = local.train(backend=backend, project=iris_project, job_name="first", output_dir=jobs,
+    first = train_job(backend=backend, project=iris_project, job_name="first", output_dir=jobs,
                         hyperparameters={"epochs": "2"})
     other = tmp_path / "other"
     other.mkdir()
     (other / "rows.csv").write_text("setosa,5.1,3.5,1.4,0.2\nsetosa-hybrid,5.0,3.0,3.0,1.0\n")
     with pytest.raises(ContainerFailedError):
-        local.train(backend=backend, project=iris_project, job_name="refused", output_dir=jobs,
+        train_job(backend=backend, project=iris_project, job_name="refused", output_dir=jobs,
                     channels={"training": other}, incremental_from=first.model_archive)
     record = json.loads((jobs / "refused" / "job.json").read_text())
     assert record["TrainingJobStatus"] == "Failed"
@@ -239,7 +241,7 @@ def holdout(tmp_path: Path, project: Project) -> dict[str, Path]:
 
 def test_the_projects_metric_definitions_give_final_metrics(iris_project: Project,
                                                              tmp_path: Path) -> None:
-    definitions = metrics.from_project(iris_project.root / "byoc.toml")
+    definitions = job_metrics.from_config(iris_project.config)
     assert {d.name for d in definitions} == {"train:loss", "train:accuracy", "validation:loss",
                                               "validation:accuracy"}
     channels = holdout(tmp_path, iris_project)

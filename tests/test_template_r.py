@@ -35,7 +35,7 @@ from byoc.backends.base import Backend
 from byoc.backends.process import ProcessBackend
 from byoc.errors import ServeError
 from byoc.project import Project
-from helpers import built_image, free_port
+from helpers import built_image, free_port, train_job
 
 NAME = "r-iris"
 PROGRAM = "r_iris"
@@ -501,7 +501,7 @@ def backend(request: pytest.FixtureRequest, r_project: Path) -> Backend:
 
 
 def trained_model(backend: Backend, r_project: Path, tmp_path: Path) -> Path:
-    result = local.train(backend=backend, project=Project.load(r_project), output_dir=tmp_path / "jobs")
+    result = train_job(backend=backend, project=Project.load(r_project), output_dir=tmp_path / "jobs")
     assert result.succeeded
     with tarfile.open(result.model_archive) as tar:
         assert tar.getnames() == ["model.rds"]

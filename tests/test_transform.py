@@ -22,13 +22,12 @@ import pytest
 from read_only import read_only
 from test_transform_units import recordio, tfrecord
 
-from byoc import local
 from byoc.backends.docker import DockerBackend
 from byoc.backends.process import ProcessBackend
 from byoc.errors import ConfigError, ServeError
 from byoc.project import Project
 from byoc.transform import TransformParams, TransformResult, transform
-from helpers import FIXTURES
+from helpers import FIXTURES, train_job
 
 IRIS = FIXTURES / "transform" / "iris"
 ECHO = FIXTURES / "transform" / "echo"
@@ -40,7 +39,7 @@ CSV_LINE = {"content_type": "text/csv", "split_type": "Line", "assemble_with": "
 def iris_model(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default template's model, trained once with the process backend."""
     project = Project.load(default_project)
-    result = local.train(backend=ProcessBackend(project.program_dir), project=project,
+    result = train_job(backend=ProcessBackend(project.program_dir), project=project,
                          output_dir=tmp_path_factory.mktemp("iris-jobs"))
     return result.model_archive
 

@@ -151,6 +151,12 @@ def container_channel(name: str) -> str:
     return IN_CONTAINER.channel(name).as_posix()
 
 
+def arn(kind: str, name: str, region: str = DEFAULT_REGION) -> str:
+    """The ARN the service gives a local job of *kind* (``training-job``,
+    ``hyper-parameter-tuning-job``): the local account, the name in lower case."""
+    return f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:{kind}/{name.lower()}"
+
+
 def job_env(job_name: str, region: str = DEFAULT_REGION) -> dict[str, str]:
     """The environment SageMaker gives a training job's containers."""
     return {"TRAINING_JOB_NAME": job_name, "AWS_REGION": region,

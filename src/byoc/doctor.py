@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from . import envs
+from .backends import envs
 from .errors import ByocError
 
 Status = Literal["ok", "warn", "fail"]

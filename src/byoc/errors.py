@@ -158,3 +158,7 @@ class InvocationFailed(PredictError):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class EnvironmentBuildError(ByocError):
+    """The project's environment could not be built (a bad pin, no package index, no uv)."""

@@ -1,9 +1,16 @@
-"""A byoc project on disk and its ``byoc.toml``."""
+"""A byoc project on disk and its ``byoc.toml``.
+
+``byoc.toml`` is parsed here, once per project (:class:`ProjectConfig`); every other module takes
+its section from :attr:`Project.config`: ``[project]`` and ``[aws]`` here, ``[train]``
+(:meth:`byoc.inputs.config.InputOptions.from_config`), ``[[metric_definitions]]``
+(:func:`byoc.job.metrics.from_config`), ``[sagemaker]`` (``SageMakerConfig.of``) and ``[build]``.
+"""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -27,6 +34,61 @@ class LocalInputs:
 
 
 @dataclass(frozen=True)
+class ProjectConfig:
+    """``byoc.toml`` parsed once; one property per section (an absent section is empty)."""
+
+    path: Path
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> ProjectConfig:
+        """:raises ConfigError: for a file that cannot be read or is not TOML."""
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        except RecursionError:
+            raise ConfigError(f"cannot read {path}: it nests arrays or tables too deeply") from None
+        return cls(path, data)
+
+    def table(self, name: str) -> dict[str, Any]:
+        """The ``[name]`` table (empty when absent). :raises ConfigError: when it is not a table."""
+        value = self.data.get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.path}: [{name}] must be a table")
+        return value
+
+    @property
+    def project(self) -> dict[str, Any]:
+        return self.table("project")
+
+    @property
+    def aws(self) -> dict[str, Any]:
+        return self.table("aws")
+
+    @property
+    def train(self) -> dict[str, Any]:
+        """``[train]``: the job's input settings (read by ``InputOptions.from_config``)."""
+        return self.table("train")
+
+    @property
+    def sagemaker(self) -> dict[str, Any]:
+        return self.table("sagemaker")
+
+    @property
+    def build(self) -> dict[str, Any]:
+        return self.table("build")
+
+    @property
+    def metric_definitions(self) -> list[Any]:
+        """``[[metric_definitions]]``: the raw tables (checked by ``byoc.job.metrics.from_config``)."""
+        items = self.data.get("metric_definitions", [])
+        if not isinstance(items, list):
+            raise ConfigError(f"{self.path}: metric_definitions must be an array of tables")
+        return items
+
+
+@dataclass(frozen=True)
 class Project:
     """What byoc knows of a project: its root and the settings of ``byoc.toml``."""
 
@@ -36,6 +98,9 @@ class Project:
     image: str
     region: str | None = None
     repository: str | None = None
+    #: Its ``byoc.toml``, parsed once.
+    config: ProjectConfig = field(default_factory=lambda: ProjectConfig(Path(CONFIG_FILE)),
+                                  compare=False, repr=False)
 
     @property
     def program_dir(self) -> Path:
@@ -120,12 +185,9 @@ class Project:
 
     @classmethod
     def from_file(cls, path: Path) -> Project:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
-        section = data.get("project", {})
-        aws = data.get("aws", {})
+        config = ProjectConfig.read(path)
+        section = config.project
+        aws = config.aws
         name = section.get("name") or path.parent.name
         fields = {"name": name, "program": section.get("program") or name.replace("-", "_"),
                   "image": section.get("image") or name,
@@ -135,4 +197,9 @@ class Project:
                 raise ConfigError(f"{path}: {key} must be a string, got {value!r}")
         return cls(root=path.parent, name=str(fields["name"]), program=str(fields["program"]),
                    image=str(fields["image"]), region=fields["region"],
-                   repository=fields["repository"])
+                   repository=fields["repository"], config=config)
+
+
+def record_latest(jobs_dir: Path, job_dir: Path) -> None:
+    """Point ``.byoc/jobs/latest`` at *job_dir*: the last training job that succeeded."""
+    (jobs_dir / LATEST).write_text(job_dir.name + "\n", encoding="utf-8")

@@ -3,7 +3,7 @@
 Each host gets its own /opt/ml tree, passed as ``SAGEMAKER_BASE_DIR``; channel
 files are copied in and made read-only, so the program cannot change the
 user's data. The programs run in the project's own environment, made from
-``container/requirements.txt`` (the file the image installs) by :mod:`byoc.envs`
+``container/requirements.txt`` (the file the image installs) by :mod:`byoc.backends.envs`
 before the first run. Hosts are not reachable by name: multi-host jobs run, but a
 program that talks to its peers (``torch.distributed`` and the like, see
 :func:`peer_markers`) is refused at once unless this machine resolves the host names.
@@ -33,9 +33,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import archive, contract, envs
+from .. import archive, contract
 from ..errors import ConfigError
 from ..say import quiet
+from . import envs
 from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
 
 #: The R packages an R project's programs load: to train, and also to serve.

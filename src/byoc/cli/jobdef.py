@@ -2,7 +2,7 @@
 
 ``@job_options`` adds them to a click command (``byoc local train``, ``byoc sagemaker train`` and
 ``byoc sagemaker tune``); ``@sagemaker_job_options`` adds the few only SageMaker has;
-:func:`definition_from_options` turns the values into a :class:`~byoc.jobdef.JobDefinition`.
+:func:`definition_from_options` turns the values into a :class:`~byoc.job.JobDefinition`.
 Local and SageMaker runs take the same options, so a job rehearsed locally runs on SageMaker with
 the same command line. Options are spelled as SageMaker names the setting; ``--shuffle``,
 ``--metric``, ``--checkpoint-dir`` and ``--checkpoint-s3`` remain as hidden older spellings.
@@ -16,9 +16,11 @@ from typing import Any, TypeVar
 
 import click
 
-from .. import contract, jobdef
+from .. import contract
+from .. import job as jobdef
 from ..errors import ConfigError
-from ..metrics import definition as metric_check
+from ..job.metrics import definition as metric_check
+from ..project import Project
 from .options import ENV_FILE_HELP, pairs, read_env_file
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -118,17 +120,17 @@ def sagemaker_job_options(command: F) -> F:
                         show_default=True, help="VolumeSizeInGB of each instance.")(command)
 
 
-def definition_from_options(project: Any | None, values: dict[str, Any]
+def definition_from_options(project: Project | None, values: dict[str, Any]
                             ) -> tuple[jobdef.JobDefinition, list[str]]:
     """Pop the ``@job_options`` (and ``@sagemaker_job_options``) values out of *values* and build
-    the definition over the project's (see :func:`byoc.jobdef.from_project`).
+    the definition over the project's (see :func:`byoc.job.from_project`).
 
     :returns: the definition and warnings to show. The job name stays in *values*.
     """
     taken = {name: values.pop(name) for name in OPTION_NAMES if name != "job_name"}
     extra = {name: values.pop(name) for name in SAGEMAKER_OPTION_NAMES if name in values}
-    hyperparameters = _hyperparameters(project, taken["hyperparameters_file"],
-                                       taken["hyperparameter"])
+    hyperparameters = jobdef.hyperparameters(project, taken["hyperparameters_file"],
+                                             pairs(taken["hyperparameter"], "--hyperparameter"))
     metrics: list[jobdef.MetricDefinition] = []
     if taken["metric_definitions_file"] is not None:
         metrics = _metrics_file(taken["metric_definitions_file"])
@@ -136,8 +138,7 @@ def definition_from_options(project: Any | None, values: dict[str, Any]
                           ("--metric", taken["metric_alias"])):
         for name, regex in pairs(given, option).items():
             checked = metric_check(name, regex, option)
-            metrics = [m for m in metrics if m.name != name] + [
-                jobdef.MetricDefinition(checked.name, checked.regex)]
+            metrics = [m for m in metrics if m.name != name] + [checked]
     seeds: dict[str, int] = {}
     for option, given in (("--shuffle-seed", taken["shuffle_seed"]),
                           ("--shuffle", taken["shuffle_alias"])):
@@ -174,7 +175,7 @@ def definition_from_options(project: Any | None, values: dict[str, Any]
         spot=taken["spot"],
         max_wait=jobdef.seconds(max_wait, "--max-wait") if max_wait is not None else None,
         checkpoint_uri=checkpoint, checkpoint_local_path=taken["checkpoint_local_path"],
-        **{"volume_size": extra["volume_size"]} if "volume_size" in extra else {})
+        volume_size=extra.get("volume_size", jobdef.DEFAULT_VOLUME_GB))
 
 
 def _one_of(given: dict[str, str | None]) -> str | None:
@@ -193,18 +194,6 @@ def _channels(values: tuple[str, ...]) -> dict[str, str] | None:
     return channels or None
 
 
-def _hyperparameters(project: Any | None, path: Path | None, items: tuple[str, ...]
-                     ) -> dict[str, object] | None:
-    values: dict[str, object] | None = None
-    if path is not None:
-        values = contract.read_json(path)
-    if items:
-        if values is None:
-            values = dict(project.local_inputs().hyperparameters) if project is not None else {}
-        values = {**values, **pairs(items, "--hyperparameter")}
-    return values
-
-
 def _metrics_file(path: Path) -> list[jobdef.MetricDefinition]:
     data = contract.read_json(path, list, 'a JSON list of {"Name": ..., "Regex": ...}')
     found = []
@@ -212,5 +201,5 @@ def _metrics_file(path: Path) -> list[jobdef.MetricDefinition]:
         if not isinstance(item, dict) or not isinstance(item.get("Name"), str) \
                 or not isinstance(item.get("Regex"), str):
             raise ConfigError(f'{path}: each metric definition is {{"Name": ..., "Regex": ...}}')
-        found.append(jobdef.MetricDefinition(item["Name"], item["Regex"]))
+        found.append(metric_check(item["Name"], item["Regex"], str(path)))
     return found

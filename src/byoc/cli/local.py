@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
-from .. import invoke, jobrecord, stopping
+from .. import invoke, job
 from .. import local as harness
 from ..errors import Interrupted, ServeError
+from ..local import record as jobrecord
 from ..project import Project
 from ..tune.runner import reap_all
 from .jobdef import definition_from_options, job_options
@@ -48,7 +49,7 @@ def train(project: Path | None, image: str | None, backend: str, output_dir: Pat
     loaded = Project.find(project, required=image is None)
     harness.reap_orphans(loaded.jobs_dir if loaded else None, say=echo_err)
     definition, notes = definition_from_options(loaded, options)
-    arguments = definition.local_train_arguments()
+    harness.check_local(definition)  # before a backend is chosen (or an image built)
     for gap in definition.local_gaps():
         echo_err(f"warning: a local run ignores {gap}")
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err, gpus=gpus)
@@ -57,12 +58,15 @@ def train(project: Path | None, image: str | None, backend: str, output_dir: Pat
                                            jobs_dir) if incremental_from else None
     for note in notes:
         echo_err(f"warning: {note}")
-    result = harness.train(
-        backend=chosen, project=loaded, output_dir=output_dir, job_name=options["job_name"],
-        grace_seconds=grace, log=log_line, say=echo_err,
-        interrupt_after=[stopping.parse_duration(part, "--interrupt-after")
-                         for part in interrupt_after.split(",")] if interrupt_after else (),
-        incremental_from=previous, image=getattr(chosen, "image", None), **arguments)
+    run = harness.LocalRun(
+        job_name=options.pop("job_name"), output_dir=output_dir, grace_seconds=grace,
+        interrupt_after=tuple(job.parse_duration(part, "--interrupt-after")
+                              for part in interrupt_after.split(",")) if interrupt_after else (),
+        incremental_from=previous, image=getattr(chosen, "image", None))
+    if options:
+        raise click.UsageError(f"unexpected options: {', '.join(sorted(options))}")
+    result = harness.train(definition, backend=chosen, project=loaded, run=run, log=log_line,
+                           say=echo_err)
     for note in result.notes:
         echo_err(f"note: {note}")
     if result.status == jobrecord.STOPPED:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import ConfigError, Interrupted
+from ..job import request_channels
 from ..project import Project
 from .jobdef import definition_from_options, job_options, sagemaker_job_options
 from .options import PROJECT, echo_err, env_options, log_line, pairs, read_payload
@@ -206,7 +208,14 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
 
     loaded = Project.find(project, required=image is None)
     config = tuning.read_config(config_file)
+    given = config.get("TrainingJobDefinition") or {}
+    overrides = pairs(options["channel"], "--channel")
+    if given.get("InputDataConfig"):  # the file's channels as given; --channel replaces one
+        options["channel"] = ()
     definition, notes = definition_from_options(loaded, options)
+    if given.get("InputDataConfig"):
+        definition = dataclasses.replace(definition,
+                                         channels=request_channels(given, overrides))
     for note in notes:
         echo_err(f"warning: {note}")
     name = options["job_name"] or config.get("HyperParameterTuningJobName") or \
@@ -277,7 +286,7 @@ def transform(project: Path | None, training_job: str | None, model_name: str | 
               detach: bool, dry_run: bool, poll: float, region: str | None,
               profile: str | None) -> None:
     """Run a batch transform job with the same options as byoc local transform."""
-    from .. import _jobs
+    from ..job import default_job_name
     from ..sagemaker import SageMakerConfig, batch, hosting, training
     from ..sagemaker.image import resolve as resolve_image
 
@@ -296,7 +305,7 @@ def transform(project: Path | None, training_job: str | None, model_name: str | 
     prefix = training.project_prefix(config, loaded)
     bucket_name = (bucket or config.bucket or aws.default_bucket()) if dry_run \
         else aws.bucket(bucket, config)
-    name = job_name or _jobs.default_job_name(loaded.name if loaded else "byoc-transform")
+    name = job_name or default_job_name(loaded.name if loaded else "byoc-transform")
     model_request = None
     if model_name is None:
         if training_job is not None:
@@ -363,7 +372,7 @@ def deploy(job: str | None, model_path: str | None, image: str | None, endpoint_
            bucket: str | None, no_wait: bool, poll: float, region: str | None,
            profile: str | None) -> None:
     """Create a model, an endpoint config and an endpoint; wait until it is InService."""
-    from .. import _jobs
+    from ..job import default_job_name
     from ..sagemaker import SageMakerConfig, hosting, training
     from ..sagemaker.image import resolve as resolve_image
 
@@ -381,7 +390,7 @@ def deploy(job: str | None, model_path: str | None, image: str | None, endpoint_
         data = hosting.model_data_uri(aws, model_path, bucket=aws.bucket(bucket, config)
                                       if not model_path.startswith("s3://") else "",
                                       prefix=training.project_prefix(config, loaded))
-    name = endpoint_name or job or _jobs.default_job_name(loaded.name if loaded else "byoc")
+    name = endpoint_name or job or default_job_name(loaded.name if loaded else "byoc")
     request = hosting.model_request(name, image=image_uri, model_data=data,
                                     role_arn=aws.role_arn(role, config),
                                     environment=pairs(env, "--env"))

@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from .. import contract, jobrecord, local
+from .. import contract, local
 from ..errors import ByocError, ConfigError
+from ..local import record as jobrecord
 from ..project import LATEST, Project
 from ..tune import config, live, report, runner, warmstart
 from .options import BACKEND, IMAGE, PROJECT, echo_err, pairs
@@ -48,20 +49,20 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
     for name, path in channels.items():
         if not path.exists():
             raise ConfigError(f"--channel {name}: {path} does not exist")
-    sources = channels or (loaded.local_inputs().channels if loaded else {})
-    if not sources:
-        raise ConfigError("no channels: pass --channel NAME=PATH")
+    # everything is checked before anything is written
+    definition = runner.check(request, chosen, channels, loaded, say=echo_err)
+    sources = {channel.name: Path(channel.source) for channel in definition.channels}
     root = output_dir or (loaded.state_dir / "tuning" if loaded else Path.cwd() / ".byoc" / "tuning")
     source = {"Image": image or (f"{loaded.image}:latest" if loaded else None),
               "Channels": {name: str(path.resolve()) for name, path in sorted(sources.items())}}
     parents = warmstart.load_parents(request, root, source) if request.warm_start else []
-    runner.check(request, chosen, sources)  # everything is checked before anything is written
     tuning_dir = runner.prepare(request, root, resume)
     if not resume:
         warmstart.write_source(tuning_dir, source)
     table: Any = live.LiveTable(sys.stderr, request.objective_metric) if sys.stderr.isatty() \
         else live.LineTable(echo_err)
     tuner = runner.Tuner(request, chosen, tuning_dir, project=loaded, channels=channels or None,
+                         definition=definition,
                          grace_seconds=grace, say=echo_err, table=table, source=source)
     if resume:
         tuner.restore()

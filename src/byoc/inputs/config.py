@@ -18,7 +18,6 @@ Command-line options override it, key by key.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 from .. import contract
 from ..errors import ConfigError
+from ..project import ProjectConfig
 from . import manifest
 
 INPUT_MODES = contract.INPUT_MODES
@@ -99,22 +99,13 @@ class InputOptions:
                                     for name, text in (attribute_names or {}).items()})
 
     @classmethod
-    def from_project_file(cls, path: Path) -> InputOptions:
-        """The ``[train]`` table of a ``byoc.toml`` (nothing set when it has none).
+    def from_config(cls, config: ProjectConfig) -> InputOptions:
+        """The ``[train]`` section of a project's ``byoc.toml`` (nothing set when it has none).
 
-        :raises ConfigError: for a file that cannot be read or a value of the wrong type.
+        :raises ConfigError: for a value of the wrong type.
         """
-        if not path.is_file():
-            return cls()
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
-        except RecursionError:
-            raise ConfigError(f"cannot read {path}: it nests arrays or tables too deeply") from None
-        table = data.get("train", {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: [train] must be a table")
+        path = config.path
+        table = config.train
         mode = table.get("input_mode")
         if mode is not None and not isinstance(mode, str):
             raise ConfigError(f"{path}: train.input_mode must be a string")

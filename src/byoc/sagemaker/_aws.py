@@ -10,14 +10,13 @@ one :class:`~byoc.errors.AwsError` line through :func:`byoc.aws.call`.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import aws
 from ..errors import AwsError, ConfigError
-from ..project import CONFIG_FILE, Project
+from ..project import Project
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 70.0
@@ -51,11 +50,8 @@ class SageMakerConfig:
     def of(cls, project: Project | None) -> SageMakerConfig:
         if project is None:
             return cls()
-        path = project.root / CONFIG_FILE
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8")).get(SECTION, {})
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        path = project.config.path
+        data = project.config.sagemaker
         values = {key: data.get(key) for key in ("role", "bucket", "prefix", "instance_type")}
         for key, value in values.items():
             if value is not None and not isinstance(value, str):

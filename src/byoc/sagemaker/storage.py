@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._jobs import channel_files
 from ..errors import AwsError
+from ..job import channel_files
 from ..say import Say, quiet
 from ._aws import Aws, split_s3
 

@@ -1,4 +1,4 @@
-"""``byoc sagemaker train``: a :class:`~byoc.jobdef.JobDefinition` run as a SageMaker training job.
+"""``byoc sagemaker train``: a :class:`~byoc.job.JobDefinition` run as a SageMaker training job.
 
 :func:`plan` turns the definition into the ``CreateTrainingJob`` request (uploading local
 channels unless it is a dry run), :func:`start` sends it and records the job locally, and
@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import _jobs
 from ..errors import ConfigError, TrainingJobFailed, TrainingJobStopped
-from ..jobdef import JOB_NAME, JobDefinition
-from ..project import Project
+from ..job import JobDefinition, default_job_name
+from ..job.limits import JOB_NAME
+from ..project import Project, record_latest
 from ..say import Say, quiet
 from . import storage
 from ._aws import Aws, SageMakerConfig
@@ -67,7 +67,7 @@ def plan(definition: JobDefinition, *, aws: Aws, project: Project | None, image:
         bucket_name = bucket or config.bucket or aws.default_bucket()
     else:
         bucket_name = aws.bucket(bucket, config)
-    job_name = job_name or _jobs.default_job_name(definition.base_name)
+    job_name = job_name or default_job_name(definition.base_name)
     if not JOB_NAME.fullmatch(job_name):
         raise ConfigError(f"invalid job name {job_name!r}: 1-63 letters, digits and hyphens,"
                           " starting and ending with a letter or digit")
@@ -183,7 +183,7 @@ def watch(aws: Aws, job_name: str, *, jobs_dir: Path | None, log: LogSink, say: 
     if artifact and jobs_dir is not None and job.get("TrainingJobStatus") != "Failed":
         if storage.exists(aws, str(artifact)):
             archive = storage.download(aws, str(artifact), jobs_dir / job_name / "model.tar.gz")
-            _jobs.record_latest(jobs_dir, archive.parent)
+            record_latest(jobs_dir, archive.parent)
         else:
             say(f"warning: the model artifact {artifact} is not in S3")
     outcome = _outcome(job, archive)

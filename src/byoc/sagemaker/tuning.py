@@ -18,8 +18,8 @@ from typing import Any
 
 from .. import contract
 from ..errors import AwsError, ConfigError
+from ..job.tuning import service_limits
 from ..say import Say
-from ..tune.config import service_limits
 from .watch import poll
 
 NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}")
@@ -56,7 +56,7 @@ def definition_fields(training_request: dict[str, Any], *, keep_checkpoint: bool
 
 def request(config: dict[str, Any], definition: dict[str, Any], *, name: str) -> dict[str, Any]:
     """The tuning request: *config* with its TrainingJobDefinition merged over *definition*
-    (the fields :func:`definition_fields` takes from the CreateTrainingJob request).
+    (the fields of :meth:`byoc.job.JobDefinition.training_request`).
 
     Image, role, channels, output and resources always come from *definition*; the file's other
     TrainingJobDefinition fields win, and its MetricDefinitions are added to the definition's.

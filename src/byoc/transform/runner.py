@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from .. import _jobs, local
+from .. import local
 from ..backends.base import Backend, LogSink
 from ..errors import (
     DataProcessingError,
@@ -50,6 +50,7 @@ from ..errors import (
     SplitError,
     TransformError,
 )
+from ..local import staging
 from ..say import Say, quiet
 from . import inputs as inputs_mod
 from .batch import Batch, batches, line_batches
@@ -177,7 +178,7 @@ def transform(*, backend: Backend, model: Path, source: Path, output_dir: Path,
     processing = params.check()
     items = inputs_mod.list_inputs(source)
     inputs_mod.check_output_dir(source, output_dir)
-    _jobs.check_writable(output_dir, "--output")  # before any server starts
+    staging.check_writable(output_dir, "--output")  # before any server starts
     sink = progress or _NoProgress()
     env = params.container_env()
     started = time.monotonic()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import metrics
+from ..local import scanner as metrics
 from .config import IMPROVEMENT, TuningRequest
 
 #: Convergence is judged only once this many jobs have an objective.

@@ -19,8 +19,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .. import contract, metrics
+from .. import contract
 from ..errors import ConfigError
+from ..job import limits, metrics
+from ..job.tuning import (
+    MAX_PARALLEL_JOBS as MAX_PARALLEL_JOBS,
+)
+from ..job.tuning import (
+    MAX_TRAINING_JOBS as MAX_TRAINING_JOBS,
+)
+from ..job.tuning import (
+    MAX_TRAINING_JOBS_RANDOM as MAX_TRAINING_JOBS_RANDOM,
+)
+from ..job.tuning import (
+    service_limits,
+)
 from .ranges import CategoricalRange, NumericRange, Range
 
 OPERATION = "CreateHyperParameterTuningJob"
@@ -31,16 +44,9 @@ MAX_HYPERPARAMETERS = 100
 OBJECTIVE_KEY = "_tuning_objective_metric"
 #: A job improves the best objective when it betters it by at least this fraction.
 IMPROVEMENT = 0.01
-#: The service's limits per tuning job (Developer Guide, automatic-model-tuning-limits): the
-#: training jobs (750 for every strategy; Random's quota can be raised to 10,000) and those at
-#: once (10, raisable to 100). Above the highest quota the service refuses the request.
-MAX_TRAINING_JOBS = 750
-MAX_TRAINING_JOBS_RANDOM = 10_000
-MAX_PARALLEL_JOBS = 100
-#: StoppingCondition.MaxRuntimeInSeconds of a training job: at most 28 days.
-MAX_JOB_RUNTIME = 28 * 24 * 3600
-#: Hosts of one local training job (as ``byoc local train --instance-count`` takes them).
-MAX_INSTANCES = 20
+#: StoppingCondition.MaxRuntimeInSeconds of a training job, and the hosts of one local job.
+MAX_JOB_RUNTIME = limits.MAX_RUNTIME_LIMIT
+MAX_INSTANCES = limits.MAX_LOCAL_INSTANCES
 
 
 @dataclass(frozen=True)
@@ -71,9 +77,9 @@ class TuningRequest:
     hyperband_max: int
     static: Mapping[str, str]
     metric_definitions: tuple[metrics.MetricDefinition, ...]
-    instance_count: int
+    #: The rest of the training job is :attr:`raw`'s TrainingJobDefinition, which
+    #: :func:`byoc.job.from_tuning_request` turns into the one JobDefinition every trial runs.
     job_max_runtime: float | None
-    environment: Mapping[str, str]
     warm_start: WarmStart | None
 
     @property
@@ -324,38 +330,8 @@ def _semantics(raw: Mapping[str, Any]) -> TuningRequest:
         complete_on_convergence=criteria.get("ConvergenceDetected", {}).get(
             "CompleteOnConvergence") == "Enabled",
         seed=config.get("RandomSeed"), hyperband_min=hb_min, hyperband_max=hb_max, static=static,
-        metric_definitions=tuple(defined), instance_count=int(instances),
-        job_max_runtime=stopping.get("MaxRuntimeInSeconds"),
-        environment=dict(definition.get("Environment", {})), warm_start=warm_start)
-
-
-def service_limits(raw: Mapping[str, Any], jobs: int | None = None) -> None:
-    """The service's limits of a tuning request that its model does not state (the tuning
-    limits of the Developer Guide, a training job's 28 days); *jobs*: the number of training
-    jobs when the request leaves it out (a Grid's combinations). :raises ConfigError:"""
-    config = raw.get("HyperParameterTuningJobConfig") or {}
-    strategy = config.get("Strategy")
-    limits = config.get("ResourceLimits") or {}
-    where = "HyperParameterTuningJobConfig.ResourceLimits"
-    given = limits.get("MaxNumberOfTrainingJobs")
-    count = given if given is not None else jobs
-    highest = MAX_TRAINING_JOBS_RANDOM if strategy == "Random" else MAX_TRAINING_JOBS
-    if isinstance(count, int) and count > highest:
-        each = " (one per combination)" if given is None else ""
-        raise ConfigError(f"{where}.MaxNumberOfTrainingJobs: {count} training jobs{each}; the service"
-                          f" runs at most {highest} per {strategy} tuning job")
-    parallel = limits.get("MaxParallelTrainingJobs")
-    if isinstance(parallel, int) and parallel > MAX_PARALLEL_JOBS:
-        raise ConfigError(f"{where}.MaxParallelTrainingJobs: {parallel}; the service runs at most"
-                          f" {MAX_PARALLEL_JOBS} training jobs of a tuning job at once")
-    runtime = limits.get("MaxRuntimeInSeconds")
-    if isinstance(runtime, int) and not 120 <= runtime <= 15_768_000:
-        raise ConfigError(f"{where}.MaxRuntimeInSeconds: {runtime} is outside 120-15768000")
-    stopping = (raw.get("TrainingJobDefinition") or {}).get("StoppingCondition") or {}
-    job_runtime = stopping.get("MaxRuntimeInSeconds")
-    if isinstance(job_runtime, int) and job_runtime > MAX_JOB_RUNTIME:
-        raise ConfigError(f"TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds: {job_runtime}"
-                          f" is above the maximum {MAX_JOB_RUNTIME} (28 days)")
+        metric_definitions=tuple(defined), job_max_runtime=stopping.get("MaxRuntimeInSeconds"),
+        warm_start=warm_start)
 
 
 def _ranges(ranges: Mapping[str, Any]) -> list[Range]:

@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import metrics, plots
+from .. import contract
+from ..local import plots
+from ..local import scanner as metrics
 from .config import TuningRequest
 
 TUNING_FILE = "tuning.json"
@@ -57,8 +59,7 @@ def describe(request: TuningRequest, summaries: Sequence[Mapping[str, Any]],
     raw = request.raw
     description: dict[str, Any] = {
         "HyperParameterTuningJobName": request.name,
-        "HyperParameterTuningJobArn": f"arn:aws:sagemaker:us-east-1:000000000000:"
-                                      f"hyper-parameter-tuning-job/{request.name.lower()}",
+        "HyperParameterTuningJobArn": contract.arn("hyper-parameter-tuning-job", request.name),
         "HyperParameterTuningJobConfig": raw["HyperParameterTuningJobConfig"],
         "TrainingJobDefinition": raw["TrainingJobDefinition"],
         "HyperParameterTuningJobStatus": status,

@@ -10,6 +10,7 @@ keeps what finished. ``tuning.json`` is written after every job.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -21,11 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import _jobs, contract, jobrecord, metrics
+from .. import contract
+from .. import job as job_api
 from .. import local as harness
 from ..backends.base import Backend
 from ..backends.docker import DockerBackend
-from ..errors import ByocError, ConfigError, ContainerFailedError, Interrupted
+from ..errors import ByocError, ConfigError, ContainerFailedError, Interrupted, JobStoppedError
+from ..job import JobDefinition, check_job_name
+from ..local import record as jobrecord
+from ..local import scanner as metrics
+from ..local import staging
 from ..project import Project
 from ..say import Say, quiet
 from . import config, report, strategies, warmstart
@@ -36,6 +42,8 @@ from .strategies import COMPLETE, FAILED, STOPPED, MedianRule, Strategy, Trial, 
 REQUEST_FILE = "request.json"
 INTERRUPTED_FILE = "interrupted.json"
 JOBS = "jobs"
+#: In a tuning job\'s directory: the folders that play each job\'s s3:// CheckpointConfig.
+CHECKPOINTS = "checkpoints"
 POLL = 0.1
 #: tuning.json's FailureReason once the byoc running the tuning job was found gone.
 LOST = ("byoc stopped while the tuning job ran (killed?): its running training jobs were marked"
@@ -87,6 +95,8 @@ class Tuner:
     tuning_dir: Path
     project: Project | None = None
     channels: Mapping[str, Path] | None = None
+    #: The training job each trial runs (see :func:`check`).
+    definition: JobDefinition | None = None
     grace_seconds: float = harness.TRAIN_GRACE
     say: Say = quiet
     table: Callable[[list[JobState], str], None] | None = None
@@ -164,6 +174,20 @@ class Tuner:
                               f" {self.tuning_dir}; --resume continues it")
         return TuningResult(self.tuning_dir, description, self._best_model(description))
 
+    def _definition(self) -> JobDefinition:
+        if self.definition is None:
+            self.definition = check(self.request, self.backend, self.channels or {}, self.project)
+        return self.definition
+
+    def _trial(self, job: JobState) -> JobDefinition:
+        """The trial's training job: the request's, with the trial's hyperparameters; an
+        ``s3://`` checkpoint location is played by a folder of its own in the tuning job's."""
+        definition = self._definition().with_hyperparameters(self.request.hyperparameters(job.tuned))
+        if definition.checkpoint_uri is not None and job_api.is_s3(definition.checkpoint_uri):
+            folder = self.tuning_dir / CHECKPOINTS / job.name
+            definition = dataclasses.replace(definition, checkpoint_uri=str(folder))
+        return definition
+
     def _launch(self, trial: Trial) -> JobState:
         name = f"{self.request.name}-{trial.number:03d}-{uuid.uuid4().hex[:8]}"
         job = JobState(trial.number, name, trial.tuned, trial, self.tuning_dir / JOBS / name)
@@ -188,14 +212,17 @@ class Tuner:
         job.started = datetime.now(UTC)
         try:
             result = harness.train(
+                self._trial(job),
                 backend=self.backend, project=self.project,
-                channels=dict(self.channels) if self.channels else None,
-                hyperparameters=self.request.hyperparameters(job.tuned),
-                instance_count=self.request.instance_count, env=self.request.environment,
-                output_dir=self.tuning_dir / JOBS, job_name=job.name,
-                grace_seconds=self.grace_seconds, metrics=scanner, stop=job.stop)
+                run=harness.LocalRun(job_name=job.name, output_dir=self.tuning_dir / JOBS,
+                                     grace_seconds=self.grace_seconds),
+                scanner=scanner, stop=job.stop)
             job.model_archive = result.model_archive
             status = "Stopped" if job.stop.is_set() else "Completed"
+        except JobStoppedError as exc:  # its StoppingCondition: the service stops it too
+            job.model_archive = job.job_dir / "model.tar.gz"
+            status = "Stopped"
+            job.failure_reason = exc.message
         except ContainerFailedError as exc:
             job.model_archive = job.job_dir / "model.tar.gz"
             status = "Stopped" if job.stop.is_set() else "Failed"
@@ -310,7 +337,7 @@ class Tuner:
                                       self.status if final else "InProgress")
         description["TuningJobCompletionDetails"] = self.completion.details()
         # the byoc running the tuning job: once it is gone, an InProgress record is reaped
-        description["Local"] = {"Pid": os.getpid(), "ProcessStart": _jobs.process_start(os.getpid())}
+        description["Local"] = {"Pid": os.getpid(), "ProcessStart": staging.process_start(os.getpid())}
         with self.write_lock:
             report.write(self.tuning_dir, description, summaries, self.request,
                          say=self.say if final else None, plot=final)
@@ -365,19 +392,38 @@ class Tuner:
 
 
 def _arn(request: TuningRequest, kind: str, name: str) -> str:
-    return f"arn:aws:sagemaker:us-east-1:{contract.LOCAL_ACCOUNT}:{kind}/{name.lower()}"
+    return contract.arn(kind, name)
 
 
-def check(request: TuningRequest, backend: Backend, channels: Mapping[str, Path]) -> None:
+def check(request: TuningRequest, backend: Backend, channels: Mapping[str, Path],
+          project: Project | None = None, say: Say = quiet) -> JobDefinition:
     """Refuse, before anything is written, what would make every training job fail: a strategy
     whose package is missing, what CreateTrainingJob refuses of the jobs' inputs, an image the
-    engine does not have. :raises ConfigError: (or the backend's error for the image)"""
+    engine does not have.
+
+    The training job is the request's whole ``TrainingJobDefinition``
+    (:func:`byoc.job.from_tuning_request`); *channels* (``--channel``) play its ``s3://``
+    channels, and one that no folder plays is refused here, before any job starts.
+
+    :returns: the training job every trial runs (with the trial's hyperparameters laid over it).
+    :raises ConfigError: (or the backend's error for the image)
+    """
     strategies.check_available(request)
-    _jobs.check_job_inputs(f"{request.name}-001-00000000", channels,
-                           request.hyperparameters({}), dict(request.environment), {},
-                           request.instance_count)
+    check_job_name(f"{request.name}-001-00000000")
+    definition, notes = job_api.from_tuning_request(
+        request.raw.get("TrainingJobDefinition") or {}, project=project,
+        channels={name: str(path) for name, path in channels.items()}, base_name=request.name)
+    for channel in definition.channels:
+        if channel.remote:
+            raise ConfigError(f"channel {channel.name!r} is {channel.source} in the request; a local"
+                              f" tuning job reads local files: pass --channel {channel.name}=PATH")
+    if not definition.channels:
+        raise ConfigError("no channels: pass --channel NAME=PATH")
+    for note in notes:
+        say(f"note: {note}")
     if isinstance(backend, DockerBackend):
         backend.client  # noqa: B018  (an engine and the image)
+    return definition
 
 
 def prepare(request: TuningRequest, output_root: Path, resume: bool) -> Path:
@@ -406,7 +452,7 @@ def _owner_alive(local: Mapping[str, Any]) -> bool:
     if not isinstance(pid, int):
         return False
     if started is not None:
-        return bool(_jobs.process_start(pid) == started)
+        return bool(staging.process_start(pid) == started)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -436,7 +482,7 @@ def reap(tuning_dir: Path, say: Say = quiet, environ: Mapping[str, str] | None =
         return []  # not a tuning job byoc can read: nothing to settle
     reaped = harness.reap_orphans(tuning_dir / JOBS, say=say, environ=environ)
     for name in reaped:  # once more: a network placeholder was seen to outlive the pass that
-        harness._remove_labelled(name, environ)  # removed the host sharing its namespace
+        harness.remove_labelled(name, environ)  # removed the host sharing its namespace
     summaries = report.read_summaries(tuning_dir)
     listed = {entry["TrainingJobName"] for entry in summaries}
     tuned_names = {item.name for item in request.ranges}

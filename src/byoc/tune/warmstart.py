@@ -16,8 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import jobrecord
 from ..errors import ConfigError
+from ..local import record as jobrecord
 from . import report
 from .config import OBJECTIVE_KEY, TuningRequest, parse
 from .ranges import CategoricalRange, Range

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .. import _jobs, archive, contract, invoke
+from .. import archive, contract, invoke
 from .. import local as harness
 from .._docker import docker_client, explain
 from ..backends.base import LogSink
@@ -32,6 +32,7 @@ from ..errors import (
     ConfigError,
     DockerUnavailableError,
 )
+from ..job import ChannelDefinition, JobDefinition
 from ..project import Project
 from ..say import Say, quiet
 from . import pipe as pipe_checks
@@ -325,7 +326,9 @@ def _train_inputs(defaults: Defaults, channels: Mapping[str, Path] | None,
                           " --serve-only")
     merged = {**defaults.hyperparameters, **(hyperparameters or {})}
     hps, _ = contract.stringify_hyperparameters(merged)
-    _jobs.check_job_inputs("byoc-validate", sources, hps, {}, {}, 1)
+    JobDefinition("byoc-validate", tuple(ChannelDefinition(name, str(path))  # checked as a job
+                                         for name, path in sorted(sources.items())),
+                  hyperparameters=hps)
     if bad is not None and not bad[0]:
         raise ConfigError("--bad-hyperparameter takes KEY=VALUE")
     return TrainInputs(channels=sources, hyperparameters=hps,

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .. import _jobs
 from .._docker import explain
 from ..backends.base import LogPump, LogSink
 from ..backends.docker import ContainerRun
 from ..errors import CannotValidateError
+from ..local import staging
 from ..say import Say
 
 PASS = "pass"
@@ -200,7 +200,7 @@ class Session:
             run.pump.join(timeout=2)
         self._containers.clear()
         try:
-            _jobs.remove_tree(self.scratch)
+            staging.remove_tree(self.scratch)
         except OSError as exc:  # e.g. files a container wrote as root, when byoc is not root
             self.say(f"warning: could not remove {self.scratch}: {exc}")
 

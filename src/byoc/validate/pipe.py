@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 
-from .. import _jobs, contract
+from .. import contract
 from .._docker import explain
 from ..backends.docker import training_mounts
 from ..inputs import pipe
 from ..inputs.config import InputOptions
+from ..local import staging
 from .common import PASS, WARN, Check, Session, first_line, last_lines
 from .train import TrainInputs
 
@@ -36,13 +37,12 @@ def run_check(session: Session, inputs: TrainInputs, network: str = "none") -> C
     channels = [contract.Channel(name, content_type=inputs.content_types.get(name), input_mode="Pipe")
                 for name in sorted(inputs.channels)]
     job = session.tree(session.name("pipe"))
-    specs, _ = _jobs.stage_hosts(job, ["algo-1"], channels, inputs.channels, inputs.hyperparameters)
+    specs, _ = staging.stage_hosts(job, ["algo-1"], channels, inputs.channels, inputs.hyperparameters)
     host = specs[0]
     pipes = pipe.Pipes.for_job(specs, pipe.load_channels(settings, inputs.channels, {}),
                                job / "pipe-scratch")
     job_name = f"byoc-validate-{session.id}"
-    env = {"TRAINING_JOB_NAME": job_name, "AWS_REGION": "us-east-1",
-           "TRAINING_JOB_ARN": f"arn:aws:sagemaker:us-east-1:000000000000:training-job/{job_name}"}
+    env = contract.job_env(job_name)
     container = session.create("pipe", command=["train"], hostname=host.host, environment=env,
                                mounts=training_mounts(host), network_mode=network)
     with pipes:

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .. import _jobs, contract
+from .. import contract
 from .._docker import explain
 from ..backends.docker import training_mounts
+from ..local import staging
 from .common import (
     FAIL,
     NOT_FOUND_STATUSES,
@@ -150,7 +151,7 @@ def _launch(session: Session, inputs: TrainInputs, hyperparameters: Mapping[str,
     job = session.tree(session.name("train"))
     channels = [contract.Channel(name, content_type=inputs.content_types.get(name))
                 for name in sorted(inputs.channels)]
-    specs, _ = _jobs.stage_hosts(job, ["algo-1"], channels, inputs.channels, hyperparameters)
+    specs, _ = staging.stage_hosts(job, ["algo-1"], channels, inputs.channels, hyperparameters)
     host = specs[0]
     job_name = f"byoc-validate-{session.id}"
     env = contract.job_env(job_name)

@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ByocError, ConfigError
+from ..errors import ConfigError, EnvironmentBuildError
+from ..say import Say
 
-Say = Callable[[str], None]
 CACHE_ENV = "BYOC_CACHE_DIR"
 PYTHON_ENV = "BYOC_PYTHON"
 REQUIREMENTS = Path("container") / "requirements.txt"
@@ -47,10 +47,6 @@ _PACKAGES = ("; import importlib.metadata as m;"
 _IMAGE_PYTHON = re.compile(r"\bpython:(\d+\.\d+)")
 _REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _INCLUDE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)[\s=]+(\S+)")
-
-
-class EnvironmentBuildError(ByocError):
-    """The project's environment could not be built (a bad pin, no package index, no uv)."""
 
 
 @dataclass(frozen=True)

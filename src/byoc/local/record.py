@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import contract
-from .errors import ConfigError
-from .project import LATEST
+from .. import contract
+from ..errors import ConfigError
+from ..project import LATEST
 
 RECORD = "job.json"
 RECORD_FILE = RECORD

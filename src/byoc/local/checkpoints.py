@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .say import Say, quiet
+from ..say import Say, quiet
 
 UPLOADING = ".sagemaker-uploading"
 UPLOADED = ".sagemaker-uploaded"

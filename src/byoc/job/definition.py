@@ -7,8 +7,9 @@ instance count and environment. :meth:`JobDefinition.training_request` turns it 
 ``CreateTrainingJob`` request, given only what must differ between runs: the image, the role, the
 instance type, the output path and the S3 URIs of local channels and checkpoints.
 :meth:`JobDefinition.local_request` is the same request for a local run (``file://`` URIs,
-instance type ``local``), so the two can be compared field by field, and
-:meth:`JobDefinition.local_train_arguments` runs it with :func:`byoc.local.train`.
+instance type ``local``), so the two can be compared field by field; :func:`byoc.local.train`
+runs it on this machine. :meth:`JobDefinition.validate` is the one check of CreateTrainingJob's
+rules, against the one table of limits (:mod:`byoc.job.limits`).
 
 A channel's source and the checkpoint URI are each a local path or an ``s3://`` URI: a SageMaker
 run uploads a local one first, a local run refuses an ``s3://`` one.
@@ -18,39 +19,43 @@ Nothing here talks to AWS or Docker.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import contract
-from .errors import ConfigError
-from .inputs import manifest
+from .. import contract
+from ..errors import ConfigError
+from ..inputs import manifest
+from . import metrics
+from .limits import (
+    COMPRESSIONS,
+    DEFAULT_MAX_RUNTIME,
+    DEFAULT_VOLUME_GB,
+    DISTRIBUTIONS,
+    ENV_NAME,
+    INPUT_MODES,
+    JOB_NAME,
+    MAX_CHANNELS,
+    MAX_ENV_TEXT,
+    MAX_ENVIRONMENT,
+    MAX_HYPERPARAMETER_KEY,
+    MAX_HYPERPARAMETER_VALUE,
+    MAX_HYPERPARAMETERS,
+    MAX_RUNTIME_LIMIT,
+    MAX_TAGS,
+    MAX_VOLUME_GB,
+    MIN_INSTANCE_COUNT,
+    RECORD_WRAPPERS,
+    S3_DATA_TYPES,
+    SEED_RANGE,
+)
+from .metrics import MetricDefinition
 
-INPUT_MODES = contract.INPUT_MODES
-DISTRIBUTIONS = contract.DISTRIBUTIONS
-RECORD_WRAPPERS = contract.RECORD_WRAPPERS
-COMPRESSIONS = contract.COMPRESSIONS
-S3_DATA_TYPES = ("S3Prefix", "ManifestFile", "AugmentedManifestFile")
 DEFAULT_CHECKPOINT_PATH = contract.CHECKPOINT_PATH
-#: StoppingCondition.MaxRuntimeInSeconds: SageMaker's default (1 day) and maximum (28 days).
-DEFAULT_MAX_RUNTIME = 86400
-MAX_RUNTIME_LIMIT = 28 * 86400
-DEFAULT_VOLUME_GB = 30
-MAX_METRIC_DEFINITIONS = 40
-MAX_CHANNELS = 20
-MAX_HYPERPARAMETERS = 100
-MAX_ENVIRONMENT = 100
-MAX_ATTRIBUTE_NAMES = 16
-#: ShuffleConfig.Seed is a Long.
-SEED_RANGE = (-(1 << 63), (1 << 63) - 1)
-CHANNEL_NAME = contract.CHANNEL_NAME
-ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 #: The role a local run names in its request: no IAM role is involved.
-LOCAL_ROLE = "arn:aws:iam::000000000000:role/byoc-local"
+LOCAL_ROLE = f"arn:aws:iam::{contract.LOCAL_ACCOUNT}:role/byoc-local"
 LOCAL_INSTANCE_TYPE = contract.DEFAULT_INSTANCE_TYPE
 
 
@@ -127,17 +132,6 @@ class ChannelDefinition:
 
 
 @dataclass(frozen=True)
-class MetricDefinition:
-    """``{"Name", "Regex"}``: SageMaker searches each log line and takes group 1 as the value."""
-
-    name: str
-    regex: str
-
-    def request(self) -> dict[str, str]:
-        return {"Name": self.name, "Regex": self.regex}
-
-
-@dataclass(frozen=True)
 class JobDefinition:
     """A training job apart from where it runs (see the module docstring)."""
 
@@ -160,9 +154,6 @@ class JobDefinition:
 
     def __post_init__(self) -> None:
         self.validate()
-
-    def with_changes(self, **changes: Any) -> JobDefinition:
-        return replace(self, **changes)
 
     def channel(self, name: str) -> ChannelDefinition:
         for channel in self.channels:
@@ -187,8 +178,9 @@ class JobDefinition:
     def validate(self) -> None:
         """Refuse what CreateTrainingJob would refuse. :raises ConfigError:"""
         contract.check_enum(self.input_mode, INPUT_MODES, "algorithmSpecification.trainingInputMode")
-        if self.instance_count < 1:
-            raise ConfigError(f"--instance-count must be at least 1, got {self.instance_count}")
+        if self.instance_count < MIN_INSTANCE_COUNT:
+            raise ConfigError(f"--instance-count must be at least {MIN_INSTANCE_COUNT}, got"
+                              f" {self.instance_count}")
         if len(self.channels) > MAX_CHANNELS:
             raise ConfigError(f"{len(self.channels)} channels; SageMaker allows at most {MAX_CHANNELS}")
         names = [channel.name for channel in self.channels]
@@ -203,17 +195,17 @@ class JobDefinition:
             if not isinstance(value, str):
                 raise ConfigError(f"hyperparameter {key!r} must be a string (CreateTrainingJob"
                                   " sends strings only)")
-            if not 1 <= len(key) <= 256 or len(value) > 2500:
-                raise ConfigError(f"hyperparameter {key[:40]!r}: keys take 1-256 characters and"
-                                  " values at most 2500")
+            if not 1 <= len(key) <= MAX_HYPERPARAMETER_KEY or len(value) > MAX_HYPERPARAMETER_VALUE:
+                raise ConfigError(f"hyperparameter {key[:40]!r}: keys take 1-{MAX_HYPERPARAMETER_KEY}"
+                                  f" characters and values at most {MAX_HYPERPARAMETER_VALUE}")
         if len(self.environment) > MAX_ENVIRONMENT:
             raise ConfigError(f"{len(self.environment)} environment variables; SageMaker allows at"
                               f" most {MAX_ENVIRONMENT}")
         for key, value in self.environment.items():
-            if not ENV_NAME.fullmatch(key) or len(key) > 512 or len(value) > 512:
+            if not ENV_NAME.fullmatch(key) or len(key) > MAX_ENV_TEXT or len(value) > MAX_ENV_TEXT:
                 raise ConfigError(f"environment variable {key!r}: names are [a-zA-Z_][a-zA-Z0-9_]*"
-                                  " and values at most 512 characters")
-        _check_metrics(self.metric_definitions)
+                                  f" and values at most {MAX_ENV_TEXT} characters")
+        metrics.checked(self.metric_definitions)
         if not 1 <= self.max_runtime <= MAX_RUNTIME_LIMIT:
             raise ConfigError(f"--max-run {self.max_runtime}: MaxRuntimeInSeconds takes 1 to"
                               f" {MAX_RUNTIME_LIMIT} (28 days)")
@@ -238,10 +230,11 @@ class JobDefinition:
                 raise ConfigError(f"--checkpoint-uri {local} is a file, not a directory")
         if not self.checkpoint_local_path.startswith("/"):
             raise ConfigError(f"the checkpoint local path must be absolute ({contract.CHECKPOINT_PATH})")
-        if not 1 <= self.volume_size <= 16384:
-            raise ConfigError(f"--volume-size {self.volume_size}: VolumeSizeInGB takes 1 to 16384")
-        if len(self.tags) > 50:
-            raise ConfigError("SageMaker takes at most 50 tags")
+        if not 1 <= self.volume_size <= MAX_VOLUME_GB:
+            raise ConfigError(f"--volume-size {self.volume_size}: VolumeSizeInGB takes 1 to"
+                              f" {MAX_VOLUME_GB}")
+        if len(self.tags) > MAX_TAGS:
+            raise ConfigError(f"SageMaker takes at most {MAX_TAGS} tags")
 
     def training_request(self, *, job_name: str, image: str, role_arn: str, instance_type: str,
                          channel_uris: Mapping[str, str], output_path: str,
@@ -255,9 +248,7 @@ class JobDefinition:
         :raises ConfigError: for an invalid job name, or a local checkpoint directory without
             *checkpoint_uri*.
         """
-        if not JOB_NAME.fullmatch(job_name):
-            raise ConfigError(f"invalid job name {job_name!r}: 1-63 letters, digits and hyphens,"
-                              " starting and ending with a letter or digit")
+        check_job_name(job_name)
         algorithm: dict[str, Any] = {"TrainingImage": image, "TrainingInputMode": self.input_mode}
         if self.metric_definitions:
             algorithm["MetricDefinitions"] = [m.request() for m in self.metric_definitions]
@@ -306,45 +297,9 @@ class JobDefinition:
             output_path=output_dir.resolve().as_uri() + "/",
             checkpoint_uri=local.resolve().as_uri() + "/" if local is not None else None)
 
-    def local_train_arguments(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`byoc.local.train` that run this definition locally (the
-        caller adds ``backend=``, ``project=``, ``job_name=`` and the local-only settings).
-        :meth:`local_gaps` names what a local run cannot honour.
-
-        :raises ConfigError: for an ``s3://`` channel or checkpoint URI (a local run reads and
-            writes local files).
-        """
-        from .inputs.config import InputOptions
-        from .metrics import MetricScanner
-        from .metrics import definition as metric
-
-        remote = [channel.name for channel in self.channels if channel.remote]
-        if remote:
-            raise ConfigError(f"channel {remote[0]!r} is in S3; a local run needs a local path")
-        if self.checkpoint_uri is not None and self.local_checkpoint is None:
-            raise ConfigError(f"--checkpoint-uri {self.checkpoint_uri} is in S3; a local run keeps"
-                              " checkpoints in a local directory")
-        inputs = InputOptions(
-            input_mode=self.input_mode,
-            channel_modes={c.name: c.input_mode for c in self.channels if c.input_mode},
-            record_wrappers={c.name: c.record_wrapper for c in self.channels if c.record_wrapper},
-            compressions={c.name: c.compression for c in self.channels if c.compression},
-            shuffle_seeds={c.name: c.shuffle_seed for c in self.channels
-                           if c.shuffle_seed is not None},
-            attribute_names={c.name: c.attribute_names for c in self.channels
-                             if c.attribute_names is not None},
-            manifest_roots={c.name: c.manifest_root for c in self.channels
-                            if c.manifest_root is not None})
-        scanner = MetricScanner([metric(m.name, m.regex) for m in self.metric_definitions]) \
-            if self.metric_definitions else None
-        return {"channels": {c.name: Path(c.source) for c in self.channels},
-                "hyperparameters": dict(self.hyperparameters),
-                "content_types": {c.name: c.content_type for c in self.channels if c.content_type},
-                "distribution": {c.name: c.distribution for c in self.channels},
-                "instance_count": self.instance_count, "env": dict(self.environment),
-                "inputs": inputs, "metrics": scanner, "checkpoint_dir": self.local_checkpoint,
-                "checkpoint_local_path": self.checkpoint_local_path, "spot": self.spot,
-                "max_runtime": self.max_runtime, "max_wait": self.max_wait}
+    def with_hyperparameters(self, hyperparameters: Mapping[str, str]) -> JobDefinition:
+        """This job with *hyperparameters* laid over its own (a tuning trial's values)."""
+        return replace(self, hyperparameters={**self.hyperparameters, **hyperparameters})
 
     def local_gaps(self) -> list[str]:
         """The settings of this definition a local run cannot honour (it runs without them)."""
@@ -352,12 +307,25 @@ class JobDefinition:
                 if c.s3_data_type == "ManifestFile"]
 
 
-def seconds(value: float | int | str, option: str) -> int:
-    """A duration (``3600``, ``90s``, ``5m``, ``1h30m``) in whole seconds, rounded up, as
-    ``StoppingCondition`` takes it. :raises ConfigError:"""
-    from .stopping import parse_duration
+def default_job_name(base: str, now: datetime | None = None) -> str:
+    """``<base>-YYYY-MM-DD-HH-MM-SS-mmm``, as the SageMaker SDK names jobs."""
+    now = now or datetime.now(UTC)
+    stamp = now.strftime("%Y-%m-%d-%H-%M-%S-") + f"{now.microsecond // 1000:03d}"
+    return f"{base[: 63 - len(stamp) - 1].rstrip('-')}-{stamp}"
 
-    return math.ceil(parse_duration(value, option) if isinstance(value, str) else value)
+
+def channel_files(source: Path) -> list[Path]:
+    """The files of a channel, sorted by key; a file channel is that one file."""
+    if source.is_file():
+        return [source]
+    return sorted(p for p in source.rglob("*") if p.is_file())
+
+
+def check_job_name(name: str) -> None:
+    """:raises ConfigError: for a name CreateTrainingJob refuses."""
+    if not JOB_NAME.fullmatch(name):
+        raise ConfigError(f"invalid job name {name!r}: 1-63 letters, digits and hyphens,"
+                          " starting and ending with a letter or digit")
 
 
 def with_slash(uri: str) -> str:
@@ -406,107 +374,3 @@ def _check_channel(channel: ChannelDefinition, job_mode: str) -> None:
     elif channel.manifest_root is not None:
         raise ConfigError(f"channel {name!r}: a manifest root applies to an augmented manifest"
                           " channel only (with --attribute-names)")
-
-
-def _check_metrics(definitions: Sequence[MetricDefinition]) -> None:
-    if len(definitions) > MAX_METRIC_DEFINITIONS:
-        raise ConfigError(f"{len(definitions)} metric definitions; SageMaker allows at most"
-                          f" {MAX_METRIC_DEFINITIONS}")
-    seen: set[str] = set()
-    for metric in definitions:
-        if not 1 <= len(metric.name) <= 255 or not 1 <= len(metric.regex) <= 500:
-            raise ConfigError(f"metric {metric.name[:40]!r}: names take 1-255 characters and"
-                              " regexes 1-500")
-        if metric.name in seen:
-            raise ConfigError(f"metric {metric.name!r} is defined twice")
-        seen.add(metric.name)
-        try:
-            compiled = re.compile(metric.regex)
-        except re.error as exc:
-            raise ConfigError(f"metric {metric.name!r}: the regex does not compile: {exc}") from exc
-        if compiled.groups < 1:
-            raise ConfigError(f"metric {metric.name!r}: the regex needs a capture group around the"
-                              " value, e.g. loss=([-+]?[0-9]*\\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
-
-
-def from_project(project: Any | None, *, channels: Mapping[str, str] | None = None,
-                 hyperparameters: Mapping[str, object] | None = None,
-                 content_types: Mapping[str, str] | None = None,
-                 distribution: Mapping[str, str] | None = None,
-                 channel_input_modes: Mapping[str, str] | None = None,
-                 record_wrappers: Mapping[str, str] | None = None,
-                 compression: Mapping[str, str] | None = None,
-                 shuffle_seeds: Mapping[str, int] | None = None,
-                 attribute_names: Mapping[str, Sequence[str]] | None = None,
-                 s3_data_types: Mapping[str, str] | None = None,
-                 manifest_roots: Mapping[str, Path] | None = None,
-                 input_mode: str | None = None,
-                 metric_definitions: Sequence[MetricDefinition] = (),
-                 **settings: Any) -> tuple[JobDefinition, list[str]]:
-    """A definition from a project, overridden by the job options (``byoc local train`` and
-    ``byoc sagemaker train`` take the same); *settings* are :class:`JobDefinition`'s other fields.
-
-    The project gives, under the options: the channels, hyperparameters and content types of
-    ``local_test/test_dir``; the input settings of ``byoc.toml``'s ``[train]`` table (an unset
-    *input_mode* is its ``input_mode``, else File); and its ``[[metric_definitions]]``, which
-    *metric_definitions* of the same name replace and the others follow.
-
-    :returns: it and the warnings to show (hyperparameters that were not strings).
-    :raises ConfigError: for a per-channel option naming no channel, an unreadable ``byoc.toml``,
-        or anything :meth:`JobDefinition.validate` refuses.
-    """
-    from .inputs.config import InputOptions
-    from .project import CONFIG_FILE
-
-    found = project.local_inputs() if project is not None else None
-    default_channels = found.channels if found else {}
-    default_hps = found.hyperparameters if found else {}
-    default_types = found.content_types if found else {}
-    config_file = project.root / CONFIG_FILE if project is not None else None
-    toml = InputOptions.from_project_file(config_file) if config_file is not None else InputOptions()
-    sources = ({name: str(path) for name, path in default_channels.items()} if channels is None
-               else dict(channels))
-    hps, notes = contract.stringify_hyperparameters(
-        default_hps if hyperparameters is None else hyperparameters)
-    types = {**default_types, **(content_types or {})}
-    per_channel: dict[str, Mapping[str, Any]] = {
-        "--distribution": distribution or {}, "--channel-input-mode": channel_input_modes or {},
-        "--record-wrapper": record_wrappers or {}, "--compression": compression or {},
-        "--shuffle-seed": shuffle_seeds or {}, "--attribute-names": attribute_names or {},
-        "--s3-data-type": s3_data_types or {}, "--manifest-root": manifest_roots or {}}
-    for option, values in per_channel.items():
-        for name in values:
-            if name not in sources:
-                raise ConfigError(f"{option} names channel {name!r}, which is not a channel")
-    for values in (toml.channel_modes, toml.record_wrappers, toml.compressions,
-                   toml.shuffle_seeds, toml.attribute_names, toml.manifest_roots):
-        for name in values:
-            if name not in sources:
-                raise ConfigError(f"{CONFIG_FILE} [train.channels.{name}] names channel {name!r},"
-                                  " which is not a channel of this job")
-    modes = {**toml.channel_modes, **(channel_input_modes or {})}
-    wrappers = {**toml.record_wrappers, **(record_wrappers or {})}
-    compressions = {**toml.compressions, **(compression or {})}
-    seeds = {**toml.shuffle_seeds, **(shuffle_seeds or {})}
-    attributes: dict[str, Sequence[str]] = {**toml.attribute_names, **(attribute_names or {})}
-    roots = {**toml.manifest_roots, **(manifest_roots or {})}
-    built = tuple(ChannelDefinition(
-        name, sources[name], content_type=types.get(name), input_mode=modes.get(name),
-        distribution=(distribution or {}).get(name, "FullyReplicated"),
-        record_wrapper=wrappers.get(name), compression=compressions.get(name),
-        shuffle_seed=seeds.get(name),
-        attribute_names=tuple(attributes[name]) if name in attributes else None,
-        s3_data_type=(s3_data_types or {}).get(name, "S3Prefix"),
-        manifest_root=roots.get(name)) for name in sorted(sources))
-    metrics = list(metric_definitions)
-    if config_file is not None and config_file.is_file():
-        from . import metrics as metric_files
-
-        names = {metric.name for metric in metrics}
-        metrics = [MetricDefinition(item.name, item.regex)
-                   for item in metric_files.from_project(config_file)
-                   if item.name not in names] + metrics
-    base = settings.pop("base_name", None) or (project.name if project is not None else "byoc-job")
-    return JobDefinition(base_name=base, channels=built, hyperparameters=hps,
-                         input_mode=input_mode or toml.input_mode or "File",
-                         metric_definitions=tuple(metrics), **settings), notes

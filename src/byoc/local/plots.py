@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 
 class Sample(Protocol):
-    """One metric value (:class:`byoc.metrics.Sample` is one)."""
+    """One metric value (:class:`byoc.local.scanner.Sample` is one)."""
 
     @property
     def name(self) -> str: ...
@@ -41,7 +41,7 @@ def _pyplot(say: Callable[[str], None] | None) -> Any:
 def _first_time_here() -> bool:
     """Whether the missing matplotlib was not yet told for this Python environment (a marker in
     byoc's cache directory, one per ``sys.prefix``); True when the marker cannot be written."""
-    from .envs import cache_dir
+    from ..backends.envs import cache_dir
 
     key = hashlib.sha256(sys.prefix.encode()).hexdigest()[:16]
     marker = cache_dir() / "notes" / f"matplotlib-missing-{key}"

@@ -17,52 +17,15 @@ SIGKILL after the grace period.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
-
 STOP_REQUEST = "stop-requested"
 STOPPED, MAX_RUNTIME, MAX_WAIT, INTERRUPTED = (
     "Stopped", "MaxRuntimeExceeded", "MaxWaitTimeExceeded", "Interrupted")
-#: StoppingCondition.MaxRuntimeInSeconds: default one day, at most 28 days.
-DEFAULT_MAX_RUNTIME = 86_400
-MAX_RUNTIME_LIMIT = 28 * 86_400
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s?)?")
-
-
-def parse_duration(text: str, option: str) -> float:
-    """``90``, ``90s``, ``1m30s``, ``2h`` -> seconds. :raises ConfigError:"""
-    match = _DURATION.fullmatch(text.strip())
-    if not text.strip() or match is None or not any(match.groups()):
-        raise ConfigError(f"{option}: {text!r} is not a duration (e.g. 90, 90s, 5m, 1h30m)")
-    hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
-    value = hours * 3600 + minutes * 60 + seconds
-    if value <= 0:
-        raise ConfigError(f"{option}: {text!r} must be more than 0 seconds")
-    return value
-
-
-def check_stopping_condition(max_runtime: float | None, max_wait: float | None, spot: bool,
-                             interrupts: Sequence[float]) -> None:
-    """Refuse what CreateTrainingJob refuses, with its reasons. :raises ConfigError:"""
-    if max_runtime is not None and not 1 <= max_runtime <= MAX_RUNTIME_LIMIT:
-        raise ConfigError(f"--max-run: MaxRuntimeInSeconds must be 1 to {MAX_RUNTIME_LIMIT}"
-                          f" (28 days), got {max_runtime:g}")
-    if max_wait is not None and not spot:
-        raise ConfigError("--max-wait: MaxWaitTimeInSeconds is only for managed spot training;"
-                          " add --spot")
-    if spot and max_wait is not None:
-        runtime = max_runtime if max_runtime is not None else DEFAULT_MAX_RUNTIME
-        if max_wait < runtime:
-            raise ConfigError(f"--max-wait: MaxWaitTimeInSeconds ({max_wait:g}) must be at least"
-                              f" MaxRuntimeInSeconds ({runtime:g})")
-    if interrupts and not spot:
-        raise ConfigError("--interrupt-after simulates spot capacity reclaims; add --spot")
 
 
 def request_stop(job_dir: Path) -> None:

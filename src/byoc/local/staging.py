@@ -3,67 +3,19 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from . import archive, contract
-from .backends.base import HostSpec
-from .errors import ConfigError
-from .inputs.pipe import shuffled
-from .project import LATEST
-
-JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-MAX_CHANNELS = 20
-MAX_HYPERPARAMETERS = 100
-
-
-def default_job_name(base: str, now: datetime | None = None) -> str:
-    """``<base>-YYYY-MM-DD-HH-MM-SS-mmm``, as the SageMaker SDK names jobs."""
-    now = now or datetime.now(UTC)
-    stamp = now.strftime("%Y-%m-%d-%H-%M-%S-") + f"{now.microsecond // 1000:03d}"
-    return f"{base[: 63 - len(stamp) - 1].rstrip('-')}-{stamp}"
-
-
-def check_job_inputs(job_name: str, channels: Mapping[str, Path],
-                     hyperparameters: Mapping[str, str], env: Mapping[str, str],
-                     distribution: Mapping[str, str], instance_count: int) -> None:
-    """Refuse what CreateTrainingJob would refuse. :raises ConfigError:"""
-    if not JOB_NAME.fullmatch(job_name):
-        raise ConfigError(f"invalid job name {job_name!r}: 1-63 letters, digits and hyphens,"
-                          " starting and ending with a letter or digit")
-    if not 1 <= instance_count <= 20:
-        raise ConfigError(f"--instance-count must be between 1 and 20, got {instance_count}")
-    if not channels:
-        raise ConfigError("no channels: pass --channel NAME=PATH")
-    if len(channels) > MAX_CHANNELS:
-        raise ConfigError(f"{len(channels)} channels; SageMaker allows at most {MAX_CHANNELS}")
-    for name, path in channels.items():
-        contract.check_channel_name(name)
-        if not path.exists():
-            raise ConfigError(f"channel {name!r}: {path} does not exist")
-    if len(hyperparameters) > MAX_HYPERPARAMETERS:
-        raise ConfigError(f"{len(hyperparameters)} hyperparameters; SageMaker allows at most 100")
-    for key, value in hyperparameters.items():
-        if not 1 <= len(key) <= 256 or len(value) > 2500:
-            raise ConfigError(f"hyperparameter {key[:40]!r}: keys take 1-256 characters and values"
-                              " at most 2500")
-    for key, value in env.items():
-        if not ENV_NAME.fullmatch(key) or len(value) > 512:
-            raise ConfigError(f"environment variable {key!r}: names are [a-zA-Z_][a-zA-Z0-9_]*"
-                              " and values at most 512 characters")
-    for name, kind in distribution.items():
-        if name not in channels:
-            raise ConfigError(f"--distribution names channel {name!r}, which is not a channel")
-        if kind not in contract.DISTRIBUTIONS:
-            raise ConfigError(f"--distribution {name}={kind}: use FullyReplicated or ShardedByS3Key")
+from .. import archive, contract
+from ..backends.base import HostSpec
+from ..errors import ConfigError
+from ..inputs.pipe import shuffled
+from ..job import channel_files
 
 
 def check_channel_sources(channels: Mapping[str, Path], protected: Mapping[str, Path]) -> None:
@@ -79,13 +31,6 @@ def check_channel_sources(channels: Mapping[str, Path], protected: Mapping[str, 
             if target == source or source in target.parents:
                 raise ConfigError(f"channel {name!r}: {path} contains {what} ({target}); pass a"
                                   " directory of input data only")
-
-
-def channel_files(source: Path) -> list[Path]:
-    """The files of a channel, sorted by key; a file channel is that one file."""
-    if source.is_file():
-        return [source]
-    return sorted(p for p in source.rglob("*") if p.is_file())
 
 
 def shard(files: Sequence[Path], hosts: Sequence[str]) -> dict[str, list[Path]]:
@@ -198,7 +143,7 @@ def check_writable(folder: Path, what: str) -> None:
     os.unlink(probe)
 
 
-def describe_fields(*, job_name: str, arn: str, image: str | None,
+def describe_fields(*, job_name: str, arn: str, image: str | None, input_mode: str,
                     hyperparameters: Mapping[str, str], channels: Sequence[contract.Channel],
                     sources: Mapping[str, Path], instance_count: int, env: Mapping[str, str],
                     spot: bool, max_runtime: float | None, max_wait: float | None,
@@ -212,7 +157,7 @@ def describe_fields(*, job_name: str, arn: str, image: str | None,
         "TrainingJobName": job_name,
         "TrainingJobArn": arn,
         "AlgorithmSpecification": {"TrainingImage": image or "(process backend)",
-                                   "TrainingInputMode": _job_input_mode(channels)},
+                                   "TrainingInputMode": input_mode},
         "HyperParameters": dict(hyperparameters),
         "InputDataConfig": [
             {"ChannelName": c.name, "InputMode": c.input_mode,
@@ -233,12 +178,6 @@ def describe_fields(*, job_name: str, arn: str, image: str | None,
         fields["CheckpointConfig"] = {"S3Uri": checkpoint_dir.resolve().as_uri() + "/",
                                       "LocalPath": checkpoint_local_path}
     return fields
-
-
-def _job_input_mode(channels: Sequence[contract.Channel]) -> str:
-    """The job's TrainingInputMode as a record shows it: the channels' one mode, else File."""
-    modes = {channel.input_mode for channel in channels}
-    return modes.pop() if len(modes) == 1 else "File"
 
 
 def process_start(pid: int) -> str | None:
@@ -312,10 +251,6 @@ def claim_job_dir(jobs_dir: Path, job_name: str) -> Path:
 
 def job_exists(job_name: str, jobs_dir: Path) -> ConfigError:
     return ConfigError(f"a job named {job_name} exists in {jobs_dir}; pick another --job-name")
-
-
-def record_latest(jobs_dir: Path, job_dir: Path) -> None:
-    (jobs_dir / LATEST).write_text(job_dir.name + "\n", encoding="utf-8")
 
 
 def remove_tree(path: Path) -> None:

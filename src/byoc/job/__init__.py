@@ -1,0 +1,39 @@
+"""A training job as one value: what CreateTrainingJob takes, apart from where it runs.
+
+:class:`JobDefinition` (:mod:`.definition`) is the one representation of a training job below the
+CLI; it is built in one place (:mod:`.sources`: from a project and the job options) and checked by
+one validator, :meth:`JobDefinition.validate`, against one table of the service's limits
+(:mod:`.limits`). Its metric definitions are :class:`MetricDefinition` (:mod:`.metrics`).
+Nothing here talks to AWS or Docker.
+"""
+
+from __future__ import annotations
+
+from .definition import (
+    DEFAULT_CHECKPOINT_PATH,
+    LOCAL_INSTANCE_TYPE,
+    LOCAL_ROLE,
+    ChannelDefinition,
+    JobDefinition,
+    channel_files,
+    check_job_name,
+    default_job_name,
+    is_s3,
+    with_slash,
+)
+from .limits import DEFAULT_MAX_RUNTIME, DEFAULT_VOLUME_GB
+from .metrics import MetricDefinition
+from .sources import (
+    from_project,
+    from_tuning_request,
+    hyperparameters,
+    parse_duration,
+    request_channels,
+    seconds,
+)
+
+__all__ = ["DEFAULT_CHECKPOINT_PATH", "DEFAULT_MAX_RUNTIME", "DEFAULT_VOLUME_GB",
+           "LOCAL_INSTANCE_TYPE", "LOCAL_ROLE", "ChannelDefinition", "JobDefinition",
+           "MetricDefinition", "channel_files", "check_job_name", "default_job_name",
+           "from_project", "from_tuning_request", "hyperparameters", "is_s3", "parse_duration",
+           "request_channels", "seconds", "with_slash"]

@@ -1,0 +1,43 @@
+"""``byoc local``: run a training job (a :class:`~byoc.job.JobDefinition`) or a model on this
+machine, exactly as SageMaker would.
+
+Everything a local run needs lives here: :mod:`.train` (one job: its hosts, input modes,
+checkpoints, spot reclaims, time limits), :mod:`.serve`, :mod:`.backend` (Docker or processes),
+:mod:`.staging` (the job's directory), :mod:`.record` (its ``job.json``), :mod:`.stopping`,
+:mod:`.checkpoints`, :mod:`.scanner` (metrics from the log), :mod:`.plots` and :mod:`.reap`.
+"""
+
+from __future__ import annotations
+
+from ..say import Say as Say
+from .backend import BACKENDS, SigTerm, choose_backend, interrupted, sigterm_interrupts
+from .reap import reap_orphans, remove_labelled, stop_job
+from .serve import (
+    DEFAULT_PORT,
+    DEFAULT_STARTUP_TIMEOUT,
+    LOAD_FAILED,
+    LOAD_STATUS_HEADER,
+    PING_TIMEOUT,
+    SERVE_GRACE,
+    RunningServer,
+    check_port_free,
+    free_port,
+    resolve_model,
+    serve,
+    wait_until_ready,
+)
+from .train import (
+    TRAIN_GRACE,
+    LocalRun,
+    TrainResult,
+    check_local,
+    left_model,
+    resolve_incremental,
+    train,
+)
+
+__all__ = ["BACKENDS", "DEFAULT_PORT", "DEFAULT_STARTUP_TIMEOUT", "LOAD_FAILED", "LOAD_STATUS_HEADER",
+           "PING_TIMEOUT", "SERVE_GRACE", "TRAIN_GRACE", "LocalRun", "RunningServer", "Say", "SigTerm",
+           "TrainResult", "check_local", "check_port_free", "choose_backend", "free_port", "interrupted",
+           "left_model", "reap_orphans", "remove_labelled", "resolve_incremental", "resolve_model",
+           "serve", "sigterm_interrupts", "stop_job", "train", "wait_until_ready"]

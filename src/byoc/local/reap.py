@@ -1,0 +1,107 @@
+"""Stop a local job, and clean up after jobs whose byoc process died (orphans)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+
+from .._docker import docker_available
+from ..errors import (
+    ConfigError,
+)
+from ..say import Say, quiet
+from . import record as jobrecord
+from . import staging, stopping
+
+
+def stop_job(record: jobrecord.JobRecord) -> None:
+    """Ask the byoc running *record*'s job to stop it, as StopTrainingJob does.
+
+    :raises ConfigError: when the job is not running.
+    """
+    if record.status not in (jobrecord.IN_PROGRESS, jobrecord.STOPPING):
+        raise ConfigError(f"training job {record.name} is not running (status {record.status})")
+    if not _owner_alive(record):
+        raise ConfigError(f"the byoc that ran {record.name} is gone; `byoc local jobs` marks the"
+                          " job failed and removes what it left")
+    stopping.request_stop(record.job_dir)
+
+
+def _owner_alive(record: jobrecord.JobRecord) -> bool:
+    local = record.data.get("Local", {})
+    pid, started = local.get("Pid"), local.get("ProcessStart")
+    if not isinstance(pid, int):
+        return False
+    if started is not None:
+        return bool(staging.process_start(pid) == started)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(jobs_dir: Path | None, say: Say = quiet,
+                 environ: Mapping[str, str] | None = None) -> list[str]:
+    """Mark failed the jobs whose byoc died (SIGKILL) and remove what they left running.
+
+    Containers and networks are found by their ``com.byoc.job`` label,
+    processes of the process backend by the job's ARN in their environment.
+    Returns the names of the jobs reaped.
+    """
+    reaped: list[str] = []
+    if jobs_dir is None:
+        return reaped
+    for record in jobrecord.records(jobs_dir):
+        if record.status not in (jobrecord.IN_PROGRESS, jobrecord.STOPPING) or _owner_alive(record):
+            continue
+        remove_labelled(record.name, environ)
+        _kill_job_processes(str(record.data.get("TrainingJobArn", "")))
+        staging.remove_tree(record.job_dir / "hosts")
+        staging.remove_tree(record.job_dir / "shards")
+        record.finish(jobrecord.FAILED, jobrecord.FAILED, failure_reason=(
+            "byoc stopped while the job ran (killed?); its hosts were removed"))
+        say(f"note: training job {record.name} lost the byoc running it; marked Failed and cleaned up")
+        reaped.append(record.name)
+    return reaped
+
+
+def remove_labelled(job_name: str, environ: Mapping[str, str] | None) -> None:
+    if not docker_available(environ):
+        return
+    import docker.errors
+
+    from .._docker import docker_client
+    from ..backends.docker import LABEL
+
+    client = docker_client(environ)
+    try:
+        for container in client.containers.list(all=True, filters={"label": f"{LABEL}={job_name}"}):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+        for network in client.networks.list(filters={"label": f"{LABEL}={job_name}"}):
+            with contextlib.suppress(docker.errors.APIError):
+                network.remove()
+    finally:
+        client.close()
+
+
+def _kill_job_processes(arn: str) -> None:
+    if not arn:
+        return
+    needle = f"TRAINING_JOB_ARN={arn}".encode()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needle in environment:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(entry.name), signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)

@@ -1,0 +1,122 @@
+"""One tuning request file, one training job: every local trial, and the SageMaker request, carry
+the request's whole TrainingJobDefinition (input mode, each channel's settings, checkpoints, spot)."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tune_requests
+from click.testing import CliRunner
+
+from byoc import local
+from byoc.backends.base import Backend
+from byoc.cli import cli
+from byoc.errors import ConfigError
+from byoc.project import Project
+from byoc.tune import config, runner
+from helpers import copy_probe
+
+KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
+#: What each trial's container must find in inputdataconfig.json.
+SEEN = {"training": {"ContentType": "text/csv", "TrainingInputMode": "Pipe",
+                     "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"},
+        "validation": {"ContentType": "application/json", "TrainingInputMode": "File",
+                       "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}}
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Project:
+    return Project.load(copy_probe(tmp_path / "probe"))
+
+
+@pytest.fixture(params=KINDS)
+def backend(request: pytest.FixtureRequest, probe: Project) -> Backend:
+    if request.param == "docker":
+        request.getfixturevalue("probe_image")
+    return local.choose_backend(request.param, probe, None)
+
+
+def whole_request(name: str) -> dict[str, Any]:
+    """Two trials, one at a time, of a Pipe job with two channels, checkpoints and spot."""
+    body = tune_requests.request(name, max_jobs=2, parallel=1)
+    training = body["TrainingJobDefinition"]
+    training["AlgorithmSpecification"]["TrainingInputMode"] = "Pipe"
+    training["InputDataConfig"] = [
+        {"ChannelName": "training", "ContentType": "text/csv",
+         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bucket/train/",
+                                         "S3DataDistributionType": "FullyReplicated"}}},
+        {"ChannelName": "validation", "ContentType": "application/json", "InputMode": "File",
+         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bucket/val/",
+                                         "S3DataDistributionType": "FullyReplicated"}}}]
+    training["CheckpointConfig"] = {"S3Uri": "s3://bucket/checkpoints/",
+                                    "LocalPath": "/opt/ml/checkpoints"}
+    training["EnableManagedSpotTraining"] = True
+    training["StoppingCondition"] = {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 1200}
+    training["EnableNetworkIsolation"] = True
+    return body
+
+
+def _channels(probe: Project, tmp_path: Path) -> dict[str, Path]:
+    validation = tmp_path / "validation"
+    validation.mkdir()
+    (validation / "holdout.json").write_text('{"x": 1}\n')
+    return {"training": probe.test_dir / "input" / "data" / "training", "validation": validation}
+
+
+def test_every_local_trial_runs_the_requests_whole_training_job(
+        backend: Backend, probe: Project, tmp_path: Path) -> None:
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps(whole_request("whole-job")))
+    request = config.load(path)
+    said: list[str] = []
+    channels = _channels(probe, tmp_path)
+    definition = runner.check(request, backend, channels, probe, say=said.append)
+    tuning_dir = runner.prepare(request, tmp_path / "tuning", False)
+    runner.Tuner(request, backend, tuning_dir, project=probe, channels=channels,
+                 definition=definition, say=said.append).run()
+    jobs = sorted(path for path in (tuning_dir / "jobs").iterdir() if path.is_dir())
+    assert len(jobs) == 2
+    for job in jobs:
+        record = json.loads((job / "job.json").read_text())
+        assert record["TrainingJobStatus"] == "Completed", record.get("FailureReason")
+        assert record["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
+        assert record["EnableManagedSpotTraining"] is True
+        assert record["StoppingCondition"] == {"MaxRuntimeInSeconds": 600,
+                                               "MaxWaitTimeInSeconds": 1200}
+        # the request's s3:// checkpoint location is a folder of the trial's own
+        assert record["CheckpointConfig"] == {
+            "S3Uri": (tuning_dir / "checkpoints" / job.name).resolve().as_uri() + "/",
+            "LocalPath": "/opt/ml/checkpoints"}
+        with tarfile.open(job / "model.tar.gz") as tar:
+            member = tar.extractfile("algo-1.json")
+            assert member is not None
+            report = json.loads(member.read())
+        assert report["inputdataconfig"] == SEEN
+    assert [line for line in said if "EnableNetworkIsolation" in line] == [
+        "note: EnableNetworkIsolation: kept in the request, not applied by a local run"]
+
+
+def test_a_request_channel_without_a_local_folder_is_refused_before_any_job(
+        probe: Project, tmp_path: Path) -> None:
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps(whole_request("no-folder")))
+    channels = _channels(probe, tmp_path)
+    del channels["validation"]
+    backend = local.choose_backend("process", probe, None)
+    with pytest.raises(ConfigError, match="channel 'validation' is s3://bucket/val/ in the request;"
+                                          " .* pass --channel validation=PATH"):
+        runner.check(config.load(path), backend, channels, probe)
+    result = CliRunner().invoke(cli, [
+        "local", "tune", str(probe.root), "--backend", "process", "--config", str(path),
+        "--channel", f"training={channels['training']}", "--output-dir", str(tmp_path / "t")])
+    assert result.exit_code != 0
+    assert result.stderr.strip().splitlines() == [
+        "Error: channel 'validation' is s3://bucket/val/ in the request; a local tuning job reads"
+        " local files: pass --channel validation=PATH"]
+    assert not (tmp_path / "t").exists()
+    with pytest.raises(ConfigError, match="--channel other: the request has no channel 'other'"):
+        runner.check(config.load(path), backend, {**channels, "other": tmp_path}, probe)
