@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +25,25 @@ from byoc.project import Project
 from helpers import FIXTURES, built_image, train_job
 
 EPOCHS = FIXTURES / "epochs"
+#: This session's own image name, so sessions sharing an engine never remove each other's.
+EPOCHS_REPOSITORY = f"byoc-test-epochs-{uuid.uuid4().hex[:8]}"
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 
 
 @pytest.fixture(scope="session")
 def epochs_image(docker_client: Any, base_image: str) -> Any:
-    tag = "byoc-test-epochs:latest"
+    tag = f"{EPOCHS_REPOSITORY}:latest"
     with built_image(docker_client, EPOCHS, tag, base_image):
         yield tag
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
-    return Project.load(Path(shutil.copytree(EPOCHS, tmp_path / "epochs")))
+    root = Path(shutil.copytree(EPOCHS, tmp_path / "epochs"))
+    config = root / "byoc.toml"
+    config.write_text(config.read_text().replace('image = "byoc-test-epochs"',
+                                                 f'image = "{EPOCHS_REPOSITORY}"'))
+    return Project.load(root)
 
 
 @pytest.fixture(params=KINDS)
