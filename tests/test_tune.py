@@ -259,7 +259,9 @@ def _wait_for(predicate: Any, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def test_ctrl_c_keeps_what_finished_and_resume_continues(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stop_signal", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_keeps_what_finished_and_resume_continues(tmp_path: Path, stop_signal: int,
+                                                         exit_code: int) -> None:
     body = request("probe-resume", "Random", max_jobs=4, parallel=1, static={"epochs": "3", "sleep": "0.4"})
     request_file = tmp_path / "request.json"
     request_file.write_text(json.dumps(body))
@@ -271,12 +273,12 @@ def test_ctrl_c_keeps_what_finished_and_resume_continues(tmp_path: Path) -> None
         _wait_for(lambda: (tuning_dir / "training-jobs.json").is_file(), 60)
         _wait_for(lambda: len(list((tuning_dir / "jobs").iterdir())) >= 2, 60)
         time.sleep(0.3)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         stdout, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, stderr
+    assert process.returncode == exit_code, stderr
     assert "Error: tuning job probe-resume stopped: what finished is kept in" in stderr
     stopped = described(tuning_dir)
     assert stopped["HyperParameterTuningJobStatus"] == "Stopped"

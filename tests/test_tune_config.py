@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from read_only import read_only
 from tune_requests import DELETE, edited, grid, request
 
 from byoc.errors import ConfigError
@@ -220,6 +221,16 @@ def test_an_existing_tuning_job_needs_resume_and_resume_needs_one(tmp_path: Path
     changed = run_tune(request(max_jobs=2, parallel=1), tmp_path, "--resume")
     assert changed.returncode == 2
     assert "--resume: the request differs from the one probe-tune started with" in changed.stderr
+
+
+def test_a_read_only_output_dir_is_one_error_line(tmp_path: Path) -> None:
+    with read_only(tmp_path / "out"):
+        run = run_tune(request(max_jobs=1, parallel=1), tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.startswith(f"Error: cannot create the tuning job's directory"
+                                 f" {tmp_path / 'out' / 'probe-tune'}: ")
+    assert run.stderr.endswith("; pick a writable --output-dir\n") and run.stderr.count("\n") == 1
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_a_request_beyond_the_service_limits_is_refused_before_anything_is_written(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from .. import job as job_api
 from .. import local as harness
 from ..backends.base import Backend
 from ..backends.docker import DockerBackend
-from ..errors import ByocError, ConfigError, ContainerFailedError, Interrupted, JobStoppedError
+from ..errors import ByocError, ConfigError, ContainerFailedError, JobStoppedError
 from ..job import JobDefinition, check_job_name
 from ..local import record as jobrecord
 from ..local import scanner as metrics
@@ -124,7 +124,7 @@ class Tuner:
         number = max((report.job_number(item["TrainingJobName"]) for item in self.previous), default=0)
         launched = len(self.previous) - len(self.interrupted)
         exhausted = False
-        interrupted = False
+        interrupted: KeyboardInterrupt | None = None
         try:
             with harness.sigterm_interrupts():
                 while True:
@@ -147,8 +147,8 @@ class Tuner:
                     self._show()
                     self.wake.wait(POLL)
                     self.wake.clear()
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:
+            interrupted = exc
             self.say("stopping: SIGTERM to every running training job, SIGKILL after the grace period")
             for job in self.jobs:
                 if not job.done:
@@ -162,16 +162,17 @@ class Tuner:
         for job in self.jobs:  # their records and plots
             if job.thread is not None:
                 job.thread.join()
-        self.status = "Stopped" if interrupted else "Completed"
+        self.status = "Stopped" if interrupted is not None else "Completed"
         self._show()
         description = self.write(final=True)
-        if interrupted:
+        if interrupted is not None:
             names = [job.name for job in self.jobs if job.stop_reason == "interrupted"]
             (self.tuning_dir / INTERRUPTED_FILE).write_text(json.dumps(
                 sorted(set(names) | set(self._interrupted_before())), indent=2) + "\n",
                 encoding="utf-8")
-            raise Interrupted(f"tuning job {self.request.name} stopped: what finished is kept in"
-                              f" {self.tuning_dir}; --resume continues it")
+            raise harness.interrupted(f"tuning job {self.request.name} stopped: what finished is"
+                                    f" kept in {self.tuning_dir}; --resume continues it",
+                                    interrupted)
         return TuningResult(self.tuning_dir, description, self._best_model(description))
 
     def _definition(self) -> JobDefinition:
@@ -442,8 +443,12 @@ def prepare(request: TuningRequest, output_root: Path, resume: bool) -> Path:
         return tuning_dir
     if resume:
         raise ConfigError(f"--resume: there is no tuning job {request.name} in {output_root}")
-    (tuning_dir / JOBS).mkdir(parents=True)
-    stored.write_text(json.dumps(request.raw, indent=2) + "\n", encoding="utf-8")
+    try:
+        (tuning_dir / JOBS).mkdir(parents=True)
+        stored.write_text(json.dumps(request.raw, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:  # a read-only --output-dir, a file in the way
+        raise ConfigError(f"cannot create the tuning job's directory {tuning_dir}:"
+                          f" {exc.strerror or exc}; pick a writable --output-dir") from None
     return tuning_dir
 
 
