@@ -222,6 +222,14 @@ def test_a_server_that_exits_gives_its_log(backend: Backend, tmp_path: Path,
                          env={"PROBE_EXIT": "3"}, startup_timeout=60):
             pass
     assert "exiting on purpose" in caught.value.detail
+    # a caller shown the log as it came gets the message alone: the tail is not repeated
+    shown: list[str] = []
+    with pytest.raises(ServeError, match="exited with status 3") as caught:
+        with local.serve(backend=backend, model=tmp_path / "model", port=unused_port,
+                         env={"PROBE_EXIT": "3"}, startup_timeout=60,
+                         log=lambda host, line: shown.append(line)):
+            pass
+    assert caught.value.detail == "" and any("exiting on purpose" in line for line in shown)
 
 
 def test_a_server_that_never_gets_ready_times_out(backend: Backend, tmp_path: Path,

@@ -114,7 +114,13 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
         say(f"waiting for {server.url}/ping (up to {startup_timeout:.0f} s)")
         with sigterm_interrupts():
             try:
-                wait_until_ready(server, startup_timeout, ready_interval)
+                try:
+                    wait_until_ready(server, startup_timeout, ready_interval)
+                except ServeError as exc:
+                    if log is None:
+                        raise
+                    # the caller showed the server's log as it came: its tail is not repeated
+                    raise ServeError(exc.message) from None
                 yield RunningServer(server.url, server)
                 work_done = True
             except KeyboardInterrupt as exc:
