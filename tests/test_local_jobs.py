@@ -92,10 +92,19 @@ def test_latest_names_the_last_completed_job(jobs_dir: Path) -> None:
     assert described.exit_code == 0, described.stderr
     assert '"TrainingJobName": "short"' in described.stdout
     assert "short: Completed" in described.stderr
-    stopped = CliRunner().invoke(cli, ["local", "stop", "latest", "--output-dir", str(jobs_dir)])
-    assert stopped.exit_code == 2  # found, and refused for what it is: a job that ended
-    assert stopped.stderr == "Error: training job short is not running (status Completed)\n"
     assert jobrecord.find(jobs_dir, "latest").name == "short"
+
+
+def test_stop_latest_stops_the_newest_running_job(jobs_dir: Path, tmp_path: Path) -> None:
+    stopped = CliRunner().invoke(cli, ["local", "stop", "latest", "--output-dir", str(jobs_dir)])
+    assert stopped.exit_code == 0, stopped.stderr
+    assert stopped.stderr.startswith(f"stopping {LONG}: ")
+    ended = tmp_path / "ended"
+    _job(ended, "done", running=False)
+    refused = CliRunner().invoke(cli, ["local", "stop", "latest", "--output-dir", str(ended)])
+    assert refused.exit_code == 2
+    assert refused.stderr == (f"Error: no local training job is running in {ended}; `byoc local"
+                              " jobs` lists them\n")
 
 
 def test_latest_before_any_job_completed_is_one_error_line(tmp_path: Path) -> None:
@@ -103,9 +112,9 @@ def test_latest_before_any_job_completed_is_one_error_line(tmp_path: Path) -> No
     _job(jobs, "only", running=True)
     with pytest.raises(ConfigError, match="no latest local job"):
         jobrecord.find(jobs, "latest")
-    result = CliRunner().invoke(cli, ["local", "stop", "latest", "--output-dir", str(jobs)])
+    result = CliRunner().invoke(cli, ["local", "describe", "latest", "--output-dir", str(jobs)])
     assert result.exit_code == 2
-    assert result.stderr.startswith("Error: no latest local job in ")
+    assert result.stderr.startswith("Error: no local job 'latest' in ")
     assert len(result.stderr.splitlines()) == 1
 
 

@@ -13,7 +13,7 @@ from .. import invoke, job
 from .. import local as harness
 from ..errors import Interrupted, ServeError
 from ..local import record as jobrecord
-from ..project import Project
+from ..project import LATEST, Project
 from ..tune.runner import reap_all
 from .jobdef import definition_from_options, job_options
 from .options import BACKEND, ENV, GPUS, IMAGE, PROJECT, echo_err, log_line, pairs, read_payload
@@ -86,12 +86,15 @@ def train(project: Path | None, image: str | None, backend: str, output_dir: Pat
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="The jobs directory the job was started with (default: the project's).")
 def stop(job: str, project_path: Path | None, output_dir: Path | None) -> None:
-    """Stop a running local training job, as StopTrainingJob does.
+    """Stop a running local training job, as StopTrainingJob does (``latest``: the newest
+    job still running).
 
     Every host gets SIGTERM, then SIGKILL after the job's grace period; the
     model the hosts left is still collected, and the job ends Stopped.
     """
-    record = jobrecord.find(_jobs_dir(project_path, output_dir), job)
+    jobs_dir = _jobs_dir(project_path, output_dir)
+    running_latest = job == LATEST and not (jobs_dir / LATEST).is_dir()
+    record = jobrecord.latest_running(jobs_dir) if running_latest else jobrecord.find(jobs_dir, job)
     harness.stop_job(record)
     echo_err(f"stopping {record.name}: the byoc running it stops its hosts and collects the model")
 

@@ -188,6 +188,18 @@ def resolve_name(jobs_dir: Path, name: str) -> str:
     return target
 
 
+def latest_running(jobs_dir: Path) -> JobRecord:
+    """The newest job in *jobs_dir* that is still running: what ``byoc local stop latest`` stops.
+
+    :raises ConfigError: when none is running.
+    """
+    for record in records(jobs_dir):
+        if record.status in (IN_PROGRESS, STOPPING):
+            return record
+    raise ConfigError(f"no local training job is running in {jobs_dir}; `byoc local jobs` lists"
+                      " them")
+
+
 def find(jobs_dir: Path, name: str) -> JobRecord:
     """The record of job *name* (a job directory, or ``latest``, also works). :raises ConfigError:"""
     name = resolve_name(jobs_dir, name)
