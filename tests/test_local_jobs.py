@@ -135,3 +135,16 @@ def test_incremental_from_latest_takes_the_last_completed_jobs_model(tmp_path: P
     channels = {c["ChannelName"]: c for c in record["InputDataConfig"]}
     uri = channels["model"]["DataSource"]["S3DataSource"]["S3Uri"]
     assert uri == (jobs / "first" / "model.tar.gz").resolve().as_uri()
+
+
+def test_a_tuning_jobs_directory_lists_its_training_jobs_and_an_empty_one_says_so(
+        tmp_path: Path) -> None:
+    tuning = tmp_path / "tuning-job"
+    _job(tuning / "jobs", "tuning-job-001", running=False)
+    (tuning / "request.json").write_text("{}\n")
+    listed = CliRunner().invoke(cli, ["local", "jobs", "--output-dir", str(tuning)])
+    assert listed.exit_code == 0, listed.stderr
+    assert listed.stdout.startswith("tuning-job-001\tCompleted\t")
+    empty = CliRunner().invoke(cli, ["local", "jobs", "--output-dir", str(tmp_path / "none")])
+    assert empty.exit_code == 0
+    assert (empty.stdout, empty.stderr) == ("", f"no local training jobs in {tmp_path / 'none'}\n")

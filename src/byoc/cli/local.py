@@ -14,6 +14,8 @@ from .. import local as harness
 from ..errors import Interrupted, ServeError
 from ..local import record as jobrecord
 from ..project import LATEST, Project
+from ..tune.runner import JOBS as TUNING_JOBS
+from ..tune.runner import REQUEST_FILE as TUNING_REQUEST
 from ..tune.runner import reap_all
 from .jobdef import definition_from_options, job_options
 from .options import BACKEND, ENV, GPUS, IMAGE, PROJECT, echo_err, log_line, pairs, read_payload
@@ -103,7 +105,7 @@ def stop(job: str, project_path: Path | None, output_dir: Path | None) -> None:
 @click.option("--project", "project_path", type=click.Path(file_okay=False, exists=True,
               path_type=Path), help="The project (default: around the current directory).")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="A jobs directory given to `byoc local train --output-dir`.")
+              help="A jobs directory given to `byoc local train --output-dir`, or a tuning job's directory.")
 def jobs(project_path: Path | None, output_dir: Path | None) -> None:
     """List local training jobs, newest first: name, status, secondary status, duration (so far,
     for a running job) and start.
@@ -112,9 +114,13 @@ def jobs(project_path: Path | None, output_dir: Path | None) -> None:
     header. Names are never shortened, so they can be copied whole.
     """
     jobs_dir = _jobs_dir(project_path, output_dir)
+    if (jobs_dir / TUNING_REQUEST).is_file():  # a tuning job's directory: its training jobs
+        jobs_dir = jobs_dir / TUNING_JOBS
     harness.reap_orphans(jobs_dir, say=echo_err)
     reap_all(jobs_dir, say=echo_err)  # the tuning jobs there, or beside, whose byoc died
     rows = [_job_row(record) for record in jobrecord.records(jobs_dir)]
+    if not rows:
+        echo_err(f"no local training jobs in {jobs_dir}")
     if not sys.stdout.isatty():
         for row in rows:
             click.echo("\t".join(row))
