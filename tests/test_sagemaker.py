@@ -713,6 +713,23 @@ def test_a_dry_run_needs_no_credentials_and_no_pushed_image(
                  "--dry-run", *extra)
     assert result.exit_code == 0, result.stderr
     assert "<" not in result.stdout and result.stderr == ""
+    if command == "tune":  # the file's role and instance type, unless the command line names others
+        body = json.loads(config.read_text())
+        body["TrainingJobDefinition"] = {"RoleArn": ROLE,
+                                         "ResourceConfig": {"InstanceType": "ml.c5.2xlarge",
+                                                            "InstanceCount": 1,
+                                                            "VolumeSizeInGB": 30}}
+        config.write_text(json.dumps(body))
+        result = run(command, str(root), "--bucket", "my-bucket", "--image", IMAGE, "--dry-run",
+                     *extra)
+        assert result.exit_code == 0, result.stderr
+        job = json.loads(result.stdout)["TrainingJobDefinition"]
+        assert (job["RoleArn"], job["ResourceConfig"]["InstanceType"]) == (ROLE, "ml.c5.2xlarge")
+        result = run(command, str(root), "--bucket", "my-bucket", "--image", IMAGE, "--dry-run",
+                     "--role", "Other", "--instance-type", "ml.m5.large", *extra)
+        job = json.loads(result.stdout)["TrainingJobDefinition"]
+        assert job["RoleArn"].endswith(":role/Other")
+        assert job["ResourceConfig"]["InstanceType"] == "ml.m5.large"
 
 
 def test_no_role(aws: str, tmp_path: Path) -> None:

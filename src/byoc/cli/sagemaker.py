@@ -201,8 +201,9 @@ def stop(job: str, region: str | None, profile: str | None) -> None:
 def tune(project: Path | None, config_file: Path, image: str | None, role: str | None,
          bucket: str | None, instance_type: str | None, detach: bool, dry_run: bool, poll: float,
          region: str | None, profile: str | None, **options: Any) -> None:
-    """Run a hyperparameter tuning job: the file's ranges, objective and limits, with the
-    project's image, channels and job options. --job-name names the tuning job (1-32)."""
+    """Run a hyperparameter tuning job: the file's ranges, objective, limits, channels, role and
+    instance type, with the project's image and job options (--channel, --role and
+    --instance-type replace the file's). --job-name names the tuning job (1-32)."""
     from ..sagemaker import training, tuning
     from ..sagemaker.image import resolve as resolve_image
 
@@ -222,6 +223,9 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
         tuning.default_name(definition.base_name)
     aws = _connect(region, profile, loaded, dry_run)
     uri = resolve_image(aws, loaded, image, dry_run=dry_run, say=echo_err, progress=_progress())
+    # the file's role and instance type unless the command line names others
+    role = role or given.get("RoleArn")
+    instance_type = instance_type or (given.get("ResourceConfig") or {}).get("InstanceType")
     plan = training.plan(definition, aws=aws, project=loaded, image=uri, role=role, bucket=bucket,
                          instance_type=instance_type, job_name=name, dry_run=dry_run, log=echo_err)
     fields = tuning.definition_fields(plan.request,
