@@ -111,7 +111,8 @@ def test_an_unbuildable_pin_is_one_error_line_and_keeps_the_last_environment(tmp
     assert len(errors) == 1, bad.stderr
     assert errors[0].startswith("Error: cannot build the environment from container/requirements.txt:"
                                 " numpy==99.0.0: there is no version of numpy==99.0.0; fix or remove"
-                                " that line in container/requirements.txt, then run again"), errors
+                                " that line in container/requirements.txt, or check that the package"
+                                " index"), errors
     assert "Traceback" not in bad.stderr
     after = {p.name: (p / envs.MARKER).read_text() for p in cache.iterdir() if p.is_dir()}
     assert after == before  # nothing half-built left, nothing built before touched
@@ -204,3 +205,23 @@ def test_the_cache_follows_byoc_cache_dir_then_xdg(tmp_path: Path) -> None:
         == tmp_path / "a"
     assert envs.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "byoc"
     assert envs.cache_dir({"HOME": str(tmp_path)}) == tmp_path / ".cache" / "byoc"
+
+
+def test_a_build_error_names_the_pins_uv_quotes(tmp_path: Path) -> None:
+    """Of two pins of one package, the one uv's message quotes is named, not the first; two that
+    conflict are both named (uv's message as uv words it)."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("numpy==2.4.6\nflask>=3\nnumpy==0.0.999\n")
+    log = tmp_path / "uv.log"
+    missing = envs._build_error(["error: No solution found when resolving dependencies",
+                                 "  cause: Because there is no version of numpy==0.0.999 and you"
+                                 " require numpy==0.0.999, we can conclude that your requirements"
+                                 " are unsatisfiable."], requirements, Path("requirements.txt"), log)
+    assert ": numpy==0.0.999: there is no version of numpy==0.0.999; fix or remove that line" \
+        in missing.message
+    both = envs._build_error(["error: No solution found when resolving dependencies",
+                              "  cause: Because you require numpy==2.4.6 and numpy==0.0.999, we can"
+                              " conclude that your requirements are unsatisfiable."],
+                             requirements, Path("requirements.txt"), log)
+    assert ": numpy==2.4.6 and numpy==0.0.999: " in both.message
+    assert "keep one of those lines in requirements.txt" in both.message

@@ -403,6 +403,11 @@ def _build_error(lines: list[str], requirements: Path | None, source: Path | Non
     if network:
         fix = ("check the network and the package index (UV_INDEX_URL / uv's config), then run"
                " again")
+    elif requirement and " and " in requirement:
+        fix = f"keep one of those lines in {source}, then run again"
+    elif requirement and re.search(r"no version of|not found in the package", reason):
+        fix = (f"fix or remove that line in {source}, or check that the package index"
+               " (UV_INDEX_URL / uv's config) has it, then run again")
     elif requirement:
         fix = f"fix or remove that line in {source}, then run again"
     else:
@@ -413,14 +418,20 @@ def _build_error(lines: list[str], requirements: Path | None, source: Path | Non
 
 
 def _named_requirement(requirements: Path, output: str) -> str | None:
-    """The first line of *requirements* whose package the uv output names."""
+    """The lines of *requirements* the uv output names: those it quotes whole (two pins of one
+    package that conflict are both named), else the first whose package it names."""
+    named: list[str] = []
     for path in _requirement_files(requirements):
         for line in path.read_text(encoding="utf-8").splitlines():
             text = line.split("#", 1)[0].strip()
             match = _REQUIREMENT_NAME.match(text)
             if not text or text.startswith("-") or not match:
                 continue
-            name = match.group(0)
-            if re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", output, re.IGNORECASE):
-                return text
-    return None
+            if re.search(rf"(?<![\w.-]){re.escape(match.group(0))}(?![\w-])", output,
+                         re.IGNORECASE):
+                named.append(text)
+    compact = re.sub(r"\s+", "", output).lower()
+    quoted = [text for text in named if re.sub(r"\s+", "", text).lower() in compact]
+    if quoted:
+        return " and ".join(dict.fromkeys(quoted))
+    return named[0] if named else None
