@@ -24,26 +24,10 @@ def stop_job(record: jobrecord.JobRecord) -> None:
     """
     if record.status not in (jobrecord.IN_PROGRESS, jobrecord.STOPPING):
         raise ConfigError(f"training job {record.name} is not running (status {record.status})")
-    if not _owner_alive(record):
+    if not staging.owner_alive(record.data.get("Local") or {}):
         raise ConfigError(f"the byoc that ran {record.name} is gone; `byoc local jobs` marks the"
                           " job failed and removes what it left")
     stopping.request_stop(record.job_dir)
-
-
-def _owner_alive(record: jobrecord.JobRecord) -> bool:
-    local = record.data.get("Local", {})
-    pid, started = local.get("Pid"), local.get("ProcessStart")
-    if not isinstance(pid, int):
-        return False
-    if started is not None:
-        return bool(staging.process_start(pid) == started)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def reap_orphans(jobs_dir: Path | None, say: Say = quiet,
@@ -58,7 +42,8 @@ def reap_orphans(jobs_dir: Path | None, say: Say = quiet,
     if jobs_dir is None:
         return reaped
     for record in jobrecord.records(jobs_dir):
-        if record.status not in (jobrecord.IN_PROGRESS, jobrecord.STOPPING) or _owner_alive(record):
+        if (record.status not in (jobrecord.IN_PROGRESS, jobrecord.STOPPING)
+                or staging.owner_alive(record.data.get("Local") or {})):
             continue
         remove_labelled(record.name, environ)
         _kill_job_processes(str(record.data.get("TrainingJobArn", "")))

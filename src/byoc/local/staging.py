@@ -189,6 +189,22 @@ def process_start(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+def owner_alive(owner: Mapping[str, object]) -> bool:
+    """Whether the byoc a record names (its ``Local`` ``Pid`` and ``ProcessStart``) still runs."""
+    pid, started = owner.get("Pid"), owner.get("ProcessStart")
+    if not isinstance(pid, int):
+        return False
+    if started is not None:
+        return bool(process_start(pid) == started)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _link_files(files: Sequence[Path], base: Path, target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for path in files:

@@ -452,21 +452,6 @@ def prepare(request: TuningRequest, output_root: Path, resume: bool) -> Path:
     return tuning_dir
 
 
-def _owner_alive(local: Mapping[str, Any]) -> bool:
-    pid, started = local.get("Pid"), local.get("ProcessStart")
-    if not isinstance(pid, int):
-        return False
-    if started is not None:
-        return bool(staging.process_start(pid) == started)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap(tuning_dir: Path, say: Say = quiet, environ: Mapping[str, str] | None = None) -> list[str]:
     """Settle a tuning job whose byoc died (SIGKILL) while it ran; return the training jobs lost.
 
@@ -478,7 +463,7 @@ def reap(tuning_dir: Path, say: Say = quiet, environ: Mapping[str, str] | None =
     """
     description = report.read(tuning_dir)
     if description.get("HyperParameterTuningJobStatus") != "InProgress" \
-            or _owner_alive(description.get("Local") or {}):
+            or staging.owner_alive(description.get("Local") or {}):
         return []
     stored = tuning_dir / REQUEST_FILE
     try:
