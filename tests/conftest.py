@@ -10,13 +10,16 @@ from typing import Any
 
 import pytest
 
-from byoc import scaffold
+from byoc import local, scaffold
+from byoc.backends.base import Backend
+from byoc.project import Project
 from helpers import (
     BASE_IMAGE_ENV,
     FIXTURES,
     PROBE_REPOSITORY,
     REQUIRE_DOCKER_ENV,
     built_image,
+    copy_probe,
     free_port,
 )
 
@@ -121,3 +124,17 @@ def ioprobe_image(docker_client: Any, base_image: str) -> Iterator[str]:
     tag = f"byoc-test-ioprobe:{uuid.uuid4().hex[:8]}"
     with built_image(docker_client, FIXTURES / "ioprobe", tag, base_image):
         yield tag
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Project:
+    """A private copy of the probe project (naming this session's probe image)."""
+    return Project.load(copy_probe(tmp_path / "probe"))
+
+
+@pytest.fixture(params=["process", pytest.param("docker", marks=pytest.mark.docker)])
+def backend(request: pytest.FixtureRequest, probe: Project) -> Backend:
+    """Each backend in turn, on the probe project (Docker with this session's probe image)."""
+    if request.param == "docker":
+        request.getfixturevalue("probe_image")
+    return local.choose_backend(request.param, probe, None)

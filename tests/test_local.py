@@ -21,22 +21,9 @@ from byoc.errors import (
     ServeError,
 )
 from byoc.project import Project
-from helpers import copy_probe, train_job
+from helpers import train_job
 
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
-
-
-@pytest.fixture
-def probe(tmp_path: Path) -> Project:
-    """A private copy of the probe project (naming this session's probe image)."""
-    return Project.load(copy_probe(tmp_path / "probe"))
-
-
-@pytest.fixture(params=KINDS)
-def backend(request: pytest.FixtureRequest, probe: Project) -> Backend:
-    if request.param == "docker":
-        request.getfixturevalue("probe_image")
-    return local.choose_backend(request.param, probe, None)
 
 
 def _members(path: Path) -> dict[str, bytes]:

@@ -17,22 +17,10 @@ from byoc import archive, invoke, local
 from byoc.backends.base import Backend
 from byoc.errors import ArchiveError, ConfigError
 from byoc.project import Project
-from helpers import copy_probe, train_job
+from helpers import train_job
 
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 BYOC = [sys.executable, "-m", "byoc"]
-
-
-@pytest.fixture
-def probe(tmp_path: Path) -> Project:
-    return Project.load(copy_probe(tmp_path / "probe"))
-
-
-@pytest.fixture(params=KINDS)
-def backend(request: pytest.FixtureRequest, probe: Project) -> Backend:
-    if request.param == "docker":
-        request.getfixturevalue("probe_image")
-    return local.choose_backend(request.param, probe, None)
 
 
 def _byoc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

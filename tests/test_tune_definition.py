@@ -18,7 +18,6 @@ from byoc.cli import cli
 from byoc.errors import ConfigError
 from byoc.project import Project
 from byoc.tune import config, runner
-from helpers import copy_probe
 
 KINDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 #: What each trial's container must find in inputdataconfig.json.
@@ -26,18 +25,6 @@ SEEN = {"training": {"ContentType": "text/csv", "TrainingInputMode": "Pipe",
                      "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"},
         "validation": {"ContentType": "application/json", "TrainingInputMode": "File",
                        "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}}
-
-
-@pytest.fixture
-def probe(tmp_path: Path) -> Project:
-    return Project.load(copy_probe(tmp_path / "probe"))
-
-
-@pytest.fixture(params=KINDS)
-def backend(request: pytest.FixtureRequest, probe: Project) -> Backend:
-    if request.param == "docker":
-        request.getfixturevalue("probe_image")
-    return local.choose_backend(request.param, probe, None)
 
 
 def whole_request(name: str) -> dict[str, Any]:
