@@ -456,3 +456,13 @@ def test_the_aws_check_sees_plumbing(tmp_path: Path) -> None:
         "module.py:1: botocore.config", "module.py:2: botocore.exceptions.ClientError",
         "module.py:5: def resolve_region", "module.py:12: boto3.Session",
         "module.py:13: bx.ClientError"]
+
+
+#: At most this many top-level modules in src/byoc (besides __init__ and __main__): the top level
+#: holds the ground layer and the few modules every feature shares; the rest lives in packages.
+MAX_TOP_LEVEL_MODULES = 12
+
+
+def test_the_top_level_stays_small() -> None:
+    top = sorted(path.stem for path in SRC.glob("*.py") if path.stem not in ("__init__", "__main__"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, f"{len(top)} top-level modules: {', '.join(top)}"
