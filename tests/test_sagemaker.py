@@ -717,14 +717,16 @@ def test_a_dry_run_needs_no_credentials_and_no_pushed_image(
         body = json.loads(config.read_text())
         body["TrainingJobDefinition"] = {"RoleArn": ROLE,
                                          "ResourceConfig": {"InstanceType": "ml.c5.2xlarge",
-                                                            "InstanceCount": 1,
-                                                            "VolumeSizeInGB": 30}}
+                                                            "InstanceCount": 2,
+                                                            "VolumeSizeInGB": 10}}
         config.write_text(json.dumps(body))
         result = run(command, str(root), "--bucket", "my-bucket", "--image", IMAGE, "--dry-run",
                      *extra)
         assert result.exit_code == 0, result.stderr
         job = json.loads(result.stdout)["TrainingJobDefinition"]
-        assert (job["RoleArn"], job["ResourceConfig"]["InstanceType"]) == (ROLE, "ml.c5.2xlarge")
+        assert job["RoleArn"] == ROLE
+        assert job["ResourceConfig"] == {"InstanceType": "ml.c5.2xlarge", "InstanceCount": 2,
+                                         "VolumeSizeInGB": 10}
         result = run(command, str(root), "--bucket", "my-bucket", "--image", IMAGE, "--dry-run",
                      "--role", "Other", "--instance-type", "ml.m5.large", *extra)
         job = json.loads(result.stdout)["TrainingJobDefinition"]
@@ -1405,12 +1407,17 @@ def test_logs_follow_reattaches_and_downloads_the_model(aws: str, tmp_path: Path
     assert local.resolve_model(None, _project(root)) == root / ".byoc" / "jobs" / job / "model.tar.gz"
 
 
-def test_spot_tuning_keeps_max_wait_beside_the_files_runtime(aws: str, tmp_path: Path) -> None:
+def test_spot_tuning_takes_the_files_spot_settings_and_refuses_options_that_change_them(
+        aws: str, tmp_path: Path) -> None:
     root = write_project(tmp_path / "p")
     config = tmp_path / "tune.json"
-    config.write_text(json.dumps(TUNING))
+    spot = json.loads(json.dumps(TUNING))
+    spot["TrainingJobDefinition"].update(
+        EnableManagedSpotTraining=True,
+        StoppingCondition={"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600})
+    config.write_text(json.dumps(spot))
     result = run("tune", str(root), "--config", str(config), "--image", IMAGE, "--dry-run",
-                 "--spot", "--max-run", "1800", "--max-wait", "3600", "--job-name", "spot-tune")
+                 "--job-name", "spot-tune")
     assert result.exit_code == 0, result.stderr
     request = json.loads(result.stdout)
     validate("CreateHyperParameterTuningJob", request)
@@ -1419,6 +1426,13 @@ def test_spot_tuning_keeps_max_wait_beside_the_files_runtime(aws: str, tmp_path:
     assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800,
                                                "MaxWaitTimeInSeconds": 3600}
     assert "CheckpointConfig" not in definition  # no default location shared by every child
+    # an option for what the file sets is refused, not dropped or laid over it without a word
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE, "--dry-run",
+                 "--max-run", "2h", "--instance-count", "2", "--job-name", "spot-tune")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        "Error: --max-run (the file's StoppingCondition): the request file sets that; change it"
+        " there (byoc local tune reads the same file)")
 
 
 def test_transform_from_a_training_job(aws: str, tmp_path: Path) -> None:

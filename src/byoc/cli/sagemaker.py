@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
+from .. import job
 from ..errors import ConfigError, Interrupted
-from ..job import request_channels
 from ..project import Project
 from .jobdef import definition_from_options, job_options, sagemaker_job_options
 from .options import PROJECT, echo_err, env_options, log_line, pairs, read_payload
@@ -211,14 +211,14 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
     config = tuning.read_config(config_file)
     given = config.get("TrainingJobDefinition") or {}
     overrides = pairs(options["channel"], "--channel")
-    if given.get("InputDataConfig"):  # the file's channels as given; --channel replaces one
-        options["channel"] = ()
     definition, notes = definition_from_options(loaded, options)
-    if given.get("InputDataConfig"):
-        definition = dataclasses.replace(definition,
-                                         channels=request_channels(given, overrides))
+    if given:  # the file's whole training job, as byoc local tune runs it
+        from_file, notes = job.from_tuning_request(
+            given, project=loaded, channels=overrides,
+            base_name=definition.base_name)
+        definition = _lay_options_over(from_file, definition, given, click.get_current_context())
     for note in notes:
-        echo_err(f"warning: {note}")
+        echo_err(f"note: {note}")
     name = options["job_name"] or config.get("HyperParameterTuningJobName") or \
         tuning.default_name(definition.base_name)
     aws = _connect(region, profile, loaded, dry_run)
@@ -242,6 +242,64 @@ def tune(project: Path | None, config_file: Path, image: str | None, role: str |
         except KeyboardInterrupt:
             raise Interrupted(f"detached: tuning job {name} keeps running on SageMaker") from None
     click.echo(str(name))
+
+
+#: Each job option of ``byoc sagemaker tune``: the JobDefinition fields it sets, and the
+#: TrainingJobDefinition field that sets them in a request file.
+TUNE_JOB_OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "input_mode": (("input_mode",), "AlgorithmSpecification.TrainingInputMode"),
+    "hyperparameter": (("hyperparameters",), "StaticHyperParameters"),
+    "hyperparameters_file": (("hyperparameters",), "StaticHyperParameters"),
+    "metric_definition": (("metric_definitions",), "AlgorithmSpecification.MetricDefinitions"),
+    "metric_definitions_file": (("metric_definitions",),
+                                "AlgorithmSpecification.MetricDefinitions"),
+    "instance_count": (("instance_count",), "ResourceConfig"),
+    "volume_size": (("volume_size",), "ResourceConfig"),
+    "env": (("environment",), "Environment"),
+    "env_file": (("environment",), "Environment"),
+    "max_run": (("max_runtime",), "StoppingCondition"),
+    "max_wait": (("max_wait",), "StoppingCondition"),
+    "spot": (("spot",), "EnableManagedSpotTraining"),
+    "checkpoint_uri": (("checkpoint_uri",), "CheckpointConfig"),
+    "checkpoint_local_path": (("checkpoint_local_path",), "CheckpointConfig"),
+}
+#: The options that shape channels: with the file's InputDataConfig, set them there.
+CHANNEL_OPTIONS = ("content_types", "channel_input_mode", "distribution", "record_wrapper",
+                   "compression", "shuffle_seed", "attribute_names", "manifest_root")
+
+
+def _lay_options_over(from_file: Any, from_options: Any, given: dict[str, Any],
+                      ctx: click.Context) -> Any:
+    """The file's training job, with the job options given on the command line for the fields
+    the file leaves out (one request file is one job locally and on SageMaker). An option for a
+    field the file sets is refused, not silently dropped or silently winning.
+
+    :raises ConfigError:
+    """
+    def on_command_line(name: str) -> bool:
+        return (name in ctx.params
+                and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE)
+
+    def in_file(path: str) -> bool:
+        value: Any = given
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        return value not in (None, {}, [])
+
+    conflicts = [f"--{name.replace('_', '-')} (the file's {field})"
+                 for name, (_, field) in TUNE_JOB_OPTIONS.items()
+                 if on_command_line(name) and in_file(field)]
+    conflicts += [f"--{name.replace('_', '-')} (the file's InputDataConfig)"
+                  for name in CHANNEL_OPTIONS if on_command_line(name) and in_file("InputDataConfig")]
+    if conflicts:
+        raise ConfigError(f"{', '.join(conflicts)}: the request file sets that; change it there"
+                          " (byoc local tune reads the same file)")
+    changes = {attribute: getattr(from_options, attribute)
+               for name, (attributes, _) in TUNE_JOB_OPTIONS.items() if on_command_line(name)
+               for attribute in attributes}
+    if not in_file("InputDataConfig"):
+        changes["channels"] = from_options.channels
+    return dataclasses.replace(from_file, **changes)
 
 
 @sagemaker_group.command()
