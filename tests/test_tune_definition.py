@@ -71,6 +71,8 @@ def test_every_local_trial_runs_the_requests_whole_training_job(
         record = json.loads((job / "job.json").read_text())
         assert record["TrainingJobStatus"] == "Completed", record.get("FailureReason")
         assert record["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
+        assert record["AlgorithmSpecification"]["TrainingImage"] == (
+            "(process backend)" if backend.name == "process" else getattr(backend, "image", None))
         assert record["EnableManagedSpotTraining"] is True
         assert record["StoppingCondition"] == {"MaxRuntimeInSeconds": 600,
                                                "MaxWaitTimeInSeconds": 1200}

@@ -135,7 +135,7 @@ def train(definition: JobDefinition, *, backend: Backend, project: Project | Non
     metrics = scanner if scanner is not None else (
         MetricScanner(list(definition.metric_definitions)) if definition.metric_definitions
         else None)
-    image = run.image
+    image = run.image or getattr(backend, "image", None)  # the one a Docker backend runs
 
     hosts = contract.host_names(instance_count)
     channel_specs = [contract.Channel(name, content_type=types.get(name),
