@@ -368,6 +368,7 @@ def test_sigterm_while_training_stops_with_143_and_a_reason(opt_ml: Path) -> Non
     assert "training:accuracy=" not in out  # it really was stopped before the end
     reason = (opt_ml / "output" / "failure").read_text().splitlines()[0]
     assert reason == "Training stopped: SIGTERM received before training finished"
+    assert "Training failed" not in err  # a stop is said as a stop
     assert model_files(opt_ml) == []
 
 

@@ -138,7 +138,9 @@ def _save_atomically(save: Any, fitted: Any, model_dir: Path) -> list[str]:
 def _fail(paths: OptMl, reason: str, detail: str) -> None:
     """Write ``output/failure`` (reason on the first line) unless one exists."""
     reason = " ".join(reason.split()) or "training failed"
-    print(f"Training failed: {reason}", file=sys.stderr, flush=True)
+    # a stop (SIGTERM: StopTrainingJob, a time limit, a spot interruption) is no failure
+    said = reason if reason.startswith("Training stopped:") else f"Training failed: {reason}"
+    print(said, file=sys.stderr, flush=True)
     if detail:
         print(detail, file=sys.stderr, flush=True)
     try:
