@@ -66,6 +66,17 @@ def assert_plain_text_error(port: int, request: bytes, status: int, line: bytes)
     assert body == line
 
 
+def assert_every_error_is_plain_text(port: int) -> None:
+    """Each of :data:`NGINX_ERRORS` on one server, naming every case that fails, not the first."""
+    failed = []
+    for case in NGINX_ERRORS:
+        try:
+            assert_plain_text_error(port, *case.values)
+        except AssertionError as exc:
+            failed.append(f"{case.id}: {exc}")
+    assert not failed, "\n".join(failed)
+
+
 def assert_ping_survives_slow_clients(port: int) -> None:
     """Slowloris: SLOW_CLIENTS connections trickling their headers in, byte by byte.
 
