@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from helpers import (
     BASE_IMAGE_ENV,
     FIXTURES,
     PROBE_REPOSITORY,
+    REPO,
     REQUIRE_DOCKER_ENV,
     built_image,
     copy_probe,
@@ -138,3 +140,13 @@ def backend(request: pytest.FixtureRequest, probe: Project) -> Backend:
     if request.param == "docker":
         request.getfixturevalue("probe_image")
     return local.choose_backend(request.param, probe, None)
+
+
+@pytest.fixture
+def opt_ml(tmp_path: Path) -> Path:
+    """A fresh copy of local_test/test_dir, laid out as SageMaker mounts it."""
+    root = tmp_path / "opt_ml"
+    shutil.copytree(REPO / "local_test" / "test_dir", root)
+    (root / "model").mkdir()
+    (root / "output" / "data").mkdir(parents=True)
+    return root

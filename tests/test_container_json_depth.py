@@ -8,7 +8,6 @@ clear line in output/failure, and serving must answer a one-line 400.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,18 +17,8 @@ import pytest
 from helpers import REPO
 
 PROGRAM_DIR = REPO / "container" / "iris_classifier"
-TEST_DIR = REPO / "local_test" / "test_dir"
 DEPTH = 100_000
 NESTED = "[" * DEPTH + "]" * DEPTH
-
-
-@pytest.fixture
-def opt_ml(tmp_path: Path) -> Path:
-    root = tmp_path / "opt_ml"
-    shutil.copytree(TEST_DIR, root)
-    (root / "model").mkdir()
-    (root / "output" / "data").mkdir(parents=True)
-    return root
 
 
 @pytest.mark.parametrize("name", ["hyperparameters", "inputdataconfig", "resourceconfig",

@@ -31,7 +31,6 @@ import pytest
 from helpers import REPO
 
 PROGRAM_DIR = REPO / "container" / "iris_classifier"
-TEST_DIR = REPO / "local_test" / "test_dir"
 VALID_NAMES = "batch_size, epochs, l2, learning_rate, momentum, seed"
 #: Keys the SageMaker Python SDK adds to every job's hyperparameters.
 SDK_KEYS = {
@@ -43,16 +42,6 @@ SDK_KEYS = {
     "sagemaker_s3_output": '"s3://bucket/output"',
     "sagemaker_made_up_by_a_future_sdk": "1",
 }
-
-
-@pytest.fixture
-def opt_ml(tmp_path: Path) -> Path:
-    """A fresh copy of local_test/test_dir, laid out as SageMaker mounts it."""
-    root = tmp_path / "opt_ml"
-    shutil.copytree(TEST_DIR, root)
-    (root / "model").mkdir()
-    (root / "output" / "data").mkdir(parents=True)
-    return root
 
 
 def config(root: Path, name: str) -> Path:
