@@ -40,6 +40,7 @@ import botocore.validate
 import pytest
 import test_push
 from click.testing import CliRunner
+from tune_requests import make_whole_job
 
 from byoc import job as jobdef
 from byoc import local
@@ -1455,17 +1456,7 @@ def test_sagemaker_tune_sends_the_files_channels_input_mode_checkpoints_and_spot
     root = write_project(tmp_path / "p")
     body = json.loads(json.dumps(TUNING))
     training = body["TrainingJobDefinition"]
-    training["AlgorithmSpecification"]["TrainingInputMode"] = "Pipe"
-    training["InputDataConfig"] = [
-        {"ChannelName": "train", "ContentType": "text/csv",
-         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bkt/train/",
-                                         "S3DataDistributionType": "FullyReplicated"}}},
-        {"ChannelName": "validation", "ContentType": "application/json", "InputMode": "File",
-         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bkt/val/",
-                                         "S3DataDistributionType": "FullyReplicated"}}}]
-    training["CheckpointConfig"] = {"S3Uri": "s3://bkt/checkpoints/", "LocalPath": "/opt/ml/checkpoints"}
-    training["EnableManagedSpotTraining"] = True
-    training["StoppingCondition"] = {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600}
+    make_whole_job(training, training_channel="train", bucket="bkt", max_runtime=1800)
     config = tmp_path / "tune.json"
     config.write_text(json.dumps(body))
     result = run("tune", str(root), "--config", str(config), "--image", IMAGE, "--dry-run",

@@ -31,18 +31,8 @@ def whole_request(name: str) -> dict[str, Any]:
     """Two trials, one at a time, of a Pipe job with two channels, checkpoints and spot."""
     body = tune_requests.request(name, max_jobs=2, parallel=1)
     training = body["TrainingJobDefinition"]
-    training["AlgorithmSpecification"]["TrainingInputMode"] = "Pipe"
-    training["InputDataConfig"] = [
-        {"ChannelName": "training", "ContentType": "text/csv",
-         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bucket/train/",
-                                         "S3DataDistributionType": "FullyReplicated"}}},
-        {"ChannelName": "validation", "ContentType": "application/json", "InputMode": "File",
-         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bucket/val/",
-                                         "S3DataDistributionType": "FullyReplicated"}}}]
-    training["CheckpointConfig"] = {"S3Uri": "s3://bucket/checkpoints/",
-                                    "LocalPath": "/opt/ml/checkpoints"}
-    training["EnableManagedSpotTraining"] = True
-    training["StoppingCondition"] = {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 1200}
+    tune_requests.make_whole_job(training, training_channel="training", bucket="bucket",
+                                 max_runtime=600)
     training["EnableNetworkIsolation"] = True
     return body
 

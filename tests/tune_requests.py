@@ -90,3 +90,23 @@ def _step(node: Any, part: str) -> Any:
         name, index = part[: part.index("[")], int(part[part.index("[") + 1: -1])
         return node[name][index]
     return node[part]
+
+
+def make_whole_job(training: dict[str, Any], *, training_channel: str, bucket: str,
+                   max_runtime: int) -> None:
+    """*training* (a request's TrainingJobDefinition) made a whole job, changed in place: Pipe
+    input, two channels with a ContentType (the second in File mode), checkpoints, and spot
+    waiting twice *max_runtime*."""
+    training["AlgorithmSpecification"]["TrainingInputMode"] = "Pipe"
+    training["InputDataConfig"] = [
+        {"ChannelName": training_channel, "ContentType": "text/csv",
+         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/train/",
+                                         "S3DataDistributionType": "FullyReplicated"}}},
+        {"ChannelName": "validation", "ContentType": "application/json", "InputMode": "File",
+         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/val/",
+                                         "S3DataDistributionType": "FullyReplicated"}}}]
+    training["CheckpointConfig"] = {"S3Uri": f"s3://{bucket}/checkpoints/",
+                                    "LocalPath": "/opt/ml/checkpoints"}
+    training["EnableManagedSpotTraining"] = True
+    training["StoppingCondition"] = {"MaxRuntimeInSeconds": max_runtime,
+                                     "MaxWaitTimeInSeconds": 2 * max_runtime}
