@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..say import Say as Say
 from .backend import BACKENDS, SigTerm, choose_backend, interrupted, sigterm_interrupts
-from .reap import reap_orphans, remove_labelled, stop_job
+from .reap import reap_orphans, stop_job
 from .serve import (
     DEFAULT_PORT,
     DEFAULT_STARTUP_TIMEOUT,
@@ -39,5 +39,5 @@ from .train import (
 __all__ = ["BACKENDS", "DEFAULT_PORT", "DEFAULT_STARTUP_TIMEOUT", "LOAD_FAILED", "LOAD_STATUS_HEADER",
            "PING_TIMEOUT", "SERVE_GRACE", "TRAIN_GRACE", "LocalRun", "RunningServer", "Say", "SigTerm",
            "TrainResult", "check_local", "check_port_free", "choose_backend", "free_port", "interrupted",
-           "left_model", "reap_orphans", "remove_labelled", "resolve_incremental", "resolve_model",
+           "left_model", "reap_orphans", "resolve_incremental", "resolve_model",
            "serve", "sigterm_interrupts", "stop_job", "train", "wait_until_ready"]

@@ -56,7 +56,13 @@ def reap_orphans(jobs_dir: Path | None, say: Say = quiet,
     return reaped
 
 
+#: Passes over a job's containers: a host's network placeholder cannot go while a host that
+#: shares its namespace is still being removed, so what one pass leaves the next one takes.
+REMOVAL_PASSES = 3
+
+
 def remove_labelled(job_name: str, environ: Mapping[str, str] | None) -> None:
+    """Remove the containers and networks Docker holds for *job_name* (by byoc's label)."""
     if not docker_available(environ):
         return
     import docker.errors
@@ -65,11 +71,16 @@ def remove_labelled(job_name: str, environ: Mapping[str, str] | None) -> None:
     from ..backends.docker import LABEL
 
     client = docker_client(environ)
+    labelled = {"label": f"{LABEL}={job_name}"}
     try:
-        for container in client.containers.list(all=True, filters={"label": f"{LABEL}={job_name}"}):
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
-        for network in client.networks.list(filters={"label": f"{LABEL}={job_name}"}):
+        for _ in range(REMOVAL_PASSES):
+            containers = client.containers.list(all=True, filters=labelled)
+            if not containers:
+                break
+            for container in containers:
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
+        for network in client.networks.list(filters=labelled):
             with contextlib.suppress(docker.errors.APIError):
                 network.remove()
     finally:

@@ -470,9 +470,7 @@ def reap(tuning_dir: Path, say: Say = quiet, environ: Mapping[str, str] | None =
         request = config.parse(json.loads(stored.read_text(encoding="utf-8")))
     except (OSError, ValueError, ConfigError):
         return []  # not a tuning job byoc can read: nothing to settle
-    reaped = harness.reap_orphans(tuning_dir / JOBS, say=say, environ=environ)
-    for name in reaped:  # once more: a network placeholder was seen to outlive the pass that
-        harness.remove_labelled(name, environ)  # removed the host sharing its namespace
+    harness.reap_orphans(tuning_dir / JOBS, say=say, environ=environ)
     summaries = report.read_summaries(tuning_dir)
     listed = {entry["TrainingJobName"] for entry in summaries}
     tuned_names = {item.name for item in request.ranges}
