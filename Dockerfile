@@ -1,5 +1,5 @@
-# SageMaker runs this image as `docker run IMAGE train` and `docker run IMAGE serve`:
-# both programs live in /opt/program, which is on PATH. No ENTRYPOINT, no tini.
+# SageMaker runs this image as `docker run IMAGE train` and `docker run IMAGE serve`, and a
+# processing job with ContainerEntrypoint ["evaluate"]: the programs live in /opt/program, on PATH. No ENTRYPOINT, no tini.
 # BASE_IMAGE: any Debian or Ubuntu image with python3 and python3-venv, e.g. a CUDA
 # runtime image with them added, for GPUs (see the README).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
@@ -28,9 +28,10 @@ ENV PYTHONUNBUFFERED=1 \
 COPY --from=venv /opt/venv /opt/venv
 
 COPY container/iris_classifier /opt/program
-RUN chmod 755 /opt/program/train /opt/program/serve
+RUN chmod 755 /opt/program/train /opt/program/serve /opt/program/evaluate
 WORKDIR /opt/program
 
+# SAGEMAKER_BIND_TO_PORT: serve listens where SageMaker says (inference pipelines).
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
 EXPOSE 8080
 CMD ["serve"]

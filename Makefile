@@ -8,16 +8,18 @@ BUILD_ARGS ?=
 # auto (Docker when an engine answers), docker or process (no Docker at all)
 BACKEND ?= auto
 
-.PHONY: help check-byoc build local-train local-serve predict validate bench push test clean
+.PHONY: help check-byoc build local-train local-serve predict evaluate validate bench push upgrade test clean
 
 help:
 	@echo "make build        build the image (byoc build)"
 	@echo "make local-train  train on local_test/ as SageMaker would (byoc local train)"
 	@echo "make local-serve  serve the last trained model on 127.0.0.1:8080 (byoc local serve)"
 	@echo "make predict      post local_test/payload.csv to the server (byoc local predict)"
+	@echo "make evaluate     score the last trained model on local_test/test/ (byoc local evaluate)"
 	@echo "make validate     check the image against the SageMaker contract (byoc validate)"
 	@echo "make bench        measure serving speed and memory (byoc local bench)"
 	@echo "make push         build and push the image to Amazon ECR (byoc push)"
+	@echo "make upgrade      bring the runtime up to the installed byoc, keeping your edits (byoc upgrade)"
 	@echo "make test         run this project's tests (no Docker needed)"
 	@echo "make clean        remove .byoc/ (local jobs, models and logs)"
 
@@ -33,6 +35,9 @@ local-serve: check-byoc
 predict: check-byoc
 	$(BYOC) local predict local_test/payload.csv
 
+evaluate: check-byoc
+	$(BYOC) local evaluate --backend $(BACKEND)
+
 validate: check-byoc build
 	$(BYOC) validate iris-classifier:latest
 
@@ -41,6 +46,9 @@ bench: check-byoc
 
 push: check-byoc
 	$(BYOC) push $(BUILD_ARGS)
+
+upgrade: check-byoc
+	$(BYOC) upgrade
 
 # Every target that runs byoc checks first that it is there, with the fix when it is not.
 check-byoc:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import shutil
 import sys
+import tarfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -14,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from byoc import contract, images, job, local
-from byoc.inputs.config import InputOptions
+from byoc.job import InputOptions
 from byoc.local import free_port as free_port
 from byoc.project import Project
 
@@ -42,6 +44,45 @@ def built_image(docker_client: Any, root: Path, tag: str, base: str) -> Iterator
         yield tag
     finally:
         docker_client.images.remove(tag, force=True)
+
+
+#: What every evaluation.json holds at its top level: one of SageMaker's model quality kinds.
+EVALUATION_KINDS = ("multiclass_classification_metrics", "binary_classification_metrics",
+                    "regression_metrics")
+
+
+def evaluate_in_image(docker_client: Any, image: str, project: Path, root: Path) -> dict[str, Any]:
+    """Train in *image* on *project*'s local_test (``docker run IMAGE train``), then run its
+    ``evaluate`` as a model evaluation processing job does: ContainerEntrypoint ``["evaluate"]``,
+    the model archive and the project's test set mounted read-only at their LocalPaths under
+    /opt/ml/processing. Checks the plots and the message; returns evaluation.json.
+    """
+    opt_ml = root / "opt_ml"
+    shutil.copytree(project / "local_test" / "test_dir", opt_ml)
+    (opt_ml / "model").mkdir()
+    (opt_ml / "output" / "data").mkdir(parents=True)
+    name = f"t-evl-{uuid.uuid4().hex[:8]}"
+    docker_client.containers.run(image, ["train"], name=f"{name}-train", network_mode="none",
+                                 volumes={str(opt_ml): {"bind": "/opt/ml", "mode": "rw"}}, remove=True)
+    model, evaluation, output = root / "model", root / "evaluation", root / "output"
+    for folder in (model, evaluation, output):
+        folder.mkdir()
+    with tarfile.open(model / "model.tar.gz", "w:gz") as tar:
+        for path in sorted((opt_ml / "model").iterdir()):
+            tar.add(path, arcname=path.name)
+    docker_client.containers.run(
+        image, entrypoint=["evaluate"], name=f"{name}-evaluate", network_mode="none", remove=True,
+        volumes={str(model): {"bind": "/opt/ml/processing/model", "mode": "ro"},
+                 str(project / "local_test" / "test"): {"bind": "/opt/ml/processing/test", "mode": "ro"},
+                 str(evaluation): {"bind": "/opt/ml/processing/evaluation", "mode": "rw"},
+                 str(output): {"bind": "/opt/ml/output", "mode": "rw"}})
+    report: dict[str, Any] = json.loads((evaluation / "evaluation.json").read_text())
+    assert list(report) in ([kind] for kind in EVALUATION_KINDS), report
+    for plot in ("confusion_matrix.png", "roc_curve.png"):
+        assert (evaluation / plot).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), plot
+    assert (output / "message").read_text().startswith("Evaluated 30 rows (")
+    assert not (output / "failure").exists()
+    return report
 
 
 def copy_probe(dest: Path) -> Path:

@@ -11,6 +11,7 @@ killed at teardown.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import io
 import json
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from hosting_checks import assert_multi_model_api, invoke_model, load_model, models_root, oversized_model
 from nginx_checks import NGINX_ERRORS, assert_ping_survives_slow_clients, assert_plain_text_error
 
 from helpers import REPO, free_port
@@ -640,6 +642,14 @@ def test_a_dead_child_stops_serve_with_a_failure(tmp_path: Path, launch: Callabl
         ("SAGEMAKER_BIND_TO_PORT", "70000",
          "serve: SAGEMAKER_BIND_TO_PORT must be between 1 and 65535, got 70000"),
         ("SAGEMAKER_USE_NGINX", "maybe", "serve: SAGEMAKER_USE_NGINX must be true or false, got 'maybe'"),
+        ("SAGEMAKER_SAFE_PORT_RANGE", "9000",
+         "serve: SAGEMAKER_SAFE_PORT_RANGE must be two ports as XXXX-YYYY, the first not above the"
+         " second, got '9000'"),
+        ("SAGEMAKER_SAFE_PORT_RANGE", "9100-9000",
+         "serve: SAGEMAKER_SAFE_PORT_RANGE must be two ports as XXXX-YYYY, the first not above the"
+         " second, got '9100-9000'"),
+        ("SAGEMAKER_MULTI_MODEL", "perhaps",
+         "serve: SAGEMAKER_MULTI_MODEL must be true or false, got 'perhaps'"),
     ],
 )
 def test_a_bad_setting_exits_2_with_a_clear_message(tmp_path: Path, name: str, value: str,
@@ -940,3 +950,147 @@ def test_concurrent_batches_each_get_their_own_answers(batch_server: Serve, trai
     for rows, answer in zip(batches, answers, strict=True):
         assert answer.status_code == 200
         assert predictions(answer) == reference_predictions(trained_model, rows)
+
+
+# ---- hosting modes: one port, as an inference pipeline's container -----------------------------
+
+
+def listening_ports_of(pids: set[int]) -> set[int]:
+    """The TCP ports the processes *pids* listen on: their sockets' inodes in /proc/net/tcp{,6}."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_serve_listens_on_the_bind_to_port_and_nowhere_else(server: Serve) -> None:
+    """nginx reaches gunicorn on a unix socket: no second TCP port, so none outside
+    SAGEMAKER_SAFE_PORT_RANGE (with SAGEMAKER_USE_NGINX=false gunicorn holds the port itself)."""
+    pids = {server.process.pid} | {pid for pid, _ in descendants(server.process.pid)}
+    assert listening_ports_of(pids) == {server.port}
+
+
+# ---- hosting modes: asynchronous inference's limits ------------------------------------------
+
+
+@pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")
+def test_an_asynchronous_body_over_100_mib_passes_only_when_the_setting_allows_it(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path) -> None:
+    """Asynchronous inference reads bodies of up to 1 GB: SAGEMAKER_MAX_PAYLOAD_IN_MB raises
+    nginx's, gunicorn's and the app's limit together, past batch transform's 100 MiB."""
+    rows = np.tile(np.asarray(ROWS), (110 * MiB // (2 * 4 * 8) + 1, 1))
+    body = npy(rows)
+    assert len(body) > 110 * MiB
+    serve = launch(make_tree(tmp_path, trained_model), "nginx", SAGEMAKER_MAX_PAYLOAD_IN_MB="120",
+                   MODEL_SERVER_TIMEOUT="300")
+    serve.wait_until(lambda answer: answer.status_code == 200)
+    answer = requests.post(f"{serve.url}/invocations", data=body, timeout=300,
+                           headers={"Content-Type": "application/x-npy", "Accept": "text/csv"})
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.text.count("\n") == len(rows)
+    assert answer.text[:len("setosa\nvirginica\n")] == "setosa\nvirginica\n"
+    assert_client_error(serve.post(b"1" * (121 * MiB), "text/csv"), 413, "larger than 120 MiB")
+    # batch transform never sees more than its own limit of 100 MB
+    parameters = requests.get(f"{serve.url}/execution-parameters", timeout=5).json()
+    assert (parameters["MaxPayloadInMB"], parameters["MaxConcurrentTransforms"]) == (100, 1)
+
+
+@pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed")
+def test_model_server_timeout_lets_a_long_asynchronous_request_finish(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path, slow_program: Path) -> None:
+    """The same slow request nginx cuts at 2 s (test_nginx_timeout_is_a_plain_text_504) passes
+    nginx and gunicorn when MODEL_SERVER_TIMEOUT allows it."""
+    serve = launch(make_tree(tmp_path, trained_model), "nginx", program_dir=slow_program,
+                   MODEL_SERVER_TIMEOUT="30", SLOW_MODEL_SECONDS="4")
+    serve.wait_until(lambda answer: answer.status_code == 200)
+    answer = serve.post(CSV_ROWS, "text/csv")
+    assert (answer.status_code, answer.text) == (200, "setosa\nvirginica\n")
+
+
+# ---- hosting modes: multi-model endpoints ------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_multi_model_api_answers_as_sagemaker_expects(tmp_path: Path, launch: Callable[..., Serve],
+                                                      trained_model: Path, mode: str) -> None:
+    root = models_root(tmp_path, trained_model, "a", "b")
+    oversized_model(root)
+    serve = launch(make_tree(tmp_path, None), mode, SAGEMAKER_MULTI_MODEL="true")
+    serve.wait_until(lambda answer: answer.status_code == 200, timeout=30)
+    assert_multi_model_api(serve.url, root, workers=2)
+    assert "multi-model" in serve.log_text()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_multi_model_that_cannot_load_is_a_500_and_not_listed(
+        tmp_path: Path, launch: Callable[..., Serve], mode: str) -> None:
+    broken = tmp_path / "models" / "broken" / "model"
+    broken.mkdir(parents=True)
+    (broken / "model.npz").write_bytes(b"not a model")
+    serve = launch(make_tree(tmp_path, None), mode, SAGEMAKER_MULTI_MODEL="true")
+    serve.wait_until(lambda answer: answer.status_code == 200, timeout=30)
+    answer = load_model(serve.url, "broken", broken)
+    assert answer.status_code == 500 and "cannot load the model from" in answer.text, answer.text
+    assert requests.get(f"{serve.url}/models", timeout=5).json() == {"models": []}
+
+
+def test_a_threaded_model_loads_per_worker_in_multi_model_mode(
+        tmp_path: Path, launch: Callable[..., Serve], trained_model: Path,
+        threaded_fork_safe_program: Path) -> None:
+    """Nothing is loaded before the fork in multi-model mode, whatever FORK_SAFE says: a model
+    whose loading starts threads serves from every worker, with no warning."""
+    root = models_root(tmp_path, trained_model, "a")
+    serve = launch(make_tree(tmp_path, None), "gunicorn", program_dir=threaded_fork_safe_program,
+                   SAGEMAKER_MULTI_MODEL="true")
+    serve.wait_until(lambda answer: answer.status_code == 200, timeout=30)
+    assert load_model(serve.url, "a", root / "a" / "model").status_code == 200
+    for _ in range(8):
+        answer = invoke_model(serve.url, "a")
+        assert (answer.status_code, answer.text) == (200, "setosa\nvirginica\n")
+    assert "not fork-safe" not in serve.log_text()
+
+
+def test_a_worker_stopped_while_it_boots_ends_at_once(tmp_path: Path, launch: Callable[..., Serve],
+                                                      trained_model: Path) -> None:
+    """SIGTERM as soon as gunicorn forks its workers (a gevent worker is still patching the
+    standard library, before it has its own signal handlers): serve ends in seconds, not
+    after the 25 s graceful timeout waiting for a worker that lost the signal."""
+    serve = launch(make_tree(tmp_path, trained_model), "gunicorn", MODEL_SERVER_WORKERS="4",
+                   MODEL_SERVER_WORKER_CLASS="gevent")
+    deadline = time.monotonic() + 20
+    while "Booting worker" not in serve.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline and serve.process.poll() is None, serve.log_text()
+        time.sleep(0.005)
+    serve.process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    serve.process.wait(timeout=40)
+    assert time.monotonic() - signalled < 10, serve.log_text()
+
+
+def test_a_booting_worker_takes_the_default_action_for_stop_signals() -> None:
+    """gunicorn's post_fork hook, in a process holding handlers as a forked worker inherits
+    the master's: afterwards SIGTERM, SIGINT and SIGQUIT have their default actions."""
+    script = "\n".join([
+        "import signal, sys",
+        f"sys.path.insert(0, {str(PROGRAM_DIR)!r})",
+        "import gunicorn_hooks",
+        "for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):",
+        "    signal.signal(signum, lambda *_: None)",
+        "gunicorn_hooks.post_fork(None, None)",
+        "print([signal.getsignal(s) == signal.SIG_DFL",
+        "       for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)])",
+    ])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30)
+    assert done.stdout.strip() == "[True, True, True]", done.stderr

@@ -27,10 +27,14 @@ LABELS = ["setosa", "setosa", "versicolor", "versicolor", "virginica", "virginic
 ROOT_EXAMPLE = ("container", "local_test", "wheels", "Dockerfile", ".dockerignore", "byoc.toml", "Makefile")
 
 
-def _left_behind(docker_client: Any) -> list[str]:
+def _left_behind(docker_client: Any, *jobs: str) -> list[str]:
+    """The containers and networks still on the engine of the jobs (and servers) whose names
+    start with one of *jobs*: only this test's, as another run of the suite may share the
+    engine."""
     containers = docker_client.containers.list(all=True, filters={"label": "com.byoc.job"})
     networks = docker_client.networks.list(filters={"label": "com.byoc.job"})
-    return [c.name for c in containers] + [n.name for n in networks]
+    return [c.name for c in containers if c.labels["com.byoc.job"].startswith(jobs)] + \
+        [n.name for n in networks if (n.attrs["Labels"] or {})["com.byoc.job"].startswith(jobs)]
 
 
 class Background:
@@ -82,7 +86,8 @@ def _byoc(*args: str) -> Any:
     return result
 
 
-def _serve_and_predict(project: Path, backend: str, background: list[Background]) -> None:
+def _serve_and_predict(project: Path, backend: str, background: list[Background]) -> int:
+    """Serve, predict and Ctrl-C; return the port it served on."""
     port = free_port()
     server = Background([*BYOC, "local", "serve", str(project), "--backend", backend,
                          "--port", str(port)], cwd=project)
@@ -97,6 +102,7 @@ def _serve_and_predict(project: Path, backend: str, background: list[Background]
     assert bad.stderr.startswith(f"Error: HTTP 400 from {url}: the request body is empty")
     assert server.interrupt() == 130, server.output()  # Ctrl-C
     assert "stopped; the server and its files are removed" in server.output()
+    return port
 
 
 def test_new_train_serve_predict_as_processes(tmp_path: Path,
@@ -133,8 +139,8 @@ def test_new_build_train_serve_predict_on_docker(tmp_path: Path, base_image: str
         trained = _byoc("local", "train", str(project), "--backend", "docker")
         assert trained.exit_code == 0, trained.output
         assert "algo-1 | algo-1: model saved to /opt/ml/model/model.npz" in trained.stderr
-        _serve_and_predict(project, "docker", background)
-        assert _left_behind(docker_client) == []
+        port = _serve_and_predict(project, "docker", background)
+        assert _left_behind(docker_client, f"{name}-", f"byoc-serve-{port}-") == []
     finally:
         docker_client.images.remove(f"{name}:latest", force=True)
 
@@ -172,7 +178,7 @@ def test_ctrl_c_during_training_leaves_nothing_running(tmp_path: Path, backend: 
     record = json.loads((job_dir / "job.json").read_text())
     assert (record["TrainingJobStatus"], record["SecondaryStatus"]) == ("Stopped", "Stopped")
     if backend == "docker":
-        assert _left_behind(request.getfixturevalue("docker_client")) == []
+        assert _left_behind(request.getfixturevalue("docker_client"), "stop-me") == []
     else:
         found = subprocess.run(["pgrep", "-f", str(project / "container")], capture_output=True)
         assert found.stdout == b""
@@ -246,6 +252,6 @@ def test_make_targets_from_the_repository_root(tmp_path: Path, base_image: str,
                                    text=True, timeout=60)
         assert predicted.stdout.split() == LABELS, predicted.stderr
         assert server.interrupt() == 130  # Ctrl-C
-        assert _left_behind(docker_client) == []
+        assert _left_behind(docker_client, "iris-classifier-", f"byoc-serve-{port}-") == []
     finally:
         docker_client.images.remove(f"{tag}:latest", force=True)

@@ -18,9 +18,9 @@ import pytest
 
 from byoc.backends.base import HostSpec
 from byoc.errors import ConfigError
-from byoc.inputs import recordio
-from byoc.inputs.config import ChannelInput, InputOptions
-from byoc.inputs.pipe import ChannelObjects, Feeder, Pipes, load_channels
+from byoc.job import ChannelDefinition, InputOptions, JobDefinition
+from byoc.local.inputs import recordio
+from byoc.local.inputs.pipe import ChannelObjects, Feeder, Pipes, load_channels
 from byoc.project import ProjectConfig
 
 MAGIC_BYTES = bytes.fromhex("0a23d7ce")
@@ -81,7 +81,16 @@ def test_objects_over_the_29_bit_limit_become_multi_part_records() -> None:
 
 # The feeder ---------------------------------------------------------------------------------------
 
-def _feeder(tmp_path: Path, channel: ChannelInput, source: Path, hosts: int = 1,
+def piped(name: str = "train", source: Path = Path("."), *, record_wrapper: str | None = None,
+          compression: str | None = None, shuffle_seed: int | None = None,
+          attribute_names: tuple[str, ...] | None = None) -> ChannelDefinition:
+    """A Pipe-mode channel of *source* (unchecked: a feeder test gives the source itself)."""
+    return ChannelDefinition(name, str(source), input_mode="Pipe", record_wrapper=record_wrapper,
+                             compression=compression, shuffle_seed=shuffle_seed,
+                             attribute_names=attribute_names)
+
+
+def _feeder(tmp_path: Path, channel: ChannelDefinition, source: Path, hosts: int = 1,
             host: str = "algo-1", sharded: bool = False) -> Feeder:
     data = tmp_path / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -103,7 +112,7 @@ def files(tmp_path: Path) -> Path:
 
 def test_epochs_stream_the_files_in_key_order_and_each_fifo_appears_after_the_last(
         tmp_path: Path, files: Path) -> None:
-    feeder = _feeder(tmp_path, ChannelInput("train", "Pipe"), files)
+    feeder = _feeder(tmp_path, piped(), files)
     feeder.prepare()
     assert stat.S_ISFIFO((tmp_path / "data" / "train_0").stat().st_mode)
     assert not (tmp_path / "data" / "train_1").exists()
@@ -121,7 +130,7 @@ def test_epochs_stream_the_files_in_key_order_and_each_fifo_appears_after_the_la
 def test_a_reader_that_closes_early_gets_the_next_epoch_whole(tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(8 << 20))
-    feeder = _feeder(tmp_path, ChannelInput("train", "Pipe"), big)
+    feeder = _feeder(tmp_path, piped(), big)
     feeder.prepare()
     feeder.start()
     try:
@@ -134,7 +143,7 @@ def test_a_reader_that_closes_early_gets_the_next_epoch_whole(tmp_path: Path) ->
 
 def test_stopping_a_feeder_whose_fifo_is_never_opened_returns_at_once(tmp_path: Path,
                                                                        files: Path) -> None:
-    feeder = _feeder(tmp_path, ChannelInput("train", "Pipe"), files)
+    feeder = _feeder(tmp_path, piped(), files)
     feeder.prepare()
     feeder.start()
     time.sleep(0.2)
@@ -148,10 +157,9 @@ def test_stopping_a_feeder_whose_fifo_is_never_opened_returns_at_once(tmp_path: 
 def test_two_channels_are_read_in_parallel_and_independently(tmp_path: Path, files: Path) -> None:
     other = tmp_path / "validation.csv"
     other.write_bytes(b"x,y\n")
-    channels = {"train": ChannelInput("train", "Pipe"), "validation": ChannelInput("validation", "Pipe")}
     host = HostSpec("algo-1", tmp_path / "host", {})
     (host.root / "input" / "data").mkdir(parents=True)
-    objects = load_channels(channels, {"train": files, "validation": other}, {})
+    objects = load_channels([piped("train", files), piped("validation", other)], "File")
     pipes = Pipes.for_job([host], objects, tmp_path / "scratch")
     data = host.root / "input" / "data"
     results: dict[str, list[bytes]] = {}
@@ -173,7 +181,7 @@ def test_two_channels_are_read_in_parallel_and_independently(tmp_path: Path, fil
 
 
 def test_record_wrapper_wraps_each_file_as_one_record(tmp_path: Path, files: Path) -> None:
-    feeder = _feeder(tmp_path, ChannelInput("train", "Pipe", record_wrapper="RecordIO"), files)
+    feeder = _feeder(tmp_path, piped(record_wrapper="RecordIO"), files)
     feeder.prepare()
     feeder.start()
     try:
@@ -192,7 +200,7 @@ def test_gzip_objects_are_decompressed_into_the_pipe(tmp_path: Path) -> None:
     (source / "2.gz").write_bytes(gzip.compress(b"one") + gzip.compress(b"two"))  # two members
     for wrapper, expected in (("None", plain + b"onetwo"),
                               ("RecordIO", recordio.frame(plain) + recordio.frame(b"onetwo"))):
-        feeder = _feeder(tmp_path / wrapper, ChannelInput("train", "Pipe", wrapper, "Gzip"), source)
+        feeder = _feeder(tmp_path / wrapper, piped(record_wrapper=wrapper, compression="Gzip"), source)
         feeder.prepare()
         feeder.start()
         try:
@@ -207,7 +215,7 @@ def test_gzip_objects_are_decompressed_into_the_pipe(tmp_path: Path) -> None:
 def test_a_file_that_is_not_gzip_ends_the_stream_and_is_reported(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gz"
     bad.write_bytes(b"not gzip at all")
-    feeder = _feeder(tmp_path, ChannelInput("train", "Pipe", compression="Gzip"), bad)
+    feeder = _feeder(tmp_path, piped(compression="Gzip"), bad)
     feeder.prepare()
     feeder.start()
     try:
@@ -219,7 +227,7 @@ def test_a_file_that_is_not_gzip_ends_the_stream_and_is_reported(tmp_path: Path)
 
 
 def test_shuffle_reorders_each_epoch_deterministically_and_sharding_splits_it(files: Path) -> None:
-    channel = ChannelInput("train", "Pipe", shuffle_seed=7)
+    channel = piped(shuffle_seed=7)
     objects = ChannelObjects.load(channel, files, sharded=False)
     orders = [objects.epoch(epoch, ["algo-1"], "algo-1") for epoch in range(6)]
     again = ChannelObjects.load(channel, files, sharded=False)
@@ -232,7 +240,7 @@ def test_shuffle_reorders_each_epoch_deterministically_and_sharding_splits_it(fi
         second = sharded.epoch(epoch, ["algo-1", "algo-2"], "algo-2")
         assert len(first) == len(second) == 2
         assert sorted(map(str, first + second)) == sorted(map(str, orders[0]))
-    plain = ChannelObjects.load(ChannelInput("train", "Pipe"), files, sharded=True)
+    plain = ChannelObjects.load(piped(), files, sharded=True)
     assert [p.name for p in plain.epoch(0, ["algo-1", "algo-2"], "algo-1")  # type: ignore[union-attr]
             ] == ["a-z.txt", "b.txt"]
     assert [p.name for p in plain.epoch(0, ["algo-1", "algo-2"], "algo-2")  # type: ignore[union-attr]
@@ -252,8 +260,7 @@ def _manifest(tmp_path: Path) -> Path:
 
 
 def test_an_augmented_manifest_streams_each_attribute_as_its_own_record(tmp_path: Path) -> None:
-    channel = ChannelInput("train", "Pipe", record_wrapper="RecordIO",
-                           attribute_names=("source-ref", "label"))
+    channel = piped(record_wrapper="RecordIO", attribute_names=("source-ref", "label"))
     feeder = _feeder(tmp_path, channel, _manifest(tmp_path))
     feeder.prepare()
     feeder.start()
@@ -266,20 +273,19 @@ def test_an_augmented_manifest_streams_each_attribute_as_its_own_record(tmp_path
 
 def test_manifest_problems_are_refused_before_anything_runs(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path)
-    sources = {"train": manifest}
-    channel = {"train": ChannelInput("train", "Pipe", attribute_names=("source-ref", "missing"))}
+    channel = [piped("train", manifest, attribute_names=("source-ref", "missing"))]
     with pytest.raises(ConfigError, match="line 1: no attribute 'missing'"):
-        load_channels(channel, sources, {})
+        load_channels(channel, "Pipe")
     manifest.write_text('{"source-ref": "s3://bucket/key.jpg"}\n')
-    channel = {"train": ChannelInput("train", "Pipe", attribute_names=("source-ref",))}
+    channel = [piped("train", manifest, attribute_names=("source-ref",))]
     with pytest.raises(ConfigError, match="streams local files"):
-        load_channels(channel, sources, {})
+        load_channels(channel, "Pipe")
     manifest.write_text('{"source-ref": "img/none.jpg"}\n')
     with pytest.raises(ConfigError, match="is not a file"):
-        load_channels(channel, sources, {})
+        load_channels(channel, "Pipe")
     manifest.write_text('["not", "an object"]\n')
     with pytest.raises(ConfigError, match="line 1: not a JSON object"):
-        load_channels(channel, sources, {})
+        load_channels(channel, "Pipe")
 
 
 @pytest.mark.parametrize("reference", [
@@ -299,9 +305,9 @@ def test_a_manifest_cannot_name_a_file_outside_its_folder(tmp_path: Path, refere
     (folder / "linked").symlink_to(outside, target_is_directory=True)
     manifest.write_text('{"source-ref": "img/1.jpg"}\n'
                         + json.dumps({"source-ref": reference.format(outside=outside)}) + "\n")
-    channel = {"train": ChannelInput("train", "Pipe", attribute_names=("source-ref",))}
+    channel = [piped("train", manifest, attribute_names=("source-ref",))]
     with pytest.raises(ConfigError) as caught:
-        load_channels(channel, {"train": manifest}, {})
+        load_channels(channel, "Pipe")
     assert caught.value.message.startswith(f"{manifest.resolve()}, line 2: ")
     assert f"is outside {folder.resolve()}" in caught.value.message
 
@@ -315,13 +321,13 @@ def test_a_manifest_may_name_files_anywhere_under_its_folder_or_the_root_given(t
     (images / "3.jpg").write_bytes(b"three")
     manifest.write_text(json.dumps({"source-ref": f"file://{folder / 'img' / '1.jpg'}"}) + "\n"
                         + json.dumps({"source-ref": "img/sub/../2.jpg"}) + "\n")
-    channel = ChannelInput("train", "Pipe", attribute_names=("source-ref",))
-    found = load_channels({"train": channel}, {"train": manifest}, {})["train"]
+    channel = piped("train", manifest, attribute_names=("source-ref",))
+    found = load_channels([channel], "Pipe")["train"]
     assert found.epoch(0, ["algo-1"], "algo-1") == [(folder / "img" / "1.jpg").resolve(),
                                                      (folder / "img" / "2.jpg").resolve()]
     manifest.write_text('{"source-ref": "../images/3.jpg"}\n')
     with pytest.raises(ConfigError, match="line 1: '../images/3.jpg' is outside"):
-        load_channels({"train": channel}, {"train": manifest}, {})
+        load_channels([channel], "Pipe")
     # byoc.toml names a root: a path relative to the file's folder
     toml = tmp_path / "byoc.toml"
     toml.write_text('[train.channels.train]\nmanifest_root = "."\n')
@@ -329,12 +335,12 @@ def test_a_manifest_may_name_files_anywhere_under_its_folder_or_the_root_given(t
                                  attribute_names={"train": "source-ref"})
     settings = options.over(InputOptions.from_config(ProjectConfig.read(toml))).resolve({"train": manifest})
     assert settings["train"].manifest_root == tmp_path / "."
-    found = load_channels(settings, {"train": manifest}, {})["train"]
+    found = load_channels(settings.values(), "File")["train"]
     assert found.epoch(0, ["algo-1"], "algo-1") == [(images / "3.jpg").resolve()]
     toml.write_text('[train.channels.train]\nmanifest_root = "missing"\n')
-    with pytest.raises(ConfigError, match="manifest_root .*missing is not a directory"):
+    with pytest.raises(ConfigError, match="manifest root .*missing is not a directory"):
         options.over(InputOptions.from_config(ProjectConfig.read(toml))).resolve({"train": manifest})
-    with pytest.raises(ConfigError, match="manifest_root applies to an augmented manifest channel"):
+    with pytest.raises(ConfigError, match="a manifest root applies to an augmented manifest channel"):
         InputOptions(manifest_roots={"train": tmp_path}).resolve({"train": folder})
 
 
@@ -342,10 +348,10 @@ def test_a_manifest_line_nested_too_deeply_is_refused_naming_the_line(tmp_path: 
     manifest = _manifest(tmp_path)
     manifest.write_text('{"source-ref": "img/1.jpg"}\n{"source-ref": "img/1.jpg", "x": '
                         + "[" * 100000 + "]" * 100000 + "}\n")
-    channel = {"train": ChannelInput("train", "Pipe", attribute_names=("source-ref",))}
+    channel = [piped("train", manifest, attribute_names=("source-ref",))]
     with pytest.raises(ConfigError, match=r"train.manifest, line 2 is not JSON byoc can read: it"
                                           " nests arrays or objects too deeply"):
-        load_channels(channel, {"train": manifest}, {})
+        load_channels(channel, "Pipe")
 
 
 # Settings and the service's refusals --------------------------------------------------------------
@@ -357,14 +363,15 @@ def test_options_override_the_project_file_key_by_key(tmp_path: Path) -> None:
     sources = {"train": tmp_path, "meta": tmp_path}
     from_file = InputOptions.from_config(ProjectConfig.read(toml))
     settings = InputOptions().over(from_file).resolve(sources)
-    assert settings["train"] == ChannelInput("train", "Pipe", "RecordIO", shuffle_seed=3)
+    assert settings["train"] == piped("train", tmp_path, record_wrapper="RecordIO", shuffle_seed=3)
     assert settings["meta"].input_mode == "FastFile"
     given = InputOptions.parse(input_mode="File", channel_modes={"train": "Pipe"},
                                shuffle_seeds={"train": "9"})
     settings = given.over(from_file).resolve(sources)
-    assert settings["train"] == ChannelInput("train", "Pipe", "RecordIO", shuffle_seed=9)
+    assert settings["train"] == piped("train", tmp_path, record_wrapper="RecordIO", shuffle_seed=9)
     assert settings["meta"].input_mode == "FastFile"
-    assert InputOptions().resolve({"x": tmp_path})["x"] == ChannelInput("x", "File")
+    assert InputOptions().resolve({"x": tmp_path})["x"] == ChannelDefinition("x", str(tmp_path),
+                                                                       input_mode="File")
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -399,6 +406,10 @@ def test_a_channel_directory_with_the_name_of_a_pipe_fifo_is_refused(tmp_path: P
     with pytest.raises(ConfigError, match="channel 'train_0' is a directory with the name of Pipe"
                                           " channel 'train''s FIFO for epoch 0"):
         InputOptions.parse(channel_modes={"train": "Pipe"}).resolve(sources)
+    # the job value runs the same check: a definition from any source is refused alike
+    with pytest.raises(ConfigError, match="channel 'train_0' is a directory with the name of Pipe"):
+        JobDefinition("job", (ChannelDefinition("train", str(tmp_path), input_mode="Pipe"),
+                              ChannelDefinition("train_0", str(tmp_path))))
     both = InputOptions.parse(input_mode="Pipe").resolve(sources)  # FIFOs train_0, train_0_0: apart
     assert {channel.input_mode for channel in both.values()} == {"Pipe"}
     with pytest.raises(ConfigError, match="invalid channel name '..'"):

@@ -23,7 +23,7 @@ import pytest
 
 from byoc import local
 from byoc.errors import ConfigError
-from byoc.inputs.config import InputOptions
+from byoc.job import InputOptions
 from byoc.project import Project
 from helpers import FIXTURES, train_job
 

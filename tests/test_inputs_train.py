@@ -22,7 +22,7 @@ import pytest
 from byoc import local
 from byoc.backends.base import Backend
 from byoc.errors import ConfigError, ContainerFailedError
-from byoc.inputs.config import InputOptions
+from byoc.job import InputOptions
 from byoc.project import Project
 from helpers import FIXTURES, train_job
 
@@ -263,7 +263,7 @@ def test_stopping_byoc_while_a_program_ignores_its_fifo_leaves_nothing_behind(
 
 def test_shuffle_config_decides_which_host_gets_which_file_in_file_mode(
         backend: Backend, ioprobe: Project, tmp_path: Path) -> None:
-    from byoc.inputs.pipe import shuffled
+    from byoc.local.inputs.pipe import shuffled
 
     channel = tmp_path / "parts"
     channel.mkdir()

@@ -26,7 +26,7 @@ CONTRACT_VALUES: tuple[object, ...] = ("SAGEMAKER_BASE_DIR", "SAGEMAKER_BIND_TO_
 #: Every package and top-level module is named (test_every_module_has_a_layer).
 LAYERS = [
     {"byoc.errors", "byoc.contract", "byoc.archive", "byoc.say"},
-    {"byoc.project", "byoc._docker", "byoc.aws", "byoc.invoke", "byoc.backends", "byoc.inputs",
+    {"byoc.project", "byoc._docker", "byoc.aws", "byoc.invoke", "byoc.backends",
      "byoc.job"},
     {"byoc.local", "byoc.images", "byoc.scaffold", "byoc.push", "byoc.doctor"},
     {"byoc.validate", "byoc.bench", "byoc.tune", "byoc.transform", "byoc.sagemaker"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,12 @@ def _report(result: local.TrainResult, host: str = "algo-1") -> dict[str, Any]:
     return json.loads(_members(result.model_archive)[f"{host}.json"])
 
 
-def _left_behind(docker_client: Any) -> list[str]:
-    containers = docker_client.containers.list(all=True, filters={"label": "com.byoc.job"})
-    networks = docker_client.networks.list(filters={"label": "com.byoc.job"})
+def _left_behind(docker_client: Any, job_name: str) -> list[str]:
+    """The containers and networks of *job_name* still on the engine (only this job's: other
+    test runs may share the engine)."""
+    label = {"label": f"com.byoc.job={job_name}"}
+    containers = docker_client.containers.list(all=True, filters=label)
+    networks = docker_client.networks.list(filters=label)
     return [c.name for c in containers] + [n.name for n in networks]
 
 
@@ -114,7 +118,7 @@ def test_a_failed_job_reports_the_reason_and_keeps_its_artifacts(
     assert not (tmp_path / "jobs" / "latest").exists()
     assert not (job / "hosts").exists()
     if backend.name == "docker":
-        assert _left_behind(request.getfixturevalue("docker_client")) == []
+        assert _left_behind(request.getfixturevalue("docker_client"), "probe-fails") == []
 
 
 def test_channels_and_local_test_are_never_written(backend: Backend, probe: Project,
@@ -209,14 +213,36 @@ def test_a_server_that_exits_gives_its_log(backend: Backend, tmp_path: Path,
                          env={"PROBE_EXIT": "3"}, startup_timeout=60):
             pass
     assert "exiting on purpose" in caught.value.detail
-    # a caller shown the log as it came gets the message alone: the tail is not repeated
+    # a caller shown the log as it came gets the tail too: what to show again is the caller's call
     shown: list[str] = []
     with pytest.raises(ServeError, match="exited with status 3") as caught:
         with local.serve(backend=backend, model=tmp_path / "model", port=unused_port,
                          env={"PROBE_EXIT": "3"}, startup_timeout=60,
                          log=lambda host, line: shown.append(line)):
             pass
-    assert caught.value.detail == "" and any("exiting on purpose" in line for line in shown)
+    assert "exiting on purpose" in caught.value.detail
+    assert any("exiting on purpose" in line for line in shown)
+
+
+def test_the_cli_shows_a_streamed_log_once(probe: Project, tmp_path: Path, unused_port: int) -> None:
+    """byoc local serve streams the server's log as it comes; the Error: line is not followed by
+    the same lines again. A tail the user has not seen is still shown under it."""
+    model = _model_dir(tmp_path)
+    done = subprocess.run(["byoc", "local", "serve", str(probe.root), "--backend", "process",
+                           "--model", str(model), "--port", str(unused_port), "--env", "PROBE_EXIT=3",
+                           "--startup-timeout", "60"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if "exiting on purpose" in line] == \
+        ["serve | probe serve: exiting on purpose"]
+    assert lines[-1] == "Error: the server exited with status 3 before /ping answered 200"
+    from byoc.cli.options import STREAMED, already_streamed
+    STREAMED.clear()
+    assert not already_streamed("probe serve: exiting on purpose")
+    STREAMED.append("probe serve: exiting on purpose")
+    assert already_streamed("probe serve: exiting on purpose\n")
+    assert not already_streamed("probe serve: exiting on purpose\nanother line")
+    STREAMED.clear()
 
 
 def test_a_server_that_never_gets_ready_times_out(backend: Backend, tmp_path: Path,

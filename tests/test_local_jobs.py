@@ -80,7 +80,8 @@ def test_terminal_listing_at_80_columns_keeps_names_whole(jobs_dir: Path) -> Non
     os.close(leader)
     assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
     lines = b"".join(chunks).decode().splitlines()
-    assert lines[0].split() == ["name", "status", "secondary", "status", "duration", "started"]
+    assert lines[0].split() == ["name", "status", "secondary", "status", "duration", "started",
+                                "kind"]
     assert lines[1].startswith(LONG + "  ")
     assert "s so far" in lines[1]
     assert lines[2].startswith("short ")

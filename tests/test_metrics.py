@@ -130,6 +130,35 @@ def test_save_merges_into_job_json_and_writes_samples_and_a_plot(tmp_path: Path)
     assert (tmp_path / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_each_sample_keeps_its_step_per_metric_and_host_and_its_time(tmp_path: Path) -> None:
+    moments = iter(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=n) for n in range(100))
+    scan = metrics.MetricScanner([job_metrics.definition("loss", SAFE),
+                                  job_metrics.definition("acc", r"acc=([0-9]+\.[0-9]+)")],
+                                 clock=lambda: next(moments))
+    for host, line in (("algo-1", "val_loss=0.9 acc=0.1"), ("algo-2", "val_loss=0.8"),
+                       ("algo-1", "val_loss=0.5"), ("algo-1", "acc=0.2"), ("algo-2", "val_loss=0.4")):
+        scan.scan(host, line)
+    steps = [(s.host, s.name, s.step, s.value) for s in scan.samples]
+    assert steps == [("algo-1", "loss", 0, 0.9), ("algo-1", "acc", 0, 0.1), ("algo-2", "loss", 0, 0.8),
+                     ("algo-1", "loss", 1, 0.5), ("algo-1", "acc", 1, 0.2), ("algo-2", "loss", 1, 0.4)]
+    jobrecord.merge(tmp_path, {"TrainingJobName": "j"})
+    scan.defer_plot = True
+    scan.save(tmp_path)
+    saved = json.loads((tmp_path / "metrics.json").read_text())["Samples"]
+    assert [(e["MetricName"], e["Step"], e["Timestamp"]) for e in saved["algo-2"]] == [
+        ("loss", 0, "2026-01-01T00:00:02.000+00:00"), ("loss", 1, "2026-01-01T00:00:05.000+00:00")]
+    assert sorted(metrics.load_samples(tmp_path), key=lambda s: s.timestamp) == scan.samples
+    # the FinalMetricDataList entries stay as DescribeTrainingJob has them: no Step
+    assert all("Step" not in entry for entry in json.loads((tmp_path / "job.json").read_text())[
+        "FinalMetricDataList"])
+    # a metrics.json saved before steps were: numbered in the order read, per metric and host
+    for entries in saved.values():
+        for entry in entries:
+            del entry["Step"]
+    (tmp_path / "metrics.json").write_text(json.dumps({"Samples": saved}))
+    assert sorted(metrics.load_samples(tmp_path), key=lambda s: s.timestamp) == scan.samples
+
+
 def test_without_matplotlib_the_plot_is_skipped_with_a_note(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import sys

@@ -291,7 +291,7 @@ def test_pipe_channels_time_limits_and_channel_options(aws: str, tmp_path: Path)
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--spot"], "--spot needs --max-wait DURATION"),
+    (["--spot"], "--spot needs --max-wait (MaxWaitTimeInSeconds, at least --max-run"),
     (["--spot", "--max-wait", "100", "--max-run", "2m"], "--max-wait 100 must be at least --max-run 120"),
     (["--max-run", "1h", "--max-wait", "soon", "--spot"], "--max-wait: 'soon' is not a duration"),
     (["--max-wait", "100"], "--max-wait applies to managed spot training only"),
@@ -455,6 +455,62 @@ def test_tuning_objective_needs_a_metric_definition(aws: str, tmp_path: Path) ->
     request = json.loads(result.stdout)
     validate("CreateHyperParameterTuningJob", request)
     assert request["HyperParameterTuningJobName"] == "t-1"
+
+
+def _keys() -> list[str]:
+    return [item["Key"] for item in client("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+
+
+def _tuning_jobs() -> list[str]:
+    return [job["HyperParameterTuningJobName"] for job in client("sagemaker")
+            .list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]]
+
+
+def test_a_tuning_stopping_condition_is_refused_in_the_words_of_the_request_file(
+        aws: str, tmp_path: Path) -> None:
+    """The file's StoppingCondition is named as the file names it, not as the options (--max-wait,
+    --max-run) that set the same fields of a job on the command line; nothing is uploaded."""
+    root = write_project(tmp_path / "p")
+    config = tmp_path / "tune.json"
+    before = _keys()
+    body = json.loads(json.dumps(TUNING))
+    body["TrainingJobDefinition"]["EnableManagedSpotTraining"] = True
+    body["TrainingJobDefinition"]["StoppingCondition"]["MaxWaitTimeInSeconds"] = 60
+    config.write_text(json.dumps(body))
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE)
+    assert result.exit_code == 2
+    assert one_line_error(result).startswith(
+        "Error: TrainingJobDefinition.StoppingCondition.MaxWaitTimeInSeconds 60 must be at least"
+        " TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds 1800")
+    assert _keys() == before  # nothing uploaded
+
+
+def test_sagemaker_tune_checks_the_file_against_the_service_model_first(
+        aws: str, tmp_path: Path) -> None:
+    """botocore's service model checks the request file before anything is pushed, uploaded or
+    sent: one Error line naming the field, the other problems listed under it. What byoc fills in
+    (the name, the training job's image, role, output and resources) may be missing."""
+    root = write_project(tmp_path / "p")
+    config = tmp_path / "tune.json"
+    before, jobs = _keys(), _tuning_jobs()
+    body = json.loads(json.dumps(TUNING))
+    body["TrainingJobDefinition"]["StoppingCondition"]["MaxRuntimeInSeconds"] = "3600"
+    config.write_text(json.dumps(body))
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE)
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds:"
+                             " '3600' is not of type int\n")
+    body["HyperParameterTuningJobConfig"]["Strategy"] = "Genetic"
+    body["HyperParameterTuningJobConfig"]["Colour"] = "blue"
+    config.write_text(json.dumps(body))
+    result = run("tune", str(root), "--config", str(config), "--image", IMAGE)
+    assert result.exit_code == 2
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("Error: HyperParameterTuningJobConfig.Colour: unknown field")
+    assert any(line.startswith("also: TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds:")
+               for line in rest)
+    assert "also: HyperParameterTuningJobConfig.Strategy: 'Genetic' is not one of" in result.stderr
+    assert (_keys(), _tuning_jobs()) == (before, jobs)  # nothing uploaded, nothing created
 
 
 def test_transform_job_request(aws: str, tmp_path: Path) -> None:

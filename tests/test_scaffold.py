@@ -18,19 +18,28 @@ from byoc import scaffold
 from byoc.cli import cli
 from byoc.errors import ConfigError, ProjectExistsError
 from byoc.project import Project
+from byoc.scaffold.upgrade import BASE_FILE, RECORD_FILE
 
 
 def test_default_render_is_a_complete_project(tmp_path: Path) -> None:
     root = scaffold.new_project("churn-model", output_dir=tmp_path)
     assert root == tmp_path / "churn-model"
     program = root / "container" / "churn_model"
-    for name in ("train", "serve", "predictor.py", "wsgi.py", "nginx.conf", "model.py"):
+    for name in ("train", "serve", "evaluate", "evaluation.py", "predictor.py", "wsgi.py",
+                 "nginx.conf", "model.py"):
         assert (program / name).is_file(), name
-    for name in ("train", "serve"):
+    for name in ("train", "serve", "evaluate"):
         assert (program / name).stat().st_mode & stat.S_IXUSR, f"{name} is not executable"
     config = root / "local_test" / "test_dir" / "input" / "config"
     assert json.loads((config / "hyperparameters.json").read_text())["epochs"] == "30"
     assert set(json.loads((config / "inputdataconfig.json").read_text())) == {"training"}
+    # the held-out test set: outside input/data (no channel of byoc local train), none of its
+    # rows among the training ones
+    training = (config.parent / "data" / "training" / "iris.csv").read_text().splitlines()
+    test = (root / "local_test" / "test" / "iris.csv").read_text().splitlines()
+    assert len(training) == 120 and len(test) == 30
+    assert not set(test) & set(training)
+    assert sorted({row.split(",")[0] for row in test}) == ["setosa", "versicolor", "virginica"]
     project = Project.load(root)
     assert (project.name, project.program, project.image) == ("churn-model", "churn_model",
                                                               "churn-model")
@@ -42,6 +51,10 @@ def test_default_render_is_a_complete_project(tmp_path: Path) -> None:
                     if line.strip() and not line.startswith(("#", " "))]
     assert "ENTRYPOINT" not in instructions and "tini" not in dockerfile.replace("no tini", "")
     assert "COPY container/churn_model /opt/program" in dockerfile
+    assert "chmod 755 /opt/program/train /opt/program/serve /opt/program/evaluate" in dockerfile
+    makefile = (root / "Makefile").read_text()
+    assert "\nevaluate: check-byoc\n\t$(BYOC) local evaluate --backend $(BACKEND)\n" in makefile
+    assert "make evaluate" in makefile and " evaluate " in makefile.split(".PHONY:")[1].splitlines()[0] + " "
     assert [p.name for p in tmp_path.iterdir()] == ["churn-model"]
 
 
@@ -102,14 +115,14 @@ def test_cli_new_reports_errors_on_stderr_with_exit_codes(tmp_path: Path) -> Non
 
 def test_prompts_take_answers_and_never_ask_the_name(tmp_path: Path) -> None:
     runner = CliRunner()
-    # description, program, framework, region, repository; the name comes from NAME
-    answers = "\n".join(["", "my_prog", "", "eu-central-1", ""]) + "\n"
+    # description, program, framework, multi_model, region, repository; the name comes from NAME
+    answers = "\n".join(["", "my_prog", "", "", "eu-central-1", ""]) + "\n"
     result = runner.invoke(cli, ["new", "churn-model", "-o", str(tmp_path)], input=answers)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "churn-model" / "container" / "my_prog" / "train").is_file()
     asked = [line.split(" [")[0].split(" (")[0] for line in result.stdout.splitlines()
              if line.endswith(": ") or "]: " in line]
-    assert asked == ["Description", "Program directory", "Framework",
+    assert asked == ["Description", "Program directory", "Framework", "multi_model",
                      "AWS region", "ECR repository"]
     assert "iris-classifier" not in result.output and "project_slug" not in result.output
     assert 'region = "eu-central-1"' in (tmp_path / "churn-model" / "byoc.toml").read_text()
@@ -118,7 +131,7 @@ def test_prompts_take_answers_and_never_ask_the_name(tmp_path: Path) -> None:
 def test_prompts_skip_what_set_gives(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["new", "churn-model", "-o", str(tmp_path), "--set",
                                       "program=given", "--set", "aws_region=eu-west-1"],
-                                input="\n\n\n")
+                                input="\n\n\n\n")
     assert result.exit_code == 0, result.output
     assert "Program directory" not in result.output and "AWS region" not in result.output
     assert (tmp_path / "churn-model" / "container" / "given").is_dir()
@@ -127,14 +140,14 @@ def test_prompts_skip_what_set_gives(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("answers", "message"), [
     (["", "not-valid"], "Error: program must be a Python identifier, got 'not-valid'"),
     (["", "", "tensorflow"], "Error: framework must be one of sklearn, "),
-    (["", "", "", "mars-1"], "Error: aws_region must be an AWS region name"),
-    (["", "", "", "", "Bad Repo"], "Error: ecr_repository must be a valid ECR repository name"),
+    (["", "", "", "", "mars-1"], "Error: aws_region must be an AWS region name"),
+    (["", "", "", "", "", "Bad Repo"], "Error: ecr_repository must be a valid ECR repository name"),
 ])
 def test_a_bad_answer_stops_at_once_with_exit_2(tmp_path: Path, answers: list[str],
                                                 message: str) -> None:
     # the answer after the bad one would be valid: it must not be read
     result = CliRunner().invoke(cli, ["new", "churn-model", "-o", str(tmp_path / "out")],
-                                input="\n".join([*answers, "", "", "", "", ""]) + "\n")
+                                input="\n".join([*answers, "", "", "", "", "", ""]) + "\n")
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
@@ -144,7 +157,7 @@ def test_a_bad_answer_stops_at_once_with_exit_2(tmp_path: Path, answers: list[st
 
 def test_a_bad_answer_on_a_terminal_is_asked_again() -> None:
     variables = scaffold.template_variables()
-    with CliRunner().isolation(input="\nnot-valid\nfine_name\n\n\n\n") as streams:
+    with CliRunner().isolation(input="\nnot-valid\nfine_name\n\n\n\n\n") as streams:
         answers = scaffold.ask("churn-model", {}, variables, interactive=True)
     shown = streams[0].getvalue().decode() + streams[1].getvalue().decode()
     assert answers["program"] == "fine_name"
@@ -157,7 +170,11 @@ def test_plain_cookiecutter_renders_the_same_tree(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path / "b"),
                     str(scaffold.template_dir())], check=True, capture_output=True)
     via_plain = tmp_path / "b" / "iris-classifier"
-    files_a = sorted(str(p.relative_to(via_byoc)) for p in via_byoc.rglob("*"))
+    # byoc new adds only its record of the render (the base of a later byoc upgrade)
+    record = {RECORD_FILE, BASE_FILE}
+    files_a = sorted(str(p.relative_to(via_byoc)) for p in via_byoc.rglob("*")
+                     if p.name not in record)
+    assert all((via_byoc / name).is_file() for name in record)
     files_b = sorted(str(p.relative_to(via_plain)) for p in via_plain.rglob("*"))
     assert files_a == files_b
     for name in files_a:

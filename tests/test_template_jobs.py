@@ -53,7 +53,7 @@ def project(default_project: Path, tmp_path: Path) -> Project:
 
 @pytest.fixture
 def iris_project(default_project: Path, tmp_path: Path) -> Project:
-    """A copy of the default project as rendered (150 iris rows)."""
+    """A copy of the default project as rendered (120 iris rows; 30 more held out in local_test/test)."""
     return Project.load(Path(shutil.copytree(default_project, tmp_path / "iris")))
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import requests
+from hosting_checks import listening_ports
 from nginx_checks import assert_every_error_is_plain_text, assert_ping_survives_slow_clients
 
 from byoc import invoke, local, scaffold
@@ -35,7 +36,7 @@ from byoc.backends.base import Backend
 from byoc.backends.process import ProcessBackend
 from byoc.errors import ServeError
 from byoc.project import Project
-from helpers import built_image, free_port, train_job
+from helpers import built_image, evaluate_in_image, free_port, train_job
 
 NAME = "r-iris"
 PROGRAM = "r_iris"
@@ -94,9 +95,9 @@ def r_image(docker_client: Any, base_image: str, r_project: Path) -> Iterator[st
 def test_the_r_project_has_the_r_runtime_and_nothing_of_python(r_project: Path) -> None:
     program = r_project / "container" / PROGRAM
     assert sorted(p.name for p in program.iterdir()) == [
-        "channels.R", "contract.R", "data.R", "model.R", "payloads.R", "serve", "serve.R", "train",
-        "train.R", "worker.R"]
-    for name in ("train", "serve"):
+        "channels.R", "contract.R", "data.R", "evaluate", "evaluate.R", "evaluation.R", "model.R",
+        "payloads.R", "serve", "serve.R", "train", "train.R", "worker.R"]
+    for name in ("train", "serve", "evaluate"):
         assert (program / name).stat().st_mode & 0o111, f"{name} must be executable"
     assert not list(r_project.rglob("*.py")), "an R project has no Python files"
     assert not (r_project / "requirements.txt").exists()
@@ -117,7 +118,7 @@ def test_the_r_project_has_the_r_runtime_and_nothing_of_python(r_project: Path) 
     assert hyperparameters["epochs"] == "100"
     # every runtime file says so first; the user's say theirs
     for path in program.iterdir():
-        first = path.read_text().splitlines()[1 if path.name in ("train", "serve") else 0]
+        first = path.read_text().splitlines()[1 if path.name in ("train", "serve", "evaluate") else 0]
         assert first.startswith("# Runtime:" if path.name not in ("data.R", "model.R", "payloads.R")
                                 else "# Yours"), path.name
 
@@ -183,6 +184,17 @@ def test_the_image_passes_byoc_validate(r_image: str, r_project: Path, tmp_path:
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 failed" in done.stdout
+
+
+def test_evaluate_in_the_image_scores_the_held_out_test_set(r_image: str, r_project: Path,
+                                                            docker_client: Any, tmp_path: Path) -> None:
+    """The image's evaluate, as a processing job runs it: the image's R writes PNGs (cairo)."""
+    report = evaluate_in_image(docker_client, r_image, r_project, tmp_path)
+    found = report["multiclass_classification_metrics"]
+    assert "plots" not in found  # not skipped
+    assert found["accuracy"]["value"] > 0.8 and found["auc"]["value"] > 0.9
+    assert sum(sum(row.values()) for row in found["confusion_matrix"].values()) == 30
+    assert sorted(found["per_class"]) == ["setosa", "versicolor", "virginica"]
 
 
 # ---- training, the way SageMaker runs it -----------------------------------------------------
@@ -323,7 +335,7 @@ def test_a_validation_channel_is_scored_each_epoch(start_train: StartTrain, opt_
     write_config(opt_ml, "hyperparameters", {"epochs": "3"})
     status, log = run_to_end(start_train, opt_ml)
     assert status == 0, log
-    assert "channel validation: 30 rows" in log
+    assert "channel validation: 24 rows" in log  # rows[::5] of 120
     assert sorted(losses(log, "validation")) == [1, 2, 3]
     assert re.search(r"^epoch=3 training:loss=\S+; training:accuracy=\S+; validation:loss=\S+;"
                      r" validation:accuracy=\S+;$", log, re.MULTILINE), log
@@ -402,7 +414,7 @@ def test_pipe_mode_reads_recordio_records_from_the_fifo(start_train: StartTrain,
     status, log = run_to_end(start_train, opt_ml)
     feeder.join(timeout=10)
     assert status == 0, log
-    assert "channel training: 150 rows" in log
+    assert "channel training: 120 rows" in log
     assert (opt_ml / "model" / "model.rds").is_file()
 
 
@@ -672,6 +684,80 @@ def test_ping_answers_while_a_slow_invocation_runs_in_the_image(
     finally:
         container.remove(force=True)
 
+
+
+# ---- hosting modes: bound to a port, serverless, asynchronous sizes; no multi-model ------------
+
+
+def test_the_image_serves_on_the_bind_to_port_as_any_user_on_a_read_only_root(
+        docker_client: Any, r_image: str, r_project: Path, tmp_path: Path) -> None:
+    """As an inference pipeline's container (SAGEMAKER_BIND_TO_PORT), as a serverless endpoint
+    runs it (any user, read-only root, /tmp only), with asynchronous inference's body limit."""
+    labels = docker_client.images.get(r_image).labels
+    assert labels.get("com.amazonaws.sagemaker.capabilities.accept-bind-to-port") == "true"
+    assert "com.amazonaws.sagemaker.capabilities.multi-models" not in labels
+    opt_ml = new_opt_ml(r_project, tmp_path / "opt_ml", epochs="20")
+    trained = docker_client.containers.run(r_image, "train", detach=True, network_mode="none",
+                                           name=f"t-hc-r-train-{uuid.uuid4().hex[:8]}",
+                                           volumes={str(opt_ml): {"bind": "/opt/ml", "mode": "rw"}})
+    try:
+        assert trained.wait(timeout=120)["StatusCode"] == 0
+    finally:
+        trained.remove(force=True)
+    port = free_port()
+    container = docker_client.containers.run(
+        r_image, "serve", detach=True, name=f"t-hc-r-serverless-{uuid.uuid4().hex[:8]}",
+        user="65534", read_only=True, tmpfs={"/tmp": ""},
+        environment={"SAGEMAKER_BIND_TO_PORT": "9123", "SAGEMAKER_SAFE_PORT_RANGE": "9200-9299",
+                     "MODEL_SERVER_WORKERS": "1", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "120"},
+        ports={"9123/tcp": ("127.0.0.1", port)},
+        volumes={str(opt_ml / "model"): {"bind": "/opt/ml/model", "mode": "ro"}})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, bytes(container.logs()).decode()
+            time.sleep(0.25)
+        answer = http("POST", f"{url}/invocations", CSV_ROWS.encode(), **{"Content-Type": "text/csv"})
+        assert (answer.status_code, answer.text) == (200, "setosa\nvirginica\n")
+        tables = container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+        assert listening_ports(tables.output.decode()) == {9123}  # the R processes: unix sockets
+        # past the real-time 6 MiB, the body reaches R (which finds one huge cell, not 4 features)
+        large = requests.post(f"{url}/invocations", data=b"1" * (20 * 1024 * 1024), timeout=120,
+                              headers={"Content-Type": "text/csv"})
+        assert (large.status_code, large.text) == (400, "expected 4 features per row, got 1\n")
+        over = requests.post(f"{url}/invocations", data=b"1" * (121 * 1024 * 1024), timeout=120,
+                             headers={"Content-Type": "text/csv"})
+        assert (over.status_code, over.text) == (413, "the body is larger than 120 MiB\n")
+        assert http("GET", f"{url}/execution-parameters").json()["MaxPayloadInMB"] == 100
+    finally:
+        container.remove(force=True)
+
+
+@pytest.mark.parametrize(("environment", "message"), [
+    pytest.param({"SAGEMAKER_MULTI_MODEL": "true"},
+                 "serve: SAGEMAKER_MULTI_MODEL=true, but this R server does not answer SageMaker's"
+                 " multi-model API (/models): deploy it as a single-model endpoint", id="multi-model"),
+    pytest.param({"SAGEMAKER_SAFE_PORT_RANGE": "9300-9200"},
+                 "serve: SAGEMAKER_SAFE_PORT_RANGE must be two ports as XXXX-YYYY, the first not above"
+                 " the second, got '9300-9200'", id="safe-port-range"),
+])
+def test_the_image_refuses_at_start_what_it_cannot_serve(docker_client: Any, r_image: str,
+                                                         environment: dict[str, str],
+                                                         message: str) -> None:
+    container = docker_client.containers.run(r_image, "serve", detach=True, network_mode="none",
+                                             name=f"t-hc-r-refused-{uuid.uuid4().hex[:8]}",
+                                             environment=environment)
+    try:
+        assert container.wait(timeout=60)["StatusCode"] == 2
+        assert bytes(container.logs()).decode().strip() == message
+    finally:
+        container.remove(force=True)
 
 
 # ---- nginx: its own errors, and many slow clients ---------------------------------------------

@@ -3,17 +3,20 @@
 A fresh project is rendered, its model swapped for scikit-learn's histogram
 gradient-boosting regressor (which takes missing values and uses OpenMP, so it
 is not fork-safe), its reader told about a header row, and its requirements
-rewritten. Nothing else is edited; ``train`` and ``serve`` run as processes.
+rewritten. Nothing else is edited; ``train``, ``serve`` and ``evaluate`` run as processes.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import random
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,8 +83,8 @@ def target(x1: float, x2: float, x3: float) -> float:
     return 3.0 * x1 - 2.0 * x2 + (5.0 if x3 > 0.5 else 0.0)
 
 
-def write_data(path: Path, rows: int) -> None:
-    generator = random.Random(1)
+def write_data(path: Path, rows: int, seed: int = 1) -> None:
+    generator = random.Random(seed)
     lines = ["price,size,age,garden"]  # the header row
     for _ in range(rows):
         x1, x2, x3 = generator.uniform(0, 10), generator.uniform(0, 5), generator.random()
@@ -128,6 +131,51 @@ def test_the_swapped_model_trains_with_its_own_metric(trained_root: Path) -> Non
     assert found and float(found.group(1)) < 0.5, result
     assert "accuracy" not in result
     assert sorted(path.name for path in (trained_root / "model").iterdir()) == ["regressor.pkl"]
+
+
+def test_evaluate_scores_the_swapped_regressor_with_regression_metrics(
+        regressor_project: Path, trained_root: Path, tmp_path: Path) -> None:
+    """A model.py without ``classes`` that predicts numbers is a regressor to ``evaluate``; its
+    figures are scikit-learn's, and a missing matplotlib only skips the plots."""
+    from sklearn import metrics as sk
+
+    root = Path(shutil.copytree(trained_root, tmp_path / "opt_ml"))
+    (root / "processing" / "model").mkdir(parents=True)
+    with tarfile.open(root / "processing" / "model" / "model.tar.gz", "w:gz") as tar:
+        tar.add(root / "model" / "regressor.pkl", arcname="regressor.pkl")
+    (root / "processing" / "test").mkdir()
+    write_data(root / "processing" / "test" / "houses.csv", 200, seed=2)  # rows training never saw
+    program = regressor_project / "container" / "house_prices"
+    result = subprocess.run([sys.executable, str(program / "evaluate")],
+                            env={**os.environ, "SAGEMAKER_BASE_DIR": str(root)},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = root / "processing" / "evaluation"
+    found = json.loads((out / "evaluation.json").read_text())["regression_metrics"]
+    rows = [[float(cell) for cell in line.split(",")]
+            for line in (root / "processing" / "test" / "houses.csv").read_text().splitlines()[1:]]
+    truth = [row[0] for row in rows]
+    model = pickle.loads((root / "model" / "regressor.pkl").read_bytes())
+    predicted = model.predict([row[1:] for row in rows])
+    assert found["mse"]["value"] == pytest.approx(sk.mean_squared_error(truth, predicted))
+    assert found["rmse"]["value"] == pytest.approx(sk.root_mean_squared_error(truth, predicted))
+    assert found["mae"]["value"] == pytest.approx(sk.mean_absolute_error(truth, predicted))
+    assert found["r2"]["value"] == pytest.approx(sk.r2_score(truth, predicted))
+    assert found["r2"]["value"] > 0.9
+    assert (out / "predicted_vs_actual.png").read_bytes().startswith(b"\x89PNG")
+    assert "(regression_metrics): mse=" in (root / "output" / "message").read_text()
+
+    # the swapped requirements have no matplotlib: where it is missing, the plots are skipped
+    shutil.rmtree(out)
+    bare = subprocess.run([sys.executable, "-c", "import sys, runpy; sys.modules['matplotlib'] = None;"
+                           f" sys.path.insert(0, {str(program)!r}); sys.argv = ['evaluate'];"
+                           f" runpy.run_path({str(program / 'evaluate')!r}, run_name='__main__')"],
+                          env={**os.environ, "SAGEMAKER_BASE_DIR": str(root)},
+                          capture_output=True, text=True, timeout=300)
+    assert bare.returncode == 0, bare.stderr
+    skipped = json.loads((out / "evaluation.json").read_text())["regression_metrics"]
+    assert skipped["plots"].startswith("skipped: matplotlib is not installed")
+    assert not list(out.glob("*.png"))
 
 
 @pytest.fixture

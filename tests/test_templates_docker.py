@@ -14,15 +14,17 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from byoc import scaffold
-from helpers import build_project, free_port
+from helpers import build_project, evaluate_in_image, free_port
 
 pytestmark = pytest.mark.docker
 
@@ -114,6 +116,56 @@ def test_template_trains_serves_and_predicts_on_docker(template: str, projects: 
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
+def test_template_serves_several_models_on_a_multi_model_endpoint(
+        template: str, projects: dict[str, Path], images: Any, docker_client: Any,
+        tmp_path: Path) -> None:
+    """SAGEMAKER_MULTI_MODEL=true: model.py's load runs per model name, in each worker that
+    serves it, after the fork (these libraries start threads when a model loads)."""
+    project, image = projects[template], images(template)
+    trained = run_byoc("local", "train", str(project), "--image", image, "--backend", "docker",
+                       "--output-dir", str(tmp_path / "jobs"))
+    assert trained.returncode == 0, trained.stderr
+    for name in ("a", "b"):
+        with tarfile.open(trained.stdout.strip()) as tar:
+            tar.extractall(tmp_path / "models" / name / "model", filter="data")
+    port = free_port()
+    container = docker_client.containers.run(
+        image, "serve", name=f"t-hc-mme-{template}-{uuid.uuid4().hex[:8]}", detach=True,
+        environment={"SAGEMAKER_MULTI_MODEL": "true", "MODEL_SERVER_WORKERS": "2"},
+        ports={"8080/tcp": ("127.0.0.1", port)},
+        volumes={str(tmp_path / "models"): {"bind": "/opt/ml/models", "mode": "ro"}})
+    url = f"http://127.0.0.1:{port}"
+    payload = (project / "local_test" / "payload.csv").read_bytes()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            assert time.monotonic() < deadline, container.logs().decode(errors="replace")
+            time.sleep(0.25)
+        for name in ("a", "b"):
+            loaded = requests.post(f"{url}/models", timeout=60,
+                                   json={"model_name": name, "url": f"/opt/ml/models/{name}/model"})
+            assert loaded.status_code == 200, loaded.text
+        assert requests.post(f"{url}/models", json={"model_name": "a", "url": "/opt/ml/models/a/model"},
+                             timeout=60).status_code == 409
+        for _ in range(6):  # both workers, each loading its own copies
+            for name in ("a", "b"):
+                answer = requests.post(f"{url}/models/{name}/invoke", data=payload, timeout=60,
+                                       headers={"Content-Type": "text/csv"})
+                assert answer.status_code == 200, answer.text
+                assert answer.text.split() == LABELS
+        assert requests.delete(f"{url}/models/a", timeout=10).status_code == 200
+        assert requests.post(f"{url}/models/a/invoke", data=payload, timeout=10,
+                             headers={"Content-Type": "text/csv"}).status_code == 404
+    finally:
+        container.remove(force=True)
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
 def test_template_image_passes_validate(template: str, projects: dict[str, Path], images: Any,
                                         tmp_path: Path) -> None:
     image = images(template)
@@ -124,6 +176,26 @@ def test_template_image_passes_validate(template: str, projects: dict[str, Path]
     assert not [check for check in checks if check["result"] == "fail"]
 
 
+@pytest.mark.parametrize("template", ("sklearn", *TEMPLATES))
+def test_evaluate_in_the_image_scores_the_held_out_test_set(template: str, projects: dict[str, Path],
+                                                            images: Any, docker_client: Any,
+                                                            default_project: Path,
+                                                            request: pytest.FixtureRequest,
+                                                            tmp_path: Path) -> None:
+    """The image's evaluate, as a processing job runs it, on a model the image trained
+    (the default template's image is the session's default_image)."""
+    if template == "sklearn":
+        project, image = default_project, request.getfixturevalue("default_image")
+    else:
+        project, image = projects[template], images(template)
+    report = evaluate_in_image(docker_client, image, project, tmp_path)
+    found = report["multiclass_classification_metrics"]
+    assert found["accuracy"]["value"] > 0.8 and found["auc"]["value"] > 0.9
+    assert sorted(found["confusion_matrix"]) == ["setosa", "versicolor", "virginica"]
+    assert sum(sum(row.values()) for row in found["confusion_matrix"].values()) == 30
+    assert 0 < found["weighted_f1"]["value"] <= 1
+
+
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_project_tests_pass_in_the_image(template: str, projects: dict[str, Path], images: Any,
                                          docker_client: Any, tmp_path: Path) -> None:
@@ -131,7 +203,8 @@ def test_project_tests_pass_in_the_image(template: str, projects: dict[str, Path
     image = images(template)
     copy = shutil.copytree(projects[template], tmp_path / "project", ignore=shutil.ignore_patterns("*.whl"))
     output = docker_client.containers.run(
-        image, ["sh", "-c", "pip install -q pytest && python -m pytest -q -p no:cacheprovider tests"],
+        image, ["sh", "-c", "pip install -q pytest scikit-learn"  # evaluate's tests compare with it
+                " && python -m pytest -q -p no:cacheprovider tests"],
         volumes={str(copy): {"bind": "/project", "mode": "rw"}}, working_dir="/project",
         network_mode="host", remove=True, stdout=True, stderr=True).decode()
     assert " passed" in output and "failed" not in output, output
@@ -139,8 +212,9 @@ def test_project_tests_pass_in_the_image(template: str, projects: dict[str, Path
 
 def test_pytorch_on_two_hosts_gives_the_one_host_model(projects: dict[str, Path], images: Any,
                                                        docker_client: Any, tmp_path: Path) -> None:
-    """algo-1 and algo-2 each get half the rows (ShardedByS3Key over two files of 75 rows) and
-    sum their gradients over gloo; the model equals a one-host run on all 150 rows."""
+    """algo-1 and algo-2 each get half the rows (ShardedByS3Key over two files of half the
+    training rows each) and sum their gradients over gloo; the model equals a one-host run on
+    all of them."""
     project, image = projects["pytorch"], images("pytorch")
     rows = (project / "local_test/test_dir/input/data/training/iris.csv").read_text().split()
     data = tmp_path / "training"
@@ -156,7 +230,7 @@ def test_pytorch_on_two_hosts_gives_the_one_host_model(projects: dict[str, Path]
         assert trained.returncode == 0, trained.stderr
         models[count] = Path(trained.stdout.strip())
         if count == 2:
-            assert "algo-2 | algo-2: channel training: 75 rows" in trained.stderr
+            assert f"algo-2 | algo-2: channel training: {len(rows[1::2])} rows" in trained.stderr
             assert "rank 1 of 2, master algo-1:7777, gloo" in trained.stderr
             assert "algo-2 | epoch=" not in trained.stderr  # metrics come from the first host
     for count, archive in models.items():

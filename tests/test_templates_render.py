@@ -17,7 +17,8 @@ PYTHON_TEMPLATES = ("sklearn", "xgboost", "pytorch")
 USER_FILES = {"model.py", "dataset.py", "payloads.py"}
 #: Project files outside container/ that every Python template shares as they are.
 SHARED = ("Dockerfile", ".dockerignore", "Makefile", "byoc.toml", "wheels/README.md",
-          "tests/conftest.py", "local_test/payload.csv", "local_test/train_local.sh")
+          "tests/conftest.py", "tests/test_evaluate.py", "local_test/payload.csv",
+          "local_test/train_local.sh", "local_test/test/iris.csv")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_every_runtime_file_is_the_same_in_every_python_template(rendered: dict[
     base = rendered["sklearn"] / "container" / "churn_model"
     runtime = sorted(p.name for p in base.iterdir() if p.name not in USER_FILES)
     assert {"training.py", "job.py", "channels.py", "predictor.py", "server.py", "train",
-            "serve"} <= set(runtime)
+            "serve", "evaluate", "evaluation.py"} <= set(runtime)
     for name in PYTHON_TEMPLATES[1:]:
         program = rendered[name] / "container" / "churn_model"
         assert sorted(p.name for p in program.iterdir() if p.name not in USER_FILES) == runtime
@@ -66,10 +67,17 @@ def test_each_template_brings_its_model_requirements_and_tests(rendered: dict[st
     assert "text/libsvm" in (xgboost / program / "dataset.py").read_text()
     assert filecmp.cmp(sklearn / program / "dataset.py", pytorch / program / "dataset.py", shallow=False)
     assert sorted(p.name for p in (sklearn / "tests").iterdir()) == [
-        "conftest.py", "test_hyperparameters.py", "test_metric_definitions.py", "test_predictor.py",
-        "test_train.py"]
+        "conftest.py", "test_evaluate.py", "test_hyperparameters.py", "test_metric_definitions.py",
+        "test_predictor.py", "test_train.py"]
     for project in (xgboost, pytorch):
-        assert sorted(p.name for p in (project / "tests").iterdir()) == ["conftest.py", "test_model.py"]
+        assert sorted(p.name for p in (project / "tests").iterdir()) == [
+            "conftest.py", "test_evaluate.py", "test_model.py"]
+    for project in (sklearn, xgboost, pytorch):
+        # evaluate: plots in the image, scikit-learn only to test its figures against
+        assert "matplotlib==" in (project / "container" / "requirements.txt").read_text()
+        assert "scikit-learn" in (project / "requirements.txt").read_text()
+        for name in ("classes", "probabilities"):
+            assert f"\ndef {name}(model: " in (project / program / "model.py").read_text()
     assert '"num_round"' in (xgboost / "local_test/test_dir/input/config/hyperparameters.json").read_text()
     assert '"epochs"' in (pytorch / "local_test/test_dir/input/config/hyperparameters.json").read_text()
     assert "An XGBoost model" in (xgboost / "README.md").read_text()
@@ -95,3 +103,33 @@ def test_cli_template_option_renders_that_template(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     model = tmp_path / "boosted" / "container" / "boosted" / "model.py"
     assert "xgb.train(" in model.read_text()
+
+
+MULTI_MODEL_LABEL = "LABEL com.amazonaws.sagemaker.capabilities.multi-models=true"
+BIND_TO_PORT_LABEL = "LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true"
+
+
+def test_only_multi_model_yes_labels_the_image_for_multi_model_endpoints(
+        rendered: dict[str, Path], tmp_path: Path) -> None:
+    for project in rendered.values():
+        dockerfile = (project / "Dockerfile").read_text()
+        assert BIND_TO_PORT_LABEL in dockerfile.splitlines()
+        assert MULTI_MODEL_LABEL not in dockerfile
+    for name in PYTHON_TEMPLATES:
+        project = scaffold.new_project("mme", output_dir=tmp_path / name, framework=name,
+                                       extra_context={"multi_model": "yes"})
+        lines = (project / "Dockerfile").read_text().splitlines()
+        assert MULTI_MODEL_LABEL in lines and BIND_TO_PORT_LABEL in lines
+        assert (project / "container" / "mme" / "multimodel.py").is_file()
+
+
+def test_multi_model_is_refused_for_r_with_one_error_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["new", "r-mme", "-o", str(tmp_path), "--no-input",
+                                      "--template", "r", "--set", "multi_model=yes"])
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: multi_model=yes needs a Python template: the R server answers"
+                             " only /ping and /invocations, not SageMaker's multi-model API\n")
+    bad = CliRunner().invoke(cli, ["new", "mme", "-o", str(tmp_path), "--no-input",
+                                   "--set", "multi_model=maybe"])
+    assert bad.exit_code == 2 and bad.stderr == "Error: multi_model must be one of no, yes; got 'maybe'\n"
+    assert list(tmp_path.iterdir()) == []

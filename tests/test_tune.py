@@ -482,18 +482,22 @@ def test_describe_removes_the_containers_of_a_tuning_job_whose_byoc_was_killed(
     data.mkdir()
     (data / "rows.csv").write_text("1,2\n")
 
+    # a name of this test session's own: another run of this test on the same engine
+    # (another checkout) must not count among this one's containers
+    name = f"probe-killed-{uuid.uuid4().hex[:6]}"
+
     def containers() -> list[Any]:
         return [c for c in docker_client.containers.list(all=True, filters={"label": "com.byoc.job"})
-                if c.labels["com.byoc.job"].startswith("probe-killed-docker-")]
-    _, tuning_dir = _killed_mid_trial("probe-killed-docker", tmp_path, "--backend", "docker",
+                if c.labels["com.byoc.job"].startswith(f"{name}-")]
+    _, tuning_dir = _killed_mid_trial(name, tmp_path, "--backend", "docker",
                                       "--image", tuneprobe_image, "--channel", f"training={data}",
                                       ready=lambda: len(containers()) >= 4)
     assert len(containers()) >= 4  # each job's host and its placeholder outlived byoc
-    shown = subprocess.run(["byoc", "local", "describe", "probe-killed-docker", "--output-dir",
+    shown = subprocess.run(["byoc", "local", "describe", name, "--output-dir",
                             str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
                            cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     _check_reaped(tuning_dir)
     assert containers() == []
     assert [n for n in docker_client.networks.list(filters={"label": "com.byoc.job"})
-            if n.attrs["Labels"]["com.byoc.job"].startswith("probe-killed-docker-")] == []
+            if n.attrs["Labels"]["com.byoc.job"].startswith(f"{name}-")] == []

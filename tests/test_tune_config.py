@@ -253,6 +253,31 @@ def test_a_training_job_input_the_service_refuses_is_refused_before_anything_is_
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("stopping", "spot", "message"), [
+    ({"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 300}, True,
+     "TrainingJobDefinition.StoppingCondition.MaxWaitTimeInSeconds 300 must be at least"
+     " TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds 600: MaxWaitTimeInSeconds covers"
+     " waiting for spot capacity plus the run"),
+    ({"MaxRuntimeInSeconds": 600}, True,
+     "TrainingJobDefinition.EnableManagedSpotTraining needs"
+     " TrainingJobDefinition.StoppingCondition.MaxWaitTimeInSeconds"),
+    ({"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 900}, False,
+     "TrainingJobDefinition.StoppingCondition.MaxWaitTimeInSeconds applies to managed spot training"
+     " only: add TrainingJobDefinition.EnableManagedSpotTraining"),
+])
+def test_a_stopping_condition_the_service_refuses_names_the_request_fields(
+        tmp_path: Path, stopping: dict[str, int], spot: bool, message: str) -> None:
+    """A request file's StoppingCondition is refused in the request's words, not as the options
+    (--max-wait, --max-run) that set the same fields of a job on the command line."""
+    body = edited(edited(request(max_jobs=1, parallel=1), "TrainingJobDefinition.StoppingCondition",
+                         stopping), "TrainingJobDefinition.EnableManagedSpotTraining", spot)
+    run = run_tune(body, tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.startswith(f"Error: {message}") and run.stderr.count("\n") == 1
+    assert "--max" not in run.stderr and "--spot" not in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_strategy_whose_package_is_missing_leaves_nothing_behind(tmp_path: Path) -> None:
     """Without optuna (a package of that name that cannot be imported hides the installed one),
     Bayesian is refused before the tuning job's directory exists, so the retry just runs."""

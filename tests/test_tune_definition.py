@@ -12,6 +12,7 @@ import pytest
 import tune_requests
 from click.testing import CliRunner
 
+from byoc import job as job_api
 from byoc import local
 from byoc.backends.base import Backend
 from byoc.cli import cli
@@ -99,3 +100,30 @@ def test_a_request_channel_without_a_local_folder_is_refused_before_any_job(
     assert not (tmp_path / "t").exists()
     with pytest.raises(ConfigError, match="--channel other: the request has no channel 'other'"):
         runner.check(config.load(path), backend, {**channels, "other": tmp_path}, probe)
+
+
+def test_options_are_laid_over_a_request_file_only_where_it_is_silent(tmp_path: Path) -> None:
+    """``byoc sagemaker tune``: an option fills a field the file leaves out, an option for a field
+    the file sets is refused, and an error of the whole names each field as the user gave it."""
+    data = tmp_path / "train"
+    data.mkdir()
+    training = {"StoppingCondition": {"MaxRuntimeInSeconds": 1800},
+                "AlgorithmSpecification": {"TrainingInputMode": "File"}}
+    from_file, _ = job_api.from_tuning_request(training, base_name="demo")
+    options = job_api.JobDefinition("demo", (job_api.ChannelDefinition("train", str(data)),),
+                                instance_count=3, max_runtime=600, spot=True, max_wait=900)
+    laid = job_api.lay_options_over(from_file, options, training, {"instance_count"})
+    assert (laid.instance_count, laid.max_runtime, laid.spot) == (3, 1800, False)
+    assert [channel.name for channel in laid.channels] == ["train"]  # the file has no channels
+    with pytest.raises(ConfigError) as caught:
+        job_api.lay_options_over(from_file, options, training, {"max_run", "input_mode"})
+    assert caught.value.message == (
+        "--input-mode (the file's AlgorithmSpecification.TrainingInputMode), --max-run (the file's"
+        " StoppingCondition): the request file sets that; change it there (byoc local tune reads"
+        " the same file)")
+    # --spot from the command line, the stopping condition (without a wait) from the file
+    with pytest.raises(ConfigError) as caught:
+        job_api.lay_options_over(from_file, options, training, {"spot"})
+    assert caught.value.message.startswith(
+        "--spot needs TrainingJobDefinition.StoppingCondition.MaxWaitTimeInSeconds (MaxWaitTimeInSeconds,"
+        " at least TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds:")

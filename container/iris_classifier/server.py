@@ -12,7 +12,12 @@ declares ``FORK_SAFE = True`` (or ``MODEL_SERVER_PRELOAD=true``): then the
 gunicorn master loads it once and the workers share it copy-on-write. If that
 load started threads (a forked worker would hang on them), the master warns
 once and starts over without preloading: each worker loads its own copy (see
-wsgi.py).
+wsgi.py). With ``SAGEMAKER_MULTI_MODEL=true`` there is no model at start: models
+come through SageMaker's multi-model API, each worker loading its own copies
+(see multimodel.py).
+
+Everything serve and its children write is under one runtime dir in /tmp (or
+``$TMPDIR``), so the image runs as any user on a read-only root file system.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
-from settings import PRELOAD_ENV, PRELOAD_REASON_ENV, Settings, SettingsError
+from settings import MODELS_DIR_ENV, PRELOAD_ENV, PRELOAD_REASON_ENV, Settings, SettingsError
 
 PROGRAM_DIR = Path(__file__).resolve().parent
 #: SageMaker kills a serving container 30 s after SIGTERM: drain within that.
@@ -47,6 +52,11 @@ PR_SET_CHILD_SUBREAPER = 36
 #: of slow clients, so that they cannot take /ping offline (see nginx.conf).
 NGINX_CONNECTIONS = 8192
 NGINX_FILES = 20000
+#: nginx keeps a request body up to this size in memory, a larger one in a temporary file.
+BODY_BUFFER_MB = 16
+#: The paths nginx passes to gunicorn (regular expressions); the rest are 404.
+ROUTES = ("ping", "invocations", "execution-parameters")
+MULTI_MODEL_ROUTES = ("models", "models/.+")
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:
@@ -74,14 +84,22 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     _adopt_orphans()
 
     bind = f"unix:{runtime}/gunicorn.sock" if nginx else f"{settings.address}:{settings.port}"
-    preload = settings.preload if settings.preload is not None else declares_fork_safe(
-        PROGRAM_DIR / "model.py")
+    if settings.multi_model:
+        # no model at start, so nothing to load before the fork: each worker loads the models
+        # it serves itself (see multimodel.py)
+        preload = False
+    elif settings.preload is not None:
+        preload = settings.preload
+    else:
+        preload = declares_fork_safe(PROGRAM_DIR / "model.py")
+    env[MODELS_DIR_ENV] = str(runtime / "models")  # the workers' shared list of loaded models
+    (runtime / "models").mkdir()
     env[PRELOAD_ENV] = "true" if preload else "false"  # what wsgi.py acts on
     # what wsgi.py names if loading turns out to start threads (then it loads per worker)
     env[PRELOAD_REASON_ENV] = (f"{PRELOAD_ENV}=true" if settings.preload
                                else "FORK_SAFE = True in model.py")
     children: dict[str, subprocess.Popen[bytes]] = {
-        "gunicorn": subprocess.Popen(_gunicorn_command(settings, bind, preload), env=env)
+        "gunicorn": subprocess.Popen(_gunicorn_command(settings, bind, preload, runtime), env=env)
     }
     if nginx:
         config = _write_nginx_config(settings, runtime)
@@ -89,10 +107,12 @@ def main(environ: Mapping[str, str] | None = None) -> int:
                                              stderr=subprocess.PIPE)
         _relay_nginx_log(children["nginx"], runtime / "gunicorn.sock")
     where = "nginx" if nginx else "gunicorn"
-    loading = ("loaded once before the workers fork" if preload
-               else "loaded by each worker")
+    loading = ("multi-model: models loaded through /models, by each worker that serves them"
+               if settings.multi_model
+               else f"model loaded once before the workers fork ({PRELOAD_ENV}=true)" if preload
+               else f"model loaded by each worker ({PRELOAD_ENV}=false)")
     print(f"serve: {where} on {settings.address}:{settings.port}, {settings.workers} worker(s),"
-          f" model {loading} ({PRELOAD_ENV}={env[PRELOAD_ENV]})", file=sys.stderr, flush=True)
+          f" {loading}", file=sys.stderr, flush=True)
     try:
         return _supervise(children, lambda: stopping)
     finally:
@@ -123,11 +143,16 @@ def declares_fork_safe(model_file: Path) -> bool:
     return declared
 
 
-def _gunicorn_command(settings: Settings, bind: str, preload: bool) -> list[str]:
+def _gunicorn_command(settings: Settings, bind: str, preload: bool, runtime: Path) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn",
+        # post_fork: a worker stopped while it boots ends at once (see gunicorn_hooks.py)
+        "--config", str(PROGRAM_DIR / "gunicorn_hooks.py"),
         "--chdir", str(PROGRAM_DIR),
         "--bind", bind,
+        # its workers' heartbeat files, in the runtime dir (under /tmp): the rest of the file
+        # system may be read-only (serverless inference)
+        "--worker-tmp-dir", str(runtime),
         "--workers", str(settings.workers),
         *_worker_flags(settings),
         "--timeout", str(settings.timeout),
@@ -184,6 +209,10 @@ def _write_nginx_config(settings: Settings, runtime: Path) -> Path:
         "ADDRESS": settings.address,
         "PORT": str(settings.port),
         "MAX_BODY_MB": str(settings.max_payload_mb),
+        # a larger body waits in a file under the runtime dir (asynchronous inference's
+        # bodies reach 1 GB), not in memory
+        "BODY_BUFFER_MB": str(min(settings.max_payload_mb, BODY_BUFFER_MB)),
+        "ROUTES": "|".join(ROUTES + (MULTI_MODEL_ROUTES if settings.multi_model else ())),
         "TIMEOUT": str(settings.timeout),
         **_nginx_connections(),
     }.items():

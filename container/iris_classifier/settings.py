@@ -2,16 +2,24 @@
 
 =======================================  ============================================
 ``SAGEMAKER_BIND_TO_PORT``               port to listen on (8080)
+``SAGEMAKER_SAFE_PORT_RANGE``            ports a second listener may use
+                                         (``XXXX-YYYY``): checked, never needed, since
+                                         nginx reaches gunicorn on a unix socket
+``SAGEMAKER_MULTI_MODEL``                ``true``: answer SageMaker's multi-model API
+                                         (/models, see multimodel.py) instead of
+                                         loading /opt/ml/model
 ``MODEL_SERVER_WORKERS``                 gunicorn workers (the CPU count)
 ``MODEL_SERVER_WORKER_CLASS``            ``gevent`` (default), ``gthread`` or
                                          ``sync``
 ``MODEL_SERVER_THREADS``                 threads per gthread worker (4)
-``MODEL_SERVER_TIMEOUT``                 seconds per request (60)
+``MODEL_SERVER_TIMEOUT``                 seconds per request (60, up to 3600
+                                         for asynchronous inference)
 ``MODEL_SERVER_PRELOAD``                 ``true``: load the model once, before the
                                          workers fork (they share its memory);
                                          ``false``: in each worker. Default:
                                          ``FORK_SAFE`` in model.py, else ``false``
-``SAGEMAKER_MAX_PAYLOAD_IN_MB``          body limit in MiB (6, raised up to 100)
+``SAGEMAKER_MAX_PAYLOAD_IN_MB``          body limit in MiB (6, raised up to 1024
+                                         for asynchronous inference)
 ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``  batch transform's parallel requests, as
                                          /execution-parameters answers (default: the
                                          workers, within MaxConcurrentTransforms x
@@ -43,13 +51,16 @@ DEFAULT_THREADS = 4
 DEFAULT_PAYLOAD_MB = 6
 #: gevent first: a worker keeps answering /ping while requests wait on I/O or sleep.
 WORKER_CLASSES = ("gevent", "gthread", "sync")
-MAX_PAYLOAD_MB = 100
+#: Asynchronous inference reads a request body of up to 1 GB from S3.
+MAX_PAYLOAD_MB = 1024
 #: SageMaker batch transform: MaxConcurrentTransforms * MaxPayloadInMB <= 100.
 BATCH_BUDGET_MB = 100
 BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
 PRELOAD_ENV = "MODEL_SERVER_PRELOAD"
 #: Set by serve for wsgi.py: what asked for preloading, named in its warning.
 PRELOAD_REASON_ENV = "SERVE_PRELOAD_REASON"
+#: Set by serve for the workers: the folder listing the models loaded through /models.
+MODELS_DIR_ENV = "SERVE_MODELS_DIR"
 
 
 class SettingsError(ValueError):
@@ -71,6 +82,10 @@ class Settings:
     #: Batch transform: set by the job, else chosen by execution_parameters.
     max_concurrent_transforms: int | None = None
     batch_strategy: str = BATCH_STRATEGIES[0]
+    #: SageMaker's multi-model endpoints: models come and go through /models.
+    multi_model: bool = False
+    #: SAGEMAKER_SAFE_PORT_RANGE, inclusive; None when unset.
+    safe_ports: tuple[int, int] | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +108,8 @@ class Settings:
             max_concurrent_transforms=_integer(env, ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), 0, 1,
                                                BATCH_BUDGET_MB) or None,
             batch_strategy=_batch_strategy(env, "SAGEMAKER_BATCH_STRATEGY"),
+            multi_model=bool(_flag(env, "SAGEMAKER_MULTI_MODEL")),
+            safe_ports=_port_range(env, "SAGEMAKER_SAFE_PORT_RANGE"),
         )
 
     @property
@@ -106,11 +123,12 @@ class Settings:
         MaxConcurrentTransforms x MaxPayloadInMB <= 100; MULTI_RECORD, since
         /invocations answers a batch of rows in order.
         """
-        budget = max(1, BATCH_BUDGET_MB // self.max_payload_mb)
+        payload = min(self.max_payload_mb, BATCH_BUDGET_MB)  # above 100: asynchronous only
+        budget = max(1, BATCH_BUDGET_MB // payload)
         return {
             "MaxConcurrentTransforms": min(self.max_concurrent_transforms or self.workers, budget),
             "BatchStrategy": self.batch_strategy,
-            "MaxPayloadInMB": self.max_payload_mb,
+            "MaxPayloadInMB": payload,
         }
 
 
@@ -146,6 +164,20 @@ def _batch_strategy(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise SettingsError(f"{name} must be one of {', '.join(BATCH_STRATEGIES)}, got {text!r}")
     return value
+
+
+def _port_range(env: Mapping[str, str], name: str) -> tuple[int, int] | None:
+    """``"XXXX-YYYY"`` (inclusive, as SageMaker writes it) as a pair; None when unset."""
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    low, dash, high = text.partition("-")
+    if dash and low.strip().isdigit() and high.strip().isdigit():
+        first, last = int(low), int(high)
+        if 1 <= first <= last <= 65535:
+            return first, last
+    raise SettingsError(f"{name} must be two ports as XXXX-YYYY, the first not above the second,"
+                        f" got {text!r}")
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool | None:

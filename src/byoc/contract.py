@@ -28,6 +28,10 @@ BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 BIND_TO_PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
 #: The port an inference container listens on for /ping and /invocations.
 PORT = 8080
+#: The image label SageMaker requires of every container of a multi-container model (a pipeline).
+BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
+#: The image label SageMaker requires of a multi-model (``Mode=MultiModel``) container.
+MULTI_MODEL_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
 #: The only platform SageMaker runs.
 PLATFORM = "linux/amd64"
 #: The largest request body an endpoint accepts (6 MiB).
@@ -112,6 +116,16 @@ class OptMl:
     @property
     def failure_file(self) -> Path:
         return self.output_dir / "failure"
+
+    @property
+    def message_file(self) -> Path:
+        """A processing job's one-line summary (its ExitMessage)."""
+        return self.output_dir / "message"
+
+    @property
+    def processing_dir(self) -> Path:
+        """Where a processing job's inputs and outputs live by convention."""
+        return self.root / "processing"
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -341,3 +355,128 @@ def read_json(path: Path, kind: type = dict, what: str = "a JSON object") -> Any
 
 def _read_json(path: Path) -> dict[str, Any]:
     return read_json(path) if path.exists() else {}
+
+
+# ---- processing jobs (CreateProcessingJob) ------------------------------------------------------
+#: Where the SDK's script processors and byoc's processing options put inputs and outputs.
+PROCESSING_DIR = f"{CONTAINER_ROOT}/processing"
+#: ``/opt/ml/output/message``: its first 1 KB (per host, concatenated) becomes ExitMessage.
+EXIT_MESSAGE_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class ProcessingTree:
+    """The paths of one processing host's /opt/ml tree under *root*: ``config/`` (the job's
+    request and the hosts), ``output/message``, and every LocalPath (all under /opt/ml)."""
+
+    root: Path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def processing_config_json(self) -> Path:
+        return self.config_dir / "processingjobconfig.json"
+
+    @property
+    def resourceconfig_json(self) -> Path:
+        return self.config_dir / "resourceconfig.json"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def message_file(self) -> Path:
+        return self.output_dir / "message"
+
+    def local_path(self, container_path: str) -> Path:
+        """Where the container path *container_path* (under /opt/ml) lies in this tree.
+
+        :raises ConfigError: for a path outside /opt/ml.
+        """
+        relative = under_container_root(container_path)
+        if relative is None:
+            raise ConfigError(f"{container_path} is not under {CONTAINER_ROOT}")
+        return self.root / relative
+
+
+#: The processing tree as the container sees it (mount targets: ``.as_posix()``).
+IN_PROCESSING = ProcessingTree(Path(CONTAINER_ROOT))
+
+
+def under_container_root(path: str) -> str | None:
+    """*path* relative to /opt/ml (``processing/input/x`` for ``/opt/ml/processing/input/x``),
+    or None when it is not strictly below /opt/ml or climbs out with ``..``."""
+    parts = Path(path).parts
+    root = Path(CONTAINER_ROOT).parts
+    if len(parts) <= len(root) or parts[:len(root)] != root or ".." in parts:
+        return None
+    return "/".join(parts[len(root):])
+
+
+def write_processing_config(tree: ProcessingTree, request: Mapping[str, Any], host: str,
+                            hosts: Sequence[str]) -> None:
+    """Write ``processingjobconfig.json`` (the job's request) and ``resourceconfig.json``."""
+    _write_json(tree.processing_config_json, dict(request))
+    _write_json(tree.resourceconfig_json, resource_config(host, hosts))
+
+
+def read_exit_message(tree: ProcessingTree) -> str | None:
+    """The first :data:`EXIT_MESSAGE_LIMIT` bytes of ``output/message`` (UTF-8), if written."""
+    try:
+        with tree.message_file.open("rb") as handle:
+            data = handle.read(EXIT_MESSAGE_LIMIT)
+    except OSError:
+        return None
+    return data.decode("utf-8", errors="ignore") or None
+
+
+# --- Hosting modes (multi-model, inference pipelines, asynchronous, serverless) ---------------
+#: The range ("XXXX-YYYY") a container of a multi-container model may take extra ports from.
+SAFE_PORT_RANGE_ENV = "SAGEMAKER_SAFE_PORT_RANGE"
+#: Set to ``true`` when the container serves a multi-model endpoint.
+MULTI_MODEL_ENV = "SAGEMAKER_MULTI_MODEL"
+#: The model server's own request timeout in seconds (the inference toolkit's name).
+MODEL_SERVER_TIMEOUT_ENV = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+#: Where the platform extracts each model of a multi-model endpoint (``<root>/<name>/model``).
+MULTI_MODEL_ROOT = "/opt/ml/models"
+#: InvokeEndpoint's TargetModel, TargetContainerHostname and InvokeEndpointAsync's fields.
+TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
+TARGET_CONTAINER_HEADER = "X-Amzn-SageMaker-Target-Container-Hostname"
+INPUT_LOCATION_HEADER = "X-Amzn-SageMaker-InputLocation"
+INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
+INVOCATION_TIMEOUT_HEADER = "X-Amzn-SageMaker-InvocationTimeoutSeconds"
+#: A model holds 2 to 15 containers (CreateModel Containers); ContainerHostname is at most 63 chars.
+PIPELINE_CONTAINERS = (2, 15)
+CONTAINER_HOSTNAME_MAX = 63
+
+
+def container_hostnames(images: Sequence[str]) -> list[str]:
+    """A ``ContainerHostname`` per image of a multi-container model, as byoc names them locally
+    and on SageMaker: the repository's last path part (``preprocess`` for ``.../preprocess:1``),
+    made valid, with ``-2``, ``-3``, ... when two would be the same."""
+    names: list[str] = []
+    for image in images:
+        base = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+        base = re.sub(r"[^a-zA-Z0-9-]+", "-", base).strip("-")[:CONTAINER_HOSTNAME_MAX - 4]
+        base = base or "container"
+        name, count = base, 1
+        while name in names:
+            count += 1
+            name = f"{base}-{count}"
+        names.append(name)
+    return names
+#: ServerlessConfig.MemorySizeInMB: 1024 to 6144 in 1024 MB steps.
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+#: A serverless endpoint's largest request body (4 MB) and its startup window (3 minutes).
+SERVERLESS_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+SERVERLESS_STARTUP_TIMEOUT = 180.0
+#: InvokeEndpointAsync: the input at InputLocation is at most 1 GB.
+ASYNC_MAX_INPUT_BYTES = 1024 * 1024 * 1024
+#: InvocationTimeoutSeconds: default 900, at most 3600.
+ASYNC_INVOCATION_TIMEOUT = 900
+ASYNC_INVOCATION_TIMEOUT_MAX = 3600
+#: The only directory a serverless endpoint's container may write.
+SERVERLESS_WRITABLE = "/tmp"

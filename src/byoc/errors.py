@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 
@@ -21,6 +22,24 @@ class ConfigError(ByocError):
     """Bad input from the user: an option, a name, a config file."""
 
     exit_code = 2
+
+
+class JobFieldError(ConfigError):
+    """A training job setting refused, worded by the names of the fields it concerns.
+
+    *template* names each field as a ``{Field}`` placeholder (CreateTrainingJob's name, such as
+    ``{MaxWaitTimeInSeconds}``), filled from *names*: how the user gave that field. The job's
+    validator words it for the command line; a layer that read the setting elsewhere (a request
+    file) words it again with its own names (:meth:`worded`).
+    """
+
+    def __init__(self, template: str, names: Mapping[str, str], *, detail: str = "") -> None:
+        super().__init__(template.format_map(names), detail=detail)
+        self.template = template
+
+    def worded(self, names: Mapping[str, str]) -> JobFieldError:
+        """This error with the fields named by *names*."""
+        return JobFieldError(self.template, names, detail=self.detail)
 
 
 class ProjectExistsError(ByocError):
@@ -112,6 +131,16 @@ class TrainingJobStopped(ByocError):
     exit_code = 3
 
 
+class ProcessingJobFailed(ByocError):
+    """A SageMaker processing job ended Failed (exit code as :class:`TrainingJobFailed`'s)."""
+
+
+class ProcessingJobStopped(ByocError):
+    """A SageMaker processing job ended Stopped (exit code as :class:`TrainingJobStopped`'s)."""
+
+    exit_code = 3
+
+
 # -- batch transform -------------------------------------------------------------------------------
 
 
@@ -162,3 +191,20 @@ class InvocationFailed(PredictError):
 
 class EnvironmentBuildError(ByocError):
     """The project's environment could not be built (a bad pin, no package index, no uv)."""
+
+
+class UpstreamError(ByocError):
+    """A container behind byoc's hosting front did not answer (refused, reset or timed out)."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class PlatformRefusal(ByocError):
+    """byoc's hosting front refuses an invocation as the platform would: *status* is the HTTP
+    status it answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

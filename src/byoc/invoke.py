@@ -58,10 +58,13 @@ def max_body(megabytes: float | None = None, environ: Mapping[str, str] | None =
 
 
 def predict(url: str, body: bytes, content_type: str, accept: str | None = None,
-            timeout: float = INVOCATION_TIMEOUT, limit: int = MAX_BODY) -> Prediction:
+            timeout: float = INVOCATION_TIMEOUT, limit: int = MAX_BODY,
+            target_model: str | None = None, target_container: str | None = None) -> Prediction:
     """POST *body* to ``<url>/invocations``.
 
     :param limit: the largest body sent, in bytes (see :func:`max_body`).
+    :param target_model: InvokeEndpoint's TargetModel (a multi-model endpoint's archive path).
+    :param target_container: TargetContainerHostname (a Direct multi-container endpoint).
     :raises PredictError: for a body over *limit* (not sent), a non-2xx answer
         (status and body in the message), no answer, or a timeout.
     """
@@ -75,6 +78,10 @@ def predict(url: str, body: bytes, content_type: str, accept: str | None = None,
     headers = {"Content-Type": content_type}
     if accept:
         headers["Accept"] = accept
+    if target_model:
+        headers[contract.TARGET_MODEL_HEADER] = target_model
+    if target_container:
+        headers[contract.TARGET_CONTAINER_HEADER] = target_container
     request = urllib.request.Request(f"{url.rstrip('/')}/invocations", data=body, headers=headers,
                                      method="POST")
     try:
@@ -90,3 +97,50 @@ def predict(url: str, body: bytes, content_type: str, accept: str | None = None,
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise PredictError(f"cannot reach {url}: {reason} (is `byoc local serve` running?)") from None
+
+
+@dataclass(frozen=True)
+class AsyncInvocation:
+    inference_id: str
+    output_location: str
+    failure_location: str
+
+
+def predict_async(url: str, path: Path, content_type: str | None = None, accept: str | None = None,
+                  inference_id: str | None = None, timeout: int | None = None) -> AsyncInvocation:
+    """InvokeEndpointAsync on a local asynchronous endpoint: queue the file at *path* (its
+    InputLocation, read by the endpoint) and return where the answer will be written.
+
+    :raises PredictError: for a file over 1 GB (not sent), a refusal or no answer.
+    """
+    import json
+
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise PredictError(f"cannot read {path}: {exc.strerror}") from None
+    if size > contract.ASYNC_MAX_INPUT_BYTES:
+        raise PredictError(f"{path} is {size} bytes; an asynchronous request's input is at most"
+                           f" {contract.ASYNC_MAX_INPUT_BYTES} bytes (1 GB)")
+    headers = {contract.INPUT_LOCATION_HEADER: path.resolve().as_uri()}
+    for name, value in (("X-Amzn-SageMaker-Content-Type", content_type),
+                        ("X-Amzn-SageMaker-Accept", accept),
+                        (contract.INFERENCE_ID_HEADER, inference_id),
+                        (contract.INVOCATION_TIMEOUT_HEADER, str(timeout) if timeout else None)):
+        if value:
+            headers[name] = value
+    request = urllib.request.Request(f"{url.rstrip('/')}/async-invocations", data=b"",
+                                     headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=INVOCATION_TIMEOUT) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            text = exc.read(2000).decode("utf-8", errors="replace").strip()
+        raise PredictError(f"HTTP {exc.code} from {url}: {text}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PredictError(f"cannot reach {url}: {reason} (is `byoc local serve --async`"
+                           " running?)") from None
+    return AsyncInvocation(answer["InferenceId"], answer["OutputLocation"],
+                           answer["FailureLocation"])

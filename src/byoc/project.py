@@ -2,8 +2,9 @@
 
 ``byoc.toml`` is parsed here, once per project (:class:`ProjectConfig`); every other module takes
 its section from :attr:`Project.config`: ``[project]`` and ``[aws]`` here, ``[train]``
-(:meth:`byoc.inputs.config.InputOptions.from_config`), ``[[metric_definitions]]``
-(:func:`byoc.job.metrics.from_config`), ``[sagemaker]`` (``SageMakerConfig.of``) and ``[build]``.
+(:meth:`byoc.job.InputOptions.from_config`), ``[[metric_definitions]]``
+(:func:`byoc.job.metrics.from_config`), ``[sagemaker]`` (``SageMakerConfig.of``), ``[build]`` and
+``[experiment]`` (:meth:`ProjectConfig.experiment`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ CONFIG_FILE = "byoc.toml"
 LATEST = "latest"
 #: Sample request bodies in ``local_test``; the first by name is the project's payload.
 PAYLOAD_GLOB = "payload.*"
+#: The keys of ``[experiment]``.
+EXPERIMENT_KEYS = ("name", "tracking_uri")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,23 @@ class ProjectConfig:
     @property
     def build(self) -> dict[str, Any]:
         return self.table("build")
+
+    @property
+    def experiment(self) -> dict[str, str]:
+        """``[experiment]``: the MLflow experiment local jobs are logged to (``name``) and,
+        optionally, the tracking store (``tracking_uri``; ``MLFLOW_TRACKING_URI`` wins over it).
+
+        :raises ConfigError: for another key, or a value that is not a non-empty string.
+        """
+        table = self.table("experiment")
+        for key, value in table.items():
+            if key not in EXPERIMENT_KEYS:
+                raise ConfigError(f"{self.path}: [experiment] has no key {key!r}"
+                                  f" (it takes {', '.join(EXPERIMENT_KEYS)})")
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{self.path}: [experiment] {key} must be a non-empty string,"
+                                  f" got {value!r}")
+        return {key: value.strip() for key, value in table.items()}
 
     @property
     def metric_definitions(self) -> list[Any]:

@@ -20,7 +20,8 @@ Must define:
     Write the model's files into the directory *model_dir*, under their final
     names (train then moves them into /opt/ml/model).
 ``load(model_dir: Path) -> Model``
-    Read back what ``save`` wrote into the directory *model_dir*.
+    Read back what ``save`` wrote into the directory *model_dir*: /opt/ml/model, or
+    on a multi-model endpoint each model's own folder, once per model and worker.
 ``predict(model: Model, features: np.ndarray) -> np.ndarray``
     One prediction per row of the 2-d float array *features*.
 ``metrics(model: Model, data: Table) -> dict[str, float]``
@@ -37,6 +38,14 @@ May define:
 ``ACCEPTS_MISSING: bool`` (default False)
     True when ``predict`` takes NaN as a missing value; empty CSV cells, NaN
     and JSON null then reach it as NaN instead of being refused with a 400.
+``classes(model: Model) -> list[str] | None``
+    A classifier's labels (None for a regressor): ``evaluate`` scores a
+    classifier with accuracy, precision, recall, F1 and a confusion matrix, a
+    regressor with MSE, RMSE, MAE and R² (without it: text predictions mean a
+    classifier).
+``probabilities(model: Model, features: np.ndarray) -> np.ndarray``
+    A classifier's class probabilities, one column per label of ``classes``:
+    ``evaluate`` draws ROC curves and computes their AUC from them.
 
 Training is data-parallel across the job's hosts with ``torch.distributed``:
 each host reads its part of the data (``S3DataDistributionType:
@@ -153,6 +162,16 @@ def metrics(model: Model, data: Table) -> dict[str, float]:
 
 def n_features(model: Model) -> int:
     return int(model.mean.shape[0])
+
+
+def classes(model: Model) -> list[str]:
+    return [str(label) for label in model.classes]
+
+
+def probabilities(model: Model, features: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        scores = model.network(model.scale(torch.from_numpy(features)))
+    return torch.softmax(scores.double(), dim=1).numpy()
 
 
 # ---- This example's internals: replace everything below with your model's code ----------

@@ -74,7 +74,7 @@ def test_pipe_mode_input_is_read_through_the_channel_reader(opt_ml):
     result = run_train(opt_ml)
     feeder.join(timeout=10)
     assert result.returncode == 0, result.stderr
-    assert "channel training: 150 rows" in result.stdout
+    assert "channel training: 120 rows" in result.stdout
 
 
 def test_incremental_training_starts_from_the_previous_model(opt_ml, tmp_path):

@@ -9,7 +9,7 @@ import xgboost as xgb
 import hyperparameters
 import model
 import predictor
-from conftest import run_train
+from conftest import run_program, run_train
 
 DATA = "iris.csv"
 
@@ -144,3 +144,59 @@ def test_rows_get_class_labels_and_missing_values_are_accepted(client):
     assert client.post("/invocations", json=[[5.1, 3.5, 1.4, 0.2]]).get_json() == {
         "predictions": ["setosa"]}
     assert client.post("/invocations", data="1,2,3", content_type="text/csv").status_code == 400
+
+
+def write_rows(path, labels, features):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{label}," + ",".join(f"{v:.4f}" for v in row) + "\n"
+                            for label, row in zip(labels, features, strict=True)))
+
+
+def evaluate_archive(root):
+    archive = root / "processing" / "model" / "model.tar.gz"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root / "model" / model.MODEL_FILE, arcname=model.MODEL_FILE)
+    return run_program("evaluate", root)
+
+
+def test_evaluate_scores_a_regressor_with_regression_metrics(opt_ml):
+    """reg:squarederror on a numeric label: evaluate's regression_metrics and plot."""
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(240, 3))
+    target = 2 * features[:, 0] - features[:, 1] + rng.normal(0, 0.1, 240)
+    write_rows(opt_ml / "input" / "data" / "training" / DATA, target[:200], features[:200])
+    write_rows(opt_ml / "processing" / "test" / "part.csv", target[200:], features[200:])
+    set_hyperparameters(opt_ml, objective="reg:squarederror")
+    assert run_train(opt_ml).returncode == 0
+    result = evaluate_archive(opt_ml)
+    assert result.returncode == 0, result.stderr
+    out = opt_ml / "processing" / "evaluation"
+    found = json.loads((out / "evaluation.json").read_text())["regression_metrics"]
+    rows = np.loadtxt(opt_ml / "processing" / "test" / "part.csv", delimiter=",")
+    truth = rows[:, 0]
+    predicted = model.predict(model.load(opt_ml / "model"), rows[:, 1:])
+    assert found["mse"]["value"] == pytest.approx(sk.mean_squared_error(truth, predicted))
+    assert found["mae"]["value"] == pytest.approx(sk.mean_absolute_error(truth, predicted))
+    assert found["r2"]["value"] == pytest.approx(sk.r2_score(truth, predicted))
+    assert found["r2"]["value"] > 0.8
+    assert (out / "predicted_vs_actual.png").read_bytes().startswith(b"\x89PNG")
+    assert "(regression_metrics): mse=" in (opt_ml / "output" / "message").read_text()
+
+
+def test_evaluate_reads_a_libsvm_test_set_when_told_its_content_type(opt_ml):
+    assert run_train(opt_ml).returncode == 0
+    rows = np.loadtxt(opt_ml / "input" / "data" / "training" / DATA, delimiter=",", dtype=str)
+    test = opt_ml / "processing" / "test" / "part.libsvm"
+    test.parent.mkdir(parents=True)
+    test.write_text("".join(f"{row[0]} " + " ".join(f"{i}:{v}" for i, v in enumerate(row[1:])) + "\n"
+                            for row in rows[:30]))
+    assert evaluate_archive(opt_ml).returncode == 1  # read as CSV: not numbers
+    assert "part.libsvm:1: " in (opt_ml / "output" / "failure").read_text()
+    (opt_ml / "output" / "failure").unlink()
+    result = run_program("evaluate", opt_ml, TEST_CONTENT_TYPE="text/libsvm")
+    assert result.returncode == 0, result.stderr
+    found = json.loads((opt_ml / "processing" / "evaluation" / "evaluation.json").read_text())
+    assert found["multiclass_classification_metrics"]["accuracy"]["value"] > 0.9

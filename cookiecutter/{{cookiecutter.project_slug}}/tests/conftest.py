@@ -28,8 +28,13 @@ def opt_ml(tmp_path: Path) -> Path:
 
 
 def run_train(root: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(root)}
-    return subprocess.run([sys.executable, str(PROGRAM_DIR / "train")], env=env,
+    return run_program("train", root)
+
+
+def run_program(name: str, root: Path, **environ: str) -> subprocess.CompletedProcess[str]:
+    """Run container/<program>/<name> (train, evaluate) with *root* as /opt/ml."""
+    env = {**os.environ, **environ, "SAGEMAKER_BASE_DIR": str(root)}
+    return subprocess.run([sys.executable, str(PROGRAM_DIR / name)], env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -45,6 +45,38 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class ProcessingHost:
+    """One processing host: its /opt/ml tree (``config/``, ``output/`` and each output's
+    folder at its LocalPath under it) and what its inputs hold, by LocalPath (read-only)."""
+
+    host: str
+    root: Path
+    #: LocalPath -> the folder on this machine the container sees there, read-only.
+    inputs: Mapping[str, Path]
+    #: The outputs' LocalPaths: each is ``root``'s folder at that path, writable.
+    outputs: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class ProcessingSpec:
+    """A processing job's hosts and how their containers start (AppSpecification)."""
+
+    job_name: str
+    hosts: Sequence[ProcessingHost]
+    env: Mapping[str, str]
+    log_dir: Path
+    #: ContainerEntrypoint and ContainerArguments; None keeps the image's ENTRYPOINT or CMD.
+    entrypoint: Sequence[str] | None = None
+    arguments: Sequence[str] | None = None
+    grace_seconds: float = 120.0
+    notify: Callable[[str], None] | None = None
+    on_host_failure: Callable[[str, int], None] | None = None
+    stop: threading.Event | None = None
+    #: Told each host's process id as it starts (the process backend), for reaping.
+    on_start: Callable[[str, int], None] | None = None
+
+
+@dataclass(frozen=True)
 class ServeSpec:
     #: The /opt/ml/model directory to serve (mounted or copied read-only).
     model_dir: Path
@@ -88,6 +120,13 @@ class Backend(Protocol):
 
     def start_server(self, spec: ServeSpec, log: LogSink) -> Server:
         """Start ``serve``; the caller waits for /ping and closes the server."""
+
+
+class ProcessingBackend(Backend, Protocol):
+    """A backend that also runs processing jobs (both of byoc's do)."""
+
+    def process(self, spec: ProcessingSpec, log: LogSink) -> dict[str, int]:
+        """Run every host of a processing job to the end; return each host's exit status."""
 
 
 class LogPump:

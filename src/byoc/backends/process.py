@@ -29,7 +29,7 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,15 @@ from .. import archive, contract
 from ..errors import ConfigError
 from ..say import quiet
 from . import envs
-from .base import HostSpec, LogPump, LogSink, ServeSpec, TrainSpec, supervise
+from .base import (
+    HostSpec,
+    LogPump,
+    LogSink,
+    ProcessingSpec,
+    ServeSpec,
+    TrainSpec,
+    supervise,
+)
 
 #: The R packages an R project's programs load: to train, and also to serve.
 R_TRAIN_PACKAGES = ("jsonlite",)
@@ -121,8 +129,13 @@ class ProcessBackend:
             self._env.append(envs.prepare(self.project_root, say=self.say))
         return self._env[0]
 
-    def _prepare(self, program: str) -> None:
-        """What *program* needs before it starts: R's toolchain, or the project's environment."""
+    def prepare(self, program: str) -> None:
+        """What *program* needs before it starts: R's toolchain, or the project's environment
+        (built once). A job calls it before its clock starts, as an instance has its image
+        before training begins.
+
+        :raises EnvironmentBuildError: when the environment cannot be built.
+        """
         if is_r_program(self.program_dir):
             check_toolchain(self.program_dir, program)
         else:
@@ -156,7 +169,7 @@ class ProcessBackend:
 
     def train(self, spec: TrainSpec, log: LogSink) -> dict[str, int]:
         self.check_hosts([host.host for host in spec.hosts])
-        self._prepare("train")
+        self.prepare("train")
         runs: dict[str, ProcessRun] = {}
         scratch = [tmp_dir(host.root.with_name(f"{host.host}-tmp")) for host in spec.hosts]
         try:
@@ -169,16 +182,12 @@ class ProcessBackend:
             return supervise(runs, spec.grace_seconds, say=spec.notify,
                              on_failure=spec.on_host_failure, stop=spec.stop)
         finally:
-            for run in runs.values():
-                if run.poll() is None:
-                    run.kill()
-                run.process.wait()
-                run.pump.join()
+            _end(runs)
             for tmp in scratch:
                 _remove(tmp)
 
     def start_server(self, spec: ServeSpec, log: LogSink) -> ProcessServer:
-        self._prepare("serve")
+        self.prepare("serve")
         model_dir = spec.root / "model"
         if model_dir.exists():
             shutil.rmtree(model_dir)
@@ -193,13 +202,44 @@ class ProcessBackend:
 
     def _start(self, program: str, env: Mapping[str, str], host: str, log: LogSink,
                log_file: Path | None) -> ProcessRun:
-        target = self.program_dir / program
-        command = program_command(target)
+        return self._spawn(self._command([str(self.program_dir / program)]), env, host, log,
+                           log_file)
+
+    def _command(self, command: Sequence[str]) -> list[str]:
+        """*command* as this machine runs it: a program of ``container/<program>`` (by name or
+        path) and ``python``/``python3`` with the project's environment's Python, any other
+        name from PATH (the program's directory and the environment's bin first).
+
+        :raises ConfigError: when the program is nowhere.
+        """
+        first, rest = command[0], list(command[1:])
+        target = Path(first) if "/" in first else self.program_dir / first
+        if target.is_file():
+            found = program_command(target)
+            if found[0] == sys.executable:  # a Python program: the project's own environment
+                return [self.python(), str(target), *rest]
+            return [*found, *rest]
+        if re.fullmatch(r"python(3(\.\d+)?)?", first) and not is_r_program(self.program_dir):
+            return [self.python(), *rest]
+        if "/" not in first:
+            path = os.pathsep.join([str(self.program_dir), *self._bin_dirs(), os.defpath,
+                                    os.environ.get("PATH", "")])
+            located = shutil.which(first, path=path)
+            if located is not None:
+                return [located, *rest]
+        raise ConfigError(f"cannot run {first!r} on the process backend: it is not a program in"
+                          f" {self.program_dir} nor on PATH; name one of"
+                          f" {self.program_dir.name}'s programs, or use --backend docker")
+
+    def _bin_dirs(self) -> list[str]:
+        return [] if is_r_program(self.program_dir) else [str(self.environment().bin_dir)]
+
+    def _spawn(self, command: list[str], env: Mapping[str, str], host: str, log: LogSink,
+               log_file: Path | None) -> ProcessRun:
         extra: dict[str, str] = {}
         places = [str(self.program_dir)]
-        if command[0] == sys.executable:  # a Python program: the project's own environment
+        if not is_r_program(self.program_dir):
             environment = self.environment()
-            command = [str(environment.python), str(target)]
             places.append(str(environment.bin_dir))
             extra["VIRTUAL_ENV"] = str(environment.root)
         # as in the image: the program's directory, then the environment's bin, on PATH
@@ -214,6 +254,60 @@ class ProcessBackend:
         descriptor = process.stdout.fileno()
         pump.start(iter(lambda: os.read(descriptor, 65536), b""))
         return ProcessRun(process, pump)
+
+    def process(self, spec: ProcessingSpec, log: LogSink) -> dict[str, int]:
+        """A processing job's one host: ContainerEntrypoint + ContainerArguments run as a
+        process, with ``SAGEMAKER_BASE_DIR`` standing for /opt/ml. Each input is copied to its
+        LocalPath in the host's tree and made read-only; every item of the command that begins
+        with /opt/ml/ is rewritten to the same place in the tree.
+
+        :raises ConfigError: for more than one host, or no command to run.
+        """
+        check_processing(len(spec.hosts), spec.entrypoint, spec.arguments, self.program_dir)
+        host = spec.hosts[0]
+        command = self._command([self.host_path(item, host.root)
+                                 for item in [*(spec.entrypoint or ()), *(spec.arguments or ())]])
+        tmp = tmp_dir(host.root.with_name(f"{host.host}-tmp"))
+        tree = contract.ProcessingTree(host.root)
+        runs: dict[str, ProcessRun] = {}
+        try:
+            for path, source in host.inputs.items():
+                _copy_read_only(source, tree.local_path(path))
+            env = program_env({**self.image_env, **spec.env,
+                               contract.BASE_DIR_ENV: str(host.root)}, tmp)
+            runs[host.host] = run = self._spawn(command, env, host.host, log,
+                                                spec.log_dir / f"{host.host}.log")
+            if spec.on_start is not None:
+                spec.on_start(host.host, run.process.pid)
+            return supervise(runs, spec.grace_seconds, say=spec.notify,
+                             on_failure=spec.on_host_failure, stop=spec.stop)
+        finally:
+            _end(runs)
+            _remove(tmp)
+
+    @staticmethod
+    def host_path(item: str, root: Path) -> str:
+        """*item*, or where it lies under *root* when it is a path under /opt/ml."""
+        relative = contract.under_container_root(item)
+        return item if relative is None else str(root / relative)
+
+
+def check_processing(hosts: int, entrypoint: Sequence[str] | None,
+                     arguments: Sequence[str] | None, program_dir: Path | None = None) -> None:
+    """Refuse what the process backend cannot run of a processing job: more than one host (a
+    process has no host name of its own for its peers to reach), or no command (the image's
+    ENTRYPOINT and CMD are Docker's).
+
+    :raises ConfigError: with the reason and the fix.
+    """
+    if hosts > 1:
+        raise ConfigError(f"--instance-count {hosts}: the process backend runs a processing job"
+                          " on one host only (processes get no host names for their peers to"
+                          " reach); use --backend docker")
+    if not entrypoint and not arguments:
+        where = f" (e.g. a program of {program_dir}, or python3 with --code)" if program_dir else ""
+        raise ConfigError("the process backend has no image ENTRYPOINT or CMD to run: pass"
+                          f" --entrypoint{where}, or use --backend docker")
 
 
 def tmp_dir(tmp: Path) -> Path:
@@ -275,6 +369,18 @@ def hosts_file_names(path: Path = HOSTS_FILE) -> set[str]:
     return {name for line in lines for name in line.split("#", 1)[0].split()[1:]}
 
 
+
+def _end(runs: Mapping[str, ProcessRun]) -> None:
+    """Kill what is still running of *runs*, and what each program left in its process group
+    (as a container's processes end with it), and collect their logs."""
+    for run in runs.values():
+        if run.poll() is None:
+            run.kill()
+        run.process.wait()
+        run._signal(signal.SIGKILL)
+        run.pump.join()
+
+
 def _remove(path: Path) -> None:
     """Remove *path*, also where the program made read-only directories in it."""
     if path.is_symlink() or not path.exists():
@@ -294,13 +400,19 @@ def _remove(path: Path) -> None:
 def _stage_channels(host: HostSpec) -> None:
     """Copy each channel into the host's tree and make the copy read-only."""
     for name, source in host.channels.items():
-        target = host.root / "input" / "data" / name
-        if target.exists():
-            shutil.rmtree(target)
-        archive.copy_tree(source, target)
-        for path in sorted(target.rglob("*"), reverse=True):
+        _copy_read_only(source, host.root / "input" / "data" / name)
+
+
+def _copy_read_only(source: Path, target: Path) -> None:
+    """Copy the folder *source* to *target* and make the copy read-only."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    archive.copy_tree(source, target)
+    for path in sorted(target.rglob("*"), reverse=True):
+        if not path.is_symlink():
             path.chmod(stat.S_IMODE(path.stat().st_mode) & ~0o222)
-        target.chmod(0o555)
+    target.chmod(0o555)
 
 
 def program_command(program: Path) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .. import contract, images, scaffold
+from ..errors import ConfigError
 from ..project import Project
 from .bench import bench_command
 from .doctor import doctor_command
@@ -36,8 +37,8 @@ def cli() -> None:
               default=Path("."), show_default=True, help="Where to create the project directory.")
 @click.option("--no-input", is_flag=True, help="Take the template's defaults; do not prompt.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Set a template variable (program, framework, aws_region, ecr_repository,"
-                   " description). Repeatable.")
+              help="Set a template variable (program, framework, multi_model, aws_region,"
+                   " ecr_repository, description). Repeatable.")
 @click.option("--nested", is_flag=True,
               help="Create the project even inside another byoc project (refused otherwise).")
 def new(name: str | None, template: str | None, list_templates: bool, output_dir: Path,
@@ -57,6 +58,73 @@ def new(name: str | None, template: str | None, list_templates: bool, output_dir
                                   nested=nested)
     echo_err(f"Created {target}. Next: cd {target} && make test")
     click.echo(str(target))
+
+
+@cli.command()
+@click.argument("project", required=False, default=".",
+                type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Show the diff and the summary; write nothing.")
+@click.option("--force", is_flag=True,
+              help="Upgrade even with uncommitted changes (or outside git): no easy undo.")
+@click.option("--from", "source", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              metavar="PATH",
+              help="For a project made before byoc recorded its template: the older byoc checkout,"
+                   " unpacked wheel or template directory it was made from (the merge's base).")
+@click.option("--to", "to", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="PATH",
+              help="The template to upgrade to (default: this byoc's): an older or newer byoc"
+                   " checkout, unpacked wheel or template directory.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="With --from: a template answer byoc.toml does not tell (e.g. framework=xgboost,"
+                   " multi_model=yes). Repeatable.")
+def upgrade(project: Path, dry_run: bool, force: bool, source: Path | None, to: Path | None,
+            settings: tuple[str, ...]) -> None:
+    """Bring PROJECT (default: here) onto this byoc's template, keeping your edits.
+
+    Files you never touched are replaced, edited ones merged three-way with git merge-file;
+    conflicts get markers and are listed, and the exit status is 1.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..scaffold.upgrade import upgrade as run_upgrade
+
+    answers = pairs(settings, "--set")
+    variables = scaffold.template_variables()
+    for key, value in answers.items():
+        if key not in variables or key == "project_slug":
+            raise ConfigError(f"--set {key}: not a template variable (can set:"
+                              f" {', '.join(k for k in variables if k != 'project_slug')})")
+        scaffold.check_value(key, value, variables)
+    result = run_upgrade(project, scaffold.template_dir(), dry_run=dry_run, force=force,
+                         source=source, answers=answers, to=to)
+    if dry_run and result.diff:
+        click.echo(result.diff, nl=False)
+    table = Table(title=f"byoc upgrade of {result.project.name}: {result.from_version}"
+                        f" -> {result.to_version}{' (dry run: nothing written)' if dry_run else ''}")
+    for column in ("change", "file", "note"):
+        table.add_column(column)
+    for change in sorted(result.changes, key=lambda c: (KIND_ORDER.index(c.kind), c.path)):
+        table.add_row(change.kind, change.path, change.note)
+    console = Console(file=sys.stdout, width=120)
+    console.print(table)
+    counts = ", ".join(f"{n} {kind}" for kind, n in result.counts().items())
+    click.echo(f"{counts}")
+    if result.conflicts and dry_run:
+        echo_err(f"Error: {len(result.conflicts)} conflict(s) the upgrade would leave to resolve"
+                 f" by hand (nothing written): {', '.join(result.conflicts)}")
+        sys.exit(1)
+    if result.conflicts:
+        echo_err(f"Error: {len(result.conflicts)} conflict(s) to resolve by hand (look for <<<<<<<):"
+                 f" {', '.join(result.conflicts)}")
+        sys.exit(1)
+    if not dry_run and all(change.kind == "kept" for change in result.changes):
+        echo_err("Already up to date: no file of the template changed.")
+    elif not dry_run:
+        echo_err("Upgraded. Review with git diff, run make test, then commit.")
+
+
+#: The order the upgrade summary lists its changes in.
+KIND_ORDER = ("conflict", "merged", "updated", "added", "removed", "kept")
 
 
 @cli.command()

@@ -12,13 +12,16 @@ import click
 from .. import invoke, job
 from .. import local as harness
 from ..errors import Interrupted, ServeError
+from ..local import hosting
 from ..local import record as jobrecord
 from ..project import LATEST, Project
 from ..tune.runner import JOBS as TUNING_JOBS
 from ..tune.runner import REQUEST_FILE as TUNING_REQUEST
 from ..tune.runner import reap_all
+from .experiment import EXPERIMENT, logged, tracking
 from .jobdef import definition_from_options, job_options
 from .options import BACKEND, ENV, GPUS, IMAGE, PROJECT, echo_err, log_line, pairs, read_payload
+from .process import evaluate_command, process_command
 
 
 @click.group(name="local")
@@ -41,14 +44,16 @@ def local_group() -> None:
                    " training, e.g. 30s,1m (two interruptions).")
 @click.option("--incremental-from", metavar="JOB|PATH",
               help="Incremental training: a local job's (or any) model.tar.gz as the model channel.")
+@EXPERIMENT
 def train(project: Path | None, image: str | None, backend: str, output_dir: Path | None,
           grace: float, interrupt_after: str | None, incremental_from: str | None,
-          gpus: str | None, **options: Any) -> None:
+          gpus: str | None, experiment: str | None, **options: Any) -> None:
     """Run a training job against local channels; print the model archive's path.
 
     The job options are byoc sagemaker train's: the same command line runs the same job there.
     """
     loaded = Project.find(project, required=image is None)
+    where = tracking(experiment, loaded)  # before the job: MLflow missing is an Error now
     harness.reap_orphans(loaded.jobs_dir if loaded else None, say=echo_err)
     definition, notes = definition_from_options(loaded, options)
     harness.check_local(definition)  # before a backend is chosen (or an image built)
@@ -60,15 +65,19 @@ def train(project: Path | None, image: str | None, backend: str, output_dir: Pat
                                            jobs_dir) if incremental_from else None
     for note in notes:
         echo_err(f"warning: {note}")
+    job_name = options.pop("job_name")
+    if where is not None and job_name is None:  # named here, so its directory is known after
+        job_name = job.default_job_name(definition.base_name)
     run = harness.LocalRun(
-        job_name=options.pop("job_name"), output_dir=output_dir, grace_seconds=grace,
+        job_name=job_name, output_dir=output_dir, grace_seconds=grace,
         interrupt_after=tuple(job.parse_duration(part, "--interrupt-after")
                               for part in interrupt_after.split(",")) if interrupt_after else (),
         incremental_from=previous, image=getattr(chosen, "image", None))
     if options:
         raise click.UsageError(f"unexpected options: {', '.join(sorted(options))}")
-    result = harness.train(definition, backend=chosen, project=loaded, run=run, log=log_line,
-                           say=echo_err)
+    with logged(where, jobs_dir.resolve() / job_name if job_name else None):
+        result = harness.train(definition, backend=chosen, project=loaded, run=run, log=log_line,
+                               say=echo_err)
     for note in result.notes:
         echo_err(f"note: {note}")
     if result.status == jobrecord.STOPPED:
@@ -88,17 +97,18 @@ def train(project: Path | None, image: str | None, backend: str, output_dir: Pat
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="The jobs directory the job was started with (default: the project's).")
 def stop(job: str, project_path: Path | None, output_dir: Path | None) -> None:
-    """Stop a running local training job, as StopTrainingJob does (``latest``: the newest
-    job still running).
+    """Stop a running local training or processing job, as StopTrainingJob (StopProcessingJob)
+    does (``latest``: the newest job still running).
 
     Every host gets SIGTERM, then SIGKILL after the job's grace period; the
-    model the hosts left is still collected, and the job ends Stopped.
+    model (or the outputs) the hosts left is still collected, and the job ends Stopped.
     """
     jobs_dir = _jobs_dir(project_path, output_dir)
     running_latest = job == LATEST and not (jobs_dir / LATEST).is_dir()
     record = jobrecord.latest_running(jobs_dir) if running_latest else jobrecord.find(jobs_dir, job)
     harness.stop_job(record)
-    echo_err(f"stopping {record.name}: the byoc running it stops its hosts and collects the model")
+    left = "outputs" if record.kind == jobrecord.PROCESSING else "model"
+    echo_err(f"stopping {record.name}: the byoc running it stops its hosts and collects the {left}")
 
 
 @local_group.command(name="jobs")
@@ -107,8 +117,9 @@ def stop(job: str, project_path: Path | None, output_dir: Path | None) -> None:
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="A jobs directory given to `byoc local train --output-dir`, or a tuning job's directory.")
 def jobs(project_path: Path | None, output_dir: Path | None) -> None:
-    """List local training jobs, newest first: name, status, secondary status, duration (so far,
-    for a running job) and start.
+    """List local training and processing jobs, newest first: name, status, secondary status
+    (training jobs), duration (so far, for a running job), start and kind (TrainingJob or
+    ProcessingJob).
 
     On a terminal this is a table with a header; piped, one tab-separated line per job and no
     header. Names are never shortened, so they can be copied whole.
@@ -126,18 +137,19 @@ def jobs(project_path: Path | None, output_dir: Path | None) -> None:
             click.echo("\t".join(row))
         return
     # aligned columns as wide as their longest value: nothing is cut, a narrow terminal wraps
-    table = [("name", "status", "secondary status", "duration", "started"), *rows]
+    table = [("name", "status", "secondary status", "duration", "started", "kind"), *rows]
     widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
     for row in table:
         cells = (value.ljust(width) for value, width in zip(row, widths, strict=True))
         click.echo("  ".join(cells).rstrip())
 
 
-def _job_row(record: jobrecord.JobRecord) -> tuple[str, str, str, str, str]:
+def _job_row(record: jobrecord.JobRecord) -> tuple[str, str, str, str, str, str]:
     seconds = record.duration()
     duration = "-" if seconds is None else f"{seconds} s" + (" so far" if record.running else "")
     started = str(record.data.get("CreationTime", ""))[:19].replace("T", " ")
-    return record.name, record.status, record.secondary, duration, started or "-"
+    kind = "ProcessingJob" if record.kind == jobrecord.PROCESSING else "TrainingJob"
+    return (record.name, record.status, record.secondary or "-", duration, started or "-", kind)
 
 
 def _jobs_dir(project_path: Path | None, output_dir: Path | None) -> Path:
@@ -156,13 +168,89 @@ def _jobs_dir(project_path: Path | None, output_dir: Path | None) -> Path:
               help="Port on 127.0.0.1.")
 @ENV
 @GPUS
-@click.option("--startup-timeout", default=harness.DEFAULT_STARTUP_TIMEOUT, show_default=True,
-              type=float, help="Seconds to wait for /ping to answer 200.")
+@click.option("--startup-timeout", type=float, show_default=f"{harness.DEFAULT_STARTUP_TIMEOUT:g}",
+              help="Seconds to wait for /ping to answer 200 (serverless: at most 180).")
 @click.option("--grace", default=harness.SERVE_GRACE, show_default=True, type=float,
               help="Seconds between SIGTERM and SIGKILL when stopping.")
+@click.option("--serverless", is_flag=True,
+              help="Serverless inference: non-root, read-only root file system with /tmp writable,"
+                   " --memory MB, 4 MB payloads, 3 minutes to start, no GPUs (Docker).")
+@click.option("--memory", "memory_mb", type=int, metavar="MB",
+              help="--serverless: MemorySizeInMB (1024-6144 in steps of 1024); --multi-model: the"
+                   " model cache's budget (sum of the extracted models' sizes).")
+@click.option("--pipeline", metavar="IMAGE,IMAGE[,...]",
+              help="An inference pipeline of 2-15 images sharing one network namespace, each on"
+                   " its own SAGEMAKER_BIND_TO_PORT, chained in order (Serial) (Docker).")
+@click.option("--direct", is_flag=True,
+              help="--pipeline: Direct mode, each request goes to the container named by"
+                   " `byoc local predict --target-container HOST`.")
+@click.option("--async", "asynchronous", is_flag=True,
+              help="Asynchronous inference: `byoc local predict --async FILE` queues FILE; the"
+                   " answer is written to --async-output (Docker).")
+@click.option("--async-output", type=click.Path(file_okay=False, path_type=Path),
+              help="--async: where <inference-id>.out and <inference-id>-error.out go"
+                   " (default: ./async-output).")
+@click.option("--async-failure", type=click.Path(file_okay=False, path_type=Path),
+              help="--async: where <inference-id>-error.out goes (S3FailurePath; default: the"
+                   " --async-output directory).")
+@click.option("--invocation-timeout", type=click.IntRange(1), metavar="S",
+              help="--async: InvocationTimeoutSeconds, default 900, at most 3600.")
+@click.option("--max-concurrent", type=click.IntRange(1), metavar="N",
+              help="--async: MaxConcurrentInvocationsPerInstance; the rest wait in the queue"
+                   " (default: the number of CPUs).")
+@click.option("--multi-model", "multi_model", type=click.Path(path_type=Path), metavar="DIR",
+              help="A multi-model endpoint: DIR of .tar.gz archives plays the S3 prefix;"
+                   " `byoc local predict --target-model REL.tar.gz` picks one (Docker).")
 def serve(project: Path | None, image: str | None, backend: str, model: Path | None, port: int,
-          env: tuple[str, ...], gpus: str | None, startup_timeout: float, grace: float) -> None:
-    """Serve a model on 127.0.0.1 until Ctrl-C."""
+          env: tuple[str, ...], gpus: str | None, startup_timeout: float | None, grace: float,
+          serverless: bool, memory_mb: int | None, pipeline: str | None, direct: bool,
+          asynchronous: bool, async_output: Path | None, async_failure: Path | None,
+          invocation_timeout: int | None,
+          max_concurrent: int | None, multi_model: Path | None) -> None:
+    """Serve a model on 127.0.0.1 until Ctrl-C; with a hosting mode option, as that kind of
+    SageMaker endpoint serves it (byoc plays the platform in front of the containers)."""
+    mode = hosting.Mode(serverless=serverless, memory_mb=memory_mb, pipeline=pipeline,
+                        direct=direct, asynchronous=asynchronous, async_output=async_output,
+                        async_failure=async_failure,
+                        invocation_timeout=invocation_timeout, max_concurrent=max_concurrent,
+                        multi_model=multi_model, gpus=gpus, startup_timeout=startup_timeout)
+    mode.check(backend)  # the platform's refusals come before any image is built or started
+    if mode.images is not None and image is not None:
+        raise click.UsageError("--image goes without --pipeline: the pipeline names its images")
+    if mode.name is None:
+        _serve_plain(project, image, backend, model, port, env, gpus,
+                     harness.DEFAULT_STARTUP_TIMEOUT if startup_timeout is None else startup_timeout,
+                     grace)
+        return
+    loaded = Project.find(project, required=image is None and mode.images is None)
+    if mode.images is not None:
+        chosen: Any = hosting.pipeline_backend(mode.images, backend, gpus)
+    else:
+        chosen = harness.choose_backend(backend, loaded, image, say=echo_err, gpus=gpus)
+    model_path = harness.resolve_model(model, loaded) if model or mode.needs_model else None
+    if model_path is not None:
+        echo_err(f"model: {model_path}")
+    try:
+        with hosting.serve(mode, backend=chosen, model=model_path, port=port,
+                           env=pairs(env, "--env"), grace_seconds=grace, log=log_line,
+                           say=echo_err) as running:
+            article = "an" if mode.title[:1] in "aeiou" else "a"
+            echo_err(f"ready: {running.url} plays {article} {mode.title} endpoint (Ctrl-C to stop)")
+            click.echo(running.url)
+            sys.stdout.flush()
+            while (exited := running.poll()) is None:
+                time.sleep(0.5)
+            key, status = exited
+            raise ServeError(f"container {key} exited with status {status}",
+                             detail=running.log_tail(key))
+    except Interrupted as exc:
+        echo_err("stopped; the containers and their files are removed")
+        raise click.exceptions.Exit(exc.exit_code) from None
+
+
+def _serve_plain(project: Path | None, image: str | None, backend: str, model: Path | None,
+                 port: int, env: tuple[str, ...], gpus: str | None, startup_timeout: float,
+                 grace: float) -> None:
     loaded = Project.find(project, required=image is None)
     chosen = harness.choose_backend(backend, loaded, image, say=echo_err, gpus=gpus)
     model_path = harness.resolve_model(model, loaded)
@@ -192,11 +280,39 @@ def serve(project: Path | None, image: str | None, backend: str, model: Path | N
 @click.option("--max-payload", type=float, metavar="MB",
               help=f"Largest body to send, in MiB (default: ${invoke.MAX_PAYLOAD_ENV} when set, as"
                    " the server reads it, else InvokeEndpoint's 6).")
+@click.option("--target-model", metavar="REL.tar.gz",
+              help="A multi-model endpoint's model: the archive's path under its prefix"
+                   " (TargetModel).")
+@click.option("--target-container", metavar="HOST",
+              help="A Direct multi-container endpoint's container (TargetContainerHostname).")
+@click.option("--async", "asynchronous", is_flag=True,
+              help="InvokeEndpointAsync: queue FILE (at most 1 GB) on `byoc local serve --async`;"
+                   " prints the inference ID (the answer's path goes to stderr).")
+@click.option("--inference-id", help="--async: the InferenceId (default: a new UUID).")
 def predict(file: Path | None, url: str, content_type: str | None, accept: str | None,
-            max_payload: float | None) -> None:
+            max_payload: float | None, target_model: str | None, target_container: str | None,
+            asynchronous: bool, inference_id: str | None) -> None:
     """POST FILE (or - for stdin) to /invocations and print the answer."""
+    if asynchronous:
+        if file is None or str(file) == "-":
+            raise click.UsageError("--async takes a FILE (its InputLocation), not standard input")
+        if target_model or target_container:
+            raise click.UsageError("--async goes without --target-model and --target-container")
+        kind = content_type or invoke.guess_content_type(file)
+        queued = invoke.predict_async(url, file, kind, accept, inference_id)
+        echo_err(f"queued; the answer goes to {queued.output_location}"
+                 f" (a failure to {queued.failure_location})")
+        click.echo(queued.inference_id)
+        return
+    if inference_id:
+        raise click.UsageError("--inference-id goes with --async")
     limit = invoke.max_body(max_payload)
     body, kind = read_payload(file, content_type)
-    answer = invoke.predict(url, body, kind, accept, limit=limit)
+    answer = invoke.predict(url, body, kind, accept, limit=limit, target_model=target_model,
+                            target_container=target_container)
     sys.stdout.buffer.write(answer.body)
     sys.stdout.flush()
+
+
+local_group.add_command(process_command)
+local_group.add_command(evaluate_command)

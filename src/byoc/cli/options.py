@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -84,22 +85,36 @@ def read_env_file(path: Path, environ: Mapping[str, str] | None = None) -> list[
     return items
 
 
+#: The log lines this command has streamed to the terminal (:func:`log_line`), the last of them.
+STREAMED: deque[str] = deque(maxlen=2000)
+
+
+def already_streamed(detail: str) -> bool:
+    """Whether every line of *detail* (a log's tail) was streamed by :func:`log_line` already."""
+    lines = [line.rstrip() for line in detail.splitlines() if line.strip()]
+    return bool(lines) and set(lines) <= set(STREAMED)
+
+
 class ByocGroup(click.Group):
-    """Shows a :class:`ByocError` as ``Error: <message>`` on stderr and exits with its code."""
+    """Shows a :class:`ByocError` as ``Error: <message>`` on stderr and exits with its code.
+
+    Its detail follows, unless it is a log's tail the user saw as it came (one rule for every
+    command: a detail already streamed is not printed twice).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        STREAMED.clear()
         try:
             return super().invoke(ctx)
         except BuildError as exc:
-            # a log's tail goes above the Error: line, which stays last on the screen (a build
-            # whose log was shown as it ran has no tail to repeat)
-            if exc.detail:
+            # a log's tail goes above the Error: line, which stays last on the screen
+            if exc.detail and not already_streamed(exc.detail):
                 click.echo(exc.detail.rstrip(), err=True)
             click.echo(f"Error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
         except ByocError as exc:
             click.echo(f"Error: {exc.message}", err=True)
-            if exc.detail:
+            if exc.detail and not already_streamed(exc.detail):
                 click.echo(exc.detail.rstrip(), err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
@@ -137,6 +152,7 @@ def echo_err(message: str) -> None:
 def log_line(source: str, line: str) -> None:
     """Show one line of a container's (or host's) log on stderr, prefixed with its name."""
     click.echo(f"{source} | {line}", err=True)
+    STREAMED.append(line.rstrip())
 
 
 def read_payload(file: Path | None, content_type: str | None) -> tuple[bytes, str]:

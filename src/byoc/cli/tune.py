@@ -11,9 +11,11 @@ import click
 
 from .. import contract, local
 from ..errors import ByocError, ConfigError
+from ..local import experiments
 from ..local import record as jobrecord
 from ..project import LATEST, Project
 from ..tune import config, live, report, runner, warmstart
+from .experiment import EXPERIMENT, logged, tracking
 from .options import BACKEND, IMAGE, PROJECT, echo_err, pairs
 
 
@@ -32,9 +34,10 @@ from .options import BACKEND, IMAGE, PROJECT, echo_err, pairs
 @click.option("--resume", is_flag=True, help="Continue the tuning job the request names.")
 @click.option("--grace", default=local.TRAIN_GRACE, show_default=True, type=float,
               help="Seconds between SIGTERM and SIGKILL when a training job is stopped.")
+@EXPERIMENT
 def tune_command(project: Path | None, image: str | None, backend: str, config_file: Path,
                  channel: tuple[str, ...], output_dir: Path | None, resume: bool,
-                 grace: float) -> None:
+                 grace: float, experiment: str | None) -> None:
     """Run a hyperparameter tuning job locally; print the best job's model archive last.
 
     Training jobs run MaxParallelTrainingJobs at a time, each in its own
@@ -44,6 +47,7 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
     """
     request = config.load(config_file)
     loaded = Project.find(project, required=image is None)
+    where = tracking(experiment, loaded)  # before the job: MLflow missing is an Error now
     chosen = local.choose_backend(backend, loaded, image, say=echo_err)
     channels = {name: Path(path) for name, path in pairs(channel, "--channel").items()}
     for name, path in channels.items():
@@ -69,10 +73,12 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
     tuner.warm_start(parents)
     echo_err(f"tuning job {request.name}: {request.strategy}, up to {request.max_jobs} training jobs,"
              f" {request.max_parallel} at a time on {chosen.name}; results in {tuning_dir}")
-    try:
-        result = tuner.run()
-    finally:
-        table.close()
+    # the tuning job is logged after it ends, from tuning.json and its training jobs' records
+    with logged(where, tuning_dir, experiments.log_tuning_job, new=False):
+        try:
+            result = tuner.run()
+        finally:
+            table.close()
     description = result.description
     counters = description["TrainingJobStatusCounters"]
     echo_err("training jobs: " + ", ".join(f"{k} {v}" for k, v in counters.items() if v))
@@ -98,7 +104,8 @@ def tune_command(project: Path | None, image: str | None, backend: str, config_f
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="A directory of jobs to look in as well (a --output-dir of train or tune).")
 def describe_command(job: str, project_path: Path | None, output_dir: Path | None) -> None:
-    """Show a local training job's record (job.json, as DescribeTrainingJob) and its final metrics.
+    """Show a local training job's record (job.json, as DescribeTrainingJob) and its final metrics,
+    or a local processing job's (as DescribeProcessingJob).
 
     JOB is a training job's name or directory (``latest``: the last one that completed), or a
     local tuning job's name.
@@ -121,6 +128,13 @@ def describe_command(job: str, project_path: Path | None, output_dir: Path | Non
         raise ConfigError(f"{directory} has no {jobrecord.RECORD_FILE}")
     record = contract.read_json(record_file)
     click.echo(json.dumps(record, indent=2))
+    if "ProcessingJobName" in record:  # a processing job: its status and ExitMessage
+        echo_err(f"{directory.name}: {record.get('ProcessingJobStatus')}")
+        for key in ("ExitMessage", "FailureReason"):
+            if record.get(key):
+                echo_err(f"  {key}: {str(record[key]).strip()}")
+        sys.stdout.flush()
+        return
     status = record.get("TrainingJobStatus") or ("Completed" if not any(
         record.get("exit_statuses", {}).values()) else "Failed")
     echo_err(f"{directory.name}: {status}")

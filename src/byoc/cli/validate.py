@@ -42,13 +42,22 @@ from .options import channel_paths, echo_err, log_line, pairs
               help="Seconds from SIGTERM to SIGKILL for train (SageMaker: 120).")
 @click.option("--serve-grace", type=float, default=api.SERVE_GRACE, hidden=True,
               help="Seconds from SIGTERM to SIGKILL for serve (SageMaker: 30).")
+@click.option("--mode", "modes", multiple=True, metavar="MODE",
+              type=click.Choice([*api.MODES, "all"], case_sensitive=False),
+              help="Check a hosting mode instead of training and serving: multi-model, pipeline,"
+                   " async, serverless or all (repeatable). Serves --model.")
+@click.option("--memory", type=click.IntRange(min=6), metavar="MB",
+              help="With --mode: the serverless container's memory (default 1024); for"
+                   " multi-model, a limit under which copies of the model are loaded until the"
+                   " server answers 507.")
 @click.option("--verbose", "-v", is_flag=True, help="Show the containers' logs.")
 def validate_command(image: str | None, channel: tuple[str, ...], hyperparameter: tuple[str, ...],
                      payload: Path | None, content_type: str | None, model: Path | None,
                      train_only: bool, serve_only: bool, json_file: Path | None,
                      junit_file: Path | None, bad_hyperparameter: str | None,
                      startup_timeout: float, train_timeout: float, train_grace: float,
-                     serve_grace: float, verbose: bool) -> None:
+                     serve_grace: float, modes: tuple[str, ...], memory: int | None,
+                     verbose: bool) -> None:
     """Check that IMAGE honours SageMaker's container contract; exit 1 if a check fails.
 
     Runs `docker run IMAGE train` on the channels with no network, then `docker
@@ -63,7 +72,17 @@ def validate_command(image: str | None, channel: tuple[str, ...], hyperparameter
     made from IMAGE that shares its network namespace, so IMAGE needs a python3
     for that. Without one, serve's ports are published on 127.0.0.1 and the
     no-network check is skipped.
+
+    With --mode, IMAGE is started as SageMaker starts it for each hosting mode
+    named (H1 multi-model, H2 pipeline, H3 async, H4 serverless) and serves
+    --model (or the project's last local model) instead.
     """
+    if modes and (train_only or serve_only):
+        raise ConfigError("--mode checks serving in a hosting mode: leave out --train-only and"
+                          " --serve-only")
+    if modes and (channel or hyperparameter or bad_hyperparameter):
+        raise ConfigError("--mode does not train: leave out --channel, --hyperparameter and"
+                          " --bad-hyperparameter")
     if train_only and serve_only:
         raise ConfigError("--train-only and --serve-only exclude each other")
     bad = None
@@ -76,7 +95,7 @@ def validate_command(image: str | None, channel: tuple[str, ...], hyperparameter
         content_type=content_type, model=model, train=not serve_only, serve=not train_only,
         bad_hyperparameter=bad, train_grace=train_grace, serve_grace=serve_grace,
         startup_timeout=startup_timeout, train_timeout=train_timeout, say=echo_err,
-        container_log=log_line if verbose else None)
+        container_log=log_line if verbose else None, modes=modes, memory=memory)
     for path, text in ((json_file, report.to_json()), (junit_file, report.to_junit())):
         if path is not None:
             try:

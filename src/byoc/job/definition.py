@@ -19,15 +19,14 @@ Nothing here talks to AWS or Docker.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .. import contract
-from ..errors import ConfigError
-from ..inputs import manifest
+from ..errors import ConfigError, JobFieldError
 from . import metrics
 from .limits import (
     COMPRESSIONS,
@@ -37,6 +36,8 @@ from .limits import (
     ENV_NAME,
     INPUT_MODES,
     JOB_NAME,
+    MAX_ATTRIBUTE_NAME,
+    MAX_ATTRIBUTES,
     MAX_CHANNELS,
     MAX_ENV_TEXT,
     MAX_ENVIRONMENT,
@@ -177,17 +178,10 @@ class JobDefinition:
 
     def validate(self) -> None:
         """Refuse what CreateTrainingJob would refuse. :raises ConfigError:"""
-        contract.check_enum(self.input_mode, INPUT_MODES, "algorithmSpecification.trainingInputMode")
+        check_channels(self.channels, self.input_mode)
         if self.instance_count < MIN_INSTANCE_COUNT:
-            raise ConfigError(f"--instance-count must be at least {MIN_INSTANCE_COUNT}, got"
-                              f" {self.instance_count}")
-        if len(self.channels) > MAX_CHANNELS:
-            raise ConfigError(f"{len(self.channels)} channels; SageMaker allows at most {MAX_CHANNELS}")
-        names = [channel.name for channel in self.channels]
-        if len(set(names)) != len(names):
-            raise ConfigError("a channel is named twice")
-        for channel in self.channels:
-            _check_channel(channel, self.input_mode)
+            raise _refused(f"{{InstanceCount}} must be at least {MIN_INSTANCE_COUNT}, got"
+                           f" {self.instance_count}")
         if len(self.hyperparameters) > MAX_HYPERPARAMETERS:
             raise ConfigError(f"{len(self.hyperparameters)} hyperparameters; SageMaker allows at"
                               f" most {MAX_HYPERPARAMETERS}")
@@ -207,18 +201,20 @@ class JobDefinition:
                                   f" and values at most {MAX_ENV_TEXT} characters")
         metrics.checked(self.metric_definitions)
         if not 1 <= self.max_runtime <= MAX_RUNTIME_LIMIT:
-            raise ConfigError(f"--max-run {self.max_runtime}: MaxRuntimeInSeconds takes 1 to"
-                              f" {MAX_RUNTIME_LIMIT} (28 days)")
+            raise _refused(f"{{MaxRuntimeInSeconds}} {self.max_runtime}: MaxRuntimeInSeconds takes"
+                           f" 1 to {MAX_RUNTIME_LIMIT} (28 days)")
         if self.spot:
             if self.max_wait is None:
-                raise ConfigError("--spot needs --max-wait DURATION (MaxWaitTimeInSeconds, at least"
-                                  " --max-run: it covers waiting for capacity plus training)")
+                raise _refused("{EnableManagedSpotTraining} needs {MaxWaitTimeInSeconds}"
+                               " (MaxWaitTimeInSeconds, at least {MaxRuntimeInSeconds}: it covers"
+                               " waiting for capacity plus training)")
             if self.max_wait < self.max_runtime:
-                raise ConfigError(f"--max-wait {self.max_wait} must be at least --max-run"
-                                  f" {self.max_runtime}: MaxWaitTimeInSeconds covers waiting for"
-                                  " spot capacity plus the run")
+                raise _refused(f"{{MaxWaitTimeInSeconds}} {self.max_wait} must be at least"
+                               f" {{MaxRuntimeInSeconds}} {self.max_runtime}: MaxWaitTimeInSeconds"
+                               " covers waiting for spot capacity plus the run")
         elif self.max_wait is not None:
-            raise ConfigError("--max-wait applies to managed spot training only: add --spot")
+            raise _refused("{MaxWaitTimeInSeconds} applies to managed spot training only: add"
+                           " {EnableManagedSpotTraining}")
         if self.checkpoint_uri is not None:
             if not self.checkpoint_uri.strip():
                 raise ConfigError("--checkpoint-uri is empty: give a directory or an s3:// URI")
@@ -231,8 +227,8 @@ class JobDefinition:
         if not self.checkpoint_local_path.startswith("/"):
             raise ConfigError(f"the checkpoint local path must be absolute ({contract.CHECKPOINT_PATH})")
         if not 1 <= self.volume_size <= MAX_VOLUME_GB:
-            raise ConfigError(f"--volume-size {self.volume_size}: VolumeSizeInGB takes 1 to"
-                              f" {MAX_VOLUME_GB}")
+            raise _refused(f"{{VolumeSizeInGB}} {self.volume_size}: VolumeSizeInGB takes 1 to"
+                           f" {MAX_VOLUME_GB}")
         if len(self.tags) > MAX_TAGS:
             raise ConfigError(f"SageMaker takes at most {MAX_TAGS} tags")
 
@@ -307,6 +303,18 @@ class JobDefinition:
                 if c.s3_data_type == "ManifestFile"]
 
 
+#: How the command line names the fields a :class:`JobFieldError` of the validator names; a
+#: source that read them elsewhere words the error again (:meth:`JobFieldError.worded`).
+OPTION_NAMES: Mapping[str, str] = {
+    "InstanceCount": "--instance-count", "VolumeSizeInGB": "--volume-size",
+    "MaxRuntimeInSeconds": "--max-run", "MaxWaitTimeInSeconds": "--max-wait",
+    "EnableManagedSpotTraining": "--spot"}
+
+
+def _refused(template: str) -> JobFieldError:
+    return JobFieldError(template, OPTION_NAMES)
+
+
 def default_job_name(base: str, now: datetime | None = None) -> str:
     """``<base>-YYYY-MM-DD-HH-MM-SS-mmm``, as the SageMaker SDK names jobs."""
     now = now or datetime.now(UTC)
@@ -333,35 +341,77 @@ def with_slash(uri: str) -> str:
     return uri if uri.endswith("/") else uri + "/"
 
 
-def _check_channel(channel: ChannelDefinition, job_mode: str) -> None:
+def check_channels(channels: Sequence[ChannelDefinition], job_mode: str) -> None:
+    """The one check of a job's input settings: its ``TrainingInputMode`` and every channel's
+    settings, as CreateTrainingJob checks them (entries named ``inputDataConfig.N.member`` as the
+    service names them). :raises ConfigError:"""
+    contract.check_enum(job_mode, INPUT_MODES, "algorithmSpecification.trainingInputMode")
+    if len(channels) > MAX_CHANNELS:
+        raise ConfigError(f"{len(channels)} channels; SageMaker allows at most {MAX_CHANNELS}")
+    names = [channel.name for channel in channels]
+    if len(set(names)) != len(names):
+        raise ConfigError("a channel is named twice")
+    for index, channel in enumerate(channels, start=1):
+        _check_channel(channel, job_mode, f"inputDataConfig.{index}.member")
+    _check_fifo_names(channels, job_mode)
+
+
+def check_attribute_names(channel: str, names: Sequence[str]) -> None:
+    """AugmentedManifestFile ``AttributeNames``. :raises ConfigError: for a list CreateTrainingJob
+    refuses."""
+    if not 1 <= len(names) <= MAX_ATTRIBUTES:
+        raise ConfigError(f"channel {channel!r}: AttributeNames takes 1 to {MAX_ATTRIBUTES} names,"
+                          f" got {len(names)}")
+    for name in names:
+        if not name or len(name) > MAX_ATTRIBUTE_NAME:
+            raise ConfigError(f"channel {channel!r}: an attribute name takes 1 to"
+                              f" {MAX_ATTRIBUTE_NAME} characters")
+
+
+def _check_fifo_names(channels: Sequence[ChannelDefinition], job_mode: str) -> None:
+    """Refuse a channel directory that has the name of another channel's Pipe FIFO
+    (``<channel>_<epoch>``): both would be the same path under ``/opt/ml/input/data``."""
+    for channel in channels:
+        if channel.effective_input_mode(job_mode) != "Pipe":
+            continue
+        for other in channels:
+            epoch = other.name[len(channel.name) + 1:] if other.name.startswith(channel.name + "_") else ""
+            if (other.effective_input_mode(job_mode) != "Pipe" and epoch.isdigit()
+                    and epoch.isascii()):
+                raise ConfigError(f"channel {other.name!r} is a directory with the name of Pipe"
+                                  f" channel {channel.name!r}'s FIFO for epoch {int(epoch)}; rename"
+                                  " one of them")
+
+
+def _check_channel(channel: ChannelDefinition, job_mode: str, member: str) -> None:
     name = channel.name
     contract.check_channel_name(name)
+    if channel.input_mode is not None:
+        contract.check_enum(channel.input_mode, INPUT_MODES, f"{member}.inputMode")
+    if channel.record_wrapper is not None:
+        contract.check_enum(channel.record_wrapper, RECORD_WRAPPERS, f"{member}.recordWrapperType")
+    if channel.compression is not None:
+        contract.check_enum(channel.compression, COMPRESSIONS, f"{member}.compressionType")
     if not channel.remote and not Path(channel.source).exists():
         raise ConfigError(f"channel {name!r}: {channel.source} does not exist")
     mode = channel.effective_input_mode(job_mode)
-    if channel.input_mode is not None:
-        contract.check_enum(channel.input_mode, INPUT_MODES, f"channel {name!r} inputMode")
     if channel.distribution not in DISTRIBUTIONS:
         raise ConfigError(f"channel {name!r}: distribution {channel.distribution!r}; use"
                           " FullyReplicated or ShardedByS3Key")
     where = f"channel {name!r} ({mode} mode)"
-    if channel.record_wrapper is not None:
-        contract.check_enum(channel.record_wrapper, RECORD_WRAPPERS, f"channel {name!r} recordWrapperType")
-        if channel.record_wrapper != "None" and mode != "Pipe":
-            raise ConfigError(f"{where}: RecordWrapperType RecordIO is used only in Pipe input"
-                              f" mode. In {mode} mode, leave this field unset or set it to None.")
-    if channel.compression is not None:
-        contract.check_enum(channel.compression, COMPRESSIONS, f"channel {name!r} compressionType")
-        if channel.compression != "None" and mode != "Pipe":
-            raise ConfigError(f"{where}: CompressionType is used only in Pipe input mode. In"
-                              f" {mode} mode, leave this field unset or set it to None.")
+    if channel.record_wrapper not in (None, "None") and mode != "Pipe":
+        raise ConfigError(f"{where}: RecordWrapperType RecordIO is used only in Pipe input"
+                          f" mode. In {mode} mode, leave this field unset or set it to None.")
+    if channel.compression not in (None, "None") and mode != "Pipe":
+        raise ConfigError(f"{where}: CompressionType is used only in Pipe input mode. In"
+                          f" {mode} mode, leave this field unset or set it to None.")
     if channel.shuffle_seed is not None and not SEED_RANGE[0] <= channel.shuffle_seed <= SEED_RANGE[1]:
         raise ConfigError(f"channel {name!r}: ShuffleConfig.Seed must fit in 64 bits")
     if channel.s3_data_type not in S3_DATA_TYPES:
         raise ConfigError(f"channel {name!r}: S3DataType {channel.s3_data_type!r}; use"
                           f" {', '.join(S3_DATA_TYPES)}")
     if channel.attribute_names is not None:
-        manifest.check_attribute_names(name, channel.attribute_names)
+        check_attribute_names(name, channel.attribute_names)
         if mode != "Pipe":
             raise ConfigError(f"{where}: AugmentedManifestFile can only be used if the Channel's"
                               f" input mode is Pipe; add --channel-input-mode {name}=Pipe")
@@ -369,8 +419,8 @@ def _check_channel(channel: ChannelDefinition, job_mode: str) -> None:
             raise ConfigError(f"{where}: an AugmentedManifestFile channel is one JSON-lines"
                               f" manifest file, and {channel.source} is not a file")
         if channel.manifest_root is not None and not channel.manifest_root.is_dir():
-            raise ConfigError(f"channel {name!r}: manifest root {channel.manifest_root} is not a"
-                              " directory")
+            raise ConfigError(f"channel {name!r}: manifest root (manifest_root)"
+                              f" {channel.manifest_root} is not a directory")
     elif channel.manifest_root is not None:
         raise ConfigError(f"channel {name!r}: a manifest root applies to an augmented manifest"
                           " channel only (with --attribute-names)")

@@ -37,8 +37,39 @@ METRIC_NAME_LIMIT = 255
 METRIC_REGEX_LIMIT = 500
 #: ShuffleConfig.Seed is a Long.
 SEED_RANGE = (-(1 << 63), (1 << 63) - 1)
+#: AugmentedManifestFile AttributeNames: how many, and how long each.
+MAX_ATTRIBUTES = 16
+MAX_ATTRIBUTE_NAME = 256
 S3_DATA_TYPES = ("S3Prefix", "ManifestFile", "AugmentedManifestFile")
 INPUT_MODES = contract.INPUT_MODES
 DISTRIBUTIONS = contract.DISTRIBUTIONS
 RECORD_WRAPPERS = contract.RECORD_WRAPPERS
 COMPRESSIONS = contract.COMPRESSIONS
+
+# ---- CreateProcessingJob -----------------------------------------------------------------------
+#: Where every input and output of a processing job lives in the container (LocalPath begins
+#: with it).
+PROCESSING_ROOT = contract.PROCESSING_DIR
+#: ProcessingInputs and ProcessingOutputConfig.Outputs: at most 10 each.
+MAX_PROCESSING_INPUTS = 10
+MAX_PROCESSING_OUTPUTS = 10
+#: ClusterConfig.InstanceCount: 1 to 100.
+MAX_PROCESSING_INSTANCES = 100
+#: StoppingCondition.MaxRuntimeInSeconds of a processing job: at most 9 days (777,600 s).
+MAX_PROCESSING_RUNTIME = 777_600
+#: S3Input.LocalPath / S3Output.LocalPath: at most 256 characters; S3Uri: at most 1024.
+MAX_PROCESSING_LOCAL_PATH = 256
+MAX_S3_URI = 1024
+#: AppSpecification.ContainerEntrypoint / ContainerArguments: 1-100 items of at most 256 characters.
+MAX_APP_ITEMS = 100
+MAX_APP_ITEM = 256
+#: Environment of a processing job: at most 100 variables, names and values of at most 256.
+MAX_PROCESSING_ENV_TEXT = 256
+#: InputName / OutputName: byoc's rule (the service sets none), because a name is also a folder
+#: (the default LocalPath ``/opt/ml/processing/input/<name>``) and a key under the bucket.
+PROCESSING_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+PROCESSING_INPUT_MODES = ("File", "Pipe")
+PROCESSING_DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
+PROCESSING_COMPRESSIONS = ("None", "Gzip")
+PROCESSING_S3_DATA_TYPES = ("S3Prefix", "ManifestFile")
+UPLOAD_MODES = ("EndOfJob", "Continuous")

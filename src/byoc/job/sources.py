@@ -2,25 +2,27 @@
 
 :func:`from_project` builds it from a project's ``local_test/test_dir`` and ``byoc.toml``
 (``[train]``, ``[[metric_definitions]]``) with the job options on top; durations are read by
-:func:`parse_duration`.
+:func:`parse_duration`. :func:`from_tuning_request` builds it from a tuning request file's
+``TrainingJobDefinition``, and :func:`lay_options_over` lays command-line options over that.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .. import contract
-from ..errors import ConfigError
-from ..inputs.config import InputOptions
+from ..errors import ConfigError, JobFieldError
 from ..project import CONFIG_FILE, Project
 from . import metrics as metric_files
-from .definition import DEFAULT_CHECKPOINT_PATH, ChannelDefinition, JobDefinition
+from .definition import DEFAULT_CHECKPOINT_PATH, OPTION_NAMES, ChannelDefinition, JobDefinition
 from .limits import DEFAULT_MAX_RUNTIME, DEFAULT_VOLUME_GB
 from .metrics import MetricDefinition
+from .settings import InputOptions
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s?)?")
 
@@ -196,26 +198,44 @@ def from_tuning_request(training: Mapping[str, Any], *, project: Project | None 
     :returns: it and notes (fields a local run keeps but does not apply).
     :raises ConfigError: for what CreateTrainingJob would refuse.
     """
-    where = "TrainingJobDefinition"
     overrides = dict(channels or {})
     if training.get("InputDataConfig"):
         built = request_channels(training, overrides)
     else:
         built = from_project(project, channels=overrides or None)[0].channels
-    algorithm = training.get("AlgorithmSpecification") or {}
-    stopping = training.get("StoppingCondition") or {}
-    checkpoint = training.get("CheckpointConfig") or {}
-    resources = training.get("ResourceConfig") or {}
     hps, notes = contract.stringify_hyperparameters(training.get("StaticHyperParameters") or {})
     kept = [name for name in NOT_LOCAL if training.get(name) not in (None, False)]
     if kept:
         notes.append(f"{', '.join(kept)}: kept in the request, not applied by a local run")
-    definition = JobDefinition(
+    try:
+        definition = _request_definition(training, project, built, base_name, hps)
+    except JobFieldError as exc:  # worded as the file the user wrote, not as options
+        raise exc.worded(REQUEST_NAMES) from None
+    return definition, notes
+
+
+#: How a tuning request file names the fields a :class:`JobFieldError` names.
+REQUEST_NAMES: Mapping[str, str] = {
+    "InstanceCount": "TrainingJobDefinition.ResourceConfig.InstanceCount",
+    "VolumeSizeInGB": "TrainingJobDefinition.ResourceConfig.VolumeSizeInGB",
+    "MaxRuntimeInSeconds": "TrainingJobDefinition.StoppingCondition.MaxRuntimeInSeconds",
+    "MaxWaitTimeInSeconds": "TrainingJobDefinition.StoppingCondition.MaxWaitTimeInSeconds",
+    "EnableManagedSpotTraining": "TrainingJobDefinition.EnableManagedSpotTraining"}
+
+
+def _request_definition(training: Mapping[str, Any], project: Project | None,
+                        built: Sequence[ChannelDefinition], base_name: str | None,
+                        hps: Mapping[str, str]) -> JobDefinition:
+    algorithm = training.get("AlgorithmSpecification") or {}
+    stopping = training.get("StoppingCondition") or {}
+    checkpoint = training.get("CheckpointConfig") or {}
+    resources = training.get("ResourceConfig") or {}
+    return JobDefinition(
         base_name=base_name or (project.name if project is not None else "byoc-job"),
         channels=tuple(built), hyperparameters=hps,
         input_mode=algorithm.get("TrainingInputMode") or "File",
         metric_definitions=tuple(metric_files.definitions(
-            algorithm.get("MetricDefinitions") or [], f"{where}.AlgorithmSpecification")),
+            algorithm.get("MetricDefinitions") or [], "TrainingJobDefinition.AlgorithmSpecification")),
         instance_count=int(resources.get("InstanceCount", 1)),
         environment=dict(training.get("Environment") or {}),
         max_runtime=int(stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)),
@@ -224,4 +244,66 @@ def from_tuning_request(training: Mapping[str, Any], *, project: Project | None 
         checkpoint_uri=checkpoint.get("S3Uri"),
         checkpoint_local_path=checkpoint.get("LocalPath") or DEFAULT_CHECKPOINT_PATH,
         volume_size=int(resources.get("VolumeSizeInGB", DEFAULT_VOLUME_GB)))
-    return definition, notes
+
+
+#: Each job option of ``byoc sagemaker tune`` (by its parameter name): the JobDefinition fields
+#: it sets, and the TrainingJobDefinition field that sets them in a request file.
+TUNE_JOB_OPTIONS: Mapping[str, tuple[tuple[str, ...], str]] = {
+    "input_mode": (("input_mode",), "AlgorithmSpecification.TrainingInputMode"),
+    "hyperparameter": (("hyperparameters",), "StaticHyperParameters"),
+    "hyperparameters_file": (("hyperparameters",), "StaticHyperParameters"),
+    "metric_definition": (("metric_definitions",), "AlgorithmSpecification.MetricDefinitions"),
+    "metric_definitions_file": (("metric_definitions",),
+                                "AlgorithmSpecification.MetricDefinitions"),
+    "instance_count": (("instance_count",), "ResourceConfig"),
+    "volume_size": (("volume_size",), "ResourceConfig"),
+    "env": (("environment",), "Environment"),
+    "env_file": (("environment",), "Environment"),
+    "max_run": (("max_runtime",), "StoppingCondition"),
+    "max_wait": (("max_wait",), "StoppingCondition"),
+    "spot": (("spot",), "EnableManagedSpotTraining"),
+    "checkpoint_uri": (("checkpoint_uri",), "CheckpointConfig"),
+    "checkpoint_local_path": (("checkpoint_local_path",), "CheckpointConfig"),
+}
+#: The options that shape channels: with the file's InputDataConfig, set them there.
+CHANNEL_OPTIONS = ("content_types", "channel_input_mode", "distribution", "record_wrapper",
+                   "compression", "shuffle_seed", "attribute_names", "manifest_root")
+
+
+def lay_options_over(from_file: JobDefinition, from_options: JobDefinition,
+                     training: Mapping[str, Any], given: Collection[str]) -> JobDefinition:
+    """The training job of a request file (*from_file*, read from its ``TrainingJobDefinition``
+    *training*), with the job options *given* on the command line (by parameter name, their
+    values in *from_options*) for the fields the file leaves out: one request file is one job,
+    locally and on SageMaker. An option for a field the file sets is refused, not silently
+    dropped or silently winning; without the file's ``InputDataConfig`` the channels are the
+    options'. An error of the whole names each field as the user gave it: the option, or the
+    file's field.
+
+    :raises ConfigError:
+    """
+    def in_file(path: str) -> bool:
+        value: Any = training
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, Mapping) else None
+        return value not in (None, {}, [])
+
+    conflicts = [f"--{name.replace('_', '-')} (the file's {field})"
+                 for name, (_, field) in TUNE_JOB_OPTIONS.items()
+                 if name in given and in_file(field)]
+    conflicts += [f"--{name.replace('_', '-')} (the file's InputDataConfig)"
+                  for name in CHANNEL_OPTIONS if name in given and in_file("InputDataConfig")]
+    if conflicts:
+        raise ConfigError(f"{', '.join(conflicts)}: the request file sets that; change it there"
+                          " (byoc local tune reads the same file)")
+    changes: dict[str, Any] = {attribute: getattr(from_options, attribute)
+                               for name, (attributes, _) in TUNE_JOB_OPTIONS.items() if name in given
+                               for attribute in attributes}
+    if not in_file("InputDataConfig"):
+        changes["channels"] = from_options.channels
+    names = {field: option if option[2:].replace("-", "_") in given else REQUEST_NAMES[field]
+             for field, option in OPTION_NAMES.items()}
+    try:
+        return replace(from_file, **changes)
+    except JobFieldError as exc:
+        raise exc.worded(names) from None

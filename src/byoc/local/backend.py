@@ -9,7 +9,7 @@ from types import FrameType
 
 from .. import images
 from .._docker import docker_available
-from ..backends.base import Backend
+from ..backends.base import ProcessingBackend
 from ..backends.docker import DockerBackend, device_request
 from ..backends.process import ProcessBackend, check_toolchain
 from ..errors import (
@@ -25,7 +25,7 @@ BACKENDS = ("auto", "docker", "process")
 
 def choose_backend(kind: str, project: Project | None, image: str | None,
                    say: Say = quiet, environ: Mapping[str, str] | None = None,
-                   gpus: str | None = None) -> Backend:
+                   gpus: str | None = None) -> ProcessingBackend:
     """The backend *kind* names; ``auto`` is Docker when an engine answers, else processes.
 
     On Docker without *image*, the project's ``<image>:latest`` is built when missing and rebuilt

@@ -18,12 +18,13 @@ from . import staging, stopping
 
 
 def stop_job(record: jobrecord.JobRecord) -> None:
-    """Ask the byoc running *record*'s job to stop it, as StopTrainingJob does.
+    """Ask the byoc running *record*'s job to stop it, as StopTrainingJob (or
+    StopProcessingJob) does.
 
     :raises ConfigError: when the job is not running.
     """
     if record.status not in (jobrecord.IN_PROGRESS, jobrecord.STOPPING):
-        raise ConfigError(f"training job {record.name} is not running (status {record.status})")
+        raise ConfigError(f"{record.kind} job {record.name} is not running (status {record.status})")
     if not staging.owner_alive(record.data.get("Local") or {}):
         raise ConfigError(f"the byoc that ran {record.name} is gone; `byoc local jobs` marks the"
                           " job failed and removes what it left")
@@ -47,11 +48,12 @@ def reap_orphans(jobs_dir: Path | None, say: Say = quiet,
             continue
         remove_labelled(record.name, environ)
         _kill_job_processes(str(record.data.get("TrainingJobArn", "")))
+        _kill_recorded(record.data.get("Local") or {})
         staging.remove_tree(record.job_dir / "hosts")
         staging.remove_tree(record.job_dir / "shards")
-        record.finish(jobrecord.FAILED, jobrecord.FAILED, failure_reason=(
-            "byoc stopped while the job ran (killed?); its hosts were removed"))
-        say(f"note: training job {record.name} lost the byoc running it; marked Failed and cleaned up")
+        record.fail("byoc stopped while the job ran (killed?); its hosts were removed")
+        say(f"note: {record.kind} job {record.name} lost the byoc running it; marked Failed and"
+            " cleaned up")
         reaped.append(record.name)
     return reaped
 
@@ -101,3 +103,19 @@ def _kill_job_processes(arn: str) -> None:
                 os.killpg(int(entry.name), signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(entry.name), signal.SIGKILL)
+
+
+def _kill_recorded(local: Mapping[str, object]) -> None:
+    """Kill the process groups a record names under ``Local.Processes`` (host -> [pid, start]),
+    each only while its pid still belongs to the process that was started."""
+    found = local.get("Processes")
+    if not isinstance(found, Mapping):
+        return
+    for entry in found.values():
+        if not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], int):
+            continue
+        pid, started = entry
+        if staging.process_start(pid) is None or staging.process_start(pid) != started:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)

@@ -1,4 +1,5 @@
-"""A local training job's record, ``job.json``, shaped like DescribeTrainingJob.
+"""A local job's record, ``job.json``: a training job's shaped like DescribeTrainingJob, a
+processing job's like DescribeProcessingJob (:attr:`JobRecord.kind` tells them apart).
 
 The record is rewritten atomically at every status change, so another
 terminal (``byoc local jobs``, ``byoc local describe``) always reads a whole
@@ -25,6 +26,9 @@ from ..project import LATEST
 RECORD = "job.json"
 RECORD_FILE = RECORD
 _LOCK = threading.Lock()
+#: What :attr:`JobRecord.kind` says.
+TRAINING, PROCESSING = "training", "processing"
+PROCESSING_STATUS = "ProcessingJobStatus"
 #: The primary statuses DescribeTrainingJob reports.
 IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED = (
     "InProgress", "Completed", "Failed", "Stopping", "Stopped")
@@ -80,13 +84,61 @@ class JobRecord:
         data = contract.read_json(path, dict, "a job record (a JSON object)")
         return cls(job_dir, data)
 
+    @classmethod
+    def create_processing(cls, job_dir: Path, fields: Mapping[str, Any]) -> JobRecord:
+        """A processing job's record: *fields* (the request's half) with ProcessingJobStatus
+        InProgress and the times."""
+        stamp = now()
+        record = cls(job_dir, {**fields, PROCESSING_STATUS: IN_PROGRESS, "CreationTime": stamp,
+                               "LastModifiedTime": stamp})
+        record.write()
+        return record
+
+    @property
+    def kind(self) -> str:
+        """``processing`` for a processing job's record, else ``training``."""
+        return PROCESSING if "ProcessingJobName" in self.data else TRAINING
+
     @property
     def name(self) -> str:
-        return str(self.data.get("TrainingJobName", self.job_dir.name))
+        return str(self.data.get("TrainingJobName") or self.data.get("ProcessingJobName")
+                   or self.job_dir.name)
 
     @property
     def status(self) -> str:
-        return str(self.data.get("TrainingJobStatus", ""))
+        key = PROCESSING_STATUS if self.kind == PROCESSING else "TrainingJobStatus"
+        return str(self.data.get(key, ""))
+
+    @property
+    def arn(self) -> str:
+        return str(self.data.get("TrainingJobArn") or self.data.get("ProcessingJobArn") or "")
+
+    def processing_started(self) -> None:
+        """The processing job's containers start now (ProcessingStartTime)."""
+        stamp = now()
+        self.update(ProcessingStartTime=stamp, LastModifiedTime=stamp)
+
+    def processing_stopping(self) -> None:
+        self.update(**{PROCESSING_STATUS: STOPPING, "LastModifiedTime": now()})
+
+    def finish_processing(self, status: str, *, exit_message: str | None = None,
+                          failure_reason: str | None = None) -> None:
+        """End a processing job: its status, ExitMessage, FailureReason and end time."""
+        stamp = now()
+        fields: dict[str, Any] = {PROCESSING_STATUS: status, "ProcessingEndTime": stamp,
+                                  "LastModifiedTime": stamp}
+        if exit_message:
+            fields["ExitMessage"] = exit_message
+        if failure_reason:
+            fields["FailureReason"] = failure_reason[:contract.FAILURE_REASON_LIMIT]
+        self.update(**fields)
+
+    def fail(self, reason: str) -> None:
+        """End the job Failed with *reason*, whatever its kind."""
+        if self.kind == PROCESSING:
+            self.finish_processing(FAILED, failure_reason=reason)
+        else:
+            self.finish(FAILED, FAILED, failure_reason=reason)
 
     @property
     def secondary(self) -> str:
@@ -103,7 +155,13 @@ class JobRecord:
         seconds = self.data.get("TrainingTimeInSeconds")
         if isinstance(seconds, int):
             return seconds
-        start = self.data.get("TrainingStartTime") or self.data.get("CreationTime")
+        if self.kind == PROCESSING:
+            start = self.data.get("ProcessingStartTime") or self.data.get("CreationTime")
+            end = self.data.get("ProcessingEndTime")
+            if isinstance(start, str) and isinstance(end, str):
+                return _seconds(start, end)
+        else:
+            start = self.data.get("TrainingStartTime") or self.data.get("CreationTime")
         if not self.running or not isinstance(start, str):
             return None
         try:

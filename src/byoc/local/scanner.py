@@ -8,6 +8,11 @@ dropped too, because CloudWatch, where the service puts metrics, takes no
 NaN or Infinity. The last value of each metric is its ``FinalMetricDataList``
 entry, as ``DescribeTrainingJob`` reports it.
 
+Each sample keeps its time and its step: the ordinal (from 0) of that metric's
+values on that host, as ``metrics.json`` saves them (``Timestamp``, ``Step``);
+a log line names no epoch the scanner could trust, and the nth value of a
+metric is what a plot or an MLflow run takes as its step.
+
 A regex must not hold byoc hostage: one that repeats a group which itself
 repeats without bound (``(a+)+``, whose backtracking grows exponentially
 with the line) is refused up front; every search runs through the ``regex``
@@ -46,9 +51,15 @@ class Sample:
     value: float
     timestamp: datetime
     host: str
+    #: The ordinal (from 0) of this value among the metric's values on its host.
+    step: int = 0
 
     def as_api(self) -> dict[str, Any]:
         return {"MetricName": self.name, "Value": self.value, "Timestamp": iso(self.timestamp)}
+
+    def as_saved(self) -> dict[str, Any]:
+        """The sample as ``metrics.json`` keeps it: the API's fields and its ``Step``."""
+        return {**self.as_api(), "Step": self.step}
 
 
 def iso(moment: datetime) -> str:
@@ -69,6 +80,8 @@ class MetricScanner:
         self.dropped: dict[str, int] = {}
         #: Lines whose search gave up after MATCH_TIMEOUT, per metric.
         self.timed_out: dict[str, int] = {}
+        #: Values seen so far per (metric, host): the next sample's step.
+        self._steps: dict[tuple[str, str], int] = {}
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         #: Leave the plot to a later :meth:`plot` call (a tuner draws it once the job's slot is free).
@@ -92,7 +105,9 @@ class MetricScanner:
                 if value is None:
                     self.dropped[item.name] = self.dropped.get(item.name, 0) + 1
                     continue
-                sample = Sample(item.name, value, self._clock(), host)
+                step = self._steps.get((item.name, host), 0)
+                self._steps[(item.name, host)] = step + 1
+                sample = Sample(item.name, value, self._clock(), host, step)
                 self.samples.append(sample)
             found.append(sample)
             if self.on_sample is not None:
@@ -128,7 +143,7 @@ class MetricScanner:
             timed_out = dict(self.timed_out)
         by_host: dict[str, list[dict[str, Any]]] = {}
         for sample in samples:
-            by_host.setdefault(sample.host, []).append(sample.as_api())
+            by_host.setdefault(sample.host, []).append(sample.as_saved())
         document = {"MetricDefinitions": [item.as_api() for item in self.definitions],
                     "Samples": by_host, "DroppedValues": dropped}
         if timed_out:
@@ -157,13 +172,21 @@ class MetricScanner:
 
 
 def load_samples(job_dir: Path) -> list[Sample]:
-    """The samples a job's ``metrics.json`` holds (none when it has none)."""
+    """The samples a job's ``metrics.json`` holds (none when it has none), host by host in
+    the order they were read; a file saved without ``Step`` numbers them in that order."""
     path = job_dir / METRICS_FILE
     if not path.is_file():
         return []
     document = json.loads(path.read_text(encoding="utf-8"))
-    return [Sample(entry["MetricName"], float(entry["Value"]),
-                   datetime.fromisoformat(entry["Timestamp"]), host)
-            for host, entries in document.get("Samples", {}).items() for entry in entries]
+    found: list[Sample] = []
+    for host, entries in document.get("Samples", {}).items():
+        seen: dict[str, int] = {}
+        for entry in entries:
+            name = entry["MetricName"]
+            step = entry.get("Step", seen.get(name, 0))
+            seen[name] = int(step) + 1
+            found.append(Sample(name, float(entry["Value"]), datetime.fromisoformat(entry["Timestamp"]),
+                                host, int(step)))
+    return found
 
 

@@ -94,7 +94,9 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
     :raises ArchiveError: for an unsafe or unreadable archive, or one that holds no file
         (nothing is extracted).
     :raises PortInUseError: when the port is taken.
-    :raises ServeError: when the server exits or is not ready within *startup_timeout*.
+    :raises ServeError: when the server exits or is not ready within *startup_timeout*; its
+        detail is the server's log tail (also when *log* got every line: the caller decides what
+        it shows again).
     """
     check_port_free(port)
     scratch = Path(tempfile.mkdtemp(prefix="byoc-serve-"))
@@ -114,13 +116,7 @@ def serve(*, backend: Backend, model: Path, port: int = DEFAULT_PORT,
         say(f"waiting for {server.url}/ping (up to {startup_timeout:.0f} s)")
         with sigterm_interrupts():
             try:
-                try:
-                    wait_until_ready(server, startup_timeout, ready_interval)
-                except ServeError as exc:
-                    if log is None:
-                        raise
-                    # the caller showed the server's log as it came: its tail is not repeated
-                    raise ServeError(exc.message) from None
+                wait_until_ready(server, startup_timeout, ready_interval)
                 yield RunningServer(server.url, server)
                 work_done = True
             except KeyboardInterrupt as exc:

@@ -14,22 +14,25 @@ from pathlib import Path, PurePosixPath
 from .. import archive, contract
 from ..backends.base import HostSpec
 from ..errors import ConfigError
-from ..inputs.pipe import shuffled
 from ..job import channel_files
+from .inputs.pipe import shuffled
 
 
-def check_channel_sources(channels: Mapping[str, Path], protected: Mapping[str, Path]) -> None:
-    """Refuse a channel that is, or contains, one of the *protected* directories (by what they
-    are, e.g. ``{"the project's .byoc/": path}``): a job would read its own output as input.
+def check_channel_sources(channels: Mapping[str, Path], protected: Mapping[str, Path],
+                          what: str = "channel") -> None:
+    """Refuse a channel (or *what*: a processing job's input) that is, or contains, one of the
+    *protected* directories (by what they are, e.g. ``{"the project's .byoc/": path}``): a job
+    would read its own output as input.
 
     :raises ConfigError:
     """
+    kind = what
     for name, path in channels.items():
         source = path.resolve()
         for what, directory in protected.items():
             target = directory.resolve()
             if target == source or source in target.parents:
-                raise ConfigError(f"channel {name!r}: {path} contains {what} ({target}); pass a"
+                raise ConfigError(f"{kind} {name!r}: {path} contains {what} ({target}); pass a"
                                   " directory of input data only")
 
 
@@ -56,7 +59,7 @@ def stage_hosts(job_dir: Path, hosts: Sequence[str], channels: Sequence[contract
     mounts: dict[str, dict[str, Path]] = {host: {} for host in hosts}
     for channel in channels:
         if channel.input_mode == "Pipe":
-            continue  # streamed into FIFOs instead (byoc.inputs.pipe)
+            continue  # streamed into FIFOs instead (byoc.local.inputs.pipe)
         source = sources[channel.name].resolve()
         if channel.distribution == "ShardedByS3Key" or source.is_file():
             base = source.parent if source.is_file() else source
@@ -68,7 +71,7 @@ def stage_hosts(job_dir: Path, hosts: Sequence[str], channels: Sequence[contract
                 if not files:
                     notes.append(f"{host}: channel {channel.name!r} gets no files"
                                  f" ({len(channel_files(source))} file(s) for {len(hosts)} hosts)")
-                mounts[host][channel.name] = _link_files(
+                mounts[host][channel.name] = link_files(
                     files, base, job_dir / "shards" / host / channel.name)
         else:
             for host in hosts:
@@ -205,7 +208,7 @@ def owner_alive(owner: Mapping[str, object]) -> bool:
     return True
 
 
-def _link_files(files: Sequence[Path], base: Path, target: Path) -> Path:
+def link_files(files: Sequence[Path], base: Path, target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for path in files:
         destination = target / path.relative_to(base)

@@ -6,7 +6,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import archive, contract
@@ -19,14 +19,13 @@ from ..errors import (
     ContainerFailedError,
     JobStoppedError,
 )
-from ..inputs import pipe
-from ..inputs.config import InputOptions
-from ..job import JobDefinition, check_job_name, default_job_name, limits
+from ..job import ChannelDefinition, JobDefinition, check_job_name, default_job_name, limits
 from ..project import Project, record_latest
 from ..say import Say, quiet
 from . import checkpoints, staging, stopping
 from . import record as jobrecord
 from .backend import interrupted, sigterm_interrupts
+from .inputs import pipe
 from .scanner import MetricScanner
 
 TRAIN_GRACE = contract.TRAIN_STOP_GRACE
@@ -94,20 +93,22 @@ def train(definition: JobDefinition, *, backend: Backend, project: Project | Non
     check_local(definition, run)
     grace_seconds, interrupt_after = run.grace_seconds, run.interrupt_after
     incremental_from, output_dir = run.incremental_from, run.output_dir
-    sources = {channel.name: Path(channel.source) for channel in definition.channels}
-    types = {c.name: c.content_type for c in definition.channels if c.content_type}
     if incremental_from is not None:
-        if "model" in sources:
+        if any(channel.name == "model" for channel in definition.channels):
             raise ConfigError("--incremental-from and --channel model=... both name the model channel;"
                               " pass one")
-        sources["model"] = incremental_from
         if incremental_from.is_file():  # the program would fail on it, or unpack a bomb
             archive.check_model(incremental_from, "--incremental-from")
-    if "model" in sources and sources["model"].is_file():
-        types.setdefault("model", contract.MODEL_CHANNEL_CONTENT_TYPE)
+        # the job with its model channel, checked again as a whole
+        definition = replace(definition, channels=(
+            *definition.channels, ChannelDefinition("model", str(incremental_from))))
+    definition = replace(definition, channels=tuple(
+        replace(channel, content_type=contract.MODEL_CHANNEL_CONTENT_TYPE)
+        if channel.name == "model" and not channel.content_type and Path(channel.source).is_file()
+        else channel for channel in definition.channels))
+    sources = {channel.name: Path(channel.source) for channel in definition.channels}
     hps = dict(definition.hyperparameters)
     notes: list[str] = []
-    distribution = {channel.name: channel.distribution for channel in definition.channels}
     env = dict(definition.environment)
     instance_count, spot = definition.instance_count, definition.spot
     max_runtime: float | None = definition.max_runtime
@@ -118,8 +119,7 @@ def train(definition: JobDefinition, *, backend: Backend, project: Project | Non
     check_job_name(job_name)
     if checkpoint_dir is not None:
         staging.check_checkpoint_config(checkpoint_dir, checkpoint_local_path, sources, backend.name)
-    settings = _input_options(definition).resolve(sources)
-    streamed = pipe.load_channels(settings, sources, distribution)
+    streamed = pipe.load_channels(definition.channels, definition.input_mode)
     jobs_dir = (output_dir or (project.jobs_dir if project else Path.cwd() / ".byoc" / "jobs"))
     job_dir = jobs_dir.resolve() / job_name
     if job_dir.exists():
@@ -138,11 +138,8 @@ def train(definition: JobDefinition, *, backend: Backend, project: Project | Non
     image = run.image or getattr(backend, "image", None)  # the one a Docker backend runs
 
     hosts = contract.host_names(instance_count)
-    channel_specs = [contract.Channel(name, content_type=types.get(name),
-                                      input_mode=settings[name].input_mode,
-                                      distribution=distribution.get(name, "FullyReplicated"),
-                                      record_wrapper=settings[name].record_wrapper)
-                     for name in sorted(sources)]
+    channel_specs = [channel.contract_channel(definition.input_mode)
+                     for channel in sorted(definition.channels, key=lambda c: c.name)]
     region = run.region or (project.region if project else None) or contract.DEFAULT_REGION
     job_env = {**env, **contract.job_env(job_name, region)}
     if isinstance(backend, DockerBackend):
@@ -174,12 +171,16 @@ def train(definition: JobDefinition, *, backend: Backend, project: Project | Non
 
     stopped_by: KeyboardInterrupt | None = None
     billable = 0.0
-    seeds = {name: found.shuffle_seed for name, found in settings.items()
-             if found.shuffle_seed is not None}
+    seeds = {channel.name: channel.shuffle_seed for channel in definition.channels
+             if channel.shuffle_seed is not None}
     sink = log or (lambda host, line: None)
     if metrics is not None:
         sink = metrics.tee(sink)
     try:
+        if isinstance(backend, ProcessBackend):
+            # the environment is made before any attempt's clock starts (MaxRuntimeInSeconds,
+            # --interrupt-after): SageMaker counts training time, not the image's download
+            backend.prepare("train")
         attempt = 0
         while True:
             attempt += 1
@@ -308,20 +309,6 @@ def check_local(definition: JobDefinition, run: LocalRun = LocalRun()) -> None:
                           f" {limits.MAX_LOCAL_INSTANCES} hosts")
     if run.interrupt_after and not definition.spot:
         raise ConfigError("--interrupt-after simulates spot capacity reclaims; add --spot")
-
-
-def _input_options(definition: JobDefinition) -> InputOptions:
-    """The definition's input settings, as the input modes take them."""
-    channels = definition.channels
-    return InputOptions(
-        input_mode=definition.input_mode,
-        channel_modes={c.name: c.input_mode for c in channels if c.input_mode},
-        record_wrappers={c.name: c.record_wrapper for c in channels if c.record_wrapper},
-        compressions={c.name: c.compression for c in channels if c.compression},
-        shuffle_seeds={c.name: c.shuffle_seed for c in channels if c.shuffle_seed is not None},
-        attribute_names={c.name: c.attribute_names for c in channels
-                         if c.attribute_names is not None},
-        manifest_roots={c.name: c.manifest_root for c in channels if c.manifest_root is not None})
 
 
 def resolve_incremental(value: str, jobs_dir: Path) -> Path:

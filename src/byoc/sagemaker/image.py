@@ -96,6 +96,23 @@ def resolve(aws: Aws, project: Project | None, image: str | None, *, dry_run: bo
     return uri
 
 
+def local_labels(reference: str) -> dict[str, str] | None:
+    """The labels of the image *reference* in the local engine; None without an engine or the
+    image (an image only in a registry, which byoc does not pull to look at)."""
+    from .._docker import docker_available, docker_client
+
+    if not docker_available():
+        return None
+    client = docker_client()
+    try:
+        config = client.api.inspect_image(reference).get("Config") or {}
+    except Exception:  # noqa: BLE001 - a missing image or an engine error: just not known
+        return None
+    finally:
+        client.close()
+    return {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
+
+
 def _local_image_id(reference: str) -> str | None:
     """The ID of *reference* in the local engine; None without an engine or the image."""
     from .._docker import docker_available, docker_client

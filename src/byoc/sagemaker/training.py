@@ -102,13 +102,24 @@ def plan(definition: JobDefinition, *, aws: Aws, project: Project | None, image:
 
 def start(aws: Aws, plan: Plan) -> str:
     """Send CreateTrainingJob and write the job's record; :returns: the job's ARN."""
-    if plan.job_dir.exists():
-        raise ConfigError(f"{plan.job_dir} exists already; pick another --job-name")
-    answer = aws.call("sagemaker", "CreateTrainingJob", **plan.request)
-    arn = str(answer.get("TrainingJobArn", ""))
-    plan.job_dir.mkdir(parents=True)
-    record = {"job": plan.job_name, "arn": arn, "region": plan.region, "request": plan.request}
-    (plan.job_dir / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return create_job(aws, "TrainingJob", plan.job_dir, job_name=plan.job_name,
+                      region=plan.region, request=plan.request)
+
+
+def create_job(aws: Aws, job_type: str, job_dir: Path, *, job_name: str, region: str,
+               request: dict[str, Any], **record: Any) -> str:
+    """Send ``Create<job_type>`` (``TrainingJob`` or ``ProcessingJob``) and write the job's
+    record (:data:`RECORD`, with *record*'s extra fields) in *job_dir*, which must be new.
+
+    :returns: the job's ARN.
+    """
+    if job_dir.exists():
+        raise ConfigError(f"{job_dir} exists already; pick another --job-name")
+    answer = aws.call("sagemaker", f"Create{job_type}", **request)
+    arn = str(answer.get(f"{job_type}Arn", ""))
+    job_dir.mkdir(parents=True)
+    written = {"job": job_name, **record, "arn": arn, "region": region, "request": request}
+    (job_dir / RECORD).write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
     return arn
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import contract
 from ..errors import AwsError, ConfigError
-from ..job.tuning import service_limits
+from ..job.tuning import check_shape, service_limits
 from ..say import Say
 from .watch import poll
 
@@ -27,7 +27,16 @@ TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 POLL_SECONDS = 30.0
 
 
+#: What ``byoc sagemaker tune`` fills in of a request file: the tuning job's name and the training
+#: job (image, role, channels, output, resources and limits come from the project and options).
+FILLED = ("HyperParameterTuningJobName", "TrainingJobDefinition")
+
+
 def read_config(path: Path) -> dict[str, Any]:
+    """The request file of ``byoc sagemaker tune``, checked before anything is pushed or uploaded.
+
+    :raises ConfigError: naming the first field refused (any others in its detail).
+    """
     data = contract.read_json(path, object)
     if not isinstance(data, dict) or not isinstance(data.get("HyperParameterTuningJobConfig"), dict):
         raise ConfigError(f"{path} must hold a CreateHyperParameterTuningJob request with a"
@@ -35,7 +44,11 @@ def read_config(path: Path) -> dict[str, Any]:
     if "TrainingJobDefinitions" in data:
         raise ConfigError(f"{path}: multi-algorithm TrainingJobDefinitions are not supported; use"
                           " one TrainingJobDefinition")
-    service_limits(data)  # before anything is pushed or uploaded
+    # before anything is pushed or uploaded: the file's shape, as botocore's service model states
+    # it (what byoc fills in, the name and the training job's image, role, output and resources,
+    # may be missing), then the limits the model does not state
+    check_shape(data, filled=FILLED)
+    service_limits(data)
     return data
 
 

@@ -1,7 +1,8 @@
 """A CreateHyperParameterTuningJob request, checked as the service checks it.
 
 The request's shape (field names, types, required fields, lengths, ranges,
-enums, patterns) is checked against botocore's own SageMaker service model;
+enums, patterns) is checked against botocore's own SageMaker service model
+(:func:`byoc.job.tuning.check_shape`, which ``byoc sagemaker tune`` runs too);
 the rules the model cannot state (MaxParallel above MaxNumber, MinValue above
 MaxValue, a log range that reaches 0, Grid with numeric ranges, an objective
 metric with no definition, ...) are checked here. Every problem is a
@@ -12,10 +13,8 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from ..job.tuning import (
     MAX_TRAINING_JOBS_RANDOM as MAX_TRAINING_JOBS_RANDOM,
 )
 from ..job.tuning import (
+    check_shape,
     service_limits,
 )
 from .ranges import CategoricalRange, NumericRange, Range
@@ -128,93 +128,8 @@ def load(path: Path) -> TuningRequest:
 
 def parse(raw: Mapping[str, Any]) -> TuningRequest:
     """Check *raw* as the service would. :raises ConfigError: naming the first field refused."""
-    problems = shape_problems(raw)
-    if problems:
-        raise ConfigError(problems[0], detail="\n".join(f"also: {p}" for p in problems[1:]))
+    check_shape(raw)
     return _semantics(raw)
-
-
-@lru_cache(maxsize=1)
-def _input_shape() -> Any:
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    return model.operation_model(OPERATION).input_shape
-
-
-def shape_problems(raw: Mapping[str, Any]) -> list[str]:
-    """Every way *raw* breaks the request's shape in botocore's service model."""
-    from botocore.validate import ParamValidator
-
-    shape = _input_shape()
-    report = ParamValidator().validate(dict(raw), shape)
-    problems = [_describe(kind, name, details) for kind, name, details in report._errors]
-    problems += _limits(raw, shape, "")
-    return problems
-
-
-def _describe(kind: str, name: str, details: Mapping[str, Any]) -> str:
-    where = name.lstrip(".")
-    if kind == "unknown field":
-        field = f"{where}.{details['unknown_param']}" if where else details["unknown_param"]
-        return f"{field}: unknown field; valid fields are {', '.join(details['valid_names'])}"
-    if kind == "missing required field":
-        field = f"{where}.{details['required_name']}" if where else details["required_name"]
-        return f"{field}: required field is missing"
-    if kind == "invalid type":
-        types = ", ".join(str(t).removeprefix("<class '").removesuffix("'>")
-                          for t in details.get("valid_types", []))
-        return f"{where}: {details.get('param')!r} is not of type {types}"
-    if kind == "invalid range":
-        return f"{where}: {details.get('param')!r} is below the minimum {details.get('min_allowed')}"
-    if kind == "invalid length":
-        return f"{where}: length {details.get('param')} is below the minimum {details.get('min_allowed')}"
-    return f"{where}: {kind}"
-
-
-def _limits(value: Any, shape: Any, where: str) -> list[str]:
-    """Maximums, enums and patterns: the service model states them, botocore leaves them out."""
-    meta = shape.metadata
-    problems: list[str] = []
-    kind = shape.type_name
-    if kind == "structure" and isinstance(value, Mapping):
-        for key, item in value.items():
-            if key in shape.members:
-                problems += _limits(item, shape.members[key], f"{where}.{key}" if where else key)
-    elif kind == "list" and isinstance(value, list):
-        if "max" in meta and len(value) > meta["max"]:
-            problems.append(f"{where}: {len(value)} items; at most {meta['max']}")
-        for index, item in enumerate(value):
-            problems += _limits(item, shape.member, f"{where}[{index}]")
-    elif kind == "map" and isinstance(value, Mapping):
-        if "max" in meta and len(value) > meta["max"]:
-            problems.append(f"{where}: {len(value)} entries; at most {meta['max']}")
-        for key, item in value.items():
-            problems += _limits(key, shape.key, f"{where} key {key!r}")
-            problems += _limits(item, shape.value, f"{where}.{key}")
-    elif kind == "string" and isinstance(value, str):
-        if "max" in meta and len(value) > meta["max"]:
-            problems.append(f"{where}: {len(value)} characters; at most {meta['max']}")
-        if shape.enum and value not in shape.enum:
-            problems.append(f"{where}: {value!r} is not one of {', '.join(shape.enum)}")
-        pattern = _pattern(meta.get("pattern"))
-        if pattern is not None and not pattern.fullmatch(value):
-            problems.append(f"{where}: {value!r} does not match {meta['pattern']}")
-    elif kind in ("integer", "long", "float", "double") and isinstance(value, int | float) \
-            and not isinstance(value, bool):
-        if "max" in meta and value > meta["max"]:
-            problems.append(f"{where}: {value} is above the maximum {meta['max']}")
-    return problems
-
-
-@lru_cache(maxsize=256)
-def _pattern(text: str | None) -> re.Pattern[str] | None:
-    if not text:
-        return None
-    try:
-        return re.compile(text, re.DOTALL)
-    except re.error:  # a construct Python's re lacks: the service checks it, byoc cannot
-        return None
 
 
 def _semantics(raw: Mapping[str, Any]) -> TuningRequest:

@@ -17,12 +17,12 @@ import textwrap
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .. import archive, contract, invoke
+from .. import archive, contract, invoke, job
 from .. import local as harness
 from .._docker import docker_client, explain
 from ..backends.base import LogSink
@@ -32,9 +32,9 @@ from ..errors import (
     ConfigError,
     DockerUnavailableError,
 )
-from ..job import ChannelDefinition, JobDefinition
 from ..project import Project
 from ..say import Say, quiet
+from . import modes as mode_checks
 from . import pipe as pipe_checks
 from . import serve as serve_checks
 from . import train as train_checks
@@ -49,10 +49,11 @@ from .common import (
     Session,
     human_size,
 )
+from .modes import MODES, ModeInputs
 from .serve import ServeInputs
 from .train import TrainInputs
 
-__all__ = ["Check", "Report", "validate", "FAIL", "PASS", "SKIPPED", "WARN", "RESULTS"]
+__all__ = ["Check", "Report", "validate", "FAIL", "PASS", "SKIPPED", "WARN", "RESULTS", "MODES"]
 
 TRAIN_GRACE = harness.TRAIN_GRACE
 SERVE_GRACE = harness.SERVE_GRACE
@@ -180,7 +181,8 @@ def validate(image: str | None, *, project: Project | None = None,
              train_grace: float = TRAIN_GRACE, serve_grace: float = SERVE_GRACE,
              startup_timeout: float = STARTUP_TIMEOUT, train_timeout: float = TRAIN_TIMEOUT,
              say: Say = quiet, container_log: LogSink | None = None,
-             environ: Mapping[str, str] | None = None) -> Report:
+             environ: Mapping[str, str] | None = None, modes: Sequence[str] = (),
+             memory: int | None = None) -> Report:
     """Run *image* through the contract's checks and report each one (None: a missing IMAGE,
     named in the same error as any other missing input).
 
@@ -193,10 +195,21 @@ def validate(image: str | None, *, project: Project | None = None,
     :param serve_grace: the same for serve (SageMaker: 30).
     :param startup_timeout: how long /ping may take to answer 200.
     :param train_timeout: how long one training run may take.
+    :param modes: hosting modes to check (:data:`MODES`, or ``all``) instead of training and
+        serving; they serve *model* (or the project's last local job's model).
+    :param memory: MB of memory for the serverless check (default 1024) and, given, the limit
+        under which the multi-model check loads copies of the model until it answers 507.
     :raises ConfigError: for a missing or unusable input; nothing was started.
     :raises CannotValidateError: when no engine answers or the image is not there.
     :raises Interrupted: on Ctrl-C or SIGTERM, after everything was removed.
     """
+    if modes:
+        return _validate_modes(image, project=project, payload=payload,
+                               content_type=content_type, model=model, modes=modes,
+                               memory=memory, startup_timeout=startup_timeout, say=say,
+                               container_log=container_log, environ=environ)
+    if memory is not None:
+        raise ConfigError("--memory goes with --mode serverless or multi-model")
     if not train and not serve:
         raise ConfigError("nothing to check: --train-only and --serve-only exclude each other")
     defaults = Defaults.of(project)
@@ -217,6 +230,16 @@ def validate(image: str | None, *, project: Project | None = None,
         model = model.resolve() if model is not None else None  # a bind mount needs a full path
         serve_inputs = ServeInputs(model_dir=model, payload=sample, content_type=kind,
                                    grace=serve_grace, startup_timeout=startup_timeout)
+    return _checked(image, say, container_log, environ,
+                    lambda session, facts: _run(session, facts, train_inputs, serve_inputs))
+
+
+def _checked(image: str, say: Say, container_log: LogSink | None,
+             environ: Mapping[str, str] | None,
+             run: Callable[[Session, ImageFacts], list[Check]]) -> Report:
+    """*run*'s checks of *image* in a session whose containers are all removed afterwards."""
+    import docker.errors
+
     try:
         client = docker_client(environ)
     except DockerUnavailableError as exc:
@@ -228,10 +251,13 @@ def validate(image: str | None, *, project: Project | None = None,
         session = Session(client, image, say, container_log)
         try:
             with harness.sigterm_interrupts():
-                checks = _run(session, facts, train_inputs, serve_inputs)
+                checks = run(session, facts)
         except KeyboardInterrupt as exc:
             raise harness.interrupted("validation interrupted: every container it started was"
                                       " removed", exc) from None
+        except docker.errors.APIError as exc:
+            raise CannotValidateError(f"Docker failed during the checks: {explain(exc)}"
+                                      ) from exc
         finally:
             session.close()
     finally:
@@ -239,28 +265,57 @@ def validate(image: str | None, *, project: Project | None = None,
     return Report(image, tuple(checks), time.monotonic() - started)
 
 
+def _validate_modes(image: str | None, *, project: Project | None, payload: Path | None,
+                    content_type: str | None, model: Path | None, modes: Sequence[str],
+                    memory: int | None, startup_timeout: float, say: Say,
+                    container_log: LogSink | None, environ: Mapping[str, str] | None) -> Report:
+    """The hosting modes' checks (see :mod:`byoc.validate.modes`)."""
+    wanted = mode_checks.parse_modes(modes)
+    defaults = Defaults.of(project)
+    image = _check_given(image, defaults, train=False, serve=True, channels=None,
+                         payload=payload, model=model)
+    sample, kind = _payload(defaults, payload, content_type)
+    model = model or defaults.model
+    if model is None:  # not reached: _check_given names a missing model
+        raise ConfigError("--mode needs a model: pass --model (a model.tar.gz or a directory)")
+    if not model.exists():
+        raise ConfigError(f"--model {model} does not exist")
+    if memory is not None and not {"serverless", "multi-model"} & set(wanted):
+        raise ConfigError("--memory goes with --mode serverless or multi-model")
+    if memory is not None:
+        sizes = contract.SERVERLESS_MEMORY_MB
+        if "serverless" in wanted and memory not in sizes:
+            raise ConfigError(f"--memory {memory}: a serverless endpoint has"
+                              f" {', '.join(map(str, sizes))} MB (MemorySizeInMB)")
+        if memory < 6:
+            raise ConfigError(f"--memory {memory}: Docker needs at least 6 MB")
+    model = model.resolve()
+
+    def run(session: Session, facts: ImageFacts) -> list[Check]:
+        model_dir = _extract(session, model) if model.is_file() else model
+        inputs = ModeInputs(model_dir=model_dir, payload=sample, content_type=kind,
+                            startup_timeout=startup_timeout, memory_mb=memory)
+        return _image_checks(facts) + mode_checks.run_checks(session, facts, inputs, wanted)
+
+    return _checked(image, say, container_log, environ, run)
+
+
 def _run(session: Session, facts: ImageFacts, train_inputs: TrainInputs | None,
          serve_inputs: ServeInputs | None) -> list[Check]:
-    import docker.errors
-
     checks = _image_checks(facts)
-    try:
-        if train_inputs is not None:
-            outcome = train_checks.run_checks(session, facts, train_inputs)
-            checks += outcome.checks
-            if outcome.model_dir is not None:  # training works in File mode: try Pipe mode too
-                checks.append(pipe_checks.run_check(session, train_inputs))
-            if serve_inputs is not None and serve_inputs.model_dir is None:
-                no_model = "training wrote no model to serve; fix training or pass --model"
-                serve_inputs = replace(serve_inputs, model_dir=outcome.model_dir, no_model=no_model)
-        if serve_inputs is not None:
-            if serve_inputs.model_dir is not None and serve_inputs.model_dir.is_file():
-                serve_inputs = replace(serve_inputs,
-                                       model_dir=_extract(session, serve_inputs.model_dir))
-            checks += serve_checks.run_checks(session, facts, serve_inputs)
-    except docker.errors.APIError as exc:
-        raise CannotValidateError(f"Docker failed during the checks: {explain(exc)}"
-                                  ) from exc
+    if train_inputs is not None:
+        outcome = train_checks.run_checks(session, facts, train_inputs)
+        checks += outcome.checks
+        if outcome.model_dir is not None:  # training works in File mode: try Pipe mode too
+            checks.append(pipe_checks.run_check(session, train_inputs))
+        if serve_inputs is not None and serve_inputs.model_dir is None:
+            no_model = "training wrote no model to serve; fix training or pass --model"
+            serve_inputs = replace(serve_inputs, model_dir=outcome.model_dir, no_model=no_model)
+    if serve_inputs is not None:
+        if serve_inputs.model_dir is not None and serve_inputs.model_dir.is_file():
+            serve_inputs = replace(serve_inputs,
+                                   model_dir=_extract(session, serve_inputs.model_dir))
+        checks += serve_checks.run_checks(session, facts, serve_inputs)
     return checks
 
 
@@ -325,15 +380,16 @@ def _train_inputs(defaults: Defaults, channels: Mapping[str, Path] | None,
                           " a byoc project, whose local_test/test_dir/input/data has them), or"
                           " --serve-only")
     merged = {**defaults.hyperparameters, **(hyperparameters or {})}
-    hps, _ = contract.stringify_hyperparameters(merged)
-    JobDefinition("byoc-validate", tuple(ChannelDefinition(name, str(path))  # checked as a job
-                                         for name, path in sorted(sources.items())),
-                  hyperparameters=hps)
-    if bad is not None and not bad[0]:
-        raise ConfigError("--bad-hyperparameter takes KEY=VALUE")
-    return TrainInputs(channels=sources, hyperparameters=hps,
-                       content_types={**defaults.content_types, **(content_types or {})},
-                       bad_hyperparameter=bad, grace=grace, timeout=timeout)
+    # the job every training check runs: built and checked as any training job is
+    definition, _ = job.from_project(
+        None, channels={name: str(path) for name, path in sources.items()}, hyperparameters=merged,
+        content_types={**defaults.content_types, **(content_types or {})},
+        base_name="byoc-validate")
+    if bad is not None:
+        if not bad[0]:
+            raise ConfigError("--bad-hyperparameter takes KEY=VALUE")
+        definition.with_hyperparameters(dict([bad]))  # a value the job may be given at all
+    return TrainInputs(definition, bad_hyperparameter=bad, grace=grace, timeout=timeout)
 
 
 def _payload(defaults: Defaults, payload: Path | None, content_type: str | None) -> tuple[Path, str]:

@@ -26,7 +26,6 @@ WARN = "warn"
 SKIPPED = "skipped"
 RESULTS = (PASS, FAIL, WARN, SKIPPED)
 LABEL = "com.byoc.validate"
-BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
 #: Entrypoint programs that take ``train``/``serve`` for their own arguments (A1).
 #: Exit statuses of a command that could not be found or run (a shell's, and docker run's).
 NOT_FOUND_STATUSES = (126, 127)

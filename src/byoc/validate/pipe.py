@@ -9,13 +9,14 @@ seconds is stopped.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from pathlib import Path
 
 from .. import contract
 from .._docker import explain
 from ..backends.docker import training_mounts
-from ..inputs import pipe
-from ..inputs.config import InputOptions
 from ..local import staging
+from ..local.inputs import pipe
 from .common import PASS, WARN, Check, Session, first_line, last_lines
 from .train import TrainInputs
 
@@ -33,13 +34,13 @@ def run_check(session: Session, inputs: TrainInputs, network: str = "none") -> C
     import docker.errors
 
     session.say("train: in Pipe mode, every channel streamed through a FIFO")
-    settings = InputOptions(input_mode="Pipe").resolve(inputs.channels)
-    channels = [contract.Channel(name, content_type=inputs.content_types.get(name), input_mode="Pipe")
-                for name in sorted(inputs.channels)]
+    piped = replace(inputs.job, input_mode="Pipe")  # every channel streamed, checked again
+    sources = {channel.name: Path(channel.source) for channel in piped.channels}
     job = session.tree(session.name("pipe"))
-    specs, _ = staging.stage_hosts(job, ["algo-1"], channels, inputs.channels, inputs.hyperparameters)
+    specs, _ = staging.stage_hosts(job, ["algo-1"], piped.contract_channels(), sources,
+                                   piped.hyperparameters)
     host = specs[0]
-    pipes = pipe.Pipes.for_job(specs, pipe.load_channels(settings, inputs.channels, {}),
+    pipes = pipe.Pipes.for_job(specs, pipe.load_channels(piped.channels, piped.input_mode),
                                job / "pipe-scratch")
     job_name = f"byoc-validate-{session.id}"
     env = contract.job_env(job_name)

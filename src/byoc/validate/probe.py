@@ -38,7 +38,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     return {"error": f"unknown op {op!r}"}
 
 
-def http_request(request: dict[str, Any], body: bytes | None) -> dict[str, Any]:
+def http_request(request: dict[str, Any], body: bytes | None | Padded) -> dict[str, Any]:
     """One HTTP exchange. The result holds ``status`` (or ``error``) and ``elapsed`` seconds.
 
     The body is sent by hand, so a server that answers early (a 413) and
@@ -60,7 +60,8 @@ def http_request(request: dict[str, Any], body: bytes | None) -> dict[str, Any]:
         connection.endheaders()
         if body:
             try:
-                connection.send(body)
+                for chunk in (body.chunks() if isinstance(body, Padded) else (body,)):
+                    connection.send(chunk)
             except OSError as exc:  # the server may have answered and closed already
                 result["send_error"] = f"{type(exc).__name__}: {exc}"
         response = connection.getresponse()
@@ -123,24 +124,56 @@ def load(request: dict[str, Any]) -> dict[str, Any]:
 
 def listening_ports() -> list[list[Any]]:
     """``[port, loopback_only]`` for each TCP socket listening in this network namespace."""
-    found = set()
+    text = ""
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(name) as table:
-                lines = table.readlines()[1:]
+                text += table.read()
         except OSError:
             continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
-                address, port = fields[1].rsplit(":", 1)
-                loopback = address in ("0100007F", "00000000000000000000000001000000",
-                                        "0000000000000000FFFF00000100007F")
-                found.add((int(port, 16), loopback))
+    return parse_listening(text)
+
+
+def parse_listening(text: str) -> list[list[Any]]:
+    """``[port, loopback_only]`` for each listening socket in the text of /proc/net/tcp{,6}."""
+    found = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A" and ":" in fields[1]:  # TCP_LISTEN
+            address, port = fields[1].rsplit(":", 1)
+            try:
+                number = int(port, 16)
+            except ValueError:
+                continue
+            loopback = address in ("0100007F", "00000000000000000000000001000000",
+                                    "0000000000000000FFFF00000100007F")
+            found.add((number, loopback))
     return [[port, loopback] for port, loopback in sorted(found)]
 
 
-def _body(spec: dict[str, Any] | None) -> bytes | None:
+class Padded:
+    """A body of *data* then newlines, *size* bytes in all, sent a MiB at a time (never whole in
+    memory: asynchronous inference's bodies run to hundreds of MB)."""
+
+    CHUNK = 1024 * 1024
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self.data = data[:size]
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def chunks(self) -> Any:
+        yield self.data
+        left = self.size - len(self.data)
+        filler = b"\n" * self.CHUNK
+        while left > 0:
+            yield filler[:left]
+            left -= self.CHUNK
+
+
+def _body(spec: dict[str, Any] | None) -> bytes | Padded | None:
     """``{"path": P}`` is the file; with ``"size": N`` it is cut or grown to N bytes.
 
     ``"fill": "repeat"`` grows it by whole copies of the file, then newlines;
@@ -156,6 +189,8 @@ def _body(spec: dict[str, Any] | None) -> bytes | None:
     if size is None:
         return data
     size = int(size)
+    if spec.get("fill") == "stream":
+        return Padded(data, size)
     if spec.get("fill") == "repeat" and data.endswith(b"\n") and 0 < len(data) <= size:
         data = data * (size // len(data))
     return (data + b"\n" * max(0, size - len(data)))[:size]

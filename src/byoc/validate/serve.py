@@ -19,7 +19,6 @@ from .. import contract, local
 from .._docker import explain
 from ..backends.docker import model_volume
 from .common import (
-    BIND_TO_PORT_LABEL,
     FAIL,
     NOT_FOUND_STATUSES,
     PASS,
@@ -432,8 +431,8 @@ def _sigterm_check(served: Served, grace: float) -> Check:
 def _bind_to_port_check(session: Session, facts: ImageFacts, inputs: ServeInputs,
                         network: str, publish: bool) -> Check:
     session.say(f"serve: again with SAGEMAKER_BIND_TO_PORT={BIND_PORT}")
-    labelled = facts.labels.get(BIND_TO_PORT_LABEL, "").lower() == "true"
-    label = f"LABEL {BIND_TO_PORT_LABEL}=true"
+    labelled = facts.labels.get(contract.BIND_TO_PORT_LABEL, "").lower() == "true"
+    label = f"LABEL {contract.BIND_TO_PORT_LABEL}=true"
     served = _serve(session, inputs, network, {contract.BIND_TO_PORT_ENV: str(BIND_PORT)},
                     publish=publish, port=BIND_PORT, other_port=PORT)
     _stop_quietly(served)

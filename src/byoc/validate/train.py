@@ -14,7 +14,6 @@ contract module writes (channels read-only):
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from .. import contract
 from .._docker import explain
 from ..backends.docker import training_mounts
+from ..job import JobDefinition
 from ..local import staging
 from .common import (
     FAIL,
@@ -57,9 +57,10 @@ OUTPUT_DATA = contract.IN_CONTAINER.output_data_dir.as_posix()
 
 @dataclass(frozen=True)
 class TrainInputs:
-    channels: Mapping[str, Path]
-    hyperparameters: Mapping[str, str]
-    content_types: Mapping[str, str]
+    """The training checks' job (its channels, content types and hyperparameters, built by
+    :func:`byoc.job.from_project`) and how the checks run it."""
+
+    job: JobDefinition
     bad_hyperparameter: tuple[str, str] | None
     grace: float
     timeout: float
@@ -104,7 +105,7 @@ def run_checks(session: Session, facts: ImageFacts, inputs: TrainInputs) -> Trai
     names = ["train.command", "train.no_network", "train.succeeds", "train.model", "train.writes",
              "train.failure", "train.sigterm"]
     session.say("train: docker run --network none IMAGE train")
-    main = _run(session, inputs, inputs.hyperparameters, "none")
+    main = _run(session, inputs, inputs.job, "none")
     command, ran = _command_check(facts, main)
     checks = [command]
     if not ran:
@@ -118,7 +119,7 @@ def run_checks(session: Session, facts: ImageFacts, inputs: TrainInputs) -> Trai
                             "the run without a network did not finish; see train.succeeds"))
     else:
         session.say("train: it failed without a network; trying again on the bridge network")
-        retry = _run(session, inputs, inputs.hyperparameters, "bridge")
+        retry = _run(session, inputs, inputs.job, "bridge")
         if retry.status == 0:
             checks.append(Check(
                 "train.no_network", "A1", FAIL,
@@ -146,12 +147,13 @@ def _skipped(names: list[str], why: str) -> list[Check]:
     return [Check(name, rules[name], SKIPPED, why) for name in names]
 
 
-def _launch(session: Session, inputs: TrainInputs, hyperparameters: Mapping[str, str],
+def _launch(session: Session, definition: JobDefinition,
             network: str) -> tuple[TrainRun, Started | None]:
+    """Stage *definition* as one host's /opt/ml and start ``train`` on it."""
     job = session.tree(session.name("train"))
-    channels = [contract.Channel(name, content_type=inputs.content_types.get(name))
-                for name in sorted(inputs.channels)]
-    specs, _ = staging.stage_hosts(job, ["algo-1"], channels, inputs.channels, hyperparameters)
+    sources = {channel.name: Path(channel.source) for channel in definition.channels}
+    specs, _ = staging.stage_hosts(job, ["algo-1"], definition.contract_channels(), sources,
+                                   definition.hyperparameters)
     host = specs[0]
     job_name = f"byoc-validate-{session.id}"
     env = contract.job_env(job_name)
@@ -167,9 +169,9 @@ def _launch(session: Session, inputs: TrainInputs, hyperparameters: Mapping[str,
         return run, None
 
 
-def _run(session: Session, inputs: TrainInputs, hyperparameters: Mapping[str, str],
+def _run(session: Session, inputs: TrainInputs, definition: JobDefinition,
          network: str) -> TrainRun:
-    run, started = _launch(session, inputs, hyperparameters, network)
+    run, started = _launch(session, definition, network)
     if started is None:
         return run
     run.status = started.wait(inputs.timeout)
@@ -279,7 +281,7 @@ def _outside(diff: list[dict[str, Any]]) -> list[str]:
 def _bad_hyperparameter(inputs: TrainInputs) -> tuple[str, str] | None:
     if inputs.bad_hyperparameter is not None:
         return inputs.bad_hyperparameter
-    for key in sorted(inputs.hyperparameters):
+    for key in sorted(inputs.job.hyperparameters):
         if not key.startswith("sagemaker_"):
             return key, BAD_VALUE
     return None
@@ -293,7 +295,7 @@ def _failure_check(session: Session, inputs: TrainInputs, network: str) -> Check
                      " --bad-hyperparameter K=V")
     key, value = bad
     session.say(f"train: with the bad hyperparameter {key}={value!r}")
-    run = _run(session, inputs, {**inputs.hyperparameters, key: value}, network)
+    run = _run(session, inputs, inputs.job.with_hyperparameters({key: value}), network)
     given = f"{key}={value!r}"
     if run.status == 0 or run.timed_out:
         return Check("train.failure", "A6", WARN, f"with {given}: {run.exit_text()}: it was accepted",
@@ -331,7 +333,7 @@ def _misplaced_failure_files(run: TrainRun) -> list[str]:
 
 def _sigterm_check(session: Session, inputs: TrainInputs, network: str) -> Check:
     session.say("train: stopping a run with SIGTERM")
-    run, started = _launch(session, inputs, inputs.hyperparameters, network)
+    run, started = _launch(session, inputs.job, network)
     if started is None:
         return Check("train.sigterm", "A1", SKIPPED, f"train did not start: {run.start_error}")
     deadline = time.monotonic() + SETTLE_SECONDS

@@ -46,8 +46,8 @@ channel_inputs <- function(name, epoch = 0L) {
 }
 
 #' File and FastFile mode: every regular file of a channel, sorted, hidden ones skipped.
-channel_files <- function(name) {
-  directory <- opt_ml_path("input", "data", name)
+#' @param directory where its files are (a processing job's input: its LocalPath)
+channel_files <- function(name, directory = opt_ml_path("input", "data", name)) {
   if (!dir.exists(directory)) {
     stop(sprintf("channel '%s' has no data: %s does not exist", name, directory), call. = FALSE)
   }

@@ -168,10 +168,11 @@ parse_hyperparameters <- function(schema, raw = read_config("hyperparameters.jso
 #' Write /opt/ml/output/failure, the reason on its first line, unless one exists.
 #' @param reason one line; SageMaker shows its first 1024 characters
 #' @param detail more lines (a traceback), written below it
-write_failure <- function(reason, detail = "") {
+#' @param job what failed, for the log line: "Training" or "Evaluation"
+write_failure <- function(reason, detail = "", job = "Training") {
   reason <- gsub("\\s+", " ", trimws(reason))
-  if (!nzchar(reason)) reason <- "training failed"
-  message("Training failed: ", reason)
+  if (!nzchar(reason)) reason <- paste(tolower(job), "failed")
+  message(job, " failed: ", reason)
   path <- opt_ml_path("output", "failure")
   if (file.exists(path)) return(invisible(path))
   if (nchar(reason) > failure_reason_limit) {
@@ -219,4 +220,28 @@ save_atomically <- function(object, path) {
   saveRDS(object, temp)
   if (!file.rename(temp, path)) stop(sprintf("cannot rename %s to %s", temp, path), call. = FALSE)
   invisible(path)
+}
+
+#' Unpack a model.tar.gz into a new directory: plain files and directories only,
+#' nothing outside it (absolute or '..' paths and links are refused).
+#' @param archive the .tar.gz file
+#' @param scratch the directory to create and unpack into
+#' @return scratch
+unpack_archive <- function(archive, scratch) {
+  members <- tryCatch(utils::untar(archive, list = TRUE, tar = "internal"),
+                      error = function(e) stop(sprintf("%s is not a readable tar.gz archive: %s",
+                                                       archive, conditionMessage(e)), call. = FALSE))
+  if (any(startsWith(members, "/") | grepl("(^|/)\\.\\.(/|$)", members))) {
+    stop(sprintf("%s: refusing an archive with absolute or '..' paths", archive), call. = FALSE)
+  }
+  dir.create(scratch)
+  if (utils::untar(archive, exdir = scratch, tar = "internal") != 0) {
+    stop(sprintf("cannot unpack %s", archive), call. = FALSE)
+  }
+  unpacked <- list.files(scratch, recursive = TRUE, all.files = TRUE, full.names = TRUE)
+  if (any(nzchar(Sys.readlink(unpacked)))) {
+    stop(sprintf("%s: refusing an archive with links: only plain files and directories",
+                 archive), call. = FALSE)
+  }
+  scratch
 }

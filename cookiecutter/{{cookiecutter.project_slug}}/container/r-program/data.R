@@ -12,9 +12,9 @@ header_rows <- 0L
 #' Read every input of a channel.
 #' @param channel the channel's name, e.g. "training"
 #' @param like the training table, when reading another channel: the widths must agree
+#' @param inputs the channel's inputs (raw vectors named after where they came from)
 #' @return list(labels = character vector, features = numeric matrix, one row per label)
-read_table <- function(channel, like = NULL) {
-  inputs <- channel_inputs(channel)
+read_table <- function(channel, like = NULL, inputs = channel_inputs(channel)) {
   tables <- Map(parse_csv, inputs, names(inputs))
   labels <- unlist(lapply(tables, `[[`, "labels"), use.names = FALSE)
   if (length(labels) == 0) {

@@ -9,6 +9,10 @@
 #   load_model(dir)                read it back from `dir` (what serving gets)
 #   n_features(model)              how many features a row must have
 #   predict_rows(model, x)         a numeric matrix in, one prediction per row out
+#   model_classes(model)           a classifier's labels, NULL for a regressor (evaluate
+#                                  scores either kind)
+#   predict_probabilities(model, x) a classifier's class probabilities, a column per label
+#                                  of model_classes (evaluate's ROC curves and AUC); optional
 #
 # Training calls new_model, then fit_epoch once per epoch (the state is
 # checkpointed after each, and `state$epoch` counts them); serving calls
@@ -99,3 +103,9 @@ n_features <- function(model) nrow(model$weights) - 1L
 predict_rows <- function(model, x) {
   model$classes[max.col(class_probabilities(model, x), ties.method = "first")]
 }
+
+#' The class labels, in the order of predict_probabilities' columns.
+model_classes <- function(model) model$classes
+
+#' The probability of each class (columns) for each row of `x`.
+predict_probabilities <- function(model, x) class_probabilities(model, x)

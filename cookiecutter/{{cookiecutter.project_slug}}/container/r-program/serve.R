@@ -19,7 +19,7 @@ serve_setting <- function(name, default) {
 #' What GET /execution-parameters answers for batch transform: one request per
 #' worker at most, within SageMaker's MaxConcurrentTransforms x MaxPayloadInMB <= 100.
 execution_parameters <- function() {
-  payload_mb <- serve_setting("SERVE_MAX_PAYLOAD_MB", 6L)
+  payload_mb <- min(serve_setting("SERVE_MAX_PAYLOAD_MB", 6L), 100L)  # above: asynchronous only
   concurrency <- serve_setting("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", NA_integer_)
   if (is.na(concurrency)) concurrency <- serve_setting("SERVE_WORKERS", 1L)
   strategy <- toupper(gsub("_", "", Sys.getenv("SAGEMAKER_BATCH_STRATEGY", "")))

@@ -87,20 +87,7 @@ previous_model <- function(configs) {
     cat("previous model: the model channel's files\n")
     return(load_model(opt_ml_path("input", "data", "model")))
   }
-  members <- utils::untar(archives[[1]], list = TRUE)
-  if (any(startsWith(members, "/") | grepl("(^|/)\\.\\.(/|$)", members))) {
-    stop(sprintf("%s: refusing an archive with absolute or '..' paths", archives[[1]]), call. = FALSE)
-  }
-  scratch <- tempfile("previous-model-")
-  dir.create(scratch)
-  if (utils::untar(archives[[1]], exdir = scratch, tar = "internal") != 0) {
-    stop(sprintf("cannot unpack %s", archives[[1]]), call. = FALSE)
-  }
-  unpacked <- list.files(scratch, recursive = TRUE, all.files = TRUE, full.names = TRUE)
-  if (any(nzchar(Sys.readlink(unpacked)))) {
-    stop(sprintf("%s: refusing an archive with links: only plain files and directories",
-                 archives[[1]]), call. = FALSE)
-  }
+  scratch <- unpack_archive(archives[[1]], tempfile("previous-model-"))
   cat(sprintf("previous model unpacked from %s\n", archives[[1]]))
   load_model(scratch)
 }

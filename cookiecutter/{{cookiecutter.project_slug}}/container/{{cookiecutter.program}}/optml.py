@@ -79,6 +79,16 @@ class OptMl:
     def checkpoints_dir(self) -> Path:
         return self.root / "checkpoints"
 
+    @property
+    def message_file(self) -> Path:
+        """A processing job's one-line summary (its ExitMessage)."""
+        return self.output_dir / "message"
+
+    @property
+    def processing_dir(self) -> Path:
+        """Where a processing job's inputs and outputs live by convention."""
+        return self.root / "processing"
+
 
 def read_json_object(path: Path) -> dict[str, Any]:
     """Read a JSON object from *path*.

@@ -1,6 +1,8 @@
 """Runtime: you should not need to edit this. The Flask app that answers SageMaker's requests.
 
-Its routes are ``/ping``, ``/invocations`` and ``/execution-parameters``.
+Its routes are ``/ping``, ``/invocations`` and ``/execution-parameters``; with
+``SAGEMAKER_MULTI_MODEL=true``, SageMaker's multi-model API under ``/models``
+instead of ``/invocations`` (see multimodel.py).
 
 The model is loaded once per process that serves it: in the gunicorn master
 before the workers fork when the model is fork-safe (see server.py), else in
@@ -17,10 +19,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -30,8 +33,9 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import payloads
+from multimodel import Registry
 from optml import OptMl
-from settings import Settings
+from settings import MODELS_DIR_ENV, Settings
 
 log = logging.getLogger("predictor")
 
@@ -89,30 +93,17 @@ class ModelSlot:
 def create_app(environ: Mapping[str, str] | None = None, *, load_in_background: bool = False) -> Flask:
     """Build the app for the /opt/ml root and settings in *environ*.
 
-    The model is loaded before this returns, unless *load_in_background*.
+    The model is loaded before this returns, unless *load_in_background*. With
+    ``SAGEMAKER_MULTI_MODEL=true`` there is no model at start: models come and go
+    through SageMaker's multi-model API (multimodel.py).
     """
-    settings = Settings.from_env(environ)
-    slot = ModelSlot(OptMl.from_env(environ).model_dir)
-    if load_in_background:
-        slot.load_in_background()
-    else:
-        slot.load()
-
+    env = os.environ if environ is None else environ
+    settings = Settings.from_env(env)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
 
-    @app.get("/ping")
-    def ping() -> Response:
-        loaded = slot.current
-        if loaded.status != "ready":
-            return _not_ready(loaded)
-        return Response(b"", status=200)
-
-    @app.post("/invocations")
-    def invocations() -> Response:
-        loaded = slot.current
-        if loaded.status != "ready":
-            return _not_ready(loaded)
+    def predict(loaded: Loaded) -> Response:
+        """The predictions for the request's body, by *loaded*."""
         assert loaded.module is not None
         try:
             kind = payloads.request_type(request.headers.get("Content-Type"))
@@ -123,6 +114,31 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_in_background: 
             return _text(exc.status, str(exc))
         predictions = loaded.module.predict(loaded.model, rows)
         return Response(payloads.encode(predictions, answer), status=200, mimetype=answer)
+
+    if settings.multi_model:
+        folder = env.get(MODELS_DIR_ENV)
+        _multi_model_routes(app, Registry(Path(folder) if folder else None, settings.workers,
+                                          load_model), predict)
+    else:
+        slot = ModelSlot(OptMl.from_env(env).model_dir)
+        if load_in_background:
+            slot.load_in_background()
+        else:
+            slot.load()
+
+        @app.get("/ping")
+        def ping() -> Response:
+            loaded = slot.current
+            if loaded.status != "ready":
+                return _not_ready(loaded)
+            return Response(b"", status=200)
+
+        @app.post("/invocations")
+        def invocations() -> Response:
+            loaded = slot.current
+            if loaded.status != "ready":
+                return _not_ready(loaded)
+            return predict(loaded)
 
     @app.get("/execution-parameters")
     def execution_parameters() -> Response:
@@ -142,6 +158,63 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_in_background: 
         return _text(500, f"prediction failed: {type(exc).__name__}: {exc}")
 
     return app
+
+
+def _multi_model_routes(app: Flask, registry: Registry, predict: Callable[[Loaded], Response]) -> None:
+    """SageMaker's multi-model API (see multimodel.py); /ping is 200 with no model loaded."""
+
+    @app.before_request
+    def prune() -> None:
+        registry.prune()  # drop this worker's copies of models another worker unloaded
+
+    @app.get("/ping")
+    def ping() -> Response:
+        return Response(b"", status=200)
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        return _text(404, "this is a multi-model endpoint: invoke POST /models/NAME/invoke")
+
+    @app.post("/models")
+    def load() -> Response:
+        try:
+            described = registry.add(request.get_json(force=True, silent=True))
+        except payloads.PayloadError as exc:
+            return _text(exc.status, str(exc))
+        print(f"predictor: model {described['modelName']} loaded from {described['modelUrl']}",
+              file=sys.stderr, flush=True)
+        return app.json.response({"status": f"model {described['modelName']} loaded"})
+
+    @app.get("/models")
+    def models() -> Response:
+        try:
+            return app.json.response(registry.page(request.args.get("max_results"),
+                                                   request.args.get("next_page_token")))
+        except payloads.PayloadError as exc:
+            return _text(exc.status, str(exc))
+
+    @app.get("/models/<name>")
+    def describe(name: str) -> Response:
+        described = registry.describe(name)
+        if described is None:
+            return _text(404, f"model {name} is not loaded")
+        return app.json.response(described)
+
+    @app.delete("/models/<name>")
+    def unload(name: str) -> Response:
+        if not registry.remove(name):
+            return _text(404, f"model {name} is not loaded")
+        print(f"predictor: model {name} unloaded", file=sys.stderr, flush=True)
+        return app.json.response({"status": f"model {name} unloaded"})
+
+    @app.post("/models/<name>/invoke")
+    def invoke(name: str) -> Response:
+        loaded = registry.model(name)
+        if loaded is None:
+            return _text(404, f"model {name} is not loaded")
+        if loaded.status != "ready":
+            return _text(500, loaded.error)
+        return predict(loaded)
 
 
 def _not_ready(loaded: Loaded) -> Response:

@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -154,5 +155,23 @@ def _fail(paths: OptMl, reason: str, detail: str) -> None:
         print(f"could not write {paths.failure_file}: {exc}", file=sys.stderr)
 
 
+#: How soon a SIGTERM that arrived inside a finaliser is raised again.
+REDELIVER_SECONDS = 0.01
+
+
 def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    # an exception raised inside a finaliser (a ZipFile's __del__ as the garbage collector
+    # runs it) is printed as "Exception ignored" with a traceback and then lost, so the job
+    # would not stop: the signal comes again once the finaliser has returned
+    if _in_finaliser(frame):
+        threading.Timer(REDELIVER_SECONDS, signal.raise_signal, (signal.SIGTERM,)).start()
+        return
     raise Stopped()
+
+
+def _in_finaliser(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False

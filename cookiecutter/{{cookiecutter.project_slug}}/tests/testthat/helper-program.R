@@ -1,7 +1,8 @@
 # Loads the program's R files for the tests (testthat runs this file first).
 program_dir <- normalizePath(file.path("..", "..", "container", "{{ cookiecutter.program }}"))
 test_dir_template <- normalizePath(file.path("..", "..", "local_test", "test_dir"))
-for (part in c("contract.R", "channels.R", "data.R", "model.R", "payloads.R")) {
+test_set <- normalizePath(file.path("..", "..", "local_test", "test"))
+for (part in c("contract.R", "channels.R", "data.R", "model.R", "payloads.R", "evaluation.R")) {
   source(file.path(program_dir, part))
 }
 
@@ -23,6 +24,13 @@ new_opt_ml <- function(hyperparameters = NULL) {
 #' Run the program's `train` under `root`; return its exit status and output lines.
 run_train <- function(root) {
   output <- suppressWarnings(system2(file.path(program_dir, "train"), stdout = TRUE, stderr = TRUE,
+                                     env = paste0("SAGEMAKER_BASE_DIR=", root)))
+  list(status = attr(output, "status") %||% 0L, output = output)
+}
+
+#' Run the program's `evaluate` under `root`; return its exit status and output lines.
+run_evaluate <- function(root) {
+  output <- suppressWarnings(system2(file.path(program_dir, "evaluate"), stdout = TRUE, stderr = TRUE,
                                      env = paste0("SAGEMAKER_BASE_DIR=", root)))
   list(status = attr(output, "status") %||% 0L, output = output)
 }

@@ -1,4 +1,5 @@
-"""Each channel's input settings, from options and ``byoc.toml``, checked as CreateTrainingJob checks them.
+"""Each channel's input settings, from options and ``byoc.toml``, as channel definitions checked by
+the job's one channel check (:func:`byoc.job.definition.check_channels`).
 
 ``byoc.toml`` may hold::
 
@@ -23,41 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import contract
 from ..errors import ConfigError
 from ..project import ProjectConfig
-from . import manifest
+from .definition import ChannelDefinition, check_channels
+from .limits import SEED_RANGE
 
-INPUT_MODES = contract.INPUT_MODES
-RECORD_WRAPPERS = contract.RECORD_WRAPPERS
-COMPRESSIONS = contract.COMPRESSIONS
-S3_PREFIX = "S3Prefix"
-AUGMENTED_MANIFEST = "AugmentedManifestFile"
-LONG = (-(1 << 63), (1 << 63) - 1)
 _TOML_KEYS = ("input_mode", "record_wrapper", "compression", "shuffle_seed", "attribute_names",
               "manifest_root")
-
-
-@dataclass(frozen=True)
-class ChannelInput:
-    """How one channel reaches the container."""
-
-    name: str
-    input_mode: str = "File"
-    record_wrapper: str = "None"
-    compression: str = "None"
-    shuffle_seed: int | None = None
-    attribute_names: tuple[str, ...] | None = None
-    #: The folder an augmented manifest's ``-ref`` files must lie under (None: the manifest's).
-    manifest_root: Path | None = None
-
-    @property
-    def data_type(self) -> str:
-        return AUGMENTED_MANIFEST if self.attribute_names is not None else S3_PREFIX
-
-    @property
-    def is_pipe(self) -> bool:
-        return self.input_mode == "Pipe"
 
 
 @dataclass(frozen=True)
@@ -126,13 +99,12 @@ class InputOptions:
                    shuffle_seeds=found["shuffle_seed"], attribute_names=found["attribute_names"],
                    manifest_roots=found["manifest_root"])
 
-    def resolve(self, sources: Mapping[str, Path]) -> dict[str, ChannelInput]:
-        """Every channel's settings.
+    def resolve(self, sources: Mapping[str, Path]) -> dict[str, ChannelDefinition]:
+        """Every channel's settings, its input mode resolved (the job's where it names none).
 
         :raises ConfigError: with CreateTrainingJob's reason for a combination it refuses.
         """
         mode = self.input_mode or "File"
-        contract.check_enum(mode, INPUT_MODES, "algorithmSpecification.trainingInputMode")
         for option, values in (("--channel-input-mode", self.channel_modes),
                                ("--record-wrapper", self.record_wrappers),
                                ("--compression", self.compressions), ("--shuffle", self.shuffle_seeds),
@@ -141,63 +113,15 @@ class InputOptions:
             for name in values:
                 if name not in sources:
                     raise ConfigError(f"{option} names channel {name!r}, which is not a channel")
-        for name in sources:
-            contract.check_channel_name(name)
-        resolved: dict[str, ChannelInput] = {}
-        for index, name in enumerate(sorted(sources), start=1):
-            member = f"inputDataConfig.{index}.member"
-            channel = ChannelInput(
-                name, input_mode=self.channel_modes.get(name, mode),
-                record_wrapper=self.record_wrappers.get(name, "None"),
-                compression=self.compressions.get(name, "None"),
-                shuffle_seed=self.shuffle_seeds.get(name),
-                attribute_names=self.attribute_names.get(name),
-                manifest_root=self.manifest_roots.get(name))
-            contract.check_enum(channel.input_mode, INPUT_MODES, f"{member}.inputMode")
-            contract.check_enum(channel.record_wrapper, RECORD_WRAPPERS, f"{member}.recordWrapperType")
-            contract.check_enum(channel.compression, COMPRESSIONS, f"{member}.compressionType")
-            _check_channel(channel, sources[name])
-            resolved[name] = channel
-        _check_fifo_names(resolved)
-        return resolved
-
-
-def _check_fifo_names(channels: Mapping[str, ChannelInput]) -> None:
-    """Refuse a channel directory that has the name of another channel's Pipe FIFO
-    (``<channel>_<epoch>``): both would be the same path under ``/opt/ml/input/data``."""
-    for name, channel in channels.items():
-        if not channel.is_pipe:
-            continue
-        for other, found in channels.items():
-            epoch = other[len(name) + 1:] if other.startswith(name + "_") else ""
-            if not found.is_pipe and epoch.isdigit() and epoch.isascii():
-                raise ConfigError(f"channel {other!r} is a directory with the name of Pipe channel"
-                                  f" {name!r}'s FIFO for epoch {int(epoch)}; rename one of them")
-
-
-def _check_channel(channel: ChannelInput, source: Path) -> None:
-    where = f"channel {channel.name!r} ({channel.input_mode} mode)"
-    if channel.attribute_names is not None:
-        manifest.check_attribute_names(channel.name, channel.attribute_names)
-        if not channel.is_pipe:
-            raise ConfigError(f"{where}: AugmentedManifestFile can only be used if the Channel's input"
-                              " mode is Pipe; add --channel-input-mode"
-                              f" {channel.name}=Pipe")
-        if not source.is_file():
-            raise ConfigError(f"{where}: an AugmentedManifestFile channel is one JSON-lines manifest"
-                              f" file, and {source} is not a file")
-        if channel.manifest_root is not None and not channel.manifest_root.is_dir():
-            raise ConfigError(f"channel {channel.name!r}: manifest_root {channel.manifest_root} is"
-                              " not a directory")
-    elif channel.manifest_root is not None:
-        raise ConfigError(f"channel {channel.name!r}: manifest_root applies to an augmented"
-                          " manifest channel only (with attribute_names)")
-    if not channel.is_pipe and channel.compression != "None":
-        raise ConfigError(f"{where}: CompressionType is used only in Pipe input mode. In"
-                          f" {channel.input_mode} mode, leave this field unset or set it to None.")
-    if not channel.is_pipe and channel.record_wrapper != "None":
-        raise ConfigError(f"{where}: RecordWrapperType RecordIO is used only in Pipe input mode. In"
-                          f" {channel.input_mode} mode, leave this field unset or set it to None.")
+        channels = tuple(ChannelDefinition(
+            name, str(sources[name]), input_mode=self.channel_modes.get(name, mode),
+            record_wrapper=self.record_wrappers.get(name),
+            compression=self.compressions.get(name),
+            shuffle_seed=self.shuffle_seeds.get(name),
+            attribute_names=self.attribute_names.get(name),
+            manifest_root=self.manifest_roots.get(name)) for name in sorted(sources))
+        check_channels(channels, mode)
+        return {channel.name: channel for channel in channels}
 
 
 def _seed(name: str, text: str, option: str) -> int:
@@ -205,7 +129,7 @@ def _seed(name: str, text: str, option: str) -> int:
         value = int(text)
     except ValueError:
         raise ConfigError(f"{option} {name}={text}: ShuffleConfig.Seed must be an integer") from None
-    if not LONG[0] <= value <= LONG[1]:
+    if not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
         raise ConfigError(f"{option} {name}={text}: ShuffleConfig.Seed must fit in 64 bits")
     return value
 

@@ -19,23 +19,12 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import contract
-from ..errors import ConfigError
+from ... import contract
+from ...errors import ConfigError
 
 #: One piece of a stream: the bytes of a file, or literal bytes.
 Item = Path | bytes
 REF_SUFFIX = "-ref"
-MAX_ATTRIBUTES = 16
-
-
-def check_attribute_names(channel: str, names: Sequence[str]) -> None:
-    """:raises ConfigError: for a list CreateTrainingJob refuses."""
-    if not 1 <= len(names) <= MAX_ATTRIBUTES:
-        raise ConfigError(f"channel {channel!r}: AttributeNames takes 1 to {MAX_ATTRIBUTES} names,"
-                          f" got {len(names)}")
-    for name in names:
-        if not name or len(name) > 256:
-            raise ConfigError(f"channel {channel!r}: an attribute name takes 1 to 256 characters")
 
 
 def read(manifest: Path, names: Sequence[str], root: Path | None = None) -> list[list[Item]]:

@@ -21,14 +21,14 @@ import random
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from ..backends.base import HostSpec
+from ...backends.base import HostSpec
+from ...job import ChannelDefinition
 from . import manifest, recordio
-from .config import ChannelInput
 from .manifest import Item
 
 T = TypeVar("T")
@@ -61,12 +61,12 @@ class ChannelObjects:
     per attribute). Shuffling and sharding move whole objects.
     """
 
-    channel: ChannelInput
+    channel: ChannelDefinition
     objects: Sequence[Sequence[Item]]
     sharded: bool = False
 
     @classmethod
-    def load(cls, channel: ChannelInput, source: Path, sharded: bool) -> ChannelObjects:
+    def load(cls, channel: ChannelDefinition, source: Path, sharded: bool) -> ChannelObjects:
         """:raises ConfigError: for an augmented manifest that cannot be expanded."""
         if channel.attribute_names is not None:
             return cls(channel, manifest.read(source, channel.attribute_names,
@@ -87,12 +87,14 @@ class ChannelObjects:
         return [piece for obj in order for piece in obj]
 
 
-def load_channels(channels: Mapping[str, ChannelInput], sources: Mapping[str, Path],
-                  distribution: Mapping[str, str]) -> dict[str, ChannelObjects]:
-    """What each Pipe channel streams. :raises ConfigError: for a manifest that cannot be expanded."""
-    return {name: ChannelObjects.load(channel, sources[name].resolve(),
-                                      distribution.get(name) == "ShardedByS3Key")
-            for name, channel in channels.items() if channel.is_pipe}
+def load_channels(channels: Iterable[ChannelDefinition], job_mode: str) -> dict[str, ChannelObjects]:
+    """What each Pipe channel of a job in *job_mode* streams (a channel's own ``InputMode`` first).
+
+    :raises ConfigError: for a manifest that cannot be expanded.
+    """
+    return {channel.name: ChannelObjects.load(channel, Path(channel.source).resolve(),
+                                              channel.distribution == "ShardedByS3Key")
+            for channel in channels if channel.effective_input_mode(job_mode) == "Pipe"}
 
 
 @dataclass
@@ -100,7 +102,7 @@ class Feeder:
     """Feeds one channel's FIFOs on one host, epoch after epoch, until stopped."""
 
     data_dir: Path
-    channel: ChannelInput
+    channel: ChannelDefinition
     pieces: Callable[[int], list[Item]]
     scratch: Path
     epochs_done: int = 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ByocError, ConfigError, ProjectExistsError
+from ..errors import ByocError, ConfigError, ProjectExistsError
 
 #: Lower-case letters, digits and single hyphens, starting with a letter, at most
 #: 63 characters: valid as a SageMaker job or model name and as an ECR repository.
@@ -25,7 +25,7 @@ def template_dir() -> Path:
 
     :raises ByocError: when neither exists (a broken install).
     """
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # src/byoc (byoc/ in a wheel)
     for candidate in (here / "template", here.parent.parent / "cookiecutter"):
         if (candidate / "cookiecutter.json").is_file():
             return candidate
@@ -100,6 +100,8 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
     from cookiecutter.exceptions import CookiecutterException
     from cookiecutter.main import cookiecutter
 
+    from . import upgrade
+
     check_name(name)
     template = template or template_dir()
     variables = template_variables(template)
@@ -126,6 +128,9 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
                           f" elsewhere with --output-dir DIR, or add --nested to put it there anyway")
     if not no_input:
         context = ask(name, context, variables)
+    if context.get("framework") == "r" and context.get("multi_model") == "yes":  # as the hook says
+        raise ConfigError("multi_model=yes needs a Python template: the R server answers only /ping"
+                          " and /invocations, not SageMaker's multi-model API")
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
     # cookiecutter writes each hook to a NamedTemporaryFile(delete=False) it never removes:
@@ -134,8 +139,11 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
     saved_tempdir = tempfile.tempdir
     tempfile.tempdir = scratch
     try:
+        answers = {**context, "project_slug": name}
         rendered = Path(cookiecutter(str(template), no_input=True, output_dir=str(staging),
-                                     extra_context={**context, "project_slug": name}))
+                                     extra_context=answers))
+        # what it was rendered from, and the pristine render: the base of a later byoc upgrade
+        upgrade.record(rendered, template, upgrade.full_context(template, answers))
         try:
             rendered.rename(target)  # atomic; fails if the target appeared meanwhile
         except OSError as exc:
@@ -151,7 +159,7 @@ def new_project(name: str, *, output_dir: Path | None = None, no_input: bool = T
 
 def enclosing_project(directory: Path) -> Path | None:
     """The root of the project *directory* is in or under (the nearest ``byoc.toml``), or None."""
-    from .project import CONFIG_FILE
+    from ..project import CONFIG_FILE
 
     for candidate in (directory, *directory.parents):
         if (candidate / CONFIG_FILE).is_file():
@@ -170,8 +178,8 @@ def _check_context(context: dict[str, str], variables: Mapping[str, object]) -> 
 
 def check_value(key: str, value: str, variables: Mapping[str, object]) -> str:
     """Return *value* if the template variable *key* may take it; :raises ConfigError: otherwise."""
-    from .aws import REGION_PATTERN
-    from .push.ecr import REPOSITORY_PATTERN
+    from ..aws import REGION_PATTERN
+    from ..push.ecr import REPOSITORY_PATTERN
 
     choices = variables.get(key)
     if isinstance(choices, list) and value not in choices:
