@@ -157,3 +157,16 @@ def test_predictions_are_numpy_labels():
     fitted = model.Model(network=model._network(2, 3, 2), classes=["a", "b"],
                          mean=torch.zeros(2, dtype=torch.float64), std=torch.ones(2, dtype=torch.float64))
     assert model.predict(fitted, np.zeros((4, 2))).shape == (4,)
+
+
+def test_serving_computes_what_the_network_does(trained):
+    """predict's NumPy scaling and plain layer calls give network(scale(x)), bit for bit."""
+    fitted = model.load(trained / "model")
+    rows = np.random.default_rng(3).normal(4, 2, size=(300, 4))
+    for features in (rows[:1], rows[:8], rows, rows.astype(np.float32), rows[::2]):
+        with torch.inference_mode():
+            expected = fitted.network(fitted.scale(torch.from_numpy(features)))
+            found = fitted.serve(features)
+        assert found.dtype == expected.dtype and torch.equal(found, expected)
+        labels = np.asarray(fitted.classes)[expected.argmax(dim=1).numpy()]
+        assert np.array_equal(model.predict(fitted, features), labels)

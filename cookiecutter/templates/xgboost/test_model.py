@@ -146,6 +146,23 @@ def test_rows_get_class_labels_and_missing_values_are_accepted(client):
     assert client.post("/invocations", data="1,2,3", content_type="text/csv").status_code == 400
 
 
+def test_predictions_are_those_of_xgboosts_inplace_predict(trained):
+    """The dense path (a proxy made once) answers what inplace_predict does, for any float rows."""
+    fitted = model.load(trained / "model")
+    assert fitted.dense is not None
+    rng = np.random.default_rng(3)
+    rows = rng.normal(5, 2, size=(300, 4))
+    rows[::7, 1] = np.nan
+    cases = [rows[:1], rows[1:9], rows, rows.astype(np.float32), np.asfortranarray(rows[:20]),
+             rows[::2], rows[:0]]
+    for features in cases * 2:  # again: the proxy and XGBoost's output buffer are reused
+        expected = fitted.booster.inplace_predict(features, missing=np.nan)
+        found = fitted.scores(features)
+        assert found.dtype == expected.dtype and found.shape == expected.shape
+        assert np.array_equal(found, expected, equal_nan=True)
+    assert model.predict(fitted, rows[:1]).dtype == np.asarray(fitted.classes).dtype
+
+
 def write_rows(path, labels, features):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{label}," + ",".join(f"{v:.4f}" for v in row) + "\n"
