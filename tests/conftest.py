@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,13 @@ from helpers import (
     copy_probe,
     free_port,
 )
+
+# A test run started in the background of a non-interactive shell (`make check &` in a script)
+# inherits SIGINT ignored, and every byoc a test starts would inherit that too, so the tests
+# that press Ctrl-C (SIGINT) would wait in vain. A handler here is not inherited across exec:
+# the children get the default action back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

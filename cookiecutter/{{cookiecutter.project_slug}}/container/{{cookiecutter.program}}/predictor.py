@@ -4,6 +4,12 @@ Its routes are ``/ping``, ``/invocations`` and ``/execution-parameters``; with
 ``SAGEMAKER_MULTI_MODEL=true``, SageMaker's multi-model API under ``/models``
 instead of ``/invocations`` (see multimodel.py).
 
+The two routes SageMaker calls all the time, ``GET /ping`` and ``POST /invocations``,
+are answered by :class:`HotPath`, plain WSGI in front of the Flask app, when the
+request is an ordinary one (see there): the same answers, byte for byte, without
+Flask's request context, routing and response objects, which cost more per request
+than parsing a row and predicting it (benchmarks/README.md in byoc).
+
 The model is loaded once per process that serves it: in the gunicorn master
 before the workers fork when the model is fork-safe (see server.py), else in
 each worker on a background thread, so that ``/ping`` can answer meanwhile
@@ -23,14 +29,15 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.utils import get_content_type
 
 import payloads
 from multimodel import Registry
@@ -41,6 +48,22 @@ log = logging.getLogger("predictor")
 
 #: Response header saying why /ping is not 200: ``loading`` or ``failed`` (final).
 LOAD_STATUS_HEADER = "X-Model-Load-Status"
+TEXT = "text/plain"
+#: The Content-Type header of each answer's media type, as Flask writes it (charset for text/*).
+CONTENT_TYPES = {kind: get_content_type(kind, "utf-8") for kind in (*payloads.SUPPORTED, TEXT)}
+#: What Flask answers to a /ping with an empty 200.
+PING_HEADERS = (("Content-Type", get_content_type("text/html", "utf-8")), ("Content-Length", "0"))
+
+
+class Answer(NamedTuple):
+    """An answer to /invocations: what either path (Flask or :class:`HotPath`) sends."""
+
+    status: int
+    media_type: str
+    body: bytes
+
+    def response(self) -> Response:
+        return Response(self.body, status=self.status, content_type=CONTENT_TYPES[self.media_type])
 
 
 @dataclass(frozen=True)
@@ -104,16 +127,8 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_in_background: 
 
     def predict(loaded: Loaded) -> Response:
         """The predictions for the request's body, by *loaded*."""
-        assert loaded.module is not None
-        try:
-            kind = payloads.request_type(request.headers.get("Content-Type"))
-            answer = payloads.response_type(request.headers.get("Accept"), kind)
-            rows = payloads.decode(_body(settings.max_payload_bytes), kind, loaded.n_features,
-                                   accepts_missing=loaded.accepts_missing)
-        except payloads.PayloadError as exc:
-            return _text(exc.status, str(exc))
-        predictions = loaded.module.predict(loaded.model, rows)
-        return Response(payloads.encode(predictions, answer), status=200, mimetype=answer)
+        return invoke(loaded, request.headers.get("Content-Type"), request.headers.get("Accept"),
+                      lambda: _body(settings.max_payload_bytes)).response()
 
     if settings.multi_model:
         folder = env.get(MODELS_DIR_ENV)
@@ -140,22 +155,15 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_in_background: 
                 return _not_ready(loaded)
             return predict(loaded)
 
+        app.wsgi_app = HotPath(app.wsgi_app, slot, settings)  # type: ignore[method-assign]
+
     @app.get("/execution-parameters")
     def execution_parameters() -> Response:
         return app.json.response(settings.execution_parameters())
 
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(exc: RequestEntityTooLarge) -> Response:
-        return _text(413, f"the body is larger than {settings.max_payload_mb} MiB")
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        return _text(exc.code or 500, f"{exc.code} {exc.name}")
-
     @app.errorhandler(Exception)
     def failed(exc: Exception) -> Response:
-        traceback.print_exc()
-        return _text(500, f"prediction failed: {type(exc).__name__}: {exc}")
+        return error_answer(exc, settings.max_payload_mb).response()
 
     return app
 
@@ -217,6 +225,72 @@ def _multi_model_routes(app: Flask, registry: Registry, predict: Callable[[Loade
         return predict(loaded)
 
 
+def invoke(loaded: Loaded, content_type: str | None, accept: str | None,
+           read_body: Callable[[], bytes]) -> Answer:
+    """The answer of *loaded* to a request with these headers; the body is read only if they pass.
+
+    :raises Exception: whatever the model raised (each path answers it with a 500).
+    """
+    assert loaded.module is not None
+    try:
+        kind = payloads.request_type(content_type)
+        answer = payloads.response_type(accept, kind)
+        rows = payloads.decode(read_body(), kind, loaded.n_features,
+                               accepts_missing=loaded.accepts_missing)
+    except payloads.PayloadError as exc:
+        return _line(exc.status, str(exc))
+    predictions = loaded.module.predict(loaded.model, rows)
+    return Answer(200, answer, payloads.encode(predictions, answer))
+
+
+class HotPath:
+    """``GET /ping`` and ``POST /invocations`` as plain WSGI, the rest by the Flask app.
+
+    Flask's app.wsgi_app middleware: it answers only what it answers exactly as the Flask
+    routes would (same status, headers and body); anything else goes to Flask untouched,
+    body unread: HEAD and other methods, a model not ready, a body without Content-Length
+    (chunked) or over the limit (Flask answers 413), a client that sent less than its
+    Content-Length (400, as Flask).
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], slot: ModelSlot, settings: Settings) -> None:
+        self.app = app
+        self.slot = slot
+        self.limit = settings.max_payload_bytes
+        self.limit_mb = settings.max_payload_mb
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        loaded = self.slot.current
+        if loaded.status == "ready":
+            path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+            if path == "/ping" and method == "GET":
+                start_response("200 OK", list(PING_HEADERS))
+                return [b""]
+            if path == "/invocations" and method == "POST":
+                length = environ.get("CONTENT_LENGTH") or ""
+                if length.isdigit() and int(length) <= self.limit:
+                    return self.invocation(loaded, environ, start_response, int(length))
+        return self.app(environ, start_response)
+
+    def invocation(self, loaded: Loaded, environ: dict[str, Any], start_response: Callable[..., Any],
+                   length: int) -> Iterable[bytes]:
+        def read_body() -> bytes:
+            body: bytes = environ["wsgi.input"].read(length) if length else b""
+            if len(body) < length:
+                raise payloads.PayloadError(400, "400 Bad Request")  # as Flask: the client left
+            return body
+
+        try:
+            answer = invoke(loaded, environ.get("CONTENT_TYPE"), environ.get("HTTP_ACCEPT"), read_body)
+        except Exception as exc:  # as the Flask app's error handler answers it
+            answer = error_answer(exc, self.limit_mb)
+        if answer.status != 200:
+            return answer.response()(environ, start_response)
+        start_response("200 OK", [("Content-Type", CONTENT_TYPES[answer.media_type]),
+                                  ("Content-Length", str(len(answer.body)))])
+        return [answer.body]
+
+
 def _not_ready(loaded: Loaded) -> Response:
     message = loaded.error or "the model is loading"
     answer = _text(503, message)
@@ -233,6 +307,20 @@ def _body(limit: int) -> bytes:
     return body
 
 
-def _text(status: int, message: str) -> Response:
+def error_answer(exc: Exception, max_payload_mb: int) -> Answer:
+    """The answer to an exception a request raised (printed with its traceback if not HTTP's)."""
+    if isinstance(exc, RequestEntityTooLarge):
+        return _line(413, f"the body is larger than {max_payload_mb} MiB")
+    if isinstance(exc, HTTPException):
+        return _line(exc.code or 500, f"{exc.code} {exc.name}")
+    traceback.print_exc()
+    return _line(500, f"prediction failed: {type(exc).__name__}: {exc}")
+
+
+def _line(status: int, message: str) -> Answer:
     line = " ".join(message.split())[:1000]  # one line, whatever the exception said
-    return Response(line + "\n", status=status, mimetype="text/plain")
+    return Answer(status, TEXT, (line + "\n").encode())
+
+
+def _text(status: int, message: str) -> Response:
+    return _line(status, message).response()
