@@ -18,6 +18,7 @@ Needs numpy and the framework (xgboost-cpu, or torch's CPU build) in the running
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -79,7 +80,8 @@ def train(module: ModuleType, case: dict[str, Any], directory: Path) -> None:
     params = hyperparameters.parse({name: str(value) for name, value in case.items()},
                                    module.HYPERPARAMETERS)
     table = dataset.Table(features=np.ascontiguousarray(features), labels=labels)
-    fitted = module.fit(table, None, job.Job(params=params))
+    with contextlib.redirect_stdout(sys.stderr):  # fit's metrics lines, off the table
+        fitted = module.fit(table, None, job.Job(params=params))
     module.save(fitted, directory)
 
 

@@ -203,13 +203,14 @@ class Model:
     classes: list[str]
     mean: torch.Tensor  # per feature, of the training data over every host
     std: torch.Tensor
-    # made once, not per request: the classes as an array to index, the layers as plain calls
+    # made once, not per request: the classes as an array to index, and (by ``from_state``,
+    # for a network that stays on the CPU) the layers as plain calls
     labels: np.ndarray = field(init=False, repr=False, compare=False)
-    steps: list[Callable[[torch.Tensor], torch.Tensor]] = field(init=False, repr=False, compare=False)
+    steps: list[Callable[[torch.Tensor], torch.Tensor]] | None = field(default=None, init=False,
+                                                                       repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.classes)
-        self.steps = _steps(self.network)
 
     def scale(self, features: torch.Tensor) -> torch.Tensor:
         return ((features.to(self.mean.device, torch.float64) - self.mean) / self.std).float()
@@ -218,8 +219,11 @@ class Model:
         """``network(scale(features))`` on the CPU, with the same operations at less cost per call.
 
         The scaling in NumPy (float64 subtraction and division, then float32: what ``scale``
-        computes), and the layers called without nn.Module's per-call machinery.
+        computes), and the layers called without nn.Module's per-call machinery. A model
+        not loaded by ``from_state`` (``fit``'s, on any device) takes the plain path.
         """
+        if self.steps is None:
+            return self.network(self.scale(torch.from_numpy(features)))
         scaled = ((features - self.mean.numpy()) / self.std.numpy()).astype(np.float32)
         x = torch.from_numpy(scaled)
         for step in self.steps:
@@ -255,7 +259,9 @@ class Model:
         network = _network(int(mean.shape[0]), int(state["hidden_units"]), len(state["classes"]))
         network.load_state_dict(state["network"])
         network.eval()
-        return cls(network=network, classes=list(state["classes"]), mean=mean, std=state["std"])
+        model = cls(network=network, classes=list(state["classes"]), mean=mean, std=state["std"])
+        model.steps = _steps(network)
+        return model
 
     def start_from(self, previous: Model) -> None:
         """Incremental training: the previous model's weights and scaling, if it fits the data."""
@@ -274,7 +280,8 @@ class Model:
 def _steps(network: torch.nn.Module) -> list[Callable[[torch.Tensor], torch.Tensor]]:
     """The calls ``network(x)`` makes: a Sequential's Linear and ReLU layers as torch functions.
 
-    The parameters are referenced, not copied: training and ``load_state_dict`` update them in place.
+    The parameters are referenced, not copied: ``load_state_dict`` updates them in place (moving
+    the network to another device may replace them: ``Model.steps`` is made for a loaded model).
     """
     if not isinstance(network, torch.nn.Sequential):
         return [network]
