@@ -8,7 +8,9 @@ gunicorn processes. Each sample is put in one step of the request path by its
 innermost frame that belongs to one (a numpy call inside ``decode`` is parsing); the
 Python processes' CPU per request is shared out by the samples' shares. The table
 prints both routes side by side and the difference, in microseconds of CPU per
-request. Needs ``wrk`` and ``py-spy`` (``pip install py-spy``; root, or ptrace rights).
+request. Needs ``wrk``, ``py-spy`` (``pip install py-spy``; root, or ptrace rights) and the
+program's own packages in the interpreter that runs it (``pip install -r container/requirements.txt``):
+the program is served as plain processes of this Python.
 
     python benchmarks/profile_serving.py                       # the default template's program
     python benchmarks/profile_serving.py --program PROJECT/container/NAME --model MODEL_DIR \\
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import re
@@ -32,11 +35,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 from byoc.bench import procstats
 from byoc.bench.load import LoadSpec, run_load
+from byoc.errors import BenchError
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM = REPO / "container" / "iris_classifier"
@@ -95,27 +100,65 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class Failed(Exception):
+    """What stops the run: printed as one ``Error:`` line (and the detail, if any, before it)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
 def train(program: Path, root: Path) -> Path:
     """A model trained by *program* on the repository's local_test data, under *root*."""
     shutil.copytree(REPO / "local_test" / "test_dir", root)
     (root / "model").mkdir()
     (root / "output" / "data").mkdir(parents=True)
-    subprocess.run([sys.executable, str(program / "train")], check=True, capture_output=True,
-                   env={**os.environ, "SAGEMAKER_BASE_DIR": str(root)})
+    done = subprocess.run([sys.executable, str(program / "train")], capture_output=True, text=True,
+                          env={**os.environ, "SAGEMAKER_BASE_DIR": str(root)})
+    if done.returncode != 0:
+        raise Failed(f"{program / 'train'} failed (exit status {done.returncode}); does this Python"
+                     " have the program's packages (pip install -r container/requirements.txt)?",
+                     detail=_tail(done.stderr))
     return root / "model"
 
 
-def wait_ready(url: str, seconds: float = 60) -> None:
+def wait_ready(url: str, serve: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
+    """Until /ping answers 200; :raises Failed: if serve ends or gives up first, with its log."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if serve.poll() is not None:
+            raise Failed(f"serve exited with status {serve.returncode} before answering /ping",
+                         detail=_tail(log.read_text(errors="replace")))
         try:
             with urllib.request.urlopen(url + "/ping", timeout=2) as answer:
                 if answer.status == 200:
                     return
+        except urllib.error.HTTPError as exc:
+            if exc.headers.get("X-Model-Load-Status") == "failed":
+                raise Failed(f"the model does not load: {exc.read().decode(errors='replace').strip()}",
+                             detail=_tail(log.read_text(errors="replace"))) from None
         except OSError:
             pass
         time.sleep(0.1)
-    raise SystemExit(f"Error: the server did not answer /ping within {seconds:.0f} s")
+    raise Failed(f"the server did not answer /ping within {seconds:.0f} s",
+                 detail=_tail(log.read_text(errors="replace")))
+
+
+def check_payload(url: str, payload: Path, content_type: str) -> None:
+    """:raises Failed: unless the server answers the payload with a 2xx (a refused one would be
+    profiled as the error path)."""
+    sent = urllib.request.Request(f"{url}/invocations", data=payload.read_bytes(), method="POST",
+                                  headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(sent, timeout=60):
+            return
+    except urllib.error.HTTPError as exc:
+        answer = exc.read().decode(errors="replace").strip()
+        raise Failed(f"the server refuses the payload: HTTP {exc.code}: {answer[:300]}") from None
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def profile(route: str, url: str, serve: subprocess.Popen[bytes], args: argparse.Namespace,
@@ -134,6 +177,9 @@ def profile(route: str, url: str, serve: subprocess.Popen[bytes], args: argparse
                      body_file=args.payload, content_type=args.content_type) if route == "invocations"
             else LoadSpec(url=f"{url}/ping", concurrency=args.concurrency, duration=args.duration))
     load = run_load(spec, "wrk")
+    if load.non_2xx or load.socket_errors:
+        raise Failed(f"{route}: {load.non_2xx} answers outside 2xx and {load.socket_errors} socket"
+                     f" errors of {load.requests} requests: the figures would not be of that route")
     after = procstats.cpu_seconds(tree)
     if spy is not None:
         spy.wait(timeout=args.duration + 30)
@@ -143,13 +189,14 @@ def profile(route: str, url: str, serve: subprocess.Popen[bytes], args: argparse
         kinds[kind] += seconds - before.get(pid, seconds)
     requests = max(load.requests, 1)
     counts = shares(raw) if spy is not None else collections.Counter()
-    total = sum(counts.values()) or 1
+    samples = sum(counts.values())
+    total = samples or 1
     python_us = kinds["gunicorn"] / requests * 1e6
     return {
         "requests_per_s": load.requests_per_s, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
         "cpu_us": {kind: seconds / requests * 1e6 for kind, seconds in kinds.items()},
         "steps_us": {step: python_us * number / total for step, number in counts.items()},
-        "samples": total,
+        "samples": samples,
     }
 
 
@@ -191,16 +238,23 @@ def render(figures: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--program", type=Path, default=PROGRAM, help="the program dir (serve, train)")
     parser.add_argument("--model", type=Path, help="model dir (default: train one on local_test)")
     parser.add_argument("--payload", type=Path, help="body of each invocation (default: one CSV row)")
     parser.add_argument("--content-type", default="text/csv")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per route")
-    parser.add_argument("--rate", type=int, default=1000, help="py-spy samples per second")
-    parser.add_argument("--workers", type=int, default=2, help="MODEL_SERVER_WORKERS")
+    parser.add_argument("--concurrency", type=positive, default=8)
+    parser.add_argument("--duration", type=positive, default=10, help="seconds per route")
+    parser.add_argument("--rate", type=positive, default=1000, help="py-spy samples per second")
+    parser.add_argument("--workers", type=positive, default=2, help="MODEL_SERVER_WORKERS")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--no-profile", action="store_true",
@@ -208,8 +262,27 @@ def main() -> int:
     args = parser.parse_args()
     args.py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not (args.no_profile or Path(args.py_spy).exists()) or not shutil.which("wrk"):
-        print("Error: needs py-spy (pip install py-spy) and wrk (apt-get install wrk)", file=sys.stderr)
-        return 2
+        parser.error("needs py-spy (pip install py-spy) and wrk (apt-get install wrk)")
+    for name in ("serve", "train"):
+        if not (args.program / name).is_file():
+            parser.error(f"--program {args.program}: no {name} program there")
+    if args.payload is not None and not args.payload.is_file():
+        parser.error(f"--payload {args.payload}: not a file")
+    if args.model is not None and not args.model.is_dir():
+        parser.error(f"--model {args.model}: not a directory (an extracted model.tar.gz)")
+    if any("=" not in pair for pair in args.env):
+        parser.error("--env takes KEY=VALUE")
+    try:
+        return run(args)
+    except (Failed, BenchError) as exc:
+        detail = getattr(exc, "detail", "")
+        if detail:
+            print(detail, file=sys.stderr)
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="profile-serving-") as name:
         scratch = Path(name)
         if args.payload is None:
@@ -224,16 +297,20 @@ def main() -> int:
         env = {**os.environ, "SAGEMAKER_BASE_DIR": str(root), "SAGEMAKER_BIND_TO_PORT": str(port),
                "SERVE_BIND_ADDRESS": "127.0.0.1", "MODEL_SERVER_WORKERS": str(args.workers),
                **dict(pair.split("=", 1) for pair in args.env)}
-        serve = subprocess.Popen([sys.executable, str(args.program / "serve")], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        log = scratch / "serve.log"
+        with log.open("wb") as output:
+            serve = subprocess.Popen([sys.executable, str(args.program / "serve")], env=env,
+                                     stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_ready(url)
+            wait_ready(url, serve, log)
+            check_payload(url, args.payload, args.content_type)
             run_load(LoadSpec(url=f"{url}/invocations", concurrency=args.concurrency, duration=2,
                               body_file=args.payload, content_type=args.content_type), "wrk")  # warm-up
             figures = {route: profile(route, url, serve, args, scratch) for route in ("ping", "invocations")}
         finally:
-            os.killpg(serve.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(serve.pid, signal.SIGTERM)
             serve.wait(timeout=40)
     print(render(figures))
     if args.json:

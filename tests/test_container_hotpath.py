@@ -114,6 +114,10 @@ CASES: list[tuple[dict[str, object], bool]] = [
       "headers": {"Content-Type": "text/csv"}, "body": "1,2,x,4\n"}, True),
     ({"name": "not utf-8", "path": "/invocations", "method": "POST",
       "headers": {"Content-Type": "text/csv"}, "body": "1,2,\xff,4\n"}, True),
+    ({"name": "a byte-order mark alone", "path": "/invocations", "method": "POST",
+      "headers": {"Content-Type": "text/csv"}, "body": "\xef\xbb\xbf"}, True),
+    ({"name": "an integer past float's range", "path": "/invocations", "method": "POST",
+      "headers": {"Content-Type": "application/json"}, "body": "[" + "9" * 400 + ", 1, 2, 3]"}, True),
     ({"name": "the model raises", "path": "/invocations", "method": "POST", "raises": "value",
       "headers": {"Content-Type": "text/csv"}, "body": ROW}, True),
     ({"name": "the model raises an HTTP error", "path": "/invocations", "method": "POST", "raises": "http",
@@ -157,6 +161,7 @@ def test_the_hot_path_answers_as_flask_does_byte_for_byte(opt_ml: Path) -> None:
                                                ["Content-Length", str(len(answers["one csv row"]["hot"][2]))]]
     assert answers["json array"]["hot"][1][0] == ["Content-Type", "application/json"]
     for name, status in [("415", 415), ("406", 406), ("empty body", 400), ("wrong width", 400),
+                         ("a byte-order mark alone", 400), ("an integer past float's range", 400),
                          ("the model raises", 500), ("the model raises an HTTP error", 422),
                          ("over the limit", 413),
                          ("client sent less than its Content-Length", 400), ("GET /invocations", 405)]:

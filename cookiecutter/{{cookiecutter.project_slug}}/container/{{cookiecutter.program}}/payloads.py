@@ -111,6 +111,8 @@ def decode(body: bytes, kind: str, n_features: int | None, *, accepts_missing: b
             text = (body[len(codecs.BOM_UTF8):] if body.startswith(codecs.BOM_UTF8) else body).decode()
         except UnicodeDecodeError as exc:
             raise PayloadError(400, f"the body is not UTF-8 text (byte {exc.start})") from None
+        if not text.strip():  # a byte-order mark alone
+            raise PayloadError(400, "the request body is empty")
         rows = _csv_rows(text, n_features) if kind == CSV else _json_rows(text, kind)
     if rows.ndim != 2 or rows.shape[0] == 0:
         raise PayloadError(400, "expected one or more rows of numbers")
@@ -196,7 +198,7 @@ def _json_rows(text: str, kind: str) -> np.ndarray:
         data = [data]  # one row
     try:
         return np.array(data, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # OverflowError: an integer past float's range
         raise PayloadError(400, "expected rows of numbers, all of the same length") from None
 
 
