@@ -132,7 +132,8 @@ def test_bench_on_docker_measures_inside_the_container(default_image: str, train
     data = json.loads(out.read_text())
     _check_report(data, [2], rows=1)
     assert data["backend"] == "docker" and data["target"] == default_image
-    left = docker_client.containers.list(all=True, filters={"name": f"byoc-serve-{port}-"})
+    left = docker_client.containers.list(all=True, ignore_removed=True,
+                                         filters={"name": f"byoc-serve-{port}-"})
     assert left == []
 
 

@@ -31,7 +31,8 @@ def _left_behind(docker_client: Any, *jobs: str) -> list[str]:
     """The containers and networks still on the engine of the jobs (and servers) whose names
     start with one of *jobs*: only this test's, as another run of the suite may share the
     engine."""
-    containers = docker_client.containers.list(all=True, filters={"label": "com.byoc.job"})
+    containers = docker_client.containers.list(all=True, ignore_removed=True,
+                                               filters={"label": "com.byoc.job"})
     networks = docker_client.networks.list(filters={"label": "com.byoc.job"})
     return [c.name for c in containers if c.labels["com.byoc.job"].startswith(jobs)] + \
         [n.name for n in networks if (n.attrs["Labels"] or {})["com.byoc.job"].startswith(jobs)]

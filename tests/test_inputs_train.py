@@ -187,7 +187,8 @@ def test_every_host_resolves_every_peer_also_after_it_exited(
     assert reports["algo-2"]["resolved"]["algo-1"][0] == reports["algo-1"]["resolved"]["algo-1"][0]
     # algo-1 had finished before algo-2 looked it up
     assert reports["algo-1"]["finished_at"] < reports["algo-2"]["resolved_at"]
-    left = docker_client.containers.list(all=True, filters={"label": f"com.byoc.job={result.job_name}"})
+    left = docker_client.containers.list(all=True, ignore_removed=True,
+                                         filters={"label": f"com.byoc.job={result.job_name}"})
     networks = docker_client.networks.list(filters={"label": f"com.byoc.job={result.job_name}"})
     assert left == [] and networks == []
 
@@ -257,7 +258,8 @@ def test_stopping_byoc_while_a_program_ignores_its_fifo_leaves_nothing_behind(
     assert not (tmp_path / "jobs" / job / "hosts").exists()
     if kind == "docker":
         client = request.getfixturevalue("docker_client")
-        assert client.containers.list(all=True, filters={"label": f"com.byoc.job={job}"}) == []
+        assert client.containers.list(all=True, ignore_removed=True,
+                                      filters={"label": f"com.byoc.job={job}"}) == []
         assert client.networks.list(filters={"label": f"com.byoc.job={job}"}) == []
 
 

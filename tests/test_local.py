@@ -41,7 +41,7 @@ def _left_behind(docker_client: Any, job_name: str) -> list[str]:
     """The containers and networks of *job_name* still on the engine (only this job's: other
     test runs may share the engine)."""
     label = {"label": f"com.byoc.job={job_name}"}
-    containers = docker_client.containers.list(all=True, filters=label)
+    containers = docker_client.containers.list(all=True, ignore_removed=True, filters=label)
     networks = docker_client.networks.list(filters=label)
     return [c.name for c in containers] + [n.name for n in networks]
 

@@ -288,7 +288,8 @@ def test_a_killed_byoc_leaves_a_record_the_next_command_marks_failed(
     assert record.status == "Failed" and "killed" in record.data["FailureReason"]
     assert not (job_dir / "hosts").exists()
     if client is not None:
-        assert not client.containers.list(all=True, filters={"label": "com.byoc.job=orphan"})
+        assert not client.containers.list(all=True, ignore_removed=True,
+                                          filters={"label": "com.byoc.job=orphan"})
         assert not client.networks.list(filters={"label": "com.byoc.job=orphan"})
     else:
         time.sleep(0.5)

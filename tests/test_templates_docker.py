@@ -259,5 +259,5 @@ def test_gpus_reach_docker_as_a_device_request(projects: dict[str, Path], images
     error = trained.stderr.strip().splitlines()[-1]
     assert error.startswith("Error: Docker refused the job: ") and "--gpus needs an engine with a GPU" \
         " runtime" in error, error
-    left = docker_client.containers.list(all=True, filters={"label": "com.byoc.job"})
+    left = docker_client.containers.list(all=True, ignore_removed=True, filters={"label": "com.byoc.job"})
     assert not [c for c in left if c.image.tags and c.image.tags[0] == image]

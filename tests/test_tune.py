@@ -487,7 +487,8 @@ def test_describe_removes_the_containers_of_a_tuning_job_whose_byoc_was_killed(
     name = f"probe-killed-{uuid.uuid4().hex[:6]}"
 
     def containers() -> list[Any]:
-        return [c for c in docker_client.containers.list(all=True, filters={"label": "com.byoc.job"})
+        return [c for c in docker_client.containers.list(all=True, ignore_removed=True,
+                                                         filters={"label": "com.byoc.job"})
                 if c.labels["com.byoc.job"].startswith(f"{name}-")]
     _, tuning_dir = _killed_mid_trial(name, tmp_path, "--backend", "docker",
                                       "--image", tuneprobe_image, "--channel", f"training={data}",

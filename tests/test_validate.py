@@ -89,7 +89,8 @@ def nothing_left_behind(docker_client: Any) -> Iterator[None]:
     scratch = Path(tempfile.gettempdir())
     before = set(scratch.glob("byoc-validate-*"))
     yield
-    left = docker_client.containers.list(all=True, filters={"label": "com.byoc.validate"})
+    left = docker_client.containers.list(all=True, ignore_removed=True,
+                                         filters={"label": "com.byoc.validate"})
     assert [container.name for container in left] == []
     assert set(scratch.glob("byoc-validate-*")) - before == set()
 

@@ -88,10 +88,10 @@ def payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def no_leftovers(docker_client: Any) -> Iterator[None]:
     before = {container.id for container in docker_client.containers.list(
-        all=True, filters={"label": "com.byoc.validate"})}
+        all=True, ignore_removed=True, filters={"label": "com.byoc.validate"})}
     yield
     left = [container.name for container in docker_client.containers.list(
-        all=True, filters={"label": "com.byoc.validate"}) if container.id not in before]
+        all=True, ignore_removed=True, filters={"label": "com.byoc.validate"}) if container.id not in before]
     assert [name for name in left if any(mode in name for mode in
                                          ("multi-model", "bind-port", "async", "serverless"))] == []
 

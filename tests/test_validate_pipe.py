@@ -23,7 +23,8 @@ pytestmark = pytest.mark.docker
 @pytest.fixture
 def no_leftovers(docker_client: Any) -> Iterator[None]:
     yield
-    left = docker_client.containers.list(all=True, filters={"label": "com.byoc.validate"})
+    left = docker_client.containers.list(all=True, ignore_removed=True,
+                                         filters={"label": "com.byoc.validate"})
     assert [container.name for container in left if "pipe" in container.name] == []
 
 

@@ -76,7 +76,7 @@ def remove_labelled(job_name: str, environ: Mapping[str, str] | None) -> None:
     labelled = {"label": f"{LABEL}={job_name}"}
     try:
         for _ in range(REMOVAL_PASSES):
-            containers = client.containers.list(all=True, filters=labelled)
+            containers = client.containers.list(all=True, ignore_removed=True, filters=labelled)
             if not containers:
                 break
             for container in containers:
