@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from pathlib import Path
 from byoc.bench import procstats
 from byoc.bench.load import LoadSpec, run_load
 from byoc.errors import BenchError
+from byoc.local.serve import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM = REPO / "container" / "iris_classifier"
@@ -92,12 +92,6 @@ def shares(raw: Path) -> collections.Counter[str]:
         if step is not None:
             counts[step] += int(number)
     return counts
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Failed(Exception):
